@@ -1,0 +1,63 @@
+//! The engine's one error type. Every variant carries what a user needs to act on it: the
+//! file and line of a bad model key, the name of a parameter and what it allows.
+
+use thiserror::Error;
+
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum Error {
+    /// The model file is not valid TOML.
+    #[error("{origin}:{line}:{col}: {msg}")]
+    Syntax {
+        origin: String,
+        line: usize,
+        col: usize,
+        msg: String,
+    },
+
+    /// A key of the model file has a value the engine cannot use.
+    #[error("{origin}:{line}: key `{key}`: {msg}")]
+    Model {
+        origin: String,
+        line: usize,
+        key: String,
+        msg: String,
+    },
+
+    /// A parameter or signal name that the model does not have.
+    #[error("unknown {what} `{name}`{}", hint_suffix(.hint))]
+    UnknownName {
+        what: &'static str,
+        name: String,
+        hint: String,
+    },
+
+    /// A value outside what a parameter allows.
+    #[error("parameter `{name}`: {value} is not allowed: {allowed}")]
+    InvalidValue {
+        name: String,
+        value: f64,
+        allowed: String,
+    },
+
+    /// A parameter that exists but cannot be written now.
+    #[error("parameter `{name}` cannot be set now: {reason}")]
+    NotWritable { name: String, reason: String },
+
+    /// An event injected at a time the simulation has already passed.
+    #[error("event for `{target}` at t={te} is in the past (t is {t}): events need te >= t")]
+    EventInPast { target: String, te: f64, t: f64 },
+
+    /// An event injected into something that has no NET_RECEIVE.
+    #[error("`{target}` cannot receive events: {reason}")]
+    NotATarget { target: String, reason: String },
+}
+
+fn hint_suffix(hint: &str) -> String {
+    if hint.is_empty() {
+        String::new()
+    } else {
+        format!(": {hint}")
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

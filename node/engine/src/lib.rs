@@ -1,0 +1,19 @@
+//! spikebus-engine: a pure, deterministic re-implementation of NEURON's fixed-step simulation
+//! for the models spikebus supports (sections with hh and pas, ExpSyn, Exp2Syn, IClamp,
+//! NetStim, VecStim, NetCon), reproducing NEURON 9.0.2 bit for bit. No I/O happens here: a
+//! model arrives as text, results leave through callbacks and buffers.
+//!
+//! - `model`: the description of what is simulated (and `parse`: model files);
+//! - `signal`: names of recordable variables;
+//! - `sim`: execution, split at the points where a controller may pause it.
+
+pub mod error;
+pub mod model;
+pub mod parse;
+pub mod signal;
+pub mod sim;
+
+pub use error::{Error, Result};
+pub use model::Model;
+pub use parse::parse_model;
+pub use sim::{SignalRef, Sim, Spike, Stage};

@@ -1,0 +1,563 @@
+#!/usr/bin/env python3
+"""Golden data for spikebus: run the real NEURON 9.0.2 on each golden variant.
+
+Usage (from anywhere; paths are resolved from the repository root):
+
+    python tests/golden/generate.py [VARIANT...]
+
+Default: every variant in tests/golden/variants.toml. Each variant is a model file
+(docs/model-format.md) plus `set` overrides and an optional callback. It is built in NEURON in
+a fixed order (the order decides NEURON's internal orderings and so the bits), run with
+h.run(), and written to tests/golden/<variant>.json (format: tests/golden/README.md).
+
+Each variant runs in a fresh Python process (NEURON's state cannot be reset completely), in
+an empty working directory (so `import neuron` cannot auto-load a stray x86_64/ mechanism
+library). VecStim, which NEURON does not build in, comes from tests/golden/mod/vecstim.mod,
+compiled with the nrnivmodl of the running NEURON into tests/golden/.nrnmech/ (a cache, not
+committed).
+"""
+
+import base64
+import hashlib
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import zlib
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    sys.exit("generate.py needs Python >= 3.11 (tomllib)")
+
+GOLDEN = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(GOLDEN))
+VARIANTS = os.path.join(GOLDEN, "variants.toml")
+MOD_DIR = os.path.join(GOLDEN, "mod")
+MECH_CACHE = os.path.join(GOLDEN, ".nrnmech")
+NEURON_VERSION = "9.0.2"
+
+# ---------------------------------------------------------------------------------------------
+# Model schema (docs/model-format.md): key -> NEURON's default. A default is never set in
+# NEURON; after building, the generator checks NEURON really holds it (see check_defaults).
+
+RUN_DEFAULTS = {"dt": 0.025, "tstop": 5.0, "v_init": -65.0, "celsius": 6.3, "usetable_hh": 1}
+SECTION_GEOMETRY = {"L": 100.0, "diam": 500.0, "nseg": 1, "cm": 1.0, "Ra": 35.4}
+HH_PARAMS = {"gnabar_hh": 0.12, "gkbar_hh": 0.036, "gl_hh": 0.0003, "el_hh": -54.3}
+ION_PARAMS = {"ena": 50.0, "ek": -77.0}  # need hh (which brings na_ion and k_ion)
+PAS_PARAMS = {"g_pas": 0.001, "e_pas": -70.0}
+SECTION_KEYS = (set(SECTION_GEOMETRY) | set(HH_PARAMS) | set(ION_PARAMS) | set(PAS_PARAMS)
+                | {"parent", "insert", "threshold"})
+DEFAULT_THRESHOLD = 10.0
+POINT_PARAMS = {
+    "ExpSyn": {"tau": 0.1, "e": 0.0},
+    "Exp2Syn": {"tau1": 0.1, "tau2": 10.0, "e": 0.0},
+    "IClamp": {"del": 0.0, "dur": 0.0, "amp": 0.0},
+}
+POINT_SIGNALS = {"ExpSyn": {"g", "i"}, "Exp2Syn": {"A", "B", "g", "i"}, "IClamp": {"i"}}
+NETSTIM_PARAMS = {"interval": 10.0, "number": 10.0, "start": 50.0, "noise": 0.0}
+CELL_KEYS = {"NetStim": set(NETSTIM_PARAMS) | {"type", "seed"}, "VecStim": {"type", "times"}}
+NETCON_KEYS = {"source", "target", "delay", "weight", "threshold"}
+NETCON_DEFAULTS = {"delay": 1.0, "weight": 0.0}
+SECTION_SIGNALS = {
+    "v": None, "m_hh": "hh", "h_hh": "hh", "n_hh": "hh", "ina": "hh", "ik": "hh",
+    "il_hh": "hh", "gna_hh": "hh", "gk_hh": "hh", "i_pas": "pas",
+}
+CALLBACKS = {"seed_interval"}
+
+
+class ModelError(Exception):
+    pass
+
+
+def is_number(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def parse_location(text, sections, what):
+    """'SEC(x)' -> (SEC, x)."""
+    m = re.fullmatch(r"\s*(\w+)\s*\(\s*([^)]+?)\s*\)\s*", str(text))
+    if not m:
+        raise ModelError(f"{what}: expected \"SECTION(x)\", found {text!r}")
+    name, x = m.group(1), float(m.group(2))
+    if name not in sections:
+        raise ModelError(f"{what}: no section named {name!r}")
+    if not 0.0 <= x <= 1.0:
+        raise ModelError(f"{what}: x must be in [0, 1], found {x}")
+    return name, x
+
+
+def load_model(path):
+    with open(os.path.join(ROOT, path), "rb") as f:
+        doc = tomllib.load(f)
+    unknown = set(doc) - {"run", "section", "point", "cell", "netcon", "record"}
+    if unknown:
+        raise ModelError(f"{path}: unknown tables {sorted(unknown)}")
+    model = {
+        "run": dict(doc.get("run", {})),
+        "section": {k: dict(v) for k, v in doc.get("section", {}).items()},
+        "point": {k: dict(v) for k, v in doc.get("point", {}).items()},
+        "cell": {k: dict(v) for k, v in doc.get("cell", {}).items()},
+        "netcon": {k: dict(v) for k, v in doc.get("netcon", {}).items()},
+        "record": dict(doc.get("record", {})),
+    }
+    return model
+
+
+def kind_of(model, name):
+    kinds = [k for k in ("section", "point", "cell", "netcon") if name in model[k]]
+    if len(kinds) != 1:
+        raise ModelError(f"name {name!r} is " + ("unknown" if not kinds else f"ambiguous {kinds}"))
+    return kinds[0]
+
+
+def apply_overrides(model, overrides):
+    for key, value in overrides.items():
+        if not is_number(value):
+            raise ModelError(f"set {key!r}: expected a number, found {value!r}")
+        if "." not in key:
+            if key not in RUN_DEFAULTS:
+                raise ModelError(f"set {key!r}: unknown global (allowed: {sorted(RUN_DEFAULTS)})")
+            model["run"][key] = value
+            continue
+        obj, param = key.split(".", 1)
+        table = model[kind_of(model, obj)][obj]
+        if param in ("type", "at", "source", "target", "parent", "insert", "times"):
+            raise ModelError(f"set {key!r}: {param!r} cannot be set")
+        table[param] = value  # validated with the model
+
+
+def validate(model):
+    run = model["run"]
+    for k in run:
+        if k not in RUN_DEFAULTS:
+            raise ModelError(f"run.{k}: unknown key")
+    sections = model["section"]
+    for name, s in sections.items():
+        for k in s:
+            if k not in SECTION_KEYS:
+                raise ModelError(f"section.{name}.{k}: unknown key")
+        ins = s.get("insert", [])
+        for mech in ins:
+            if mech not in ("hh", "pas"):
+                raise ModelError(f"section.{name}.insert: unknown mechanism {mech!r}")
+        for k in s:
+            if (k in HH_PARAMS or k in ION_PARAMS) and "hh" not in ins:
+                raise ModelError(f"section.{name}.{k}: needs insert = [\"hh\"]")
+            if k in PAS_PARAMS and "pas" not in ins:
+                raise ModelError(f"section.{name}.{k}: needs insert = [\"pas\"]")
+        if "nseg" in s and (s["nseg"] != int(s["nseg"]) or s["nseg"] < 1):
+            raise ModelError(f"section.{name}.nseg: expected an integer >= 1")
+        if "parent" in s:
+            parse_location(s["parent"], sections, f"section.{name}.parent")
+    for name, p in model["point"].items():
+        typ = p.get("type")
+        if typ not in POINT_PARAMS:
+            raise ModelError(f"point.{name}.type: expected one of {sorted(POINT_PARAMS)}")
+        if "at" not in p:
+            raise ModelError(f"point.{name}.at: required")
+        parse_location(p["at"], sections, f"point.{name}.at")
+        for k in p:
+            if k not in POINT_PARAMS[typ] and k not in ("type", "at"):
+                raise ModelError(f"point.{name}.{k}: unknown key for {typ}")
+    for name, c in model["cell"].items():
+        typ = c.get("type")
+        if typ not in CELL_KEYS:
+            raise ModelError(f"cell.{name}.type: expected one of {sorted(CELL_KEYS)}")
+        for k in c:
+            if k not in CELL_KEYS[typ]:
+                raise ModelError(f"cell.{name}.{k}: unknown key for {typ}")
+        if typ == "NetStim" and c.get("noise", 0.0) != 0.0:
+            # spikebus seeds its own random stream (`seed`), which NEURON cannot reproduce.
+            raise ModelError(f"cell.{name}.noise: golden variants need noise = 0")
+    for name, n in model["netcon"].items():
+        for k in n:
+            if k not in NETCON_KEYS:
+                raise ModelError(f"netcon.{name}.{k}: unknown key")
+        for k in ("source", "target"):
+            if k not in n:
+                raise ModelError(f"netcon.{name}.{k}: required")
+        src, tgt = n["source"], n["target"]
+        if src not in sections and src not in model["cell"]:
+            raise ModelError(f"netcon.{name}.source: no section or cell named {src!r}")
+        if "threshold" in n and src not in sections:
+            raise ModelError(f"netcon.{name}.threshold: not allowed with an artificial-cell source")
+        ok = (tgt in model["point"] and model["point"][tgt]["type"] in ("ExpSyn", "Exp2Syn")) or (
+            tgt in model["cell"] and model["cell"][tgt]["type"] == "NetStim")
+        if not ok:
+            raise ModelError(f"netcon.{name}.target: {tgt!r} is not an ExpSyn, Exp2Syn or NetStim")
+    for k in model["record"]:
+        if k != "signals":
+            raise ModelError(f"record.{k}: unknown key")
+
+
+def resolve_thresholds(model):
+    """A detector threshold belongs to the source section; a netcon's `threshold` sets it
+    (file order, the last one wins, as in NEURON where it is shared by all its NetCons)."""
+    th = {name: float(s.get("threshold", DEFAULT_THRESHOLD)) for name, s in model["section"].items()}
+    for n in model["netcon"].values():
+        if "threshold" in n:
+            th[n["source"]] = float(n["threshold"])
+    return th
+
+
+def parse_signal(model, name):
+    """-> ('sec', SEC, x, var) or ('pp', NAME, var)."""
+    m = re.fullmatch(r"(\w+)(?:\(([^)]*)\))?\.(\w+)", name)
+    if not m:
+        raise ModelError(f"record: bad signal name {name!r}")
+    obj, x, var = m.group(1), m.group(2), m.group(3)
+    if obj in model["section"]:
+        if var not in SECTION_SIGNALS:
+            raise ModelError(f"record: {name!r}: unknown section signal {var!r}")
+        mech = SECTION_SIGNALS[var]
+        if mech and mech not in model["section"][obj].get("insert", []):
+            raise ModelError(f"record: {name!r} needs {mech} in section {obj}")
+        xv = 0.5 if x is None else float(x)
+        if not 0.0 <= xv <= 1.0:
+            raise ModelError(f"record: {name!r}: x out of [0, 1]")
+        return ("sec", obj, xv, var)
+    if obj in model["point"] and x is None:
+        typ = model["point"][obj]["type"]
+        if var not in POINT_SIGNALS[typ]:
+            raise ModelError(f"record: {name!r}: {typ} has no signal {var!r}")
+        return ("pp", obj, var)
+    raise ModelError(f"record: {name!r}: no section or point process {obj!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# VecStim: compile tests/golden/mod/vecstim.mod once per (mod text, NEURON, platform).
+
+def find_nrnivmodl():
+    here = os.path.join(os.path.dirname(sys.executable), "nrnivmodl")
+    if os.path.exists(here):
+        return here
+    found = shutil.which("nrnivmodl")
+    if not found:
+        raise RuntimeError("nrnivmodl not found next to the interpreter nor on PATH")
+    return found
+
+
+def find_library(build_dir):
+    for root, _dirs, files in os.walk(build_dir):
+        for f in files:
+            if f.startswith("libnrnmech.") and f.rsplit(".", 1)[-1] in ("so", "dylib", "dll"):
+                return os.path.join(root, f)
+    return None
+
+
+def build_mechanisms():
+    """Compile the .mod files in tests/golden/mod; return the path of the shared library."""
+    import neuron  # for its version only
+
+    mods = sorted(f for f in os.listdir(MOD_DIR) if f.endswith(".mod"))
+    key = hashlib.sha256()
+    for m in mods:
+        key.update(m.encode() + b"\0")
+        with open(os.path.join(MOD_DIR, m), "rb") as f:
+            key.update(f.read() + b"\0")
+    key.update(f"{neuron.__version__}|{sys.platform}|{platform.machine()}".encode())
+    target = os.path.join(MECH_CACHE, key.hexdigest()[:16])
+    lib = find_library(target) if os.path.isdir(target) else None
+    if lib:
+        return lib
+    os.makedirs(MECH_CACHE, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="build-", dir=MECH_CACHE)
+    for m in mods:
+        shutil.copy(os.path.join(MOD_DIR, m), tmp)
+    proc = subprocess.run([find_nrnivmodl(), "."], cwd=tmp, capture_output=True, text=True)
+    if proc.returncode != 0 or not find_library(tmp):
+        log = os.path.join(MECH_CACHE, "nrnivmodl.log")
+        with open(log, "w") as f:
+            f.write(proc.stdout + "\n" + proc.stderr)
+        raise RuntimeError(f"nrnivmodl failed (exit {proc.returncode}); log in {log}")
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+    return find_library(target)
+
+
+# ---------------------------------------------------------------------------------------------
+# One variant, in this process (a worker started by main()).
+
+def run_variant(name, spec, mechlib):
+    from neuron import h
+
+    model_path = spec["model"]
+    overrides = dict(spec.get("set", {}))
+    callback = spec.get("callback")
+    if callback is not None and callback not in CALLBACKS:
+        raise ModelError(f"variant {name}: unknown callback {callback!r}")
+    model = load_model(model_path)
+    apply_overrides(model, overrides)
+    validate(model)
+    thresholds = resolve_thresholds(model)
+    run = model["run"]
+    cells = model["cell"]
+    has_vecstim = any(c["type"] == "VecStim" for c in cells.values())
+
+    if has_vecstim:
+        if not mechlib:
+            raise RuntimeError("VecStim needed but no mechanism library was built")
+        if not h.nrn_load_dll(mechlib):
+            raise RuntimeError(f"h.nrn_load_dll({mechlib!r}) failed")
+
+    # 1. globals
+    h.load_file("stdrun.hoc")
+    dt = float(run.get("dt", RUN_DEFAULTS["dt"]))
+    h.celsius = run.get("celsius", RUN_DEFAULTS["celsius"])
+    h.usetable_hh = run.get("usetable_hh", RUN_DEFAULTS["usetable_hh"])
+    h.v_init = run.get("v_init", RUN_DEFAULTS["v_init"])
+    h.tstop = run.get("tstop", RUN_DEFAULTS["tstop"])
+    h.steps_per_ms = 1.0 / dt
+    h.dt = dt
+
+    # 2. sections in file order, then connections in file order
+    secs = {}
+    for sname, s in model["section"].items():
+        sec = h.Section(name=sname)
+        for k in ("L", "diam", "nseg", "cm", "Ra"):
+            if k in s:
+                setattr(sec, k, int(s[k]) if k == "nseg" else s[k])
+        for mech in s.get("insert", []):
+            sec.insert(mech)
+        for k in list(HH_PARAMS) + list(ION_PARAMS) + list(PAS_PARAMS):
+            if k in s:
+                setattr(sec, k, s[k])  # every segment
+        secs[sname] = sec
+    for sname, s in model["section"].items():
+        if "parent" in s:
+            pname, x = parse_location(s["parent"], secs, f"section.{sname}.parent")
+            secs[sname].connect(secs[pname](x), 0)
+
+    keep = []  # objects that must outlive the run
+    spikes = {}  # source name -> Vector, sections then cells
+
+    # 3. spike recorders of the section detectors, before any other NetCon
+    for sname, sec in secs.items():
+        nc = h.NetCon(sec(0.5)._ref_v, None, sec=sec)
+        nc.threshold = thresholds[sname]
+        vec = h.Vector()
+        nc.record(vec)
+        keep.append(nc)
+        spikes[sname] = vec
+
+    # 4. point processes
+    pps = {}
+    for pname, p in model["point"].items():
+        sname, x = parse_location(p["at"], secs, f"point.{pname}.at")
+        pp = getattr(h, p["type"])(secs[sname](x))
+        for k in POINT_PARAMS[p["type"]]:
+            if k in p:
+                setattr(pp, k, p[k])  # "del" works through setattr
+        pps[pname] = pp
+
+    # 5. artificial cells, then their spike recorders
+    arts = {}
+    for cname, c in cells.items():
+        if c["type"] == "NetStim":
+            cell = h.NetStim()
+            for k in NETSTIM_PARAMS:
+                if k in c:
+                    setattr(cell, k, c[k])
+        else:
+            cell = h.VecStim()
+            tvec = h.Vector([float(t) for t in c.get("times", [])])
+            cell.play(tvec)
+            keep.append(tvec)
+        arts[cname] = cell
+    for cname, cell in arts.items():
+        nc = h.NetCon(cell, None)
+        vec = h.Vector()
+        nc.record(vec)
+        keep.append(nc)
+        spikes[cname] = vec
+
+    # 6. NetCons
+    for nname, n in model["netcon"].items():
+        src, tgt = n["source"], n["target"]
+        target = pps[tgt] if tgt in pps else arts[tgt]
+        if src in secs:
+            nc = h.NetCon(secs[src](0.5)._ref_v, target, sec=secs[src])
+        else:
+            nc = h.NetCon(arts[src], target)
+        nc.delay = n.get("delay", NETCON_DEFAULTS["delay"])
+        nc.weight[0] = n.get("weight", NETCON_DEFAULTS["weight"])
+        if src in secs:
+            nc.threshold = thresholds[src]
+        keep.append(nc)
+
+    check_defaults(h, model, secs, pps, arts)
+
+    # 7. recordings
+    signals = ["t"] + list(model["record"].get("signals", []))
+    if len(set(signals)) != len(signals):
+        raise ModelError("record: duplicate signal names (or `t`)")
+    traces = {"t": h.Vector()}
+    traces["t"].record(h._ref_t)
+    for sig in signals[1:]:
+        parsed = parse_signal(model, sig)
+        if parsed[0] == "sec":
+            _, sname, x, var = parsed
+            ref = getattr(secs[sname](x), "_ref_" + var)
+        else:
+            _, pname, var = parsed
+            ref = getattr(pps[pname], "_ref_" + var)
+        vec = h.Vector()
+        vec.record(ref)
+        traces[sig] = vec
+
+    # 8. callback
+    final = None
+    cvode = h.CVode()
+    if callback == "seed_interval":
+        ns = arts["ns"]
+
+        def seed_interval():
+            if int(h.t) % 50 == 0:
+                ns.interval += 10
+
+        cvode.extra_scatter_gather(0, seed_interval)
+        keep.append(seed_interval)
+
+    # 9. run
+    h.run()
+    if h.dt != dt:
+        raise RuntimeError(f"h.dt changed during the run: {h.dt!r} != {dt!r}")
+    if callback == "seed_interval":
+        cvode.extra_scatter_gather_remove(seed_interval)
+        final = {"ns.interval": arts["ns"].interval}
+
+    n = len(traces["t"])
+    for sig, vec in traces.items():
+        if len(vec) != n:
+            raise RuntimeError(f"signal {sig}: {len(vec)} samples, t has {n}")
+    out = {
+        "variant": name,
+        "neuron_version": h.nrnversion(),
+        "model": model_path,
+        "set": overrides,
+        "callback": callback,
+        "steps": n - 1,
+        "signals": signals,
+        "traces": {sig: encode(traces[sig].to_python()) for sig in signals},
+        "spikes": {src: vec.to_python() for src, vec in spikes.items()},
+    }
+    if final is not None:
+        out["final"] = final
+    path = os.path.join(GOLDEN, name + ".json")
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1)
+        f.write("\n")
+    t = traces["t"]
+    counts = " ".join(f"{src}={len(vec)}" for src, vec in spikes.items())
+    extra = f" final ns.interval={final['ns.interval']!r}" if final else ""
+    print(f"{name}: {n} samples (last t {t[n - 1]!r}), spikes {counts}{extra}, "
+          f"{os.path.getsize(path)} bytes", flush=True)
+
+
+def check_defaults(h, model, secs, pps, arts):
+    """Every value the model leaves out must be NEURON's default as docs/model-format.md
+    states it (the generator never sets a default, spikebus assumes it)."""
+    bad = []
+
+    def chk(what, actual, expected):
+        if actual != expected:
+            bad.append(f"{what}: NEURON has {actual!r}, docs say {expected!r}")
+
+    for sname, s in model["section"].items():
+        sec = secs[sname]
+        ins = s.get("insert", [])
+        for k, d in SECTION_GEOMETRY.items():
+            if k not in s:
+                # NEURON stores diam and cm per segment (float32 3-d points aside)
+                actual = getattr(sec(0.5), k) if k in ("diam", "cm") else getattr(sec, k)
+                chk(f"section.{sname}.{k}", actual, d)
+        groups = [(HH_PARAMS, "hh"), (ION_PARAMS, "hh"), (PAS_PARAMS, "pas")]
+        for params, mech in groups:
+            if mech in ins:
+                for k, d in params.items():
+                    if k not in s:
+                        for seg in sec:
+                            chk(f"section.{sname}({seg.x}).{k}", getattr(seg, k), d)
+    for pname, p in model["point"].items():
+        for k, d in POINT_PARAMS[p["type"]].items():
+            if k not in p:
+                chk(f"point.{pname}.{k}", getattr(pps[pname], k), d)
+    for cname, c in model["cell"].items():
+        if c["type"] == "NetStim":
+            for k, d in NETSTIM_PARAMS.items():
+                if k not in c:
+                    chk(f"cell.{cname}.{k}", getattr(arts[cname], k), d)
+    if bad:
+        raise ModelError("defaults differ from docs/model-format.md:\n  " + "\n  ".join(bad))
+
+
+def encode(values):
+    if any(math.isnan(v) for v in values):
+        raise RuntimeError("NaN in a trace")
+    raw = struct.pack(f"<{len(values)}d", *values)
+    return base64.b64encode(zlib.compress(raw, 9)).decode("ascii")
+
+
+# ---------------------------------------------------------------------------------------------
+
+def load_variants():
+    with open(VARIANTS, "rb") as f:
+        return tomllib.load(f)
+
+
+def main(argv):
+    if len(argv) >= 1 and argv[0] == "--worker":
+        _, name, mechlib = argv
+        spec = load_variants()[name]
+        run_variant(name, spec, mechlib or None)
+        return 0
+
+    variants = load_variants()
+    names = argv or list(variants)
+    unknown = [n for n in names if n not in variants]
+    if unknown:
+        sys.exit(f"unknown variant(s) {unknown}; known: {list(variants)}")
+
+    import neuron
+
+    if neuron.__version__ != NEURON_VERSION:
+        print(f"warning: NEURON {neuron.__version__}, golden data is defined by "
+              f"{NEURON_VERSION}", file=sys.stderr)
+
+    need_mod = []
+    for n in names:
+        model = load_model(variants[n]["model"])
+        if any(c.get("type") == "VecStim" for c in model["cell"].values()):
+            need_mod.append(n)
+    mechlib = ""
+    failed = []
+    if need_mod:
+        try:
+            mechlib = build_mechanisms()
+        except Exception as e:  # report and skip only the variants that need it
+            print(f"cannot build VecStim ({e}); skipping {need_mod}", file=sys.stderr)
+            failed += need_mod
+            names = [n for n in names if n not in need_mod]
+
+    with tempfile.TemporaryDirectory(prefix="spikebus-golden-") as empty:
+        for n in names:
+            proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", n,
+                                   mechlib], cwd=empty)
+            if proc.returncode != 0:
+                print(f"{n}: FAILED (exit {proc.returncode})", file=sys.stderr)
+                failed.append(n)
+    if failed:
+        print(f"failed variants: {failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

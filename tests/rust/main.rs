@@ -1,0 +1,3 @@
+//! spikebus's integration tests: one test binary, a module per area.
+
+mod golden;
