@@ -12,23 +12,29 @@ use serde::Deserialize;
 use spikebus_engine::{parse_model, Sim, Spike};
 
 #[derive(Deserialize)]
-struct Golden {
-    model: String,
-    set: BTreeMap<String, f64>,
-    callback: Option<String>,
-    steps: usize,
-    signals: Vec<String>,
-    traces: BTreeMap<String, String>,
-    spikes: BTreeMap<String, Vec<f64>>,
+pub struct Golden {
+    pub model: String,
+    pub set: BTreeMap<String, f64>,
+    pub callback: Option<String>,
+    pub steps: usize,
+    pub signals: Vec<String>,
+    pub traces: BTreeMap<String, String>,
+    pub spikes: BTreeMap<String, Vec<f64>>,
     #[serde(default)]
-    r#final: BTreeMap<String, f64>,
+    pub r#final: BTreeMap<String, f64>,
 }
 
-fn root() -> PathBuf {
+pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn decode(b64: &str) -> Vec<f64> {
+pub fn load_golden(name: &str) -> Golden {
+    let file = root().join("tests/golden").join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    serde_json::from_str(&text).expect("golden json")
+}
+
+pub fn decode_trace(b64: &str) -> Vec<f64> {
     use std::io::Read as _;
     let z = base64::engine::general_purpose::STANDARD.decode(b64).expect("base64");
     let mut raw = vec![];
@@ -87,13 +93,11 @@ fn run_variant(g: &Golden) -> Run {
 }
 
 fn check_variant(name: &str) {
-    let file = root().join("tests/golden").join(format!("{name}.json"));
-    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-    let g: Golden = serde_json::from_str(&text).expect("golden json");
+    let g = load_golden(name);
     let run = run_variant(&g);
     let mut failures = vec![];
     for (k, sig) in g.signals.iter().enumerate() {
-        let want = decode(&g.traces[sig]);
+        let want = decode_trace(&g.traces[sig]);
         let got = &run.traces[k];
         if got.len() != want.len() {
             failures.push(format!("{sig}: {} samples, NEURON has {}", got.len(), want.len()));

@@ -307,11 +307,9 @@ const NETSTIM_FIELDS: FieldTable = &[
     ("noise", "1", Allowed::UnitInterval, true),
     ("seed", "1", Allowed::Seed, true),
 ];
-const NETCON_FIELDS: FieldTable = &[
-    ("delay", "ms", Allowed::NonNegative, true),
-    ("weight", "1", Allowed::Any, true),
-    ("threshold", "mV", Allowed::Any, true),
-];
+const NETCON_FIELDS: FieldTable = &[("delay", "ms", Allowed::NonNegative, true), ("weight", "1", Allowed::Any, true)];
+/// Only a NetCon whose source is a section has a threshold (its source's).
+const NETCON_THRESHOLD: FieldTable = &[("threshold", "mV", Allowed::Any, true)];
 
 /// The field table of an object, for lookups and for listing parameters.
 fn fields_of(model: &Model, obj: Object) -> Vec<FieldTable> {
@@ -336,7 +334,10 @@ fn fields_of(model: &Model, obj: Object) -> Vec<FieldTable> {
             CellKind::NetStim { .. } => vec![NETSTIM_FIELDS],
             CellKind::VecStim { .. } => vec![],
         },
-        Object::NetCon(_) => vec![NETCON_FIELDS],
+        Object::NetCon(i) => match model.object(&model.netcons[i].source) {
+            Some(Object::Section(_)) => vec![NETCON_FIELDS, NETCON_THRESHOLD],
+            _ => vec![NETCON_FIELDS],
+        },
     }
 }
 
@@ -494,7 +495,7 @@ impl Model {
                 "usetable_hh" => f64::from(u8::from(self.run.usetable_hh)),
                 _ => unreachable!("global field {f}"),
             },
-            ParamRef::Field(obj, f) => *self.field_slot_ro(obj, f),
+            ParamRef::Field(obj, f) => self.value_of(obj, f),
         }
     }
 
@@ -524,9 +525,10 @@ impl Model {
             ParamRef::Field(Object::Section(i), "nseg") => self.sections[i].nseg = value as u32,
             ParamRef::Field(Object::NetCon(i), "threshold") => {
                 // NEURON: a threshold belongs to the source, shared by all its NetCons.
-                if let Some(Object::Section(s)) = self.object(&self.netcons[i].source) {
-                    self.sections[s].threshold = value;
-                }
+                let Some(Object::Section(s)) = self.object(&self.netcons[i].source) else {
+                    unreachable!("resolve offers threshold only for section sources")
+                };
+                self.sections[s].threshold = value;
             }
             ParamRef::Field(obj, f) => *self.field_slot(obj, f) = value,
         }
@@ -577,11 +579,11 @@ impl Model {
         }
     }
 
-    /// A NetCon's threshold is its source's; NaN for an artificial-cell source.
-    pub fn netcon_threshold(&self, i: usize) -> f64 {
+    /// A NetCon's threshold is its source section's.
+    fn netcon_threshold(&self, i: usize) -> f64 {
         match self.object(&self.netcons[i].source) {
             Some(Object::Section(s)) => self.sections[s].threshold,
-            _ => f64::NAN,
+            _ => unreachable!("resolve offers threshold only for section sources"),
         }
     }
 }

@@ -1,0 +1,32 @@
+//! The app's error type and the exit code each kind of failure maps to.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum AppError {
+    /// The model (file, `--set`, recordings) is not usable: a start-up error.
+    #[error("{0}")]
+    Model(#[from] spikebus_engine::Error),
+
+    #[error("cannot read model file {path}: {source}")]
+    ReadModel { path: PathBuf, source: std::io::Error },
+
+    /// A command-line value that clap cannot check by itself.
+    #[error("{0}")]
+    Usage(String),
+
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
+impl AppError {
+    /// 2 for anything wrong before the run starts (bad model, bad arguments), 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            AppError::Model(_) | AppError::ReadModel { .. } | AppError::Usage(_) => 2,
+            AppError::Write { .. } => 1,
+        }
+    }
+}
