@@ -8,8 +8,12 @@ use std::sync::atomic::AtomicBool;
 use clap::{Parser, Subcommand};
 use spikebus_engine::{parse_model, Model, Sim};
 
+use std::io::Write as _;
+
+use crate::bus::Bus;
+use crate::control::{controlled_run, ControlOptions};
 use crate::error::AppError;
-use crate::run::{free_run, RunOptions};
+use crate::run::{free_run, RunOptions, RunSummary, Session};
 
 #[derive(Parser)]
 #[command(name = "spikebus", version, about = "NEURON-exact fixed-step simulation, steerable over a message bus")]
@@ -33,6 +37,8 @@ enum Command {
         /// Output directory (created if missing).
         #[arg(long, value_name = "DIR", default_value = "out")]
         out: PathBuf,
+        #[command(flatten)]
+        bus: BusArgs,
     },
     /// Check a model file and print a summary; exit 2 with the problem if it is invalid.
     Check {
@@ -44,6 +50,35 @@ enum Command {
         #[arg(long = "set", value_name = "NAME=VALUE")]
         sets: Vec<String>,
     },
+}
+
+#[derive(clap::Args)]
+struct BusArgs {
+    /// Be steered by a controller: bind a REP socket here (tcp://127.0.0.1:PORT, PORT 0 for any
+    /// free port, or ipc:///PATH) and wait for it before initialization.
+    #[arg(long, value_name = "ENDPOINT")]
+    control: Option<String>,
+    /// Publish the state stream on a PUB socket here.
+    #[arg(long = "pub", value_name = "ENDPOINT")]
+    pub_endpoint: Option<String>,
+    /// Publish a state sample every N steps.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub_every: u64,
+    /// Samples per state message.
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub_batch: u64,
+    /// Signals in the state stream (comma-separated; default: the recorded ones).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub_signals: Option<Vec<String>>,
+    /// Messages queued per subscriber before new ones are dropped (and counted).
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub_hwm: i32,
+    /// Before starting, wait until N subscribers have subscribed to the state stream.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    wait_subscribers: usize,
+    /// Largest control message accepted, in bytes; larger ones get a `too_large` error.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    max_message: usize,
 }
 
 /// Loads a model file, or the built-in seed model, and applies `--set` overrides in order.
@@ -85,27 +120,63 @@ pub fn main() -> ExitCode {
     }
 }
 
+fn print_summary(s: &RunSummary) {
+    let total: usize = s.spikes.iter().map(|(_, n)| n).sum();
+    let spikes = if s.spikes.len() <= 8 {
+        s.spikes.iter().map(|(s, n)| format!("{s} {n}")).collect::<Vec<_>>().join(", ")
+    } else {
+        format!("{total} from {} sources", s.spikes.len())
+    };
+    println!(
+        "spikebus: {} steps to t={} in {:.6} s; spikes: {}; wrote {} and {}",
+        s.steps,
+        s.t,
+        s.sim_seconds,
+        if s.spikes.is_empty() { "none".to_string() } else { spikes },
+        s.traces_path.display(),
+        s.spikes_path.display()
+    );
+}
+
 fn dispatch(command: Command) -> Result<(), AppError> {
     match command {
-        Command::Run { model, sets, record, out } => {
+        Command::Run { model, sets, record, out, bus } => {
             let mut model = load_model(model.as_deref(), &sets)?;
             if let Some(names) = record {
                 model.record = names.into_iter().filter(|n| !n.is_empty()).collect();
             }
             let sim = Sim::new(model)?;
-            let progress = std::io::stderr().is_terminal();
+            let opts = RunOptions {
+                out_dir: out,
+                progress: std::io::stderr().is_terminal() && bus.control.is_none(),
+                pub_every: bus.pub_every,
+                pub_batch: bus.pub_batch as usize,
+                pub_signals: bus.pub_signals.clone(),
+            };
             let stop = AtomicBool::new(false);
-            let summary = free_run(sim, &RunOptions { out_dir: out, progress }, &stop)?;
-            let counts: Vec<String> = summary.spikes.iter().map(|(s, n)| format!("{s} {n}")).collect();
-            println!(
-                "spikebus: {} steps to t={} in {:.3} s; spikes: {}; wrote {} and {}",
-                summary.steps,
-                summary.t,
-                summary.sim_seconds,
-                if counts.is_empty() { "none".to_string() } else { counts.join(", ") },
-                summary.traces_path.display(),
-                summary.spikes_path.display()
-            );
+            let net = Bus::default();
+            let control = bus.control.as_deref().map(|ep| net.control(ep)).transpose()?;
+            let publisher = bus.pub_endpoint.as_deref().map(|ep| net.publisher(ep, bus.pub_hwm)).transpose()?;
+            if control.is_some() || publisher.is_some() {
+                let mut line = String::from("spikebus: listening");
+                if let Some(c) = &control {
+                    line += &format!(" control={}", c.endpoint);
+                }
+                if let Some(p) = &publisher {
+                    line += &format!(" pub={}", p.endpoint);
+                }
+                println!("{line}");
+                let _ = std::io::stdout().flush();
+            }
+            let session = Session::new(sim, &opts, publisher)?;
+            let summary = match control {
+                Some(c) => {
+                    let copts = ControlOptions { wait_subscribers: bus.wait_subscribers, max_message: bus.max_message };
+                    controlled_run(session, c, &copts, &stop)?
+                }
+                None => free_run(session, bus.wait_subscribers, &stop)?,
+            };
+            print_summary(&summary);
             Ok(())
         }
         Command::Check { model } => {

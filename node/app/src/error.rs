@@ -17,6 +17,10 @@ pub enum AppError {
     #[error("{0}")]
     Usage(String),
 
+    /// A socket could not be bound or used.
+    #[error("{0}")]
+    Bus(String),
+
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
 }
@@ -25,7 +29,7 @@ impl AppError {
     /// 2 for anything wrong before the run starts (bad model, bad arguments), 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            AppError::Model(_) | AppError::ReadModel { .. } | AppError::Usage(_) => 2,
+            AppError::Model(_) | AppError::ReadModel { .. } | AppError::Usage(_) | AppError::Bus(_) => 2,
             AppError::Write { .. } => 1,
         }
     }

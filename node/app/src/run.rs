@@ -1,12 +1,15 @@
-//! A free run: initialize, step to tstop, record every sample of the model's signals into
-//! `traces.csv` and every spike into `spikes.csv`.
+//! A run of one model: the simulation with its outputs (traces.csv, spikes.csv, the state
+//! stream). `Session` advances the engine through its stages and records what NEURON would;
+//! `free_run` drives it to the end, `control::controlled_run` pauses it at sync points.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use spikebus_engine::{Sim, Spike};
+use spikebus_engine::{SignalRef, Sim, Spike};
+use spikebus_protocol as proto;
 
+use crate::bus::Publisher;
 use crate::error::AppError;
 use crate::output::{create_dir, CsvFile};
 
@@ -14,10 +17,15 @@ pub struct RunOptions {
     pub out_dir: PathBuf,
     /// Show a progress bar (only sensible on a terminal).
     pub progress: bool,
+    /// State stream: publish every N steps, K samples per message, these signals.
+    pub pub_every: u64,
+    pub pub_batch: usize,
+    pub pub_signals: Option<Vec<String>>,
 }
 
 #[derive(Debug)]
 pub struct RunSummary {
+    pub reason: proto::EndReason,
     pub steps: u64,
     pub t: f64,
     /// Spike counts per source, in source order.
@@ -26,79 +34,278 @@ pub struct RunSummary {
     pub sim_seconds: f64,
     pub traces_path: PathBuf,
     pub spikes_path: PathBuf,
-    /// True when `stop` ended the run before tstop.
-    pub stopped: bool,
+    pub published: u64,
+    pub dropped: u64,
 }
 
-/// Runs `sim` from initialization to tstop (or until `stop` is raised, checked every step).
-pub fn free_run(mut sim: Sim, opts: &RunOptions, stop: &AtomicBool) -> Result<RunSummary, AppError> {
-    create_dir(&opts.out_dir)?;
-    let names = sim.model().record.clone();
-    let refs = names.iter().map(|n| sim.signal(n)).collect::<Result<Vec<_>, _>>()?;
-    let mut header = vec!["t"];
-    header.extend(names.iter().map(String::as_str));
-    let mut traces = CsvFile::create(&opts.out_dir.join("traces.csv"), &header)?;
+/// Samples of the state stream waiting to be published as one message.
+struct StateStream {
+    publisher: Publisher,
+    every: u64,
+    batch: usize,
+    names: Vec<String>,
+    refs: Vec<SignalRef>,
+    step: Vec<u64>,
+    t: Vec<f64>,
+    values: Vec<Vec<f64>>,
+    buf: Vec<u8>,
+}
 
-    let bar = if opts.progress {
-        let bar = indicatif::ProgressBar::new(sim.planned_steps());
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} steps  t={msg} ms  {elapsed}<{eta}")
-                .expect("valid template"),
-        );
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+impl StateStream {
+    fn sample(&mut self, sim: &Sim) {
+        if sim.step_index() % self.every != 0 {
+            return;
+        }
+        self.step.push(sim.step_index());
+        self.t.push(sim.t());
+        for (vals, r) in self.values.iter_mut().zip(&self.refs) {
+            vals.push(sim.value(*r));
+        }
+        if self.t.len() >= self.batch {
+            self.flush();
+        }
+    }
 
-    let mut write_error: Option<AppError> = None;
-    let mut sample = |s: &Sim| {
-        if write_error.is_none() {
-            let row = std::iter::once(s.t()).chain(refs.iter().map(|r| s.value(*r)));
-            if let Err(e) = traces.row(None, row) {
-                write_error = Some(e);
+    fn flush(&mut self) {
+        if self.t.is_empty() {
+            return;
+        }
+        let seq = self.publisher.next_seq();
+        let msg = proto::StateBatch { seq, step: &self.step, t: &self.t, signals: &self.names, values: &self.values };
+        self.buf.clear();
+        proto::encode_into(&mut self.buf, &msg);
+        self.publisher.send(proto::TOPIC_STATE, &self.buf);
+        self.step.clear();
+        self.t.clear();
+        self.values.iter_mut().for_each(Vec::clear);
+    }
+
+    fn publish(&mut self, topic: &[u8], msg: &impl serde::Serialize, reliable: bool) {
+        self.buf.clear();
+        proto::encode_into(&mut self.buf, msg);
+        if reliable {
+            self.publisher.send_reliable(topic, &self.buf, 2000);
+        } else {
+            self.publisher.send(topic, &self.buf);
+        }
+    }
+}
+
+/// Everything a sample is written to; kept apart from the `Sim` so both can be borrowed.
+struct Recorder {
+    traces: CsvFile,
+    refs: Vec<SignalRef>,
+    stream: Option<StateStream>,
+    error: Option<AppError>,
+}
+
+impl Recorder {
+    fn sample(&mut self, sim: &Sim) {
+        if self.error.is_none() {
+            let row = std::iter::once(sim.t()).chain(self.refs.iter().map(|r| sim.value(*r)));
+            if let Err(e) = self.traces.row(None, row) {
+                self.error = Some(e);
             }
         }
-    };
-    let mut spikes: Vec<Spike> = Vec::with_capacity(1024);
-    let started = Instant::now();
-    sim.initialize(&mut sample);
-    let mut stopped = false;
-    while sim.running() {
+        if let Some(s) = self.stream.as_mut() {
+            s.sample(sim);
+        }
+    }
+}
+
+pub struct Session {
+    pub sim: Sim,
+    rec: Recorder,
+    /// Every spike so far (for spikes.csv) and the ones found by the last stage.
+    spikes: Vec<Spike>,
+    fresh: Vec<Spike>,
+    sources: Vec<String>,
+    out_dir: PathBuf,
+    bar: indicatif::ProgressBar,
+    started: Option<Instant>,
+}
+
+impl Session {
+    pub fn new(sim: Sim, opts: &RunOptions, publisher: Option<Publisher>) -> Result<Session, AppError> {
+        let names = sim.model().record.clone();
+        let refs = names.iter().map(|n| sim.signal(n)).collect::<Result<Vec<_>, _>>()?;
+        let stream = match publisher {
+            None => None,
+            Some(publisher) => {
+                let names = opts.pub_signals.clone().unwrap_or_else(|| names.clone());
+                let refs = names.iter().map(|n| sim.signal(n)).collect::<Result<Vec<_>, _>>()?;
+                let batch = opts.pub_batch.max(1);
+                Some(StateStream {
+                    publisher,
+                    every: opts.pub_every.max(1),
+                    batch,
+                    values: vec![Vec::with_capacity(batch); names.len()],
+                    names,
+                    refs,
+                    step: Vec::with_capacity(batch),
+                    t: Vec::with_capacity(batch),
+                    buf: Vec::with_capacity(256),
+                })
+            }
+        };
+        create_dir(&opts.out_dir)?;
+        let mut header = vec!["t"];
+        header.extend(names.iter().map(String::as_str));
+        let traces = CsvFile::create(&opts.out_dir.join("traces.csv"), &header)?;
+        let bar = if opts.progress {
+            let bar = indicatif::ProgressBar::new(sim.planned_steps());
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} steps  t={msg} ms  {elapsed}<{eta}")
+                    .expect("valid template"),
+            );
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let sources = sim.source_names().iter().map(|s| s.to_string()).collect();
+        Ok(Session {
+            sim,
+            rec: Recorder { traces, refs, stream, error: None },
+            spikes: Vec::with_capacity(1024),
+            fresh: Vec::with_capacity(64),
+            sources,
+            out_dir: opts.out_dir.clone(),
+            bar,
+            started: None,
+        })
+    }
+
+    pub fn source_name(&self, i: u32) -> &str {
+        &self.sources[i as usize]
+    }
+
+    /// Waits for observers, then announces the run on the state stream.
+    pub fn announce(&mut self, wait_subscribers: usize, stop: &AtomicBool) -> Result<(), AppError> {
+        let Some(stream) = self.rec.stream.as_mut() else { return Ok(()) };
+        stream.publisher.wait_subscribers(wait_subscribers, stop)?;
+        let msg = proto::Started {
+            seq: stream.publisher.next_seq(),
+            model: self.sim.model().origin.clone(),
+            dt: self.sim.dt(),
+            tstop: self.sim.tstop(),
+            signals: stream.names.clone(),
+            sources: self.sources.clone(),
+        };
+        stream.publish(proto::TOPIC_STARTED, &msg, true);
+        Ok(())
+    }
+
+    /// Initialization up to the `init` point (INITIAL blocks done, t = 0 events pending).
+    pub fn init_to_states(&mut self) {
+        self.started.get_or_insert_with(Instant::now);
+        self.sim.init_begin();
+        self.sim.init_states();
+    }
+
+    /// The rest of initialization: events at t = 0, sample 0.
+    pub fn init_end(&mut self) -> &[Spike] {
+        let (sim, rec) = (&mut self.sim, &mut self.rec);
+        sim.init_end(|s| rec.sample(s));
+        self.collect_spikes()
+    }
+
+    pub fn step_begin(&mut self) -> &[Spike] {
+        self.sim.step_begin();
+        self.collect_spikes()
+    }
+
+    pub fn step_end(&mut self) -> &[Spike] {
+        let (sim, rec) = (&mut self.sim, &mut self.rec);
+        sim.step_end(|s| rec.sample(s));
+        let n = self.sim.step_index();
+        if n % 1024 == 0 {
+            self.bar.set_position(n);
+            self.bar.set_message(format!("{:.1}", self.sim.t()));
+        }
+        self.collect_spikes()
+    }
+
+    /// Moves the engine's new spikes into the record and onto the stream; returns them.
+    fn collect_spikes(&mut self) -> &[Spike] {
+        self.fresh.clear();
+        self.sim.take_spikes(&mut self.fresh);
+        if let Some(stream) = self.rec.stream.as_mut() {
+            for s in &self.fresh {
+                let msg = proto::SpikePub { seq: stream.publisher.next_seq(), source: &self.sources[s.source as usize], t: s.t };
+                stream.publish(proto::TOPIC_SPIKE, &msg, false);
+            }
+        }
+        self.spikes.extend_from_slice(&self.fresh);
+        &self.fresh
+    }
+
+    /// Publishes a sync report on the stream.
+    pub fn publish_sync(&mut self, body: &proto::SyncBody) {
+        if let Some(stream) = self.rec.stream.as_mut() {
+            stream.flush();
+            let msg = proto::SyncPub { seq: stream.publisher.next_seq(), body };
+            stream.publish(proto::TOPIC_SYNC, &msg, true);
+        }
+    }
+
+    /// (published, dropped) so far on the state stream.
+    pub fn stream_counts(&self) -> (u64, u64) {
+        self.rec.stream.as_ref().map_or((0, 0), |s| (s.publisher.published, s.publisher.dropped))
+    }
+
+    /// Writes the files, publishes `done`, and says how the run went.
+    pub fn finish(mut self, reason: proto::EndReason) -> Result<RunSummary, AppError> {
+        let sim_seconds = self.started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+        self.bar.finish_and_clear();
+        if let Some(stream) = self.rec.stream.as_mut() {
+            stream.flush();
+        }
+        if let Some(e) = self.rec.error.take() {
+            return Err(e);
+        }
+        let (published, dropped) = self.stream_counts();
+        let traces_path = self.rec.traces.finish()?;
+        // Spikes are found in step order; a stable sort puts them in time order across sources.
+        self.spikes.sort_by(|a, b| a.t.total_cmp(&b.t));
+        let mut file = CsvFile::create(&self.out_dir.join("spikes.csv"), &["source", "t"])?;
+        let mut counts = vec![0usize; self.sources.len()];
+        for s in &self.spikes {
+            counts[s.source as usize] += 1;
+            file.row(Some(&self.sources[s.source as usize]), [s.t])?;
+        }
+        let spikes_path = file.finish()?;
+        let (t, steps) = (self.sim.t(), self.sim.step_index());
+        if let Some(stream) = self.rec.stream.as_mut() {
+            let msg = proto::DonePub { seq: stream.publisher.next_seq(), reason, t, step: steps, published, dropped };
+            stream.publish(proto::TOPIC_DONE, &msg, true);
+        }
+        Ok(RunSummary {
+            reason,
+            steps,
+            t,
+            spikes: self.sources.iter().cloned().zip(counts).collect(),
+            sim_seconds,
+            traces_path,
+            spikes_path,
+            published,
+            dropped,
+        })
+    }
+}
+
+/// Runs from initialization to tstop without pausing (or until `stop` is raised).
+pub fn free_run(mut session: Session, wait_subscribers: usize, stop: &AtomicBool) -> Result<RunSummary, AppError> {
+    session.announce(wait_subscribers, stop)?;
+    session.init_to_states();
+    session.init_end();
+    let mut reason = proto::EndReason::End;
+    while session.sim.running() {
         if stop.load(Ordering::Relaxed) {
-            stopped = true;
+            reason = proto::EndReason::Signal;
             break;
         }
-        sim.step(&mut sample);
-        sim.take_spikes(&mut spikes);
-        if sim.step_index() % 1024 == 0 {
-            bar.set_position(sim.step_index());
-            bar.set_message(format!("{:.1}", sim.t()));
-        }
+        session.step_begin();
+        session.step_end();
     }
-    let sim_seconds = started.elapsed().as_secs_f64();
-    bar.finish_and_clear();
-    if let Some(e) = write_error {
-        return Err(e);
-    }
-    let traces_path = traces.finish()?;
-
-    // Spikes are found in step order; a stable sort puts them in time order across sources.
-    spikes.sort_by(|a, b| a.t.total_cmp(&b.t));
-    let sources = sim.source_names();
-    let mut file = CsvFile::create(&opts.out_dir.join("spikes.csv"), &["source", "t"])?;
-    let mut counts = vec![0usize; sources.len()];
-    for s in &spikes {
-        counts[s.source as usize] += 1;
-        file.row(Some(sources[s.source as usize]), [s.t])?;
-    }
-    let spikes_path = file.finish()?;
-    Ok(RunSummary {
-        steps: sim.step_index(),
-        t: sim.t(),
-        spikes: sources.iter().map(|s| s.to_string()).zip(counts).collect(),
-        sim_seconds,
-        traces_path,
-        spikes_path,
-        stopped,
-    })
+    session.finish(reason)
 }

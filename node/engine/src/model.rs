@@ -307,7 +307,7 @@ const NETSTIM_FIELDS: FieldTable = &[
     ("noise", "1", Allowed::UnitInterval, true),
     ("seed", "1", Allowed::Seed, true),
 ];
-const NETCON_FIELDS: FieldTable = &[("delay", "ms", Allowed::NonNegative, true), ("weight", "1", Allowed::Any, true)];
+const NETCON_FIELDS: FieldTable = &[("delay", "ms", Allowed::NonNegative, true), ("weight", "uS", Allowed::Any, true)];
 /// Only a NetCon whose source is a section has a threshold (its source's).
 const NETCON_THRESHOLD: FieldTable = &[("threshold", "mV", Allowed::Any, true)];
 

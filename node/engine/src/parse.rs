@@ -17,7 +17,8 @@ pub fn parse_model(text: &str, origin: &str) -> Result<Model> {
         let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
         Error::Syntax { origin: origin.to_string(), line, col, msg: e.message().trim().to_string() }
     })?;
-    let mut p = Parser { text, origin, lines: HashMap::new(), thresholds: vec![] };
+    let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+    let mut p = Parser { origin, line_starts, lines: HashMap::new(), thresholds: vec![] };
     let mut model = p.model(root.get_ref())?;
     p.check_references(&mut model)?;
     Ok(model)
@@ -33,8 +34,9 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 type Val<'a> = Spanned<DeValue<'a>>;
 
 struct Parser<'t> {
-    text: &'t str,
     origin: &'t str,
+    /// Byte offset where each line starts, for turning spans into line numbers.
+    line_starts: Vec<usize>,
     /// Line of each key path, kept for the cross-reference checks after parsing.
     lines: HashMap<String, usize>,
     /// `threshold` keys of NetCons: (netcon name, value, line).
@@ -43,7 +45,7 @@ struct Parser<'t> {
 
 impl<'t> Parser<'t> {
     fn line(&self, span: Range<usize>) -> usize {
-        line_col(self.text, span.start).0
+        self.line_starts.partition_point(|&start| start <= span.start)
     }
 
     fn err(&self, span: Range<usize>, key: &str, msg: impl Into<String>) -> Error {

@@ -113,3 +113,29 @@ pub fn resolve(m: &Model, name: &str) -> Result<SignalSpec> {
         None => Err(unknown(format!("there is no section or point process `{obj_name}`"))),
     }
 }
+
+/// Every recordable signal of a model, by its plain name (sections at their middle).
+pub fn names(m: &Model) -> Vec<String> {
+    let mut out = vec![];
+    for s in &m.sections {
+        for (var, nv) in NODE_VARS {
+            let present = match nv {
+                NodeVar::V => true,
+                NodeVar::IPas => s.pas.is_some(),
+                _ => s.hh.is_some(),
+            };
+            if present {
+                out.push(format!("{}.{var}", s.name));
+            }
+        }
+    }
+    for p in &m.points {
+        let vars: &[&str] = match p.kind {
+            PointKind::ExpSyn { .. } => &["g", "i"],
+            PointKind::Exp2Syn { .. } => &["g", "i", "A", "B"],
+            PointKind::IClamp { .. } => &["i"],
+        };
+        out.extend(vars.iter().map(|v| format!("{}.{v}", p.name)));
+    }
+    out
+}

@@ -82,8 +82,8 @@ fn bad_sets_change_nothing() {
         assert!(sim.set(name, value).is_err(), "{name}={value} accepted");
     }
     assert!(matches!(sim.set("soma.nseg", 3.0), Err(Error::NotWritable { .. })));
-    assert!(matches!(sim.inject("syn", sim.t() - 1.0, 0.1), Err(Error::EventInPast { .. })));
-    assert!(sim.inject("nobody", sim.t(), 0.1).is_err());
+    assert!(matches!(sim.inject("syn", sim.t() - 1.0, Some(0.1)), Err(Error::EventInPast { .. })));
+    assert!(sim.inject("nobody", sim.t(), Some(0.1)).is_err());
     assert_eq!(before, format!("{sim:?}"), "a refused change altered the simulation");
 }
 
@@ -96,7 +96,7 @@ fn injected_event_reaches_the_synapse() {
     let mut sim = Sim::new(m).unwrap();
     let g = sim.signal("syn.g").unwrap();
     sim.initialize(|_| {});
-    sim.inject("syn", 1.0, 0.05).unwrap();
+    sim.inject("syn", 1.0, Some(0.05)).unwrap();
     let mut first = None;
     while sim.t() < 2.0 {
         sim.step(|s| {
@@ -109,7 +109,7 @@ fn injected_event_reaches_the_synapse() {
     let t = first.expect("the event arrived");
     assert!((t - 1.025).abs() < 1e-9, "{t}");
     // By NetCon name: the NetCon's own weight and target.
-    sim.inject("nc", sim.t() + 0.5, 0.0).unwrap();
+    sim.inject("nc", sim.t() + 0.5, None).unwrap();
     assert_eq!(sim.pending_events(), 1);
 }
 

@@ -305,6 +305,14 @@ impl Sim {
     /// geometry rebuilds the cable coefficients before the next currents). Structural
     /// parameters (nseg) cannot change in a built simulation. On error nothing changes.
     pub fn set(&mut self, name: &str, value: f64) -> Result<()> {
+        let r = self.check_set(name, value)?;
+        self.model.set_ref(r, value);
+        self.refresh(r);
+        Ok(())
+    }
+
+    /// Everything `set` checks, without changing anything.
+    pub fn check_set(&self, name: &str, value: f64) -> Result<ParamRef> {
         let (r, _, allowed, runtime) = self.model.resolve(name)?;
         if !runtime {
             return Err(Error::NotWritable {
@@ -317,9 +325,7 @@ impl Sim {
             value,
             allowed: a.to_string(),
         })?;
-        self.model.set_ref(r, value);
-        self.refresh(r);
-        Ok(())
+        Ok(r)
     }
 
     fn refresh_all(&mut self) {
@@ -631,44 +637,69 @@ impl Sim {
 
     // ---- events from outside ------------------------------------------------------------
 
-    /// Queues an event of weight `weight` for the target named `target` (a synapse or an
-    /// artificial cell) at `te` >= t: NEURON's `NetCon.event(te)` for a NetCon to it.
-    pub fn inject(&mut self, target: &str, te: f64, weight: f64) -> Result<()> {
-        let tgt = match self.model.object(target) {
-            Some(Object::Point(p)) => self.point_slot[p].target().ok_or_else(|| Error::NotATarget {
-                target: target.into(),
-                reason: "an IClamp has no NET_RECEIVE".into(),
-            })?,
-            Some(Object::Cell(c)) => self.cell_slot[c],
-            Some(Object::NetCon(n)) => {
-                // A NetCon name: its own target and weight, as nc.event(te).
-                let (tgt, w) = (self.nets.target[n], self.nets.weight[n]);
-                return self.queue_external(target, te, tgt, w);
+    /// Queues an event for the target named `target` at `te` >= t: NEURON's `NetCon.event(te)`.
+    /// A synapse or artificial cell needs a `weight`; a NetCon name uses its own target and,
+    /// without `weight`, its own weight.
+    pub fn inject(&mut self, target: &str, te: f64, weight: Option<f64>) -> Result<()> {
+        let (tgt, w) = self.check_inject(target, te, weight)?;
+        self.queue.push(te, EventKind::External { target: tgt, weight: w });
+        Ok(())
+    }
+
+    /// Everything `inject` checks, without queueing anything.
+    pub fn check_inject(&self, target: &str, te: f64, weight: Option<f64>) -> Result<(Target, f64)> {
+        let (tgt, w) = match self.model.object(target) {
+            Some(Object::Point(p)) => {
+                let tgt = self.point_slot[p].target().ok_or_else(|| Error::NotATarget {
+                    target: target.into(),
+                    reason: "an IClamp has no NET_RECEIVE".into(),
+                })?;
+                (tgt, weight)
             }
+            Some(Object::Cell(c)) => (self.cell_slot[c], weight),
+            Some(Object::NetCon(n)) => (self.nets.target[n], Some(weight.unwrap_or(self.nets.weight[n]))),
             _ => {
                 return Err(Error::UnknownName {
                     what: "event target",
                     name: target.into(),
-                    hint: "targets are synapses (ExpSyn, Exp2Syn), artificial cells and NetCons".into(),
+                    hint: format!("targets are {}", self.targets().join(", ")),
                 })
             }
         };
-        self.queue_external(target, te, tgt, weight)
-    }
-
-    fn queue_external(&mut self, name: &str, te: f64, target: Target, weight: f64) -> Result<()> {
-        if !te.is_finite() || !weight.is_finite() {
-            return Err(Error::InvalidValue {
-                name: format!("{name} event"),
-                value: if te.is_finite() { weight } else { te },
-                allowed: "finite time and weight".into(),
-            });
+        let w = w.ok_or_else(|| Error::InvalidValue {
+            name: format!("{target} event weight"),
+            value: f64::NAN,
+            allowed: "a weight is needed for a synapse or artificial cell target".into(),
+        })?;
+        for (what, v) in [("time", te), ("weight", w)] {
+            if !v.is_finite() {
+                return Err(Error::InvalidValue {
+                    name: format!("{target} event {what}"),
+                    value: v,
+                    allowed: "a finite number".into(),
+                });
+            }
         }
         if te < self.t {
-            return Err(Error::EventInPast { target: name.into(), te, t: self.t });
+            return Err(Error::EventInPast { target: target.into(), te, t: self.t });
         }
-        self.queue.push(te, EventKind::External { target, weight });
-        Ok(())
+        Ok((tgt, w))
+    }
+
+    /// Names that can receive events: synapses, artificial cells, NetCons.
+    pub fn targets(&self) -> Vec<&str> {
+        let m = &self.model;
+        let points = m.points.iter().zip(&self.point_slot).filter(|(_, s)| s.target().is_some());
+        points
+            .map(|(p, _)| p.name.as_str())
+            .chain(m.cells.iter().map(|c| c.name.as_str()))
+            .chain(m.netcons.iter().map(|n| n.name.as_str()))
+            .collect()
+    }
+
+    /// The index of a spike source by name (as in `Spike::source`).
+    pub fn source_index(&self, name: &str) -> Option<usize> {
+        self.source_names().iter().position(|s| *s == name)
     }
 
     pub fn pending_events(&self) -> usize {

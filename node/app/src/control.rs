@@ -1,0 +1,471 @@
+//! The lockstep loop: the node pauses at sync points and answers its controller (REQ/REP);
+//! a `continue` applies its actions and runs the simulation to the next sync point. The
+//! protocol is `schemas/README.md`.
+//!
+//! A bad request changes nothing: every action of a `continue` is checked before any is
+//! applied. A request resent with the same bytes (a retry after a lost reply) gets the same
+//! reply again and is not applied twice.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use spikebus_engine::{signal, Error as EngineError, SignalRef, Spike, Stage};
+use spikebus_protocol::{self as proto, Action, ErrorCode, Reason, Reply, Request, RequestId};
+
+use crate::bus::Control;
+use crate::error::AppError;
+use crate::run::{RunSummary, Session};
+
+pub struct ControlOptions {
+    pub wait_subscribers: usize,
+    /// Requests longer than this get a `too_large` error.
+    pub max_message: usize,
+}
+
+/// Where the node is paused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Point {
+    Start,
+    Init,
+    Step,
+    End,
+}
+
+/// A watched name: a parameter (read from the model) or a signal (read from the arrays).
+#[derive(Debug, Clone)]
+enum Watched {
+    Param,
+    Signal(SignalRef),
+}
+
+struct Lockstep {
+    point: Point,
+    init: bool,
+    every: u64,
+    /// One-shot sync times, ascending.
+    at: Vec<f64>,
+    /// Per spike source: does a spike of it make a sync point?
+    on_spike: Vec<bool>,
+    watch: Vec<(String, Watched)>,
+    watch_spikes: bool,
+    pending: proto::SyncBody,
+    since_sync: Vec<proto::SpikeRecord>,
+    spike_hit: bool,
+    sources: Vec<String>,
+}
+
+/// What a request leads to.
+enum Handled {
+    Reply(Reply),
+    /// The run is over (`end` passed or `stop`): finish, then reply `done`.
+    Finish(RequestId, proto::EndReason),
+}
+
+fn error(id: RequestId, code: ErrorCode, message: impl Into<String>, field: Option<String>) -> Reply {
+    Reply::Error(proto::ErrorReply { id, code, message: message.into(), field })
+}
+
+/// An engine error as a protocol error at `field`.
+fn engine_error(id: RequestId, e: EngineError, field: String) -> Reply {
+    let code = match e {
+        EngineError::UnknownName { .. } | EngineError::NotATarget { .. } => ErrorCode::UnknownName,
+        EngineError::InvalidValue { .. } => ErrorCode::InvalidValue,
+        EngineError::NotWritable { .. } => ErrorCode::NotWritable,
+        EngineError::EventInPast { .. } => ErrorCode::EventInPast,
+        EngineError::Syntax { .. } | EngineError::Model { .. } => ErrorCode::BadMessage,
+    };
+    error(id, code, e.to_string(), Some(field))
+}
+
+impl Lockstep {
+    fn new(session: &Session) -> Self {
+        let sources: Vec<String> = session.sim.source_names().iter().map(|s| s.to_string()).collect();
+        Lockstep {
+            point: Point::Start,
+            init: false,
+            every: 0,
+            at: vec![],
+            on_spike: vec![false; sources.len()],
+            watch: vec![],
+            watch_spikes: true,
+            pending: proto::SyncBody { t: 0.0, step: 0, reasons: vec![Reason::Start], values: BTreeMap::new(), spikes: vec![] },
+            since_sync: vec![],
+            spike_hit: false,
+            sources,
+        }
+    }
+
+    fn handle(&mut self, session: &mut Session, bytes: &[u8], opts: &ControlOptions, stop: &AtomicBool) -> Handled {
+        if bytes.len() > opts.max_message {
+            return Handled::Reply(error(
+                None,
+                ErrorCode::TooLarge,
+                format!("the message has {} bytes; this node accepts at most {} (--max-message)", bytes.len(), opts.max_message),
+                None,
+            ));
+        }
+        let req = match proto::decode_request(bytes) {
+            Ok(r) => r,
+            Err(e) => return Handled::Reply(error(proto::peek_id(bytes), e.code, e.message, e.field)),
+        };
+        match req {
+            Request::Hello { id, protocol } => Handled::Reply(if protocol != proto::PROTOCOL_VERSION {
+                error(
+                    id,
+                    ErrorCode::ProtocolMismatch,
+                    format!("this node speaks protocol {}, the request asks for {protocol}", proto::PROTOCOL_VERSION),
+                    Some("protocol".into()),
+                )
+            } else {
+                self.hello(session, id)
+            }),
+            Request::Get { id, names } => Handled::Reply(self.get(session, id, &names)),
+            Request::Continue { id, actions } => {
+                if let Err(reply) = self.check(session, id, &actions) {
+                    return Handled::Reply(reply);
+                }
+                for a in actions {
+                    if self.apply(session, a) {
+                        return Handled::Finish(id, proto::EndReason::Stop);
+                    }
+                }
+                if self.point == Point::End {
+                    return Handled::Finish(id, proto::EndReason::End);
+                }
+                if !self.run_to_next(session, stop) {
+                    return Handled::Finish(id, proto::EndReason::Signal);
+                }
+                session.publish_sync(&self.pending);
+                Handled::Reply(Reply::Sync(proto::SyncReport { id, body: self.pending.clone() }))
+            }
+        }
+    }
+
+    fn hello(&self, session: &Session, id: RequestId) -> Reply {
+        let sim = &session.sim;
+        let model = sim.model();
+        Reply::Hello(proto::HelloReply {
+            id,
+            protocol: proto::PROTOCOL_VERSION,
+            node: format!("spikebus {}", env!("CARGO_PKG_VERSION")),
+            model: model.origin.clone(),
+            dt: sim.dt(),
+            tstop: sim.tstop(),
+            t: sim.t(),
+            step: sim.step_index(),
+            params: model
+                .params()
+                .into_iter()
+                .map(|p| proto::ParamEntry { name: p.name, unit: p.unit.to_string(), writable: p.runtime, value: p.value })
+                .collect(),
+            signals: signal::names(model),
+            sources: self.sources.clone(),
+            targets: sim.targets().iter().map(|s| s.to_string()).collect(),
+            schedule: proto::ScheduleState {
+                init: self.init,
+                every: self.every,
+                at: self.at.clone(),
+                on_spike: self.sources.iter().zip(&self.on_spike).filter(|(_, on)| **on).map(|(s, _)| s.clone()).collect(),
+            },
+            watch: proto::WatchState { values: self.watch.iter().map(|(n, _)| n.clone()).collect(), spikes: self.watch_spikes },
+            pending: proto::SyncReport { id: None, body: self.pending.clone() },
+        })
+    }
+
+    /// A parameter or a signal, by name.
+    fn resolve_watch(session: &Session, name: &str) -> Result<Watched, EngineError> {
+        if session.sim.model().resolve(name).is_ok() {
+            return Ok(Watched::Param);
+        }
+        session.sim.signal(name).map(Watched::Signal).map_err(|_| EngineError::UnknownName {
+            what: "parameter or signal",
+            name: name.to_string(),
+            hint: "see hello's params and signals".into(),
+        })
+    }
+
+    fn read(session: &Session, name: &str, w: &Watched) -> f64 {
+        match w {
+            Watched::Param => session.sim.get(name).expect("resolved parameter"),
+            Watched::Signal(r) => session.sim.value(*r),
+        }
+    }
+
+    fn get(&self, session: &Session, id: RequestId, names: &[String]) -> Reply {
+        let mut values = BTreeMap::new();
+        for (i, name) in names.iter().enumerate() {
+            match Self::resolve_watch(session, name) {
+                Ok(w) => {
+                    values.insert(name.clone(), Self::read(session, name, &w));
+                }
+                Err(e) => return engine_error(id, e, format!("names[{i}]")),
+            }
+        }
+        Reply::Values(proto::ValuesReply { id, t: session.sim.t(), step: session.sim.step_index(), values })
+    }
+
+    /// Whether a sync time T can still happen from here.
+    fn time_ahead(&self, session: &Session, t: f64) -> bool {
+        match self.point {
+            Point::Start | Point::Init => t >= 0.0,
+            Point::Step => t > session.sim.t() + 0.5 * session.sim.dt(),
+            Point::End => false,
+        }
+    }
+
+    /// Checks every action without applying any.
+    fn check(&self, session: &Session, id: RequestId, actions: &[Action]) -> Result<(), Reply> {
+        let sim = &session.sim;
+        let mut at = self.at.clone();
+        for (i, a) in actions.iter().enumerate() {
+            let field = |f: &str| format!("actions[{i}].{f}");
+            match a {
+                Action::Set { name, value } => {
+                    sim.check_set(name, *value).map_err(|e| {
+                        let f = if matches!(e, EngineError::UnknownName { .. }) { "name" } else { "value" };
+                        engine_error(id, e, field(f))
+                    })?;
+                }
+                Action::Event { target, t, weight } => {
+                    if matches!(self.point, Point::Start | Point::End) {
+                        let why = if self.point == Point::Start {
+                            "initialization discards events: schedule an `init` sync and send events there"
+                        } else {
+                            "the run has ended"
+                        };
+                        return Err(error(id, ErrorCode::WrongState, format!("no events now: {why}"), Some(field("t"))));
+                    }
+                    sim.check_inject(target, *t, *weight).map_err(|e| {
+                        let f = match e {
+                            EngineError::UnknownName { .. } | EngineError::NotATarget { .. } => "target",
+                            EngineError::InvalidValue { ref name, .. } if name.ends_with("weight") => "weight",
+                            _ => "t",
+                        };
+                        engine_error(id, e, field(f))
+                    })?;
+                }
+                Action::Schedule { add_at, remove_at, on_spike, .. } => {
+                    for (k, &t) in add_at.iter().flatten().enumerate() {
+                        if !t.is_finite() {
+                            return Err(error(id, ErrorCode::InvalidValue, format!("sync time {t} is not a finite number"), Some(field(&format!("add_at[{k}]")))));
+                        }
+                        if self.point == Point::End {
+                            return Err(error(id, ErrorCode::WrongState, "the run has ended", Some(field(&format!("add_at[{k}]")))));
+                        }
+                        if !self.time_ahead(session, t) {
+                            return Err(error(
+                                id,
+                                ErrorCode::EventInPast,
+                                format!("sync time {t} has passed (t is {}, the next step point is past t + dt/2)", sim.t()),
+                                Some(field(&format!("add_at[{k}]"))),
+                            ));
+                        }
+                        at.push(t);
+                    }
+                    for (k, t) in remove_at.iter().flatten().enumerate() {
+                        match at.iter().position(|x| x.to_bits() == t.to_bits()) {
+                            Some(p) => {
+                                at.remove(p);
+                            }
+                            None => {
+                                return Err(error(id, ErrorCode::InvalidValue, format!("no sync is scheduled at {t}"), Some(field(&format!("remove_at[{k}]")))))
+                            }
+                        }
+                    }
+                    for (k, s) in on_spike.iter().flatten().enumerate() {
+                        if !self.sources.contains(s) {
+                            return Err(error(
+                                id,
+                                ErrorCode::UnknownName,
+                                format!("unknown spike source `{s}`; sources are {}", self.sources.join(", ")),
+                                Some(field(&format!("on_spike[{k}]"))),
+                            ));
+                        }
+                    }
+                }
+                Action::Watch { values, .. } => {
+                    for (k, name) in values.iter().flatten().enumerate() {
+                        Self::resolve_watch(session, name).map_err(|e| engine_error(id, e, field(&format!("values[{k}]"))))?;
+                    }
+                }
+                Action::Stop {} => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a checked action; true for `stop`.
+    fn apply(&mut self, session: &mut Session, a: Action) -> bool {
+        match a {
+            Action::Set { name, value } => session.sim.set(&name, value).expect("checked"),
+            Action::Event { target, t, weight } => session.sim.inject(&target, t, weight).expect("checked"),
+            Action::Schedule { every, add_at, remove_at, on_spike, init } => {
+                if let Some(n) = every {
+                    self.every = n;
+                }
+                self.at.extend(add_at.unwrap_or_default());
+                for t in remove_at.unwrap_or_default() {
+                    if let Some(p) = self.at.iter().position(|x| x.to_bits() == t.to_bits()) {
+                        self.at.remove(p);
+                    }
+                }
+                self.at.sort_by(f64::total_cmp);
+                if let Some(list) = on_spike {
+                    self.on_spike = self.sources.iter().map(|s| list.contains(s)).collect();
+                }
+                if let Some(i) = init {
+                    self.init = i;
+                }
+            }
+            Action::Watch { values, spikes } => {
+                if let Some(names) = values {
+                    self.watch = names
+                        .into_iter()
+                        .map(|n| {
+                            let w = Self::resolve_watch(session, &n).expect("checked");
+                            (n, w)
+                        })
+                        .collect();
+                }
+                if let Some(s) = spikes {
+                    self.watch_spikes = s;
+                }
+            }
+            Action::Stop {} => return true,
+        }
+        false
+    }
+
+    fn note_spikes(&mut self, spikes: &[Spike], sources: &[String]) {
+        for s in spikes {
+            if self.watch_spikes {
+                self.since_sync.push(proto::SpikeRecord { source: sources[s.source as usize].clone(), t: s.t });
+            }
+            if self.on_spike[s.source as usize] {
+                self.spike_hit = true;
+            }
+        }
+    }
+
+    /// Runs to the next sync point and makes it pending; false if `stop` interrupted the run.
+    fn run_to_next(&mut self, session: &mut Session, stop: &AtomicBool) -> bool {
+        let sources = std::mem::take(&mut self.sources);
+        let ok = self.advance(session, stop, &sources);
+        self.sources = sources;
+        ok
+    }
+
+    fn advance(&mut self, session: &mut Session, stop: &AtomicBool, sources: &[String]) -> bool {
+        match self.point {
+            Point::Start => {
+                session.init_to_states();
+                if self.init {
+                    self.pause(session, Point::Init, vec![Reason::Init]);
+                    return true;
+                }
+                let sp = session.init_end();
+                self.note_spikes(sp, sources);
+            }
+            Point::Init => {
+                let sp = session.init_end();
+                self.note_spikes(sp, sources);
+            }
+            Point::Step => {
+                let sp = session.step_end();
+                self.note_spikes(sp, sources);
+            }
+            Point::End => unreachable!("a run at its end finishes instead"),
+        }
+        debug_assert_eq!(session.sim.stage(), Stage::Ready);
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            if !session.sim.running() {
+                self.pause(session, Point::End, vec![Reason::End]);
+                return true;
+            }
+            let sp = session.step_begin();
+            self.note_spikes(sp, sources);
+            let mut reasons = vec![];
+            if self.every > 0 && session.sim.step_index() % self.every == 0 {
+                reasons.push(Reason::Every);
+            }
+            let due = session.sim.t() + 0.5 * session.sim.dt();
+            let n_due = self.at.iter().take_while(|&&t| t <= due).count();
+            if n_due > 0 {
+                self.at.drain(..n_due);
+                reasons.push(Reason::At);
+            }
+            if std::mem::take(&mut self.spike_hit) {
+                reasons.push(Reason::Spike);
+            }
+            if !reasons.is_empty() {
+                self.pause(session, Point::Step, reasons);
+                return true;
+            }
+            let sp = session.step_end();
+            self.note_spikes(sp, sources);
+        }
+    }
+
+    fn pause(&mut self, session: &Session, point: Point, reasons: Vec<Reason>) {
+        self.point = point;
+        let values = self.watch.iter().map(|(n, w)| (n.clone(), Self::read(session, n, w))).collect();
+        self.pending = proto::SyncBody {
+            t: session.sim.t(),
+            step: session.sim.step_index(),
+            reasons,
+            values,
+            spikes: std::mem::take(&mut self.since_sync),
+        };
+    }
+}
+
+/// Serves the controller until the run is over; the last reply is `done`.
+pub fn controlled_run(
+    mut session: Session,
+    control: Control,
+    opts: &ControlOptions,
+    stop: &AtomicBool,
+) -> Result<RunSummary, AppError> {
+    session.announce(opts.wait_subscribers, stop)?;
+    let mut lock = Lockstep::new(&session);
+    // The last request answered and its reply, for retries.
+    let mut last: Option<(Vec<u8>, Vec<u8>)> = None;
+    loop {
+        let Some(req) = control.recv(100)? else {
+            if stop.load(Ordering::Relaxed) {
+                return session.finish(proto::EndReason::Signal);
+            }
+            continue;
+        };
+        if let Some((prev, reply)) = &last {
+            if *prev == req {
+                control.send(reply)?;
+                continue;
+            }
+        }
+        match lock.handle(&mut session, &req, opts, stop) {
+            Handled::Reply(reply) => {
+                let bytes = proto::encode(&reply);
+                control.send(&bytes)?;
+                last = Some((req, bytes));
+            }
+            Handled::Finish(id, reason) => {
+                let (t, step) = (session.sim.t(), session.sim.step_index());
+                let summary = session.finish(reason)?;
+                let done = Reply::Done(proto::DoneReply {
+                    id,
+                    reason,
+                    t,
+                    step,
+                    published: summary.published,
+                    dropped: summary.dropped,
+                });
+                control.send(&proto::encode(&done))?;
+                return Ok(summary);
+            }
+        }
+    }
+}

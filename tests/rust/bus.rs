@@ -1,0 +1,284 @@
+//! The node over ZeroMQ, driven by a Rust controller in this (separate) process.
+
+use std::collections::BTreeMap;
+
+use spikebus_protocol::{self as proto, Action, ErrorCode, Reason, Reply};
+
+use crate::golden::{decode_trace, load_golden, root};
+use crate::node::{every, read_file, seed_interval_controller, set, watch, Client, Node};
+
+fn csv_column(text: &str, name: &str) -> Vec<f64> {
+    let mut lines = text.lines();
+    let k = lines.next().unwrap().split(',').position(|h| h == name).unwrap_or_else(|| panic!("no {name}"));
+    lines.map(|l| l.split(',').nth(k).unwrap().parse().unwrap()).collect()
+}
+
+/// The acceptance run with a Rust controller: the seed program over the bus gives
+/// NEURON's own numbers, over ipc and over tcp, and both runs write identical files.
+#[test]
+fn seed_callback_over_ipc_and_tcp_is_neuron_exact() {
+    let golden = load_golden("seed_interval");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut outputs = vec![];
+    for (kind, ep) in [("ipc", format!("ipc://{}", tmp.path().join("ctl").display())), ("tcp", "tcp://127.0.0.1:0".to_string())] {
+        let out = tmp.path().join(kind);
+        let node = Node::start(&["--control", &ep, "--set", "soma.threshold=0", "--out", out.to_str().unwrap()]);
+        let done = seed_interval_controller(node.control.as_deref().unwrap());
+        assert_eq!(done.reason, proto::EndReason::End);
+        assert_eq!(done.step, 20000);
+        let (code, _) = node.wait();
+        assert_eq!(code, Some(0));
+        let traces = String::from_utf8(read_file(&out, "traces.csv")).unwrap();
+        for name in &golden.signals {
+            let want = decode_trace(&golden.traces[name]);
+            let got = csv_column(&traces, name);
+            assert_eq!(got.len(), 20001, "{name}");
+            let differ = got.iter().zip(&want).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+            assert_eq!(differ, 0, "{kind}: {name} differs from NEURON in {differ} samples");
+        }
+        let spikes = String::from_utf8(read_file(&out, "spikes.csv")).unwrap();
+        let of = |src: &str| -> Vec<f64> {
+            spikes.lines().skip(1).filter(|l| l.starts_with(&format!("{src},"))).map(|l| l[src.len() + 1..].parse().unwrap()).collect()
+        };
+        assert_eq!(of("ns"), [0.0, 20.0, 450.0]);
+        assert_eq!(of("soma"), golden.spikes["soma"]);
+        outputs.push((read_file(&out, "traces.csv"), read_file(&out, "spikes.csv")));
+    }
+    assert!(outputs[0] == outputs[1], "ipc and tcp runs wrote different files");
+}
+
+/// Every valid request example of schemas/examples decodes; every invalid one is refused.
+#[test]
+fn schema_examples_decode_as_the_schemas_say() {
+    let mut checked = 0;
+    for msg in ["hello.request", "get.request", "continue.request"] {
+        for (kind, should_decode) in [("valid", true), ("invalid", false)] {
+            let dir = root().join("schemas/examples").join(msg).join(kind);
+            for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+                let path = entry.unwrap().path();
+                let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+                let bytes = rmp_serde::to_vec_named(&json).unwrap();
+                let got = proto::decode_request(&bytes);
+                assert_eq!(got.is_ok(), should_decode, "{}: {got:?}", path.display());
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 20, "only {checked} examples");
+}
+
+#[derive(serde::Deserialize)]
+struct Refused {
+    request: serde_json::Value,
+    code: ErrorCode,
+    /// Where the node is paused when it is sent: `start` or `step`.
+    point: String,
+}
+
+/// Sends every refused example meant for `point`; each must get its documented error code.
+fn send_refused(c: &Client, point: &str) -> usize {
+    let mut refused = 0;
+    for dir in ["continue.request/refused", "get.request/refused", "hello.request/refused"] {
+        let dir = root().join("schemas/examples").join(dir);
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let case: Refused = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            if case.point != point {
+                continue;
+            }
+            let bytes = rmp_serde::to_vec_named(&case.request).unwrap();
+            match c.raw(&bytes) {
+                Reply::Error(e) => assert_eq!(e.code, case.code, "{}: {e:?}", path.display()),
+                other => panic!("{}: accepted: {other:?}", path.display()),
+            }
+            refused += 1;
+        }
+    }
+    refused
+}
+
+/// Requests the schemas allow but the node must refuse get the documented error code, and
+/// none of them changes the run: its files equal an undisturbed run's, byte for byte.
+#[test]
+fn refused_requests_change_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |name: &str, disturb: bool| {
+        let out = tmp.path().join(name);
+        let node = Node::start(&["--control", "tcp://127.0.0.1:0", "--set", "tstop=20", "--out", out.to_str().unwrap()]);
+        let mut c = Client::connect(node.control.as_deref().unwrap());
+        let mut refused = 0;
+        if disturb {
+            refused += send_refused(&c, "start");
+        }
+        let mut r = c.sync(vec![every(7), watch(&["soma.v"])]);
+        while !r.body.reasons.contains(&Reason::End) {
+            if disturb && r.body.step == 14 {
+                refused += send_refused(&c, "step");
+                for garbage in [&b"\xff\x00garbage"[..], b"", b"\x93\x01\x02\x03", b"\x81\xa2op\xa3fly"] {
+                    assert!(matches!(c.raw(garbage), Reply::Error(_)));
+                }
+                assert!(refused >= 5);
+            }
+            r = c.sync(vec![]);
+        }
+        assert!(matches!(c.cont(vec![]), Reply::Done(_)));
+        assert_eq!(node.wait().0, Some(0));
+        (read_file(&out, "traces.csv"), read_file(&out, "spikes.csv"))
+    };
+    let calm = run("calm", false);
+    let disturbed = run("disturbed", true);
+    assert!(calm == disturbed, "refused requests changed the run");
+}
+
+/// hello describes the model and the pending point; get reads without advancing; a resent
+/// request gets the same reply and is applied once.
+#[test]
+fn hello_get_and_resent_requests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&["--control", "tcp://127.0.0.1:0", "--set", "tstop=5", "--out", tmp.path().to_str().unwrap()]);
+    let mut c = Client::connect(node.control.as_deref().unwrap());
+    let h = c.hello();
+    assert_eq!((h.protocol, h.dt, h.tstop, h.step), (1, 0.025, 5.0, 0));
+    assert_eq!(h.sources, ["soma", "ns"]);
+    assert_eq!(h.targets, ["syn", "ns", "nc"]);
+    assert!(h.signals.contains(&"soma.m_hh".to_string()));
+    let p = h.params.iter().find(|p| p.name == "soma.nseg").unwrap();
+    assert!(!p.writable);
+
+    // A continue sent twice (a retry) advances once.
+    let req = proto::encode(&proto::Request::Continue { id: Some(77), actions: vec![every(10), set("syn.tau", 5.0)] });
+    let first = c.raw(&req);
+    let again = c.raw(&req);
+    assert_eq!(first, again);
+    let Reply::Sync(s) = first else { panic!() };
+    assert_eq!(s.body.step, 0);
+    let Reply::Sync(next) = c.cont(vec![]) else { panic!() };
+    assert_eq!(next.body.step, 10, "the resent request was applied twice");
+
+    match c.request(proto::Request::Get { id: Some(5), names: vec!["syn.tau".into(), "soma.v".into()] }) {
+        Reply::Values(v) => {
+            assert_eq!(v.values["syn.tau"], 5.0);
+            assert_eq!(v.step, 10);
+        }
+        r => panic!("{r:?}"),
+    }
+    // A new controller mid-run sees where the run is.
+    let mut other = Client::connect(node.control.as_deref().unwrap());
+    let h2 = other.hello();
+    assert_eq!(h2.pending.body.step, 10);
+    assert_eq!(h2.schedule.every, 10);
+    let stop = other.cont(vec![Action::Stop {}]);
+    assert!(matches!(stop, Reply::Done(proto::DoneReply { reason: proto::EndReason::Stop, .. })), "{stop:?}");
+    assert_eq!(node.wait().0, Some(0));
+}
+
+/// Sync points: init, at-times (one-shot, NEURON's CVode.event timing), on spikes.
+#[test]
+fn sync_points_fall_where_the_spec_says() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&["--control", "tcp://127.0.0.1:0", "--set", "tstop=30", "--out", tmp.path().to_str().unwrap()]);
+    let mut c = Client::connect(node.control.as_deref().unwrap());
+    let init = c.sync(vec![Action::Schedule { every: None, add_at: Some(vec![0.1, 12.0]), remove_at: None, on_spike: None, init: Some(true) }]);
+    assert_eq!(init.body.reasons, [Reason::Init]);
+    // At init, INITIAL has run but the t = 0 events have not: syn.g is still 0.
+    let r = c.sync(vec![watch(&["syn.g"])]);
+    assert_eq!(r.body.reasons, [Reason::At]);
+    // CVode.event(0.1) in NEURON's fixed step: h.t = 0.09999999999999999 (step 4).
+    assert_eq!((r.body.t, r.body.step), (0.09999999999999999, 4));
+    assert_eq!(r.body.spikes, [proto::SpikeRecord { source: "ns".into(), t: 0.0 }]);
+    let r = c.sync(vec![Action::Schedule { every: None, add_at: None, remove_at: Some(vec![12.0]), on_spike: Some(vec!["soma".into()]), init: None }]);
+    assert_eq!(r.body.reasons, [Reason::Spike]);
+    let soma: Vec<_> = r.body.spikes.iter().filter(|s| s.source == "soma").collect();
+    assert_eq!(soma.len(), 1);
+    assert!(r.body.t <= soma[0].t && soma[0].t < r.body.t + 0.025, "paused at the step that detected it");
+    let mut reasons = BTreeMap::new();
+    let mut r = c.sync(vec![]);
+    while !r.body.reasons.contains(&Reason::End) {
+        for x in &r.body.reasons {
+            *reasons.entry(format!("{x:?}")).or_insert(0) += 1;
+        }
+        r = c.sync(vec![]);
+    }
+    assert_eq!(reasons.keys().collect::<Vec<_>>(), ["Spike"], "no at-sync after its removal");
+    assert!(matches!(c.cont(vec![]), Reply::Done(_)));
+}
+
+/// The state stream: one message per step, in order, equal to traces.csv; spikes; lifecycle.
+#[test]
+fn state_stream_matches_the_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&[
+        "--pub", "tcp://127.0.0.1:0", "--wait-subscribers", "1", "--pub-batch", "7", "--set", "tstop=25",
+        "--out", tmp.path().to_str().unwrap(),
+    ]);
+    let ctx = zmq::Context::new();
+    let sub = ctx.socket(zmq::SUB).unwrap();
+    sub.set_rcvtimeo(30_000).unwrap();
+    sub.connect(node.publish.as_deref().unwrap()).unwrap();
+    sub.set_subscribe(b"").unwrap();
+    let mut t = vec![];
+    let mut v = vec![];
+    let mut spikes = 0;
+    let mut seq = vec![];
+    loop {
+        let parts = sub.recv_multipart(0).expect("stream message");
+        let map: BTreeMap<String, rmpv_like::Any> = rmp_serde::from_slice(&parts[1]).unwrap();
+        seq.push(map["seq"].as_u64());
+        match &parts[0][..] {
+            b"state" => {
+                t.extend(map["t"].as_f64s());
+                v.extend(map["soma.v"].as_f64s());
+            }
+            b"spike" => spikes += 1,
+            b"done" => {
+                assert_eq!(map["dropped"].as_u64(), 0);
+                break;
+            }
+            b"started" => assert!(t.is_empty()),
+            other => panic!("topic {other:?}"),
+        }
+    }
+    assert_eq!(seq, (0..seq.len() as u64).collect::<Vec<_>>(), "no gaps");
+    let traces = String::from_utf8(read_file(tmp.path(), "traces.csv")).unwrap();
+    let want_t = csv_column(&traces, "t");
+    let want_v = csv_column(&traces, "soma.v");
+    assert_eq!(t.len(), 1001);
+    assert!(t.iter().zip(&want_t).all(|(a, b)| a.to_bits() == b.to_bits()));
+    assert!(v.iter().zip(&want_v).all(|(a, b)| a.to_bits() == b.to_bits()));
+    let spikes_csv = String::from_utf8(read_file(tmp.path(), "spikes.csv")).unwrap();
+    assert_eq!(spikes, spikes_csv.lines().count() - 1);
+    assert_eq!(node.wait().0, Some(0));
+}
+
+mod rmpv_like {
+    /// Just enough of a MessagePack value for the stream test.
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(untagged)]
+    pub enum Any {
+        U(u64),
+        F(f64),
+        S(String),
+        L(Vec<Any>),
+    }
+    impl Any {
+        pub fn as_u64(&self) -> u64 {
+            match self {
+                Any::U(u) => *u,
+                a => panic!("{a:?}"),
+            }
+        }
+        pub fn as_f64s(&self) -> Vec<f64> {
+            match self {
+                Any::L(l) => l
+                    .iter()
+                    .map(|x| match x {
+                        Any::F(f) => *f,
+                        Any::U(u) => *u as f64,
+                        a => panic!("{a:?}"),
+                    })
+                    .collect(),
+                a => panic!("{a:?}"),
+            }
+        }
+    }
+}

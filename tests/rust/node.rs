@@ -1,0 +1,148 @@
+//! A spikebus node in its own process, for tests: started with real sockets, its endpoints
+//! read from the line it prints (no sleeps), killed when dropped. A minimal Rust controller.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+use spikebus_protocol::{self as proto, Action, Reply, Request};
+
+pub struct Node {
+    child: Child,
+    pub control: Option<String>,
+    pub publish: Option<String>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Node {
+    /// Starts `spikebus run ARGS...` (args must include --control and/or --pub).
+    pub fn start(args: &[&str]) -> Node {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_spikebus"))
+            .arg("run")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn spikebus");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("read the listening line");
+        assert!(line.starts_with("spikebus: listening"), "unexpected first line: {line:?}");
+        let field = |key: &str| line.split_whitespace().find_map(|w| w.strip_prefix(key)).map(str::to_string);
+        Node { control: field("control="), publish: field("pub="), child, stdout }
+    }
+
+    /// Waits for the node to exit (bounded), returns its status code and the rest of stdout.
+    pub fn wait(mut self) -> (Option<i32>, String) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut rest = String::new();
+                std::io::Read::read_to_string(&mut self.stdout, &mut rest).unwrap();
+                return (status.code(), rest);
+            }
+            assert!(std::time::Instant::now() < deadline, "node did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A REQ socket speaking the protocol, with ids.
+pub struct Client {
+    sock: zmq::Socket,
+    _ctx: zmq::Context,
+    next_id: u64,
+}
+
+impl Client {
+    pub fn connect(endpoint: &str) -> Client {
+        let ctx = zmq::Context::new();
+        let sock = ctx.socket(zmq::REQ).unwrap();
+        sock.set_rcvtimeo(30_000).unwrap();
+        sock.set_linger(0).unwrap();
+        sock.connect(endpoint).unwrap();
+        Client { sock, _ctx: ctx, next_id: 1 }
+    }
+
+    pub fn raw(&self, bytes: &[u8]) -> Reply {
+        self.sock.send(bytes, 0).unwrap();
+        let reply = self.sock.recv_bytes(0).expect("a reply within the timeout");
+        rmp_serde::from_slice(&reply).expect("a reply decodes")
+    }
+
+    pub fn request(&mut self, req: Request) -> Reply {
+        self.next_id += 1;
+        self.raw(&proto::encode(&req))
+    }
+
+    fn id(&mut self) -> Option<u64> {
+        self.next_id += 1;
+        Some(self.next_id)
+    }
+
+    pub fn hello(&mut self) -> proto::HelloReply {
+        let id = self.id();
+        match self.raw(&proto::encode(&Request::Hello { id, protocol: proto::PROTOCOL_VERSION })) {
+            Reply::Hello(h) => h,
+            r => panic!("hello got {r:?}"),
+        }
+    }
+
+    pub fn cont(&mut self, actions: Vec<Action>) -> Reply {
+        let id = self.id();
+        self.raw(&proto::encode(&Request::Continue { id, actions }))
+    }
+
+    pub fn sync(&mut self, actions: Vec<Action>) -> proto::SyncReport {
+        match self.cont(actions) {
+            Reply::Sync(s) => s,
+            r => panic!("expected a sync, got {r:?}"),
+        }
+    }
+}
+
+pub fn every(n: u64) -> Action {
+    Action::Schedule { every: Some(n), add_at: None, remove_at: None, on_spike: None, init: None }
+}
+
+pub fn watch(names: &[&str]) -> Action {
+    Action::Watch { values: Some(names.iter().map(|s| s.to_string()).collect()), spikes: None }
+}
+
+pub fn set(name: &str, value: f64) -> Action {
+    Action::Set { name: name.into(), value }
+}
+
+/// The seed document's callback as a controller: at every step, when int(t) % 50 == 0,
+/// ns.interval += 10 (reading ns.interval from the node). Runs to `done`.
+pub fn seed_interval_controller(endpoint: &str) -> proto::DoneReply {
+    let mut c = Client::connect(endpoint);
+    let hello = c.hello();
+    assert_eq!(hello.pending.body.reasons, [proto::Reason::Start]);
+    let mut report = c.sync(vec![every(1), watch(&["ns.interval"])]);
+    loop {
+        if report.body.reasons.contains(&proto::Reason::End) {
+            match c.cont(vec![]) {
+                Reply::Done(d) => return d,
+                r => panic!("expected done, got {r:?}"),
+            }
+        }
+        let mut actions = vec![];
+        if (report.body.t as i64) % 50 == 0 {
+            actions.push(set("ns.interval", report.body.values["ns.interval"] + 10.0));
+        }
+        report = c.sync(actions);
+    }
+}
+
+pub fn read_file(dir: &Path, name: &str) -> Vec<u8> {
+    std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(name).display()))
+}
