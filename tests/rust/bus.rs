@@ -146,7 +146,7 @@ fn hello_get_and_resent_requests() {
     assert!(!p.writable);
 
     // A continue sent twice (a retry) advances once.
-    let req = proto::encode(&proto::Request::Continue { id: Some(77), actions: vec![every(10), set("syn.tau", 5.0)] });
+    let req = proto::encode(&proto::Request::<Action>::Continue { id: Some(77), actions: vec![every(10), set("syn.tau", 5.0)] });
     let first = c.raw(&req);
     let again = c.raw(&req);
     assert_eq!(first, again);
@@ -155,7 +155,7 @@ fn hello_get_and_resent_requests() {
     let Reply::Sync(next) = c.cont(vec![]) else { panic!() };
     assert_eq!(next.body.step, 10, "the resent request was applied twice");
 
-    match c.request(proto::Request::Get { id: Some(5), names: vec!["syn.tau".into(), "soma.v".into()] }) {
+    match c.request(proto::Request::<Action>::Get { id: Some(5), names: vec!["syn.tau".into(), "soma.v".into()] }) {
         Reply::Values(v) => {
             assert_eq!(v.values["syn.tau"], 5.0);
             assert_eq!(v.step, 10);
@@ -165,7 +165,7 @@ fn hello_get_and_resent_requests() {
     // A new controller mid-run sees where the run is.
     let mut other = Client::connect(node.control.as_deref().unwrap());
     let h2 = other.hello();
-    assert_eq!(h2.pending.body.step, 10);
+    assert_eq!(h2.pending.report().body.step, 10);
     assert_eq!(h2.schedule.every, 10);
     let stop = other.cont(vec![Action::Stop {}]);
     assert!(matches!(stop, Reply::Done(proto::DoneReply { reason: proto::EndReason::Stop, .. })), "{stop:?}");

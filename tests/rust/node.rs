@@ -90,7 +90,7 @@ impl Client {
 
     pub fn hello(&mut self) -> proto::HelloReply {
         let id = self.id();
-        match self.raw(&proto::encode(&Request::Hello { id, protocol: proto::PROTOCOL_VERSION })) {
+        match self.raw(&proto::encode(&Request::<Action>::Hello { id, protocol: proto::PROTOCOL_VERSION })) {
             Reply::Hello(h) => h,
             r => panic!("hello got {r:?}"),
         }
@@ -126,7 +126,7 @@ pub fn set(name: &str, value: f64) -> Action {
 pub fn seed_interval_controller(endpoint: &str) -> proto::DoneReply {
     let mut c = Client::connect(endpoint);
     let hello = c.hello();
-    assert_eq!(hello.pending.body.reasons, [proto::Reason::Start]);
+    assert_eq!(hello.pending.report().body.reasons, [proto::Reason::Start]);
     let mut report = c.sync(vec![every(1), watch(&["ns.interval"])]);
     loop {
         if report.body.reasons.contains(&proto::Reason::End) {

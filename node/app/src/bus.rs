@@ -70,6 +70,9 @@ impl Bus {
         sock.set_sndhwm(hwm).map_err(zmq_err("cannot configure", endpoint))?;
         sock.set_linger(2000).map_err(zmq_err("cannot configure", endpoint))?;
         set_xpub_nodrop(&mut sock).map_err(zmq_err("cannot configure", endpoint))?;
+        // Pass every subscription up, even a repeated one, so that `wait_subscribers` counts
+        // subscribers rather than distinct topics.
+        sock.set_xpub_verbose(true).map_err(zmq_err("cannot configure", endpoint))?;
         sock.bind(endpoint).map_err(zmq_err("cannot bind", endpoint))?;
         let bound = last_endpoint(&sock, endpoint);
         Ok(Publisher { sock, endpoint: bound, seq: 0, published: 0, dropped: 0, subscribers: 0 })

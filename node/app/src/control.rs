@@ -52,6 +52,7 @@ struct Lockstep {
     since_sync: Vec<proto::SpikeRecord>,
     spike_hit: bool,
     sources: Vec<String>,
+    wait_subscribers: usize,
 }
 
 /// What a request leads to.
@@ -78,7 +79,7 @@ fn engine_error(id: RequestId, e: EngineError, field: String) -> Reply {
 }
 
 impl Lockstep {
-    fn new(session: &Session) -> Self {
+    fn new(session: &Session, wait_subscribers: usize) -> Self {
         let sources: Vec<String> = session.sim.source_names().iter().map(|s| s.to_string()).collect();
         Lockstep {
             point: Point::Start,
@@ -92,6 +93,7 @@ impl Lockstep {
             since_sync: vec![],
             spike_hit: false,
             sources,
+            wait_subscribers,
         }
     }
 
@@ -168,7 +170,7 @@ impl Lockstep {
                 on_spike: self.sources.iter().zip(&self.on_spike).filter(|(_, on)| **on).map(|(s, _)| s.clone()).collect(),
             },
             watch: proto::WatchState { values: self.watch.iter().map(|(n, _)| n.clone()).collect(), spikes: self.watch_spikes },
-            pending: proto::SyncReport { id: None, body: self.pending.clone() },
+            pending: proto::Pending::Sync(proto::SyncReport { id: None, body: self.pending.clone() }),
         })
     }
 
@@ -358,6 +360,12 @@ impl Lockstep {
     fn advance(&mut self, session: &mut Session, stop: &AtomicBool, sources: &[String]) -> bool {
         match self.point {
             Point::Start => {
+                // Observers are waited for (and greeted) when the run leaves its start point,
+                // so a controller can say hello meanwhile.
+                if let Err(e) = session.announce(self.wait_subscribers, stop) {
+                    eprintln!("spikebus: {e}");
+                    return false;
+                }
                 session.init_to_states();
                 if self.init {
                     self.pause(session, Point::Init, vec![Reason::Init]);
@@ -381,24 +389,16 @@ impl Lockstep {
             if stop.load(Ordering::Relaxed) {
                 return false;
             }
-            if !session.sim.running() {
-                self.pause(session, Point::End, vec![Reason::End]);
+            let end = !session.sim.running();
+            if !end {
+                let sp = session.step_begin();
+                self.note_spikes(sp, sources);
+            }
+            let mut reasons = self.due_reasons(session);
+            if end {
+                reasons.push(Reason::End);
+                self.pause(session, Point::End, reasons);
                 return true;
-            }
-            let sp = session.step_begin();
-            self.note_spikes(sp, sources);
-            let mut reasons = vec![];
-            if self.every > 0 && session.sim.step_index() % self.every == 0 {
-                reasons.push(Reason::Every);
-            }
-            let due = session.sim.t() + 0.5 * session.sim.dt();
-            let n_due = self.at.iter().take_while(|&&t| t <= due).count();
-            if n_due > 0 {
-                self.at.drain(..n_due);
-                reasons.push(Reason::At);
-            }
-            if std::mem::take(&mut self.spike_hit) {
-                reasons.push(Reason::Spike);
             }
             if !reasons.is_empty() {
                 self.pause(session, Point::Step, reasons);
@@ -407,6 +407,24 @@ impl Lockstep {
             let sp = session.step_end();
             self.note_spikes(sp, sources);
         }
+    }
+
+    /// The scheduled reasons to pause at the current step point (one-shot times are consumed).
+    fn due_reasons(&mut self, session: &Session) -> Vec<Reason> {
+        let mut reasons = vec![];
+        if self.every > 0 && session.sim.step_index() % self.every == 0 {
+            reasons.push(Reason::Every);
+        }
+        let due = session.sim.t() + 0.5 * session.sim.dt();
+        let n_due = self.at.iter().take_while(|&&t| t <= due).count();
+        if n_due > 0 {
+            self.at.drain(..n_due);
+            reasons.push(Reason::At);
+        }
+        if std::mem::take(&mut self.spike_hit) {
+            reasons.push(Reason::Spike);
+        }
+        reasons
     }
 
     fn pause(&mut self, session: &Session, point: Point, reasons: Vec<Reason>) {
@@ -429,8 +447,7 @@ pub fn controlled_run(
     opts: &ControlOptions,
     stop: &AtomicBool,
 ) -> Result<RunSummary, AppError> {
-    session.announce(opts.wait_subscribers, stop)?;
-    let mut lock = Lockstep::new(&session);
+    let mut lock = Lockstep::new(&session, opts.wait_subscribers);
     // The last request answered and its reply, for retries.
     let mut last: Option<(Vec<u8>, Vec<u8>)> = None;
     loop {

@@ -147,7 +147,21 @@ pub struct HelloReply {
     pub targets: Vec<String>,
     pub schedule: ScheduleState,
     pub watch: WatchState,
-    pub pending: SyncReport,
+    pub pending: Pending,
+}
+
+/// hello's `pending`: a sync report with its `op`, as the reply to a `continue` carries it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Pending {
+    Sync(SyncReport),
+}
+
+impl Pending {
+    pub fn report(&self) -> &SyncReport {
+        let Pending::Sync(r) = self;
+        r
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

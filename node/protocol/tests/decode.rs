@@ -74,7 +74,7 @@ fn errors_name_code_and_field() {
     let e = decode_request(&enc(&Loose { op: "fly", id: 1, actions: vec![] })).unwrap_err();
     assert_eq!(e.code, ErrorCode::UnknownOp);
 
-    let mut bytes = enc(&Request::Hello { id: Some(1), protocol: 1 });
+    let mut bytes = enc(&Request::<Action>::Hello { id: Some(1), protocol: 1 });
     bytes.push(0xc0);
     assert_eq!(decode_request(&bytes).unwrap_err().code, ErrorCode::BadMessage);
 }

@@ -1,0 +1,86 @@
+"""spikebus_client: steer and observe a spikebus node from Python.
+
+spikebus is a co-simulation node that reproduces NEURON's fixed-step simulation bit for bit
+and is steered over ZeroMQ (protocol version 1, ``schemas/README.md`` in the repository).
+
+- :class:`Controller`: the REQ side of ``--control``: ``hello()``, ``get(names)``,
+  ``cont(actions)`` returning a :class:`Sync` or :class:`Done`; errors raise
+  :class:`SpikebusError`.
+- action builders: :func:`set_`, :func:`event`, :func:`schedule`, :func:`watch`,
+  :func:`stop`.
+- :class:`Observer`: the SUB side of ``--pub``, yielding :class:`StreamMessage`.
+- :class:`Node`: a node subprocess as a context manager (reads the ``listening`` line).
+
+The NEURON program of the seed document, whose callback runs at every step::
+
+    def update_interval():
+        if int(h.t) % 50 == 0:
+            ns.interval += 10
+
+becomes, over the bus::
+
+    from spikebus_client import Controller, schedule, watch, set_, Sync
+
+    with Controller("tcp://127.0.0.1:40123") as c:
+        r = c.cont([schedule(every=1), watch(values=["ns.interval"])])
+        while isinstance(r, Sync) and not r.is_end:
+            acts = []
+            if int(r.t) % 50 == 0:
+                acts.append(set_("ns.interval", r.values["ns.interval"] + 10))
+            r = c.cont(acts)
+        c.cont()  # after the end point: done
+"""
+
+from .actions import Action, event, schedule, set_, stop, watch
+from .controller import Controller, pack, unpack
+from .messages import (
+    PROTOCOL_VERSION,
+    Done,
+    Hello,
+    Param,
+    ProtocolViolation,
+    Schedule,
+    Spike,
+    SpikebusError,
+    SpikebusTimeout,
+    Sync,
+    Values,
+    Watch,
+    parse_reply,
+)
+from .node import Node, NodeError, find_binary, parse_listening
+from .stream import TOPICS, Observer, StreamMessage
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Action",
+    "Controller",
+    "Done",
+    "Hello",
+    "Node",
+    "NodeError",
+    "Observer",
+    "PROTOCOL_VERSION",
+    "Param",
+    "ProtocolViolation",
+    "Schedule",
+    "Spike",
+    "SpikebusError",
+    "SpikebusTimeout",
+    "StreamMessage",
+    "Sync",
+    "TOPICS",
+    "Values",
+    "Watch",
+    "event",
+    "find_binary",
+    "pack",
+    "parse_listening",
+    "parse_reply",
+    "schedule",
+    "set_",
+    "stop",
+    "unpack",
+    "watch",
+]

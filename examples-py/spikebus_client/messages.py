@@ -1,0 +1,315 @@
+"""Typed views of the spikebus wire messages (protocol version 1, ``schemas/README.md``).
+
+Every message on the wire is one MessagePack map with string keys.  The classes here are
+thin, read-only views: each keeps the decoded map in ``raw`` so that fields a later node adds
+are never lost, and exposes the fields of protocol version 1 with their types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "Spike",
+    "Sync",
+    "Done",
+    "Values",
+    "Param",
+    "Schedule",
+    "Watch",
+    "Hello",
+    "SpikebusError",
+    "SpikebusTimeout",
+    "ProtocolViolation",
+    "parse_reply",
+]
+
+#: The protocol version this client speaks (sent in ``hello``).
+PROTOCOL_VERSION = 1
+
+
+class SpikebusError(Exception):
+    """An ``error`` reply from the node.
+
+    Attributes:
+        code: the error code (``bad_message``, ``unknown_op``, ``protocol_mismatch``,
+            ``unknown_name``, ``invalid_value``, ``not_writable``, ``event_in_past``,
+            ``wrong_state``, ``too_large``).
+        message: the node's human-readable explanation.
+        field: the offending field (e.g. ``"actions[0].value"``) or ``None``.
+        id: the request id the reply echoes (``None`` if the node could not read it).
+        raw: the decoded reply map.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        field: str | None = None,
+        id: int | None = None,
+        raw: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.code = code
+        self.message = message
+        self.field = field
+        self.id = id
+        self.raw: dict[str, Any] = dict(raw or {})
+        where = f" (field {field})" if field else ""
+        super().__init__(f"{code}: {message}{where}")
+
+
+class SpikebusTimeout(TimeoutError):
+    """No reply from the node after every retry of a request."""
+
+
+class ProtocolViolation(RuntimeError):
+    """The node sent something protocol version 1 does not allow (e.g. a reply to another
+    request id, or a reply that is not a map).  Raised instead of guessing."""
+
+
+@dataclass(frozen=True)
+class Spike:
+    """One spike: ``source`` (a section's detector or an artificial cell) at time ``t`` (ms)."""
+
+    source: str
+    t: float
+
+    @classmethod
+    def from_wire(cls, m: Mapping[str, Any]) -> "Spike":
+        return cls(source=str(m["source"]), t=float(m["t"]))
+
+
+@dataclass(frozen=True)
+class Sync:
+    """The report of a sync point: the node is paused there until the next ``continue``.
+
+    Attributes:
+        id: the id of the request this report answers (``None`` in ``hello.pending``).
+        t: the simulation time (bit for bit NEURON's ``h.t`` at that step).
+        step: the step index n (t_n); step 0 is t = 0.
+        reasons: why the node stopped here: ``start``, ``init``, ``every``, ``at``,
+            ``spike``, ``end`` (several may coincide).
+        values: the watched parameters and signals, by name.
+        spikes: every spike since the previous report (when spikes are watched).
+    """
+
+    id: int | None
+    t: float
+    step: int
+    reasons: tuple[str, ...]
+    values: dict[str, float]
+    spikes: tuple[Spike, ...]
+    raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    @classmethod
+    def from_wire(cls, m: Mapping[str, Any]) -> "Sync":
+        return cls(
+            id=m.get("id"),
+            t=float(m["t"]),
+            step=int(m["step"]),
+            reasons=tuple(str(r) for r in m.get("reasons") or ()),
+            values={str(k): float(v) for k, v in (m.get("values") or {}).items()},
+            spikes=tuple(Spike.from_wire(s) for s in m.get("spikes") or ()),
+            raw=dict(m),
+        )
+
+    def has(self, reason: str) -> bool:
+        """True if ``reason`` is one of the reasons of this sync point."""
+        return reason in self.reasons
+
+    @property
+    def is_start(self) -> bool:
+        """The ``start`` point: before initialization (t = 0)."""
+        return "start" in self.reasons
+
+    @property
+    def is_end(self) -> bool:
+        """The ``end`` point: the run reached tstop; the next ``continue`` gets ``done``."""
+        return "end" in self.reasons
+
+
+@dataclass(frozen=True)
+class Done:
+    """The run is over (after the ``end`` point, or a ``stop``); the node exits 0.
+
+    Attributes:
+        reason: ``end``, ``stop``, ``signal`` or ``timeout``.
+        published, dropped: state-stream messages sent, and lost at the high-water mark.
+    """
+
+    id: int | None
+    reason: str
+    t: float
+    step: int
+    published: int
+    dropped: int
+    raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    @classmethod
+    def from_wire(cls, m: Mapping[str, Any]) -> "Done":
+        return cls(
+            id=m.get("id"),
+            reason=str(m["reason"]),
+            t=float(m["t"]),
+            step=int(m["step"]),
+            published=int(m.get("published", 0)),
+            dropped=int(m.get("dropped", 0)),
+            raw=dict(m),
+        )
+
+
+@dataclass(frozen=True)
+class Values:
+    """The reply to ``get``: values read at (``t``, ``step``) without advancing."""
+
+    id: int | None
+    t: float
+    step: int
+    values: dict[str, float]
+    raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    @classmethod
+    def from_wire(cls, m: Mapping[str, Any]) -> "Values":
+        return cls(
+            id=m.get("id"),
+            t=float(m["t"]),
+            step=int(m["step"]),
+            values={str(k): float(v) for k, v in (m.get("values") or {}).items()},
+            raw=dict(m),
+        )
+
+    def __getitem__(self, name: str) -> float:
+        return self.values[name]
+
+
+@dataclass(frozen=True)
+class Param:
+    """A model parameter as ``hello`` lists it."""
+
+    name: str
+    unit: str
+    writable: bool
+    value: float
+
+    @classmethod
+    def from_wire(cls, m: Mapping[str, Any]) -> "Param":
+        return cls(
+            name=str(m["name"]),
+            unit=str(m.get("unit", "")),
+            writable=bool(m.get("writable", False)),
+            value=float(m["value"]),
+        )
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The node's sync schedule (it outlives a controller)."""
+
+    init: bool = False
+    every: int = 0
+    at: tuple[float, ...] = ()
+    on_spike: tuple[str, ...] = ()
+
+    @classmethod
+    def from_wire(cls, m: Mapping[str, Any] | None) -> "Schedule":
+        m = m or {}
+        return cls(
+            init=bool(m.get("init", False)),
+            every=int(m.get("every", 0)),
+            at=tuple(float(x) for x in m.get("at") or ()),
+            on_spike=tuple(str(x) for x in m.get("on_spike") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class Watch:
+    """What the node's sync reports carry."""
+
+    values: tuple[str, ...] = ()
+    spikes: bool = True
+
+    @classmethod
+    def from_wire(cls, m: Mapping[str, Any] | None) -> "Watch":
+        m = m or {}
+        return cls(
+            values=tuple(str(x) for x in m.get("values") or ()),
+            spikes=bool(m.get("spikes", True)),
+        )
+
+
+@dataclass(frozen=True)
+class Hello:
+    """The reply to ``hello``: who the node is, and where the run is.
+
+    ``pending`` is the report of the sync point the node is paused at; a controller that
+    connects mid-run carries on from there.
+    """
+
+    id: int | None
+    protocol: int
+    node: str
+    model: str
+    dt: float
+    tstop: float
+    t: float
+    step: int
+    params: dict[str, Param]
+    signals: tuple[str, ...]
+    sources: tuple[str, ...]
+    targets: tuple[str, ...]
+    schedule: Schedule
+    watch: Watch
+    pending: Sync
+    raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    @classmethod
+    def from_wire(cls, m: Mapping[str, Any]) -> "Hello":
+        params = [Param.from_wire(p) for p in m.get("params") or ()]
+        return cls(
+            id=m.get("id"),
+            protocol=int(m["protocol"]),
+            node=str(m.get("node", "")),
+            model=str(m.get("model", "")),
+            dt=float(m["dt"]),
+            tstop=float(m["tstop"]),
+            t=float(m["t"]),
+            step=int(m["step"]),
+            params={p.name: p for p in params},
+            signals=tuple(str(s) for s in m.get("signals") or ()),
+            sources=tuple(str(s) for s in m.get("sources") or ()),
+            targets=tuple(str(s) for s in m.get("targets") or ()),
+            schedule=Schedule.from_wire(m.get("schedule")),
+            watch=Watch.from_wire(m.get("watch")),
+            pending=Sync.from_wire(m["pending"]),
+            raw=dict(m),
+        )
+
+
+def parse_reply(m: Any) -> Hello | Values | Sync | Done:
+    """Turn a decoded reply map into its typed view; raise :class:`SpikebusError` for an
+    ``error`` reply and :class:`ProtocolViolation` for anything unknown."""
+    if not isinstance(m, dict):
+        raise ProtocolViolation(f"reply is not a map: {m!r}")
+    op = m.get("op")
+    try:
+        if op == "error":
+            raise SpikebusError(
+                code=str(m.get("code", "")),
+                message=str(m.get("message", "")),
+                field=m.get("field"),
+                id=m.get("id"),
+                raw=m,
+            )
+        if op == "sync":
+            return Sync.from_wire(m)
+        if op == "done":
+            return Done.from_wire(m)
+        if op == "values":
+            return Values.from_wire(m)
+        if op == "hello":
+            return Hello.from_wire(m)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ProtocolViolation(f"malformed {op!r} reply ({e!r}): {m!r}") from e
+    raise ProtocolViolation(f"unknown reply op {op!r}: {m!r}")

@@ -1,0 +1,93 @@
+"""Shared fixtures of the Python tests (tests/py).
+
+The bus tests run the real spikebus binary.  Building it is not done here: the test script
+runs ``cargo build --release`` before pytest.  The binary is ``$SPIKEBUS`` if set, else
+``target/release/spikebus``; if it is missing, the tests that need it fail with a message
+saying so (nothing is skipped).
+
+The client library is imported from ``examples-py/`` (no installation needed).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO_ROOT / "examples-py"
+GOLDEN = REPO_ROOT / "tests" / "golden"
+
+if str(EXAMPLES) not in sys.path:
+    sys.path.insert(0, str(EXAMPLES))
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The repository root (the working directory of every process the tests start)."""
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def spikebus_bin() -> Path:
+    """The spikebus binary; the test fails (not skips) if it is not there."""
+    env = os.environ.get("SPIKEBUS")
+    path = Path(env) if env else REPO_ROOT / "target" / "release" / "spikebus"
+    if not path.is_file() or not os.access(path, os.X_OK):
+        origin = "$SPIKEBUS" if env else "the default location; set $SPIKEBUS to use another"
+        pytest.fail(
+            f"spikebus binary not found at {path} ({origin}): run `cargo build --release` "
+            "before pytest; the Python bus tests need the real node",
+            pytrace=False,
+        )
+    return path
+
+
+@pytest.fixture
+def start_node(spikebus_bin: Path) -> Iterator[Callable[..., Any]]:
+    """Start ``spikebus run ARGS...`` as a :class:`spikebus_client.Node` (already waiting
+    for its ``listening`` line); every node started is killed at the end of the test."""
+    from spikebus_client import Node
+
+    nodes: list[Node] = []
+
+    def start(args: Sequence[str], start_timeout: float = 30.0) -> Node:
+        node = Node([str(a) for a in args], binary=spikebus_bin, cwd=REPO_ROOT, start_timeout=start_timeout)
+        nodes.append(node)
+        node.start()
+        return node
+
+    yield start
+    for node in nodes:
+        node.kill()
+
+
+@pytest.fixture
+def endpoint(tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """``endpoint(kind, name)``: a fresh endpoint to bind: ``tcp://127.0.0.1:0`` (a free
+    port) or an ipc path unique to the test (in ``tmp_path`` unless too long for a Unix
+    socket, then in a short temporary directory)."""
+    import tempfile
+
+    short_dirs: list[str] = []
+
+    def make(kind: str, name: str = "ctl") -> str:
+        if kind == "tcp":
+            return "tcp://127.0.0.1:0"
+        if kind == "ipc":
+            path = tmp_path / f"{name}.sock"
+            if len(str(path)) > 90:  # sun_path holds 107 bytes
+                d = tempfile.mkdtemp(prefix="sb")
+                short_dirs.append(d)
+                path = Path(d) / f"{name}.sock"
+            return f"ipc://{path}"
+        raise ValueError(kind)
+
+    yield make
+    import shutil
+
+    for d in short_dirs:
+        shutil.rmtree(d, ignore_errors=True)
