@@ -13,32 +13,14 @@ Run: pytest tests/py/test_schemas.py   (needs the `jsonschema` and `referencing`
   example, and every examples directory belongs to a schema.
 """
 
-import json
-from pathlib import Path
-
 import pytest
 from jsonschema import Draft202012Validator
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
 
-SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+from schemas_util import REGISTRY, SCHEMA_DOCS, SCHEMA_FILES, SCHEMAS, SUFFIX, load, validator
+
 EXAMPLES = SCHEMAS / "examples"
-SUFFIX = ".schema.json"
 # Shared definitions only: no message of its own, hence no examples.
 NOT_A_MESSAGE = {"common"}
-
-
-def load(path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-SCHEMA_FILES = sorted(SCHEMAS.glob("*" + SUFFIX))
-SCHEMA_DOCS = {p.name: load(p) for p in SCHEMA_FILES}
-REGISTRY = Registry().with_resources(
-    (doc["$id"], Resource.from_contents(doc, default_specification=DRAFT202012))
-    for doc in SCHEMA_DOCS.values()
-)
 
 
 def message_of(schema_file):
@@ -46,10 +28,6 @@ def message_of(schema_file):
 
 
 MESSAGES = sorted(message_of(name) for name in SCHEMA_DOCS)
-
-
-def validator(message):
-    return Draft202012Validator(SCHEMA_DOCS[message + SUFFIX], registry=REGISTRY)
 
 
 def examples(kind):

@@ -4,3 +4,4 @@ mod bus;
 mod cli;
 mod golden;
 mod node;
+mod reliability;

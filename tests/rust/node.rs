@@ -9,7 +9,7 @@ use std::time::Duration;
 use spikebus_protocol::{self as proto, Action, Reply, Request};
 
 pub struct Node {
-    child: Child,
+    pub child: Child,
     pub control: Option<String>,
     pub publish: Option<String>,
     stdout: BufReader<ChildStdout>,
@@ -18,11 +18,16 @@ pub struct Node {
 impl Node {
     /// Starts `spikebus run ARGS...` (args must include --control and/or --pub).
     pub fn start(args: &[&str]) -> Node {
+        Self::start_with(args, Stdio::inherit())
+    }
+
+    /// As `start`, with the node's stderr going to `stderr`.
+    pub fn start_with(args: &[&str], stderr: Stdio) -> Node {
         let mut child = Command::new(env!("CARGO_BIN_EXE_spikebus"))
             .arg("run")
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn spikebus");
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
@@ -31,6 +36,12 @@ impl Node {
         assert!(line.starts_with("spikebus: listening"), "unexpected first line: {line:?}");
         let field = |key: &str| line.split_whitespace().find_map(|w| w.strip_prefix(key)).map(str::to_string);
         Node { control: field("control="), publish: field("pub="), child, stdout }
+    }
+
+    /// Sends a signal (`INT`, `TERM`, ...) with kill(1).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().unwrap();
+        assert!(ok.success());
     }
 
     /// Waits for the node to exit (bounded), returns its status code and the rest of stdout.
@@ -64,12 +75,29 @@ pub struct Client {
 
 impl Client {
     pub fn connect(endpoint: &str) -> Client {
+        Self::connect_as(endpoint, None)
+    }
+
+    /// Connects with PLAIN credentials (user, password).
+    pub fn connect_as(endpoint: &str, plain: Option<(&str, &str)>) -> Client {
         let ctx = zmq::Context::new();
         let sock = ctx.socket(zmq::REQ).unwrap();
+        if let Some((u, p)) = plain {
+            sock.set_plain_username(Some(u)).unwrap();
+            sock.set_plain_password(Some(p)).unwrap();
+        }
         sock.set_rcvtimeo(30_000).unwrap();
         sock.set_linger(0).unwrap();
         sock.connect(endpoint).unwrap();
         Client { sock, _ctx: ctx, next_id: 1 }
+    }
+
+    /// Sends a request and waits at most `ms` for the reply.
+    pub fn try_raw(&self, bytes: &[u8], ms: i32) -> Option<Reply> {
+        self.sock.set_rcvtimeo(ms).unwrap();
+        self.sock.send(bytes, 0).unwrap();
+        let reply = self.sock.recv_bytes(0).ok()?;
+        Some(rmp_serde::from_slice(&reply).expect("a reply decodes"))
     }
 
     pub fn raw(&self, bytes: &[u8]) -> Reply {

@@ -6,15 +6,119 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::AppError;
 
-/// One libzmq context for the process.
+/// One libzmq context for the process, and the authentication handler when there is one.
 pub struct Bus {
     ctx: zmq::Context,
+    zap: Option<Zap>,
+    remote: bool,
 }
 
-impl Default for Bus {
-    fn default() -> Self {
-        Bus { ctx: zmq::Context::new() }
+/// The ZAP handler thread (libzmq asks it whether to let each new connection in).
+struct Zap {
+    thread: Option<std::thread::JoinHandle<()>>,
+    shutdown: std::sync::Arc<AtomicBool>,
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        // The handler's socket must close before the context can terminate (which flushes
+        // the last replies).
+        if let Some(zap) = self.zap.as_mut() {
+            zap.shutdown.store(true, Ordering::SeqCst);
+            if let Some(t) = zap.thread.take() {
+                let _ = t.join();
+            }
+        }
     }
+}
+
+/// PLAIN credentials: `user:password` per line (`#` starts a comment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials(Vec<(String, String)>);
+
+impl Credentials {
+    pub fn load(path: &std::path::Path) -> Result<Self, AppError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| AppError::Usage(format!("cannot read --auth-file {}: {e}", path.display())))?;
+        let mut users = vec![];
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (u, p) = line.split_once(':').filter(|(u, p)| !u.is_empty() && !p.is_empty()).ok_or_else(|| {
+                AppError::Usage(format!("--auth-file {}:{}: expected user:password", path.display(), i + 1))
+            })?;
+            users.push((u.to_string(), p.to_string()));
+        }
+        if users.is_empty() {
+            return Err(AppError::Usage(format!("--auth-file {}: no user:password line", path.display())));
+        }
+        Ok(Credentials(users))
+    }
+
+    fn allows(&self, user: &[u8], password: &[u8]) -> bool {
+        self.0.iter().any(|(u, p)| u.as_bytes() == user && p.as_bytes() == password)
+    }
+}
+
+const ZAP_DOMAIN: &str = "spikebus";
+
+impl Bus {
+    /// `remote`: allow binding tcp addresses other than loopback. `auth`: require PLAIN
+    /// credentials on every socket (mandatory when `remote`).
+    pub fn new(remote: bool, auth: Option<Credentials>) -> Result<Bus, AppError> {
+        if remote && auth.is_none() {
+            return Err(AppError::Usage(
+                "--allow-remote needs --auth-file: a node reachable from other machines must authenticate its clients".into(),
+            ));
+        }
+        let ctx = zmq::Context::new();
+        let zap = auth.map(|creds| Zap::start(&ctx, creds)).transpose()?;
+        Ok(Bus { ctx, zap, remote })
+    }
+}
+
+impl Zap {
+    fn start(ctx: &zmq::Context, creds: Credentials) -> Result<Zap, AppError> {
+        let endpoint = "inproc://zeromq.zap.01";
+        let sock = ctx.socket(zmq::REP).map_err(zmq_err("cannot create", endpoint))?;
+        sock.bind(endpoint).map_err(zmq_err("cannot bind", endpoint))?;
+        let shutdown = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&shutdown);
+        let thread = std::thread::Builder::new()
+            .name("zap".into())
+            .spawn(move || {
+                while !flag.load(Ordering::SeqCst) {
+                    if sock.poll(zmq::POLLIN, 100).unwrap_or(0) == 0 {
+                        continue;
+                    }
+                    let Ok(req) = sock.recv_multipart(0) else { continue };
+                    let _ = sock.send_multipart(zap_reply(&req, &creds), 0);
+                }
+            })
+            .map_err(|e| AppError::Bus(format!("cannot start the authentication thread: {e}")))?;
+        Ok(Zap { thread: Some(thread), shutdown })
+    }
+}
+
+/// Answers one ZAP request (RFC 27): 200 for known PLAIN credentials, 400 otherwise.
+fn zap_reply(req: &[Vec<u8>], creds: &Credentials) -> Vec<Vec<u8>> {
+    let frame = |i: usize| req.get(i).map(Vec::as_slice).unwrap_or(b"");
+    let (version, request_id, address, mechanism) = (frame(0), frame(1), frame(3), frame(5));
+    let ok = mechanism == b"PLAIN" && creds.allows(frame(6), frame(7));
+    let who = String::from_utf8_lossy(frame(6)).into_owned();
+    if !ok {
+        eprintln!(
+            "spikebus: auth: refused {} user {:?} from {}",
+            String::from_utf8_lossy(mechanism),
+            who,
+            String::from_utf8_lossy(address)
+        );
+    }
+    let (code, text, user): (&[u8], &[u8], Vec<u8>) =
+        if ok { (b"200", b"OK", who.into_bytes()) } else { (b"400", b"unknown user or wrong password", vec![]) };
+    vec![version.to_vec(), request_id.to_vec(), code.to_vec(), text.to_vec(), user, vec![]]
 }
 
 fn zmq_err(what: &str, endpoint: &str) -> impl Fn(zmq::Error) -> AppError {
@@ -22,8 +126,9 @@ fn zmq_err(what: &str, endpoint: &str) -> impl Fn(zmq::Error) -> AppError {
     move |e| AppError::Bus(format!("{context}: {e}"))
 }
 
-/// Refuses endpoints that are not tcp:// or ipc://, and tcp addresses off this machine.
-pub fn check_endpoint(endpoint: &str) -> Result<(), AppError> {
+/// Refuses endpoints that are not tcp:// or ipc://, and (unless `remote`) tcp addresses off
+/// this machine.
+pub fn check_endpoint(endpoint: &str, remote: bool) -> Result<(), AppError> {
     let refuse = |why: &str| Err(AppError::Usage(format!("endpoint {endpoint}: {why}")));
     if let Some(path) = endpoint.strip_prefix("ipc://") {
         if path.is_empty() {
@@ -41,8 +146,8 @@ pub fn check_endpoint(endpoint: &str) -> Result<(), AppError> {
         return refuse("the port must be a number from 0 to 65535");
     }
     let loopback = matches!(host, "localhost" | "[::1]") || host.split('.').next() == Some("127") && host.parse::<std::net::Ipv4Addr>().is_ok();
-    if !loopback {
-        return refuse("spikebus binds loopback only (127.0.0.1, [::1], localhost)");
+    if !loopback && !remote {
+        return refuse("spikebus binds loopback only (127.0.0.1, [::1], localhost); another address needs --allow-remote and --auth-file");
     }
     Ok(())
 }
@@ -54,9 +159,19 @@ pub struct Control {
 }
 
 impl Bus {
+    /// Makes `sock` a PLAIN server checked by the ZAP handler, if authentication is on.
+    fn secure(&self, sock: &zmq::Socket, endpoint: &str) -> Result<(), AppError> {
+        if self.zap.is_some() {
+            sock.set_plain_server(true).map_err(zmq_err("cannot configure", endpoint))?;
+            sock.set_zap_domain(ZAP_DOMAIN).map_err(zmq_err("cannot configure", endpoint))?;
+        }
+        Ok(())
+    }
+
     pub fn control(&self, endpoint: &str) -> Result<Control, AppError> {
-        check_endpoint(endpoint)?;
+        check_endpoint(endpoint, self.remote)?;
         let sock = self.ctx.socket(zmq::REP).map_err(zmq_err("cannot create a socket for", endpoint))?;
+        self.secure(&sock, endpoint)?;
         // The last reply (`done`) must reach the controller even though the node exits next.
         sock.set_linger(2000).map_err(zmq_err("cannot configure", endpoint))?;
         sock.bind(endpoint).map_err(zmq_err("cannot bind", endpoint))?;
@@ -65,8 +180,9 @@ impl Bus {
     }
 
     pub fn publisher(&self, endpoint: &str, hwm: i32) -> Result<Publisher, AppError> {
-        check_endpoint(endpoint)?;
+        check_endpoint(endpoint, self.remote)?;
         let mut sock = self.ctx.socket(zmq::XPUB).map_err(zmq_err("cannot create a socket for", endpoint))?;
+        self.secure(&sock, endpoint)?;
         sock.set_sndhwm(hwm).map_err(zmq_err("cannot configure", endpoint))?;
         sock.set_linger(2000).map_err(zmq_err("cannot configure", endpoint))?;
         set_xpub_nodrop(&mut sock).map_err(zmq_err("cannot configure", endpoint))?;
@@ -110,12 +226,18 @@ fn set_xpub_nodrop(sock: &mut zmq::Socket) -> Result<(), zmq::Error> {
 impl Control {
     /// Waits up to `timeout_ms` for a request (None on timeout). A multi-frame message is
     /// drained and returned as its first frame followed by a marker the decoder rejects.
+    /// A signal interrupting the wait (EINTR) counts as a timeout: the caller checks its stop flag.
     pub fn recv(&self, timeout_ms: i64) -> Result<Option<Vec<u8>>, AppError> {
-        let ready = self.sock.poll(zmq::POLLIN, timeout_ms).map_err(zmq_err("cannot poll", &self.endpoint))?;
-        if ready == 0 {
-            return Ok(None);
+        match self.sock.poll(zmq::POLLIN, timeout_ms) {
+            Ok(0) | Err(zmq::Error::EINTR) => return Ok(None),
+            Ok(_) => {}
+            Err(e) => return Err(zmq_err("cannot poll", &self.endpoint)(e)),
         }
-        let mut msg = self.sock.recv_bytes(0).map_err(zmq_err("cannot receive on", &self.endpoint))?;
+        let mut msg = match self.sock.recv_bytes(0) {
+            Ok(m) => m,
+            Err(zmq::Error::EINTR) => return Ok(None),
+            Err(e) => return Err(zmq_err("cannot receive on", &self.endpoint)(e)),
+        };
         let mut extra = false;
         while self.sock.get_rcvmore().unwrap_or(false) {
             let _ = self.sock.recv_bytes(0);
@@ -129,7 +251,12 @@ impl Control {
     }
 
     pub fn send(&self, bytes: &[u8]) -> Result<(), AppError> {
-        self.sock.send(bytes, 0).map_err(zmq_err("cannot reply on", &self.endpoint))
+        loop {
+            match self.sock.send(bytes, 0) {
+                Err(zmq::Error::EINTR) => continue,
+                r => return r.map_err(zmq_err("cannot reply on", &self.endpoint)),
+            }
+        }
     }
 }
 
@@ -189,11 +316,15 @@ impl Publisher {
             if stop.load(Ordering::Relaxed) {
                 return Ok(());
             }
-            if self.sock.poll(zmq::POLLIN, 100).map_err(zmq_err("cannot poll", &self.endpoint))? > 0 {
-                let msg = self.sock.recv_bytes(0).map_err(zmq_err("cannot receive on", &self.endpoint))?;
-                if msg.first() == Some(&1) {
-                    self.subscribers += 1;
-                }
+            match self.sock.poll(zmq::POLLIN, 100) {
+                Ok(0) | Err(zmq::Error::EINTR) => continue,
+                Ok(_) => {}
+                Err(e) => return Err(zmq_err("cannot poll", &self.endpoint)(e)),
+            }
+            match self.sock.recv_bytes(0) {
+                Ok(msg) if msg.first() == Some(&1) => self.subscribers += 1,
+                Ok(_) | Err(zmq::Error::EINTR) => {}
+                Err(e) => return Err(zmq_err("cannot receive on", &self.endpoint)(e)),
             }
         }
         Ok(())

@@ -3,15 +3,16 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
 
 use clap::{Parser, Subcommand};
 use spikebus_engine::{parse_model, Model, Sim};
+use spikebus_protocol as proto;
 
 use std::io::Write as _;
 
-use crate::bus::Bus;
-use crate::control::{controlled_run, ControlOptions};
+use crate::bus::{Bus, Credentials};
+use crate::control::{controlled_run, ControlOptions, TimeoutPolicy};
+use crate::signals::Stop;
 use crate::error::AppError;
 use crate::run::{free_run, RunOptions, RunSummary, Session};
 
@@ -79,6 +80,18 @@ struct BusArgs {
     /// Largest control message accepted, in bytes; larger ones get a `too_large` error.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     max_message: usize,
+    /// Allow binding tcp addresses other than loopback (needs --auth-file).
+    #[arg(long)]
+    allow_remote: bool,
+    /// Require PLAIN credentials (lines `user:password`) from every controller and subscriber.
+    #[arg(long, value_name = "FILE")]
+    auth_file: Option<PathBuf>,
+    /// Seconds to wait at a sync point for a controller's request before --on-timeout applies.
+    #[arg(long, value_name = "SECONDS")]
+    sync_timeout: Option<f64>,
+    /// What to do when --sync-timeout passes without a request.
+    #[arg(long, value_enum, default_value = "wait")]
+    on_timeout: TimeoutPolicy,
 }
 
 /// Loads a model file, or the built-in seed model, and applies `--set` overrides in order.
@@ -112,7 +125,7 @@ pub fn parse_set(s: &str) -> Result<(&str, f64), AppError> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match dispatch(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("spikebus: {e}");
             ExitCode::from(e.exit_code())
@@ -138,7 +151,8 @@ fn print_summary(s: &RunSummary) {
     );
 }
 
-fn dispatch(command: Command) -> Result<(), AppError> {
+/// Runs a command; the exit status on success (0, or 128 + signal, or 3 for a timeout abort).
+fn dispatch(command: Command) -> Result<u8, AppError> {
     match command {
         Command::Run { model, sets, record, out, bus } => {
             let mut model = load_model(model.as_deref(), &sets)?;
@@ -153,8 +167,9 @@ fn dispatch(command: Command) -> Result<(), AppError> {
                 pub_batch: bus.pub_batch as usize,
                 pub_signals: bus.pub_signals.clone(),
             };
-            let stop = AtomicBool::new(false);
-            let net = Bus::default();
+            let stop = Stop::install()?;
+            let creds = bus.auth_file.as_deref().map(Credentials::load).transpose()?;
+            let net = Bus::new(bus.allow_remote, creds)?;
             let control = bus.control.as_deref().map(|ep| net.control(ep)).transpose()?;
             let publisher = bus.pub_endpoint.as_deref().map(|ep| net.publisher(ep, bus.pub_hwm)).transpose()?;
             if control.is_some() || publisher.is_some() {
@@ -171,13 +186,28 @@ fn dispatch(command: Command) -> Result<(), AppError> {
             let session = Session::new(sim, &opts, publisher)?;
             let summary = match control {
                 Some(c) => {
-                    let copts = ControlOptions { wait_subscribers: bus.wait_subscribers, max_message: bus.max_message };
+                    let sync_timeout = match bus.sync_timeout {
+                        Some(s) if !(s.is_finite() && s > 0.0) => {
+                            return Err(AppError::Usage(format!("--sync-timeout {s}: expected a number of seconds > 0")))
+                        }
+                        s => s.map(std::time::Duration::from_secs_f64),
+                    };
+                    let copts = ControlOptions {
+                        wait_subscribers: bus.wait_subscribers,
+                        max_message: bus.max_message,
+                        sync_timeout,
+                        on_timeout: bus.on_timeout,
+                    };
                     controlled_run(session, c, &copts, &stop)?
                 }
                 None => free_run(session, bus.wait_subscribers, &stop)?,
             };
             print_summary(&summary);
-            Ok(())
+            Ok(match summary.reason {
+                proto::EndReason::End | proto::EndReason::Stop => 0,
+                proto::EndReason::Signal => 128 + stop.signal().unwrap_or(2) as u8,
+                proto::EndReason::Timeout => 3,
+            })
         }
         Command::Check { model } => {
             let m = load_model(Some(&model), &[])?;
@@ -191,7 +221,7 @@ fn dispatch(command: Command) -> Result<(), AppError> {
                 m.netcons.len(),
                 m.record.len()
             );
-            Ok(())
+            Ok(0)
         }
         Command::Params { model, sets } => {
             let m = load_model(model.as_deref(), &sets)?;
@@ -202,7 +232,7 @@ fn dispatch(command: Command) -> Result<(), AppError> {
                 let rt = if p.runtime { "writable" } else { "model only" };
                 println!("{:<24} {:>22} {:<8} {}", p.name, v, p.unit, rt);
             }
-            Ok(())
+            Ok(0)
         }
     }
 }

@@ -7,7 +7,7 @@
 //! reply again and is not applied twice.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use spikebus_engine::{signal, Error as EngineError, SignalRef, Spike, Stage};
 use spikebus_protocol::{self as proto, Action, ErrorCode, Reason, Reply, Request, RequestId};
@@ -15,11 +15,26 @@ use spikebus_protocol::{self as proto, Action, ErrorCode, Reason, Reply, Request
 use crate::bus::Control;
 use crate::error::AppError;
 use crate::run::{RunSummary, Session};
+use crate::signals::Stop;
 
 pub struct ControlOptions {
     pub wait_subscribers: usize,
     /// Requests longer than this get a `too_large` error.
     pub max_message: usize,
+    /// How long the node waits at a sync point for a request, and what it does then.
+    pub sync_timeout: Option<Duration>,
+    pub on_timeout: TimeoutPolicy,
+}
+
+/// What the node does when no controller has sent anything for `--sync-timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TimeoutPolicy {
+    /// Keep waiting (a line on stderr says so, once per timeout).
+    Wait,
+    /// End the run: write everything recorded, publish `done` (reason timeout), exit 3.
+    Abort,
+    /// Run on to tstop without pausing again, as a free run.
+    Continue,
 }
 
 /// Where the node is paused.
@@ -97,7 +112,7 @@ impl Lockstep {
         }
     }
 
-    fn handle(&mut self, session: &mut Session, bytes: &[u8], opts: &ControlOptions, stop: &AtomicBool) -> Handled {
+    fn handle(&mut self, session: &mut Session, bytes: &[u8], opts: &ControlOptions, stop: &Stop) -> Handled {
         if bytes.len() > opts.max_message {
             return Handled::Reply(error(
                 None,
@@ -203,7 +218,21 @@ impl Lockstep {
                 Err(e) => return engine_error(id, e, format!("names[{i}]")),
             }
         }
-        Reply::Values(proto::ValuesReply { id, t: session.sim.t(), step: session.sim.step_index(), values })
+        Reply::Values(proto::ValuesReply {
+            id,
+            t: session.sim.t(),
+            step: session.sim.step_index(),
+            values,
+            hash: format!("{:016x}", self.state_hash(session)),
+        })
+    }
+
+    /// The simulation's state hash combined with the schedule and watch list.
+    fn state_hash(&self, session: &Session) -> u64 {
+        let schedule = format!("{:?}", (self.point, self.init, self.every, &self.at, &self.on_spike, &self.watch_spikes));
+        let watch: Vec<&str> = self.watch.iter().map(|(n, _)| n.as_str()).collect();
+        let mine = spikebus_engine::sim::fnv1a(format!("{schedule}{watch:?}").as_bytes());
+        session.sim.state_hash() ^ mine.rotate_left(1)
     }
 
     /// Whether a sync time T can still happen from here.
@@ -338,6 +367,18 @@ impl Lockstep {
         false
     }
 
+    /// Drops the schedule and runs to tstop; false if `stop` interrupted the run.
+    fn run_free(&mut self, session: &mut Session, stop: &Stop) -> bool {
+        self.init = false;
+        self.every = 0;
+        self.at.clear();
+        self.on_spike.iter_mut().for_each(|s| *s = false);
+        if self.point == Point::End {
+            return true;
+        }
+        self.run_to_next(session, stop)
+    }
+
     fn note_spikes(&mut self, spikes: &[Spike], sources: &[String]) {
         for s in spikes {
             if self.watch_spikes {
@@ -350,14 +391,14 @@ impl Lockstep {
     }
 
     /// Runs to the next sync point and makes it pending; false if `stop` interrupted the run.
-    fn run_to_next(&mut self, session: &mut Session, stop: &AtomicBool) -> bool {
+    fn run_to_next(&mut self, session: &mut Session, stop: &Stop) -> bool {
         let sources = std::mem::take(&mut self.sources);
         let ok = self.advance(session, stop, &sources);
         self.sources = sources;
         ok
     }
 
-    fn advance(&mut self, session: &mut Session, stop: &AtomicBool, sources: &[String]) -> bool {
+    fn advance(&mut self, session: &mut Session, stop: &Stop, sources: &[String]) -> bool {
         match self.point {
             Point::Start => {
                 // Observers are waited for (and greeted) when the run leaves its start point,
@@ -366,6 +407,8 @@ impl Lockstep {
                     eprintln!("spikebus: {e}");
                     return false;
                 }
+                // The start point, as the controller saw it, opens the stream's sync messages.
+                session.publish_sync(&self.pending);
                 session.init_to_states();
                 if self.init {
                     self.pause(session, Point::Init, vec![Reason::Init]);
@@ -386,7 +429,7 @@ impl Lockstep {
         }
         debug_assert_eq!(session.sim.stage(), Stage::Ready);
         loop {
-            if stop.load(Ordering::Relaxed) {
+            if stop.requested() {
                 return false;
             }
             let end = !session.sim.running();
@@ -445,18 +488,42 @@ pub fn controlled_run(
     mut session: Session,
     control: Control,
     opts: &ControlOptions,
-    stop: &AtomicBool,
+    stop: &Stop,
 ) -> Result<RunSummary, AppError> {
     let mut lock = Lockstep::new(&session, opts.wait_subscribers);
     // The last request answered and its reply, for retries.
     let mut last: Option<(Vec<u8>, Vec<u8>)> = None;
+    let mut idle_since = Instant::now();
     loop {
         let Some(req) = control.recv(100)? else {
-            if stop.load(Ordering::Relaxed) {
+            if stop.requested() {
                 return session.finish(proto::EndReason::Signal);
+            }
+            if let Some(limit) = opts.sync_timeout {
+                if idle_since.elapsed() >= limit {
+                    match opts.on_timeout {
+                        TimeoutPolicy::Wait => {
+                            eprintln!("spikebus: no request for {limit:?} at t={}; waiting (--on-timeout wait)", session.sim.t());
+                            idle_since = Instant::now();
+                        }
+                        TimeoutPolicy::Abort => {
+                            eprintln!("spikebus: no request for {limit:?} at t={}; ending the run (--on-timeout abort)", session.sim.t());
+                            return session.finish(proto::EndReason::Timeout);
+                        }
+                        TimeoutPolicy::Continue => {
+                            eprintln!("spikebus: no request for {limit:?} at t={}; running on to tstop (--on-timeout continue)", session.sim.t());
+                            return if lock.run_free(&mut session, stop) {
+                                session.finish(proto::EndReason::End)
+                            } else {
+                                session.finish(proto::EndReason::Signal)
+                            };
+                        }
+                    }
+                }
             }
             continue;
         };
+        idle_since = Instant::now();
         if let Some((prev, reply)) = &last {
             if *prev == req {
                 control.send(reply)?;
@@ -484,5 +551,177 @@ pub fn controlled_run(
                 return Ok(summary);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    //! Many thousands of generated requests (garbage, near-misses, valid ones) through the
+    //! decoder and the action applier: every request gets a reply, nothing panics, and a
+    //! refused request leaves the state hash unchanged.
+
+    use super::*;
+    use crate::run::RunOptions;
+    use rmpv::Value;
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
+            &xs[self.below(xs.len())]
+        }
+    }
+
+    const NAMES: &[&str] = &[
+        "ns.interval", "ns.number", "ns.start", "ns.noise", "syn.tau", "syn.e", "nc.weight", "nc.delay", "nc.threshold",
+        "soma.gnabar_hh", "soma.diam", "soma.L", "soma.nseg", "soma.v", "soma.m_hh", "syn.g", "dt", "celsius", "tstop",
+        "usetable_hh", "v_init", "", ".", "soma.", "soma(0.5).v", "soma(2).v", "nope", "ns.interval.x", "syn", "ns", "nc", "soma",
+    ];
+
+    fn number(r: &mut Rng) -> Value {
+        match r.below(12) {
+            0 => Value::F64(f64::NAN),
+            1 => Value::F64(f64::INFINITY),
+            2 => Value::F64(f64::NEG_INFINITY),
+            3 => Value::F64(-1.0),
+            4 => Value::F64(0.0),
+            5 => Value::F64(1e300),
+            6 => Value::from(r.below(100) as i64 - 50),
+            7 => Value::from(u64::MAX),
+            8 => Value::String("12".into()),
+            9 => Value::Nil,
+            _ => Value::F64((r.next() % 100_000) as f64 / 1000.0),
+        }
+    }
+
+    fn name(r: &mut Rng) -> Value {
+        if r.below(10) == 0 {
+            number(r)
+        } else {
+            Value::String((*r.pick(NAMES)).into())
+        }
+    }
+
+    fn map(fields: Vec<(&str, Value)>) -> Value {
+        Value::Map(fields.into_iter().map(|(k, v)| (Value::String(k.into()), v)).collect())
+    }
+
+    fn action(r: &mut Rng) -> Value {
+        let op = *r.pick(&["set", "event", "schedule", "watch", "stop", "jump", ""]);
+        let mut f = vec![("op", Value::String(op.into()))];
+        match op {
+            "set" => {
+                f.push(("name", name(r)));
+                f.push(("value", number(r)));
+            }
+            "event" => {
+                f.push(("target", name(r)));
+                f.push(("t", number(r)));
+                if r.below(2) == 0 {
+                    f.push(("weight", number(r)));
+                }
+            }
+            "schedule" => {
+                if r.below(2) == 0 {
+                    f.push(("every", if r.below(3) == 0 { number(r) } else { Value::from(r.below(50)) }));
+                }
+                if r.below(3) == 0 {
+                    f.push(("add_at", Value::Array((0..r.below(3)).map(|_| number(r)).collect())));
+                }
+                if r.below(4) == 0 {
+                    f.push(("remove_at", Value::Array((0..r.below(2)).map(|_| number(r)).collect())));
+                }
+                if r.below(3) == 0 {
+                    f.push(("on_spike", Value::Array((0..r.below(3)).map(|_| name(r)).collect())));
+                }
+                if r.below(4) == 0 {
+                    f.push(("init", Value::Boolean(r.below(2) == 0)));
+                }
+            }
+            "watch" => {
+                f.push(("values", Value::Array((0..r.below(4)).map(|_| name(r)).collect())));
+            }
+            _ => {}
+        }
+        if r.below(20) == 0 {
+            f.push(("extra", Value::Nil));
+        }
+        map(f)
+    }
+
+    fn request(r: &mut Rng) -> Vec<u8> {
+        let mut bytes = vec![];
+        match r.below(10) {
+            0 => return (0..r.below(40)).map(|_| r.next() as u8).collect(),
+            1 => {
+                // Deep nesting.
+                let mut v = Value::Nil;
+                for _ in 0..(5 + r.below(60)) {
+                    v = Value::Array(vec![v]);
+                }
+                v = map(vec![("op", Value::String("continue".into())), ("actions", v)]);
+                rmpv::encode::write_value(&mut bytes, &v).unwrap();
+                return bytes;
+            }
+            _ => {}
+        }
+        let id = if r.below(8) == 0 { number(r) } else { Value::from(r.next() % 1000) };
+        let v = match r.below(6) {
+            0 => map(vec![("op", Value::String("hello".into())), ("id", id), ("protocol", if r.below(3) == 0 { number(r) } else { Value::from(1) })]),
+            1 => map(vec![("op", Value::String("get".into())), ("id", id), ("names", Value::Array((0..r.below(4)).map(|_| name(r)).collect()))]),
+            2 => map(vec![("op", Value::String("bogus".into())), ("id", id)]),
+            _ => map(vec![("op", Value::String("continue".into())), ("id", id), ("actions", Value::Array((0..r.below(4)).map(|_| action(r)).collect()))]),
+        };
+        rmpv::encode::write_value(&mut bytes, &v).unwrap();
+        if r.below(10) == 0 && !bytes.is_empty() {
+            // A near miss: one byte flipped.
+            let i = r.below(bytes.len());
+            bytes[i] ^= 1 << r.below(8);
+        }
+        bytes
+    }
+
+    fn session(dir: &std::path::Path) -> Session {
+        let mut model = spikebus_engine::Model::seed();
+        model.set("tstop", 30.0).unwrap();
+        let sim = spikebus_engine::Sim::new(model).unwrap();
+        let opts = RunOptions { out_dir: dir.to_path_buf(), progress: false, pub_every: 1, pub_batch: 1, pub_signals: None };
+        Session::new(sim, &opts, None).unwrap()
+    }
+
+    #[test]
+    fn generated_requests_never_panic_and_refusals_change_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = ControlOptions { wait_subscribers: 0, max_message: 4096, sync_timeout: None, on_timeout: TimeoutPolicy::Wait };
+        let stop = Stop::new();
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let (mut refused, mut accepted, mut runs) = (0, 0, 1);
+        let mut s = session(dir.path());
+        let mut lock = Lockstep::new(&s, 0);
+        for _ in 0..30_000 {
+            let bytes = request(&mut rng);
+            let before = lock.state_hash(&s);
+            match lock.handle(&mut s, &bytes, &opts, &stop) {
+                Handled::Reply(Reply::Error(e)) => {
+                    refused += 1;
+                    assert_eq!(before, lock.state_hash(&s), "refused request changed the state: {e:?} for {bytes:?}");
+                }
+                Handled::Reply(_) => accepted += 1,
+                Handled::Finish(..) => {
+                    s = session(dir.path());
+                    lock = Lockstep::new(&s, 0);
+                    runs += 1;
+                }
+            }
+        }
+        assert!(refused > 10_000 && accepted > 1_000 && runs > 1, "refused {refused}, accepted {accepted}, runs {runs}");
     }
 }

@@ -8,5 +8,6 @@ pub mod control;
 mod error;
 pub mod output;
 pub mod run;
+pub mod signals;
 
 pub use error::AppError;

@@ -3,7 +3,6 @@
 //! `free_run` drives it to the end, `control::controlled_run` pauses it at sync points.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use spikebus_engine::{SignalRef, Sim, Spike};
@@ -12,6 +11,7 @@ use spikebus_protocol as proto;
 use crate::bus::Publisher;
 use crate::error::AppError;
 use crate::output::{create_dir, CsvFile};
+use crate::signals::Stop;
 
 pub struct RunOptions {
     pub out_dir: PathBuf,
@@ -180,9 +180,9 @@ impl Session {
     }
 
     /// Waits for observers, then announces the run on the state stream.
-    pub fn announce(&mut self, wait_subscribers: usize, stop: &AtomicBool) -> Result<(), AppError> {
+    pub fn announce(&mut self, wait_subscribers: usize, stop: &Stop) -> Result<(), AppError> {
         let Some(stream) = self.rec.stream.as_mut() else { return Ok(()) };
-        stream.publisher.wait_subscribers(wait_subscribers, stop)?;
+        stream.publisher.wait_subscribers(wait_subscribers, stop.flag())?;
         let msg = proto::Started {
             seq: stream.publisher.next_seq(),
             model: self.sim.model().origin.clone(),
@@ -294,13 +294,13 @@ impl Session {
 }
 
 /// Runs from initialization to tstop without pausing (or until `stop` is raised).
-pub fn free_run(mut session: Session, wait_subscribers: usize, stop: &AtomicBool) -> Result<RunSummary, AppError> {
+pub fn free_run(mut session: Session, wait_subscribers: usize, stop: &Stop) -> Result<RunSummary, AppError> {
     session.announce(wait_subscribers, stop)?;
     session.init_to_states();
     session.init_end();
     let mut reason = proto::EndReason::End;
     while session.sim.running() {
-        if stop.load(Ordering::Relaxed) {
+        if stop.requested() {
             reason = proto::EndReason::Signal;
             break;
         }

@@ -170,6 +170,8 @@ pub struct ValuesReply {
     pub t: f64,
     pub step: u64,
     pub values: BTreeMap<String, f64>,
+    /// A digest of the node's whole state, 16 hex digits.
+    pub hash: String,
 }
 
 /// How a run ended.

@@ -748,6 +748,12 @@ impl Sim {
         })
     }
 
+    /// A digest of the whole simulation state (time, every state variable, parameter, pending
+    /// event and random stream), for checking that something changed nothing.
+    pub fn state_hash(&self) -> u64 {
+        fnv1a(format!("{self:?}").as_bytes())
+    }
+
     #[inline]
     pub fn value(&self, s: SignalRef) -> f64 {
         match s {
@@ -780,4 +786,9 @@ impl Sim {
             SignalRef::IClamp(k) => self.iclamp.i[k],
         }
     }
+}
+
+/// FNV-1a, 64 bits.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
