@@ -186,6 +186,31 @@ pub struct Model {
     pub netcons: Vec<NetConSpec>,
     /// Signals recorded into traces, in order.
     pub record: Vec<String>,
+    /// Name lookups, built on first use (see `object`).
+    pub index: NameIndex,
+}
+
+/// A cache from object names to objects. Lookups are checked against the vectors, so a
+/// model edited after the cache was built is still answered correctly (by a scan).
+#[derive(Default)]
+pub struct NameIndex(std::sync::OnceLock<std::collections::HashMap<String, Object>>);
+
+impl Clone for NameIndex {
+    fn clone(&self) -> Self {
+        NameIndex::default()
+    }
+}
+
+impl PartialEq for NameIndex {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for NameIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NameIndex")
+    }
 }
 
 /// What kind of object a name refers to.
@@ -421,6 +446,45 @@ impl Model {
 
     /// Finds an object by name.
     pub fn object(&self, name: &str) -> Option<Object> {
+        let index = self.index.0.get_or_init(|| {
+            let mut m = std::collections::HashMap::new();
+            for obj in self.all_objects() {
+                m.entry(self.object_name(obj).to_string()).or_insert(obj);
+            }
+            m
+        });
+        match index.get(name) {
+            Some(&obj) if self.holds(obj, name) => Some(obj),
+            _ => self.scan(name),
+        }
+    }
+
+    /// The index of the section called `name`.
+    pub fn section_index(&self, name: &str) -> Option<usize> {
+        match self.object(name) {
+            Some(Object::Section(i)) => Some(i),
+            _ => None,
+        }
+    }
+
+    fn holds(&self, obj: Object, name: &str) -> bool {
+        match obj {
+            Object::Section(i) => self.sections.get(i).is_some_and(|s| s.name == name),
+            Object::Point(i) => self.points.get(i).is_some_and(|s| s.name == name),
+            Object::Cell(i) => self.cells.get(i).is_some_and(|s| s.name == name),
+            Object::NetCon(i) => self.netcons.get(i).is_some_and(|s| s.name == name),
+        }
+    }
+
+    fn all_objects(&self) -> impl Iterator<Item = Object> {
+        (0..self.sections.len())
+            .map(Object::Section)
+            .chain((0..self.points.len()).map(Object::Point))
+            .chain((0..self.cells.len()).map(Object::Cell))
+            .chain((0..self.netcons.len()).map(Object::NetCon))
+    }
+
+    fn scan(&self, name: &str) -> Option<Object> {
         if let Some(i) = self.sections.iter().position(|s| s.name == name) {
             return Some(Object::Section(i));
         }
@@ -554,12 +618,7 @@ impl Model {
                 value: self.get_ref(ParamRef::Global(f)),
             })
             .collect();
-        let objs = (0..self.sections.len())
-            .map(Object::Section)
-            .chain((0..self.points.len()).map(Object::Point))
-            .chain((0..self.cells.len()).map(Object::Cell))
-            .chain((0..self.netcons.len()).map(Object::NetCon));
-        for obj in objs {
+        for obj in self.all_objects() {
             for table in fields_of(self, obj) {
                 for &(f, unit, allowed, runtime) in table {
                     let name = format!("{}.{f}", self.object_name(obj));

@@ -107,6 +107,7 @@ impl<'t> Parser<'t> {
             cells: vec![],
             netcons: vec![],
             record: vec![],
+            index: NameIndex::default(),
         };
         const TOP: &[&str] = &["run", "section", "point", "cell", "netcon", "record"];
         for (k, v) in root {
@@ -450,7 +451,7 @@ impl<'t> Parser<'t> {
             let Some(p) = &s.parent else { continue };
             let path = format!("section.{}.parent", s.name);
             let line = self.line_of(&path);
-            let Some(pi) = m.sections.iter().position(|x| x.name == p.section) else {
+            let Some(pi) = m.section_index(&p.section) else {
                 return Err(self.err_at_line(line, &path, format!("no section named `{}`", p.section)));
             };
             let mut cur = pi;
@@ -459,7 +460,7 @@ impl<'t> Parser<'t> {
                     return Err(self.err_at_line(line, &path, "this connection makes a loop"));
                 }
                 match &m.sections[cur].parent {
-                    Some(pp) => cur = m.sections.iter().position(|x| x.name == pp.section).unwrap_or(cur),
+                    Some(pp) => cur = m.section_index(&pp.section).unwrap_or(cur),
                     None => break,
                 }
             }

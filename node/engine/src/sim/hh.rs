@@ -119,6 +119,44 @@ pub fn cnexp(y: f64, inf: f64, tau: f64, dt: f64) -> f64 {
 /// cnexp's update for a pure decay `y' = -y/tau`.
 #[inline]
 pub fn decay(y: f64, tau: f64, dt: f64) -> f64 {
-    let a = -1.0 / tau;
-    y + (1.0 - (dt * a).exp()) * (-(0.0) / a - y)
+    Decay::new(tau, dt).apply(y)
+}
+
+/// The constants of `decay` for one (tau, dt), computed once and reused while neither
+/// changes: the same operations on the same operands, so the same bits, one `exp` fewer per
+/// synapse and step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Decay {
+    tau: f64,
+    dt: f64,
+    a: f64,
+    c: f64,
+}
+
+impl Default for Decay {
+    fn default() -> Self {
+        Decay { tau: f64::NAN, dt: f64::NAN, a: f64::NAN, c: f64::NAN }
+    }
+}
+
+impl Decay {
+    pub fn new(tau: f64, dt: f64) -> Self {
+        let a = -1.0 / tau;
+        Decay { tau, dt, a, c: 1.0 - (dt * a).exp() }
+    }
+
+    /// `y + (1 - exp(dt*a)) * (-(0)/a - y)` with a = -1/tau.
+    #[inline]
+    pub fn apply(&self, y: f64) -> f64 {
+        y + self.c * (-(0.0) / self.a - y)
+    }
+
+    /// Recomputes the constants if tau or dt changed since they were made.
+    #[inline]
+    pub fn refresh(&mut self, tau: f64, dt: f64) -> &Self {
+        if self.tau.to_bits() != tau.to_bits() || self.dt.to_bits() != dt.to_bits() {
+            *self = Decay::new(tau, dt);
+        }
+        self
+    }
 }

@@ -5,7 +5,7 @@
 //! hh in NEURON 9.0.2) and, within a type, by node index (newest first on a shared node).
 //! `Sim` calls the kernels in that order and builds the instance arrays in that order.
 
-use super::hh::{cnexp, decay, RateTable, Rates};
+use super::hh::{cnexp, Decay, RateTable, Rates};
 use super::tree::Tree;
 
 /// NEURON's numerical derivative step for conductances: `(i(v + .001) - i(v)) / .001`.
@@ -167,6 +167,7 @@ pub struct ExpSyn {
     pub e: Vec<f64>,
     pub g: Vec<f64>,
     pub i: Vec<f64>,
+    decay: Vec<Decay>,
 }
 
 impl ExpSyn {
@@ -175,6 +176,7 @@ impl ExpSyn {
         for f in [&mut self.mfact, &mut self.tau, &mut self.e, &mut self.g, &mut self.i] {
             f.push(0.0);
         }
+        self.decay.push(Decay::default());
     }
 
     #[inline]
@@ -195,7 +197,7 @@ impl ExpSyn {
     #[inline]
     pub fn state(&mut self, dt: f64) {
         for k in 0..self.node.len() {
-            self.g[k] = decay(self.g[k], self.tau[k], dt);
+            self.g[k] = self.decay[k].refresh(self.tau[k], dt).apply(self.g[k]);
         }
     }
 }
@@ -212,6 +214,8 @@ pub struct Exp2Syn {
     pub g: Vec<f64>,
     pub i: Vec<f64>,
     pub factor: Vec<f64>,
+    decay_a: Vec<Decay>,
+    decay_b: Vec<Decay>,
 }
 
 impl Exp2Syn {
@@ -223,6 +227,8 @@ impl Exp2Syn {
         ] {
             f.push(0.0);
         }
+        self.decay_a.push(Decay::default());
+        self.decay_b.push(Decay::default());
     }
 
     /// INITIAL of exp2syn.mod; it may change tau1 (as NEURON does), returned for the model.
@@ -263,8 +269,8 @@ impl Exp2Syn {
     #[inline]
     pub fn state(&mut self, dt: f64) {
         for k in 0..self.node.len() {
-            self.a[k] = decay(self.a[k], self.tau1[k], dt);
-            self.b[k] = decay(self.b[k], self.tau2[k], dt);
+            self.a[k] = self.decay_a[k].refresh(self.tau1[k], dt).apply(self.a[k]);
+            self.b[k] = self.decay_b[k].refresh(self.tau2[k], dt).apply(self.b[k]);
         }
     }
 }

@@ -187,7 +187,7 @@ impl Sim {
             .points
             .iter()
             .map(|p| {
-                let s = model.sections.iter().position(|s| s.name == p.at.section).expect("checked section");
+                let s = model.section_index(&p.at.section).expect("checked section");
                 tree.sections[s].node_at(p.at.x)
             })
             .collect();

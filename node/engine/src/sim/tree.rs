@@ -68,7 +68,7 @@ impl Tree {
     /// recently connected first among equal positions.
     pub fn layout(model: &Model) -> Tree {
         let nsec = model.sections.len();
-        let index_of = |name: &str| model.sections.iter().position(|s| s.name == name).expect("checked parent");
+        let index_of = |name: &str| model.section_index(name).expect("checked parent");
         let parent_sec: Vec<Option<(usize, f64)>> = model
             .sections
             .iter()
