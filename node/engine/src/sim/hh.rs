@@ -116,15 +116,10 @@ pub fn cnexp(y: f64, inf: f64, tau: f64, dt: f64) -> f64 {
     y + (1.0 - (dt * a).exp()) * (-(inf / tau) / a - y)
 }
 
-/// cnexp's update for a pure decay `y' = -y/tau`.
-#[inline]
-pub fn decay(y: f64, tau: f64, dt: f64) -> f64 {
-    Decay::new(tau, dt).apply(y)
-}
-
-/// The constants of `decay` for one (tau, dt), computed once and reused while neither
-/// changes: the same operations on the same operands, so the same bits, one `exp` fewer per
-/// synapse and step.
+/// cnexp's update for a pure decay `y' = -y/tau`, nocmodl's
+/// `y = y + (1. - exp(dt*((-1.0)/tau)))*(-(0.0)/((-1.0)/tau) - y)`, with its constants for one
+/// (tau, dt) computed once and reused while neither changes: the same operations on the same
+/// operands, so the same bits, one `exp` fewer per synapse and step.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Decay {
     tau: f64,
