@@ -126,16 +126,8 @@ impl Lockstep {
             Err(e) => return Handled::Reply(error(proto::peek_id(bytes), e.code, e.message, e.field)),
         };
         match req {
-            Request::Hello { id, protocol } => Handled::Reply(if protocol != proto::PROTOCOL_VERSION {
-                error(
-                    id,
-                    ErrorCode::ProtocolMismatch,
-                    format!("this node speaks protocol {}, the request asks for {protocol}", proto::PROTOCOL_VERSION),
-                    Some("protocol".into()),
-                )
-            } else {
-                self.hello(session, id)
-            }),
+            // decode_request has refused any other protocol version.
+            Request::Hello { id, .. } => Handled::Reply(self.hello(session, id)),
             Request::Get { id, names } => Handled::Reply(self.get(session, id, &names)),
             Request::Continue { id, actions } => {
                 if let Err(reply) = self.check(session, id, &actions) {
