@@ -487,7 +487,7 @@ pub fn controlled_run(
     let mut last: Option<(Vec<u8>, Vec<u8>)> = None;
     let mut idle_since = Instant::now();
     loop {
-        let Some(req) = control.recv(100)? else {
+        let Some(req) = control.recv()? else {
             if stop.requested() {
                 return session.finish(proto::EndReason::Signal);
             }

@@ -239,12 +239,13 @@ impl Session {
         &self.fresh
     }
 
-    /// Publishes a sync report on the stream.
+    /// Publishes a sync report on the stream (like state, never waiting for a subscriber:
+    /// a stuck one must not slow the lockstep down).
     pub fn publish_sync(&mut self, body: &proto::SyncBody) {
         if let Some(stream) = self.rec.stream.as_mut() {
             stream.flush();
             let msg = proto::SyncPub { seq: stream.publisher.next_seq(), body };
-            stream.publish(proto::TOPIC_SYNC, &msg, true);
+            stream.publish(proto::TOPIC_SYNC, &msg, false);
         }
     }
 

@@ -276,6 +276,7 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, DecodeError> {
     if !rd.is_empty() {
         return Err(bad("extra bytes after the request map", None));
     }
+    check_shape(&value)?;
     // The version is checked before the shape, so that a hello of another version (which may
     // carry fields this one does not know) is told about the version, not about a field.
     if let Some(v) = hello_version(&value) {
@@ -315,4 +316,32 @@ pub fn peek_id(bytes: &[u8]) -> RequestId {
     let mut rd = bytes;
     let v = rmpv::decode::read_value_with_max_depth(&mut rd, MAX_DEPTH).ok()?;
     v.as_map()?.iter().find(|(k, _)| k.as_str() == Some("id")).and_then(|(_, v)| v.as_u64())
+}
+
+/// The shape serde does not enforce by itself: maps with string keys and a string `op`, for
+/// the request and for each action. (serde would otherwise take an integer `op` as a variant
+/// index, an array as a struct, an integer key as a field index.)
+fn check_shape(v: &rmpv::Value) -> Result<(), DecodeError> {
+    fn map_with_op<'a>(v: &'a rmpv::Value, at: &str) -> Result<&'a [(rmpv::Value, rmpv::Value)], DecodeError> {
+        let field = |f: &str| if at.is_empty() { f.to_string() } else { format!("{at}.{f}") };
+        let whole = (!at.is_empty()).then(|| at.to_string());
+        let map = v.as_map().ok_or_else(|| bad("expected a map with an `op` field", whole.clone()))?;
+        if let Some((k, _)) = map.iter().find(|(k, _)| !k.is_str()) {
+            return Err(bad(format!("map keys are field names (strings), found {k}"), whole));
+        }
+        match map.iter().find(|(k, _)| k.as_str() == Some("op")) {
+            None => Err(bad("missing field `op`", whole)),
+            Some((_, op)) if !op.is_str() => Err(bad(format!("`op` is a string, found {op}"), Some(field("op")))),
+            Some(_) => Ok(map.as_slice()),
+        }
+    }
+    let map = map_with_op(v, "")?;
+    if let Some((_, actions)) = map.iter().find(|(k, _)| k.as_str() == Some("actions")) {
+        if let Some(list) = actions.as_array() {
+            for (i, a) in list.iter().enumerate() {
+                map_with_op(a, &format!("actions[{i}]"))?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -91,3 +91,28 @@ fn unknown_fields_are_refused() {
     assert_eq!(e.code, ErrorCode::BadMessage);
     assert!(e.message.contains("colour"), "{e:?}");
 }
+
+/// serde alone would read an integer `op` as a variant index and an array as a struct.
+#[test]
+fn shapes_serde_would_accept_are_refused() {
+    use rmpv::Value;
+    let enc_v = |v: Value| {
+        let mut b = vec![];
+        rmpv::encode::write_value(&mut b, &v).unwrap();
+        b
+    };
+    let s = |x: &str| Value::String(x.into());
+    let int_op = Value::Map(vec![(s("op"), Value::from(0)), (s("protocol"), Value::from(1))]);
+    let e = decode_request(&enc_v(int_op)).unwrap_err();
+    assert_eq!((e.code, e.field.as_deref()), (ErrorCode::BadMessage, Some("op")));
+
+    let array_action = Value::Map(vec![
+        (s("op"), s("continue")),
+        (s("actions"), Value::Array(vec![Value::Array(vec![s("set"), s("ns.interval"), Value::F64(3.0)])])),
+    ]);
+    let e = decode_request(&enc_v(array_action)).unwrap_err();
+    assert_eq!((e.code, e.field.as_deref()), (ErrorCode::BadMessage, Some("actions[0]")));
+
+    let int_key = Value::Map(vec![(s("op"), s("hello")), (Value::from(1), Value::from(1))]);
+    assert_eq!(decode_request(&enc_v(int_key)).unwrap_err().code, ErrorCode::BadMessage);
+}
