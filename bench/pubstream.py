@@ -1,0 +1,375 @@
+#!/usr/bin/env python3
+"""State-stream benchmark: how fast a free-running node publishes to one pyzmq subscriber.
+
+Usage (from the repository root):
+
+    python bench/pubstream.py [--spikebus PATH] [--repeat N] [--tstop MS] [--batches 1,10,100]
+                              [--slow-hwm 1000] [--slow-sleep-ms 1]
+
+Runs (the seed model, no controller, `--set tstop=T`; repetitions interleaved):
+
+  no pub       `spikebus run`: the free run alone (it writes traces.csv as every run does).
+  batch K      `spikebus run --pub tcp://127.0.0.1:0 --wait-subscribers 1 --pub-batch K`, with
+               the node's default high-water mark (--pub-hwm 100000 messages), and one fast
+               subscriber here: a pyzmq SUB (subscribed to everything, libzmq's default receive
+               high-water mark) that receives each message, decodes it with msgpack, counts
+               messages, samples (the length of each `state` message's `step` list) and `seq`
+               gaps, until `done`.
+  slow         once, after the repetitions: batch 1 with `--pub-hwm H` (default 1000) and a
+               subscriber that sleeps S ms (default 1) after each message, so that the node
+               must drop: the drops are counted in `done`, and the node must not be slowed
+               (compare its time with the fast batch-1 runs).
+
+Columns:
+  node s       the node's own "in X s" figure (initialization + stepping, with publishing and
+               traces.csv writing; no start-up, no waiting for the subscriber, no file closing);
+               `vs no pub` divides it by the no-pub median.
+  process s    wall time of the whole node process as seen from here (start-up, the subscriber
+               handshake, the run, files, and libzmq's linger at exit while it flushes queued
+               messages, up to 2 s).
+  recv msgs / recv samples   what the subscriber received (all topics / state samples).
+  SUB s        from the subscriber's receipt of `started` to its receipt of `done`.
+  SUB msg/s, SUB samples/s   received / SUB s (the end-to-end throughput to the subscriber).
+  node msg/s   `published` / node s (how fast the node handed messages to libzmq).
+  published, dropped         from the `done` message; gaps = messages missing by `seq`.
+
+Medians over the repetitions (the slow run: one run). Progress goes to stderr, the table to
+stdout. Needs Python >= 3.8, pyzmq and msgpack (`pip install -r bench/requirements.txt`).
+"""
+
+import argparse
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_BINARY = os.path.join("target", "release", "spikebus")
+LISTENING = "spikebus: listening"
+SUMMARY_RE = re.compile(r"^spikebus: (\d+) steps to t=(\S+) in ([0-9.]+) s;", re.M)
+DEFAULT_PUB_HWM = 100000
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def node_seconds(stdout):
+    m = SUMMARY_RE.search(stdout)
+    if not m:
+        raise RuntimeError(f"cannot read the node's summary line:\n{stdout}")
+    return int(m.group(1)), float(m.group(3))
+
+
+def run_nopub(binary, tstop, outdir):
+    cmd = [binary, "run", "--set", f"tstop={tstop!r}", "--out", outdir]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"spikebus failed (exit {proc.returncode}): {proc.stdout}{proc.stderr}")
+    steps, secs = node_seconds(proc.stdout)
+    return {"node_s": secs, "process_s": wall, "steps": steps}
+
+
+def run_pub(binary, tstop, outdir, batch, hwm=None, sleep_s=0.0, silence_s=30.0):
+    """One free run with --pub and one subscriber here; -> dict of counts and times."""
+    import msgpack
+    import zmq
+
+    cmd = [binary, "run", "--set", f"tstop={tstop!r}", "--out", outdir,
+           "--pub", "tcp://127.0.0.1:0", "--wait-subscribers", "1", "--pub-batch", str(batch)]
+    if hwm is not None:
+        cmd += ["--pub-hwm", str(hwm)]
+    t_proc = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline().strip()
+    if not line.startswith(LISTENING):
+        proc.kill()
+        out, err = proc.communicate()
+        raise RuntimeError(f"no listening line (exit {proc.returncode}): {line!r} {out!r} {err!r}")
+    endpoint = dict(w.split("=", 1) for w in line[len(LISTENING):].split())["pub"]
+    # The node's exit time, independent of how long the subscriber takes to drain.
+    exited = []
+    waiter = threading.Thread(target=lambda: (proc.wait(), exited.append(time.perf_counter())),
+                              daemon=True)
+    waiter.start()
+
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.SUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SUBSCRIBE, b"")
+    sock.connect(endpoint)
+    unpackb = msgpack.unpackb
+    recv_multipart, poll = sock.recv_multipart, sock.poll
+    perf = time.perf_counter
+    msgs = samples = gaps = 0
+    topics = {}
+    last_seq = None
+    done = None
+    t_first = None
+    try:
+        while True:
+            if not poll(int(silence_s * 1000), zmq.POLLIN):
+                raise RuntimeError(f"no message for {silence_s} s (after {msgs} messages, "
+                                   f"topics {topics}); the node is "
+                                   + ("running" if proc.poll() is None else
+                                      f"gone (exit {proc.returncode})"))
+            topic, payload = recv_multipart()
+            if t_first is None:
+                t_first = perf()
+            d = unpackb(payload)
+            msgs += 1
+            topic = topic.decode()
+            topics[topic] = topics.get(topic, 0) + 1
+            seq = d["seq"]
+            if last_seq is not None and seq > last_seq + 1:
+                gaps += seq - last_seq - 1
+            last_seq = seq
+            if topic == "state":
+                samples += len(d["step"])
+            elif topic == "done":
+                done = d
+                break
+            if sleep_s:
+                time.sleep(sleep_s)
+        sub_s = perf() - t_first
+    finally:
+        sock.close()
+        ctx.term()
+    waiter.join(60)
+    if not exited:
+        proc.kill()
+        raise RuntimeError("the node did not exit after done")
+    out, err = proc.communicate()
+    wall = exited[0] - t_proc
+    if proc.returncode != 0:
+        raise RuntimeError(f"the node exited {proc.returncode}: {out!r} {err!r}")
+    if err.strip():
+        log(f"    node stderr: {err.strip()}")
+    if topics.get("started") != 1:
+        raise RuntimeError(f"expected one `started` first, got topics {topics}")
+    steps, secs = node_seconds(out)
+    return {"node_s": secs, "process_s": wall, "steps": steps, "msgs": msgs, "samples": samples,
+            "gaps": gaps, "topics": topics, "sub_s": sub_s, "published": done["published"],
+            "dropped": done["dropped"], "reason": done["reason"], "seq_done": done["seq"]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Machine and versions
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_line():
+    logical = os.cpu_count()
+    cores = f"{logical} logical CPUs"
+    try:
+        usable = len(os.sched_getaffinity(0))
+        if usable != logical:
+            cores += f", {usable} usable"
+    except AttributeError:
+        pass
+    return f"{cpu_model()}, {cores}; {platform.system()} {platform.release()} {platform.machine()}"
+
+
+def versions_line(binary):
+    import msgpack
+    import zmq
+
+    try:
+        sb = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        sb = "spikebus ?"
+    try:
+        rev = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
+                             capture_output=True, text=True).stdout.strip()
+    except OSError:
+        rev = ""
+    sb += f" (git {rev})" if rev else ""
+    return (f"{sb}; Python {platform.python_version()}, pyzmq {zmq.__version__} (libzmq "
+            f"{zmq.zmq_version()}), msgpack {'.'.join(map(str, msgpack.version))}")
+
+
+def cpu_snapshot():
+    """(machine's busy CPU seconds, this script's and its reaped children's CPU seconds, wall)."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]
+        busy = (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        busy = float("nan")
+    t = os.times()
+    return busy, t.user + t.system + t.children_user + t.children_system, time.monotonic()
+
+
+def others_line(before, after):
+    """How much CPU other processes on the machine used while the benchmark ran."""
+    wall = after[2] - before[2]
+    other = (after[0] - before[0]) - (after[1] - before[1])
+    return (f"other processes' CPU during the benchmark: {max(other, 0.0):.1f} s over {wall:.1f} s "
+            f"of wall time (~{max(other, 0.0) / wall:.2f} cores on average; from /proc/stat "
+            "minus this benchmark's own processes)")
+
+
+def loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
+
+
+# ---------------------------------------------------------------------------------------------
+# Table
+
+COLUMNS = ["run", "batch", "hwm", "subscriber", "node s", "vs no pub", "process s", "recv msgs",
+           "recv samples", "SUB s", "SUB msg/s", "SUB samples/s", "node msg/s", "published",
+           "dropped", "gaps"]
+RIGHT = set(COLUMNS[1:]) - {"subscriber"}
+
+
+def text_table(rows):
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(COLUMNS)]
+
+    def line(cells):
+        return "  ".join(c.rjust(w) if COLUMNS[i] in RIGHT else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return "\n".join([line(COLUMNS), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def med(runs, key):
+    return statistics.median(r[key] for r in runs)
+
+
+def row(name, batch, hwm, sub, runs, base):
+    node_s = med(runs, "node_s")
+    cells = [name, str(batch) if batch else "-", f"{hwm:,}" if hwm else "-", sub,
+             f"{node_s:.4f}", f"{node_s / base:.2f}", f"{med(runs, 'process_s'):.3f}"]
+    if "msgs" not in runs[0]:
+        return cells + ["-"] * (len(COLUMNS) - len(cells))
+    sub_s = med(runs, "sub_s")
+    # Counts are the same in every fast run (checked by the caller); rates are medians of runs.
+    cells += [f"{med(runs, 'msgs'):,.0f}", f"{med(runs, 'samples'):,.0f}", f"{sub_s:.4f}",
+              f"{statistics.median(r['msgs'] / r['sub_s'] for r in runs):,.0f}",
+              f"{statistics.median(r['samples'] / r['sub_s'] for r in runs):,.0f}",
+              f"{statistics.median(r['published'] / r['node_s'] for r in runs):,.0f}",
+              f"{med(runs, 'published'):,.0f}", f"{med(runs, 'dropped'):,.0f}",
+              f"{med(runs, 'gaps'):,.0f}"]
+    return cells
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description="State-stream throughput of a free-running node to "
+                                             "one pyzmq subscriber.")
+    ap.add_argument("--spikebus", default=DEFAULT_BINARY,
+                    help=f"spikebus binary (default {DEFAULT_BINARY}, relative to the repo root)")
+    ap.add_argument("--repeat", type=int, default=5, help="repetitions of each run (default 5)")
+    ap.add_argument("--tstop", type=float, default=2000.0,
+                    help="tstop, ms (default 2000: 80,000 steps of 0.025 ms)")
+    ap.add_argument("--batches", default="1,10,100", help="--pub-batch values (default 1,10,100)")
+    ap.add_argument("--slow-hwm", type=int, default=1000,
+                    help="--pub-hwm of the slow-subscriber run (default 1000)")
+    ap.add_argument("--slow-sleep-ms", type=float, default=1.0,
+                    help="the slow subscriber sleeps this long after each message (default 1)")
+    args = ap.parse_args(argv)
+    if args.repeat < 1:
+        ap.error("--repeat must be >= 1")
+    batches = [int(b) for b in args.batches.split(",") if b.strip()]
+    if not batches or min(batches) < 1:
+        ap.error("--batches: positive integers, comma-separated")
+    try:
+        import msgpack  # noqa: F401
+        import zmq  # noqa: F401
+    except ImportError as e:
+        sys.exit(f"bench/pubstream.py needs pyzmq and msgpack ({e}; "
+                 "pip install -r bench/requirements.txt)")
+    binary = args.spikebus
+    if not os.path.isabs(binary) and not os.path.exists(binary):
+        binary = os.path.join(ROOT, binary)
+    binary = os.path.abspath(binary)
+    if not os.access(binary, os.X_OK):
+        sys.exit(f"no spikebus binary at {binary} (build it: cargo build --release)")
+
+    load_before = loadavg()
+    cpu_before = cpu_snapshot()
+    nopub, fast = [], {b: [] for b in batches}
+    with tempfile.TemporaryDirectory(prefix="spikebus-pubstream-") as tmp:
+        out = os.path.join(tmp, "out")
+        log("warm-up: one run without --pub, one with ...")
+        run_nopub(binary, args.tstop, out)
+        run_pub(binary, args.tstop, out, batches[0])
+        for rep in range(args.repeat):
+            log(f"[{rep + 1}/{args.repeat}] no pub ...")
+            r = run_nopub(binary, args.tstop, out)
+            nopub.append(r)
+            log(f"    node {r['node_s']:.4f} s, process {r['process_s']:.3f} s")
+            for b in batches:
+                log(f"[{rep + 1}/{args.repeat}] --pub-batch {b} ...")
+                r = run_pub(binary, args.tstop, out, b)
+                fast[b].append(r)
+                log(f"    node {r['node_s']:.4f} s; {r['msgs']:,} msgs, {r['samples']:,} samples "
+                    f"in {r['sub_s']:.4f} s at the SUB; published {r['published']:,}, dropped "
+                    f"{r['dropped']:,}, gaps {r['gaps']:,}")
+        log(f"slow subscriber: --pub-batch 1 --pub-hwm {args.slow_hwm}, sleeping "
+            f"{args.slow_sleep_ms:g} ms per message ...")
+        slow = run_pub(binary, args.tstop, out, 1, hwm=args.slow_hwm,
+                       sleep_s=args.slow_sleep_ms / 1e3)
+        log(f"    node {slow['node_s']:.4f} s; {slow['msgs']:,} msgs received in "
+            f"{slow['sub_s']:.3f} s; published {slow['published']:,}, dropped "
+            f"{slow['dropped']:,}, gaps {slow['gaps']:,}")
+    load_after = loadavg()
+    cpu_after = cpu_snapshot()
+
+    for b, runs in fast.items():
+        counts = {(r["msgs"], r["samples"], r["published"], r["dropped"]) for r in runs}
+        if len(counts) != 1:
+            log(f"note: batch {b}: counts differ between runs: {sorted(counts)}")
+    steps = nopub[0]["steps"]
+    base = med(nopub, "node_s")
+    rows = [row("no pub", 0, 0, "-", nopub, base)]
+    rows += [row(f"batch {b}", b, DEFAULT_PUB_HWM, "fast", fast[b], base) for b in batches]
+    rows.append(row("slow sub", 1, args.slow_hwm, f"sleep {args.slow_sleep_ms:g} ms/msg", [slow],
+                    base))
+    fast1 = fast[batches[0]]
+    lines = [
+        text_table(rows),
+        "",
+        f"model: the seed model, tstop {args.tstop:g} ms = {steps:,} steps; streamed signals: the "
+        "recorded ones (soma.v, syn.g, syn.i, soma.m_hh, soma.h_hh, soma.n_hh) + step + t per "
+        "sample, a sample every step",
+        f"runs: {args.repeat} repetitions of each row but the last (medians), interleaved; the "
+        "slow-subscriber row is one run; subscriber: pyzmq SUB in this process, default RCVHWM, "
+        "msgpack-decoding every message; node s = its own `in X s` (init + stepping + publishing "
+        "+ traces.csv)",
+        f"slow subscriber: dropped {slow['dropped']:,} of {slow['published'] + slow['dropped']:,} "
+        f"(done says; seq gaps seen: {slow['gaps']:,}); node {slow['node_s']:.4f} s vs "
+        f"{med(fast1, 'node_s'):.4f} s (median) with the fast subscriber at batch "
+        f"{batches[0]} = {slow['node_s'] / med(fast1, 'node_s'):.2f}x",
+        others_line(cpu_before, cpu_after),
+        f"load average (1/5/15 min) before: {load_before}; after: {load_after}",
+        f"machine: {machine_line()} -- the node and the subscriber each take a core while busy, "
+        "plus a libzmq I/O thread each",
+        f"versions: {versions_line(binary)}",
+    ]
+    print("\n".join(lines), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
