@@ -64,7 +64,8 @@ struct Lockstep {
     watch: Vec<(String, Watched)>,
     watch_spikes: bool,
     pending: proto::SyncBody,
-    since_sync: Vec<proto::SpikeRecord>,
+    /// Spikes since the last report (names are looked up when it is made).
+    since_sync: Vec<Spike>,
     spike_hit: bool,
     sources: Vec<String>,
     wait_subscribers: usize,
@@ -371,10 +372,10 @@ impl Lockstep {
         self.run_to_next(session, stop)
     }
 
-    fn note_spikes(&mut self, spikes: &[Spike], sources: &[String]) {
+    fn note_spikes(&mut self, spikes: &[Spike]) {
         for s in spikes {
             if self.watch_spikes {
-                self.since_sync.push(proto::SpikeRecord { source: sources[s.source as usize].clone(), t: s.t });
+                self.since_sync.push(*s);
             }
             if self.on_spike[s.source as usize] {
                 self.spike_hit = true;
@@ -384,13 +385,6 @@ impl Lockstep {
 
     /// Runs to the next sync point and makes it pending; false if `stop` interrupted the run.
     fn run_to_next(&mut self, session: &mut Session, stop: &Stop) -> bool {
-        let sources = std::mem::take(&mut self.sources);
-        let ok = self.advance(session, stop, &sources);
-        self.sources = sources;
-        ok
-    }
-
-    fn advance(&mut self, session: &mut Session, stop: &Stop, sources: &[String]) -> bool {
         match self.point {
             Point::Start => {
                 // Observers are waited for (and greeted) when the run leaves its start point,
@@ -407,15 +401,15 @@ impl Lockstep {
                     return true;
                 }
                 let sp = session.init_end();
-                self.note_spikes(sp, sources);
+                self.note_spikes(sp);
             }
             Point::Init => {
                 let sp = session.init_end();
-                self.note_spikes(sp, sources);
+                self.note_spikes(sp);
             }
             Point::Step => {
                 let sp = session.step_end();
-                self.note_spikes(sp, sources);
+                self.note_spikes(sp);
             }
             Point::End => unreachable!("a run at its end finishes instead"),
         }
@@ -427,7 +421,7 @@ impl Lockstep {
             let end = !session.sim.running();
             if !end {
                 let sp = session.step_begin();
-                self.note_spikes(sp, sources);
+                self.note_spikes(sp);
             }
             let mut reasons = self.due_reasons(session);
             if end {
@@ -440,7 +434,7 @@ impl Lockstep {
                 return true;
             }
             let sp = session.step_end();
-            self.note_spikes(sp, sources);
+            self.note_spikes(sp);
         }
     }
 
@@ -470,7 +464,11 @@ impl Lockstep {
             step: session.sim.step_index(),
             reasons,
             values,
-            spikes: std::mem::take(&mut self.since_sync),
+            spikes: self
+                .since_sync
+                .drain(..)
+                .map(|s| proto::SpikeRecord { source: self.sources[s.source as usize].clone(), t: s.t })
+                .collect(),
         };
     }
 }

@@ -157,29 +157,25 @@ impl Sim {
 
         let mut pas = Pas::default();
         let mut hh = Hh::default();
-        let mut sec_hh = Vec::with_capacity(nsec);
-        let mut sec_pas = Vec::with_capacity(nsec);
         // Density mechanisms, in node order (sections are laid out contiguously).
         let mut by_first: Vec<usize> = (0..nsec).collect();
         by_first.sort_by_key(|&s| tree.sections[s].first);
-        let mut hh_ranges = vec![0..0; nsec];
-        let mut pas_ranges = vec![0..0; nsec];
+        let mut sec_hh = vec![0..0; nsec];
+        let mut sec_pas = vec![0..0; nsec];
         for &s in &by_first {
             let lay = tree.sections[s];
             let spec = &model.sections[s];
             if spec.hh.is_some() {
                 let start = hh.node.len();
                 (lay.first..lay.first + lay.nseg).for_each(|nd| hh.push(nd));
-                hh_ranges[s] = start..hh.node.len();
+                sec_hh[s] = start..hh.node.len();
             }
             if spec.pas.is_some() {
                 let start = pas.node.len();
                 (lay.first..lay.first + lay.nseg).for_each(|nd| pas.push(nd));
-                pas_ranges[s] = start..pas.node.len();
+                sec_pas[s] = start..pas.node.len();
             }
         }
-        sec_hh.extend(hh_ranges);
-        sec_pas.extend(pas_ranges);
 
         // Point processes: per type, by node, newest first on a shared node (NEURON prepends
         // new properties to a node's list).
