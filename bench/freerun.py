@@ -29,7 +29,7 @@ of NEURON's first repetition, bit for bit, and the result is printed: `identical
 of differing samples.
 
 Progress goes to stderr, the table to stdout (and, with --markdown, to a Markdown file with the
-exact command line). The script is self-contained: it needs only Python >= 3.8, NEURON 9.0.2
+exact command line). Besides bench/common.py, it needs only Python >= 3.8, NEURON 9.0.2
 (`pip install -r bench/requirements.txt`) and, on Python < 3.11, tomli.
 """
 
@@ -47,9 +47,10 @@ import tempfile
 import time
 from array import array
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from common import (DEFAULT_BINARY, log, machine_line, spikebus_binary, spikebus_version,
+                    text_table)
+
 NEURON_VERSION = "9.0.2"
-DEFAULT_BINARY = os.path.join("target", "release", "spikebus")
 
 # The seed model (models/seed.toml, spikebus's built-in default): one cell's parameters.
 SEED_RUN = {"dt": 0.025, "v_init": -65.0, "celsius": 6.3, "usetable_hh": 1}
@@ -62,10 +63,6 @@ SEED_SYN = {"type": "ExpSyn", "tau": 20.0, "e": 0.0}
 SEED_NETSTIM = {"type": "NetStim", "interval": 20.0, "start": 0.0, "number": 1e9, "noise": 0.0,
                 "seed": 1}
 SEED_NETCON = {"delay": 0.0, "weight": 0.1}
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -414,63 +411,11 @@ def compare(ref, res):
 
 
 # ---------------------------------------------------------------------------------------------
-# Machine and versions
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def physical_cores():
-    try:
-        pairs = set()
-        phys = core = None
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("physical id"):
-                    phys = line.split(":", 1)[1].strip()
-                elif line.startswith("core id"):
-                    core = line.split(":", 1)[1].strip()
-                elif not line.strip():
-                    if core is not None:
-                        pairs.add((phys, core))
-                    phys = core = None
-        return len(pairs) or None
-    except OSError:
-        return None
-
-
-def machine_line():
-    logical = os.cpu_count()
-    phys = physical_cores()
-    cores = f"{logical} logical CPUs" + (f" ({phys} physical cores)" if phys else "")
-    try:
-        usable = len(os.sched_getaffinity(0))
-        if usable != logical:
-            cores += f", {usable} usable"
-    except AttributeError:
-        pass
-    return f"{cpu_model()}, {cores}; {platform.system()} {platform.release()} {platform.machine()}"
-
+# Versions
 
 def versions_line(binary, neuron_version):
-    try:
-        sb = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        sb = "spikebus ?"
-    try:
-        rev = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
-                             capture_output=True, text=True).stdout.strip()
-    except OSError:
-        rev = ""
-    sb += f" (git {rev})" if rev else ""
-    return f"{sb}; NEURON {neuron_version}; Python {platform.python_version()}"
+    return (f"{spikebus_version(binary)}; NEURON {neuron_version}; "
+            f"Python {platform.python_version()}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -506,18 +451,6 @@ def table_rows(results):
                          fmt_us(med / steps * 1e6), fmt_us(med / (steps * wl["cells"]) * 1e6),
                          proc])
     return rows
-
-
-def text_table(rows):
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(COLUMNS)]
-
-    def line(cells):
-        return "  ".join(c.rjust(w) if COLUMNS[i] in RIGHT else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-
-    out = [line(COLUMNS), line(["-" * w for w in widths])]
-    out += [line(r) for r in rows]
-    return "\n".join(out)
 
 
 def markdown_table(rows):
@@ -571,12 +504,7 @@ def main(argv):
     args = ap.parse_args(argv)
     if args.repeat < 1:
         ap.error("--repeat must be >= 1")
-    binary = args.spikebus
-    if not os.path.isabs(binary) and not os.path.exists(binary):
-        binary = os.path.join(ROOT, binary)
-    binary = os.path.abspath(binary)
-    if not os.access(binary, os.X_OK):
-        sys.exit(f"no spikebus binary at {binary} (build it: cargo build --release)")
+    binary = spikebus_binary(args.spikebus)
 
     try:
         import neuron
@@ -647,10 +575,10 @@ def main(argv):
             results.append(wl)
 
     rows = table_rows(results)
-    machine = machine_line()
+    machine = machine_line(with_physical_cores=True)
     versions = versions_line(binary, results[0]["neuron_version"] if results else neuron_version)
     notes = summary_lines(results)
-    text = "\n".join([text_table(rows), ""] + notes + [
+    text = "\n".join([text_table(COLUMNS, rows, RIGHT), ""] + notes + [
         "",
         f"machine: {machine}",
         f"versions: {versions}",

@@ -48,7 +48,6 @@ Progress goes to stderr, the table to stdout. Needs Python >= 3.8, pyzmq and msg
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -56,21 +55,9 @@ import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_BINARY = os.path.join("target", "release", "spikebus")
-LISTENING = "spikebus: listening"
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def need_modules():
-    try:
-        import msgpack  # noqa: F401
-        import zmq  # noqa: F401
-    except ImportError as e:
-        sys.exit(f"bench/lockstep.py needs pyzmq and msgpack ({e}; pip install -r bench/requirements.txt)")
+from common import (DEFAULT_BINARY, LISTENING, cpu_snapshot, listening_endpoints, loadavg, log,
+                    machine_line, need_zmq_msgpack, others_line, spikebus_binary, start_process,
+                    text_table, zmq_versions_line)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,19 +85,6 @@ def rep_worker(endpoint, reply_hex):
 
 # ---------------------------------------------------------------------------------------------
 # Processes
-
-def start_process(cmd, prefix, cwd=None):
-    """Start a process that prints `prefix ... ENDPOINT...` as its first line; -> (proc, line)."""
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=cwd)
-    line = proc.stdout.readline().strip()
-    if not line.startswith(prefix):
-        proc.kill()
-        out, err = proc.communicate()
-        raise RuntimeError(f"{cmd[0]} did not print `{prefix}` (exit {proc.returncode}): "
-                           f"{line!r} {out!r} {err!r}")
-    return proc, line
-
 
 def thread_cpu_ns(pid):
     """CPU time so far of each thread of a process: {tid: (name, ns)}, from the scheduler's
@@ -167,7 +141,7 @@ def run_lockstep(binary, tstop, kind, tmp, tag):
     cmd = [binary, "run", "--control", endpoint_for(kind, tmp, tag), "--set", f"tstop={tstop!r}",
            "--out", outdir]
     proc, line = start_process(cmd, LISTENING)
-    control = dict(w.split("=", 1) for w in line[len(LISTENING):].split())["control"]
+    control = listening_endpoints(line)["control"]
 
     ctx = zmq.Context()
     sock = ctx.socket(zmq.REQ)
@@ -325,79 +299,6 @@ def run_pingpong(rounds, req_size, reply, kind, tmp, tag, codec=False, first_id=
 
 
 # ---------------------------------------------------------------------------------------------
-# Machine and versions
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_line():
-    logical = os.cpu_count()
-    cores = f"{logical} logical CPUs"
-    try:
-        usable = len(os.sched_getaffinity(0))
-        if usable != logical:
-            cores += f", {usable} usable"
-    except AttributeError:
-        pass
-    return f"{cpu_model()}, {cores}; {platform.system()} {platform.release()} {platform.machine()}"
-
-
-def cpu_snapshot():
-    """(machine's busy CPU seconds, this script's and its reaped children's CPU seconds, wall)."""
-    try:
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:9]]
-        busy = (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError):
-        busy = float("nan")
-    t = os.times()
-    return busy, t.user + t.system + t.children_user + t.children_system, time.monotonic()
-
-
-def others_line(before, after):
-    """How much CPU other processes on the machine used while the benchmark ran."""
-    wall = after[2] - before[2]
-    other = (after[0] - before[0]) - (after[1] - before[1])
-    return (f"other processes' CPU during the benchmark: {max(other, 0.0):.1f} s over {wall:.1f} s "
-            f"of wall time (~{max(other, 0.0) / wall:.2f} cores on average; from /proc/stat "
-            "minus this benchmark's own processes)")
-
-
-def loadavg():
-    try:
-        with open("/proc/loadavg") as f:
-            return " ".join(f.read().split()[:3])
-    except OSError:
-        return "?"
-
-
-def versions_line(binary):
-    import msgpack
-    import zmq
-
-    try:
-        sb = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        sb = "spikebus ?"
-    try:
-        rev = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
-                             capture_output=True, text=True).stdout.strip()
-    except OSError:
-        rev = ""
-    sb += f" (git {rev})" if rev else ""
-    return (f"{sb}; Python {platform.python_version()}, pyzmq {zmq.__version__} (libzmq "
-            f"{zmq.zmq_version()}), msgpack {'.'.join(map(str, msgpack.version))}")
-
-
-# ---------------------------------------------------------------------------------------------
 # Table
 
 def percentile(sorted_values, p):
@@ -405,16 +306,6 @@ def percentile(sorted_values, p):
         return float("nan")
     k = min(len(sorted_values) - 1, max(0, round(p / 100 * (len(sorted_values) - 1))))
     return sorted_values[k]
-
-
-def text_table(columns, rows, right):
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
-
-    def line(cells):
-        return "  ".join(c.rjust(w) if columns[i] in right else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-
-    return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
 def main(argv):
@@ -448,13 +339,8 @@ def main(argv):
         ap.error("--repeat must be >= 1")
     if not args.tstop > 0:
         ap.error("--tstop must be > 0")
-    need_modules()
-    binary = args.spikebus
-    if not os.path.isabs(binary) and not os.path.exists(binary):
-        binary = os.path.join(ROOT, binary)
-    binary = os.path.abspath(binary)
-    if not os.access(binary, os.X_OK):
-        sys.exit(f"no spikebus binary at {binary} (build it: cargo build --release)")
+    need_zmq_msgpack("bench/lockstep.py")
+    binary = spikebus_binary(args.spikebus)
 
     load_before = loadavg()
     cpu_before = cpu_snapshot()
@@ -565,7 +451,7 @@ def main(argv):
         f"load average (1/5/15 min) before: {load_before}; after: {loadavg()}",
         f"machine: {machine_line()} -- while busy, the node (or REP) and the controller (or REQ) "
         "each take a core, and each process has a libzmq I/O thread besides",
-        f"versions: {versions_line(binary)}",
+        f"versions: {zmq_versions_line(binary)}",
         f"lockstep_vs_pingpong_ratio={ratio:.3f}",
     ]
     print("\n".join(lines), flush=True)

@@ -39,7 +39,6 @@ stdout. Needs Python >= 3.8, pyzmq and msgpack (`pip install -r bench/requiremen
 
 import argparse
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -48,15 +47,12 @@ import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_BINARY = os.path.join("target", "release", "spikebus")
-LISTENING = "spikebus: listening"
+from common import (DEFAULT_BINARY, LISTENING, cpu_snapshot, listening_endpoints, loadavg, log,
+                    machine_line, need_zmq_msgpack, others_line, spikebus_binary, start_process,
+                    text_table, zmq_versions_line)
+
 SUMMARY_RE = re.compile(r"^spikebus: (\d+) steps to t=(\S+) in ([0-9.]+) s;", re.M)
 DEFAULT_PUB_HWM = 100000
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
 
 
 def node_seconds(stdout):
@@ -87,14 +83,8 @@ def run_pub(binary, tstop, outdir, batch, hwm=None, sleep_s=0.0, silence_s=30.0)
     if hwm is not None:
         cmd += ["--pub-hwm", str(hwm)]
     t_proc = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline().strip()
-    if not line.startswith(LISTENING):
-        proc.kill()
-        out, err = proc.communicate()
-        raise RuntimeError(f"no listening line (exit {proc.returncode}): {line!r} {out!r} {err!r}")
-    endpoint = dict(w.split("=", 1) for w in line[len(LISTENING):].split())["pub"]
+    proc, line = start_process(cmd, LISTENING)
+    endpoint = listening_endpoints(line)["pub"]
     # The node's exit time, independent of how long the subscriber takes to drain.
     exited = []
     waiter = threading.Thread(target=lambda: (proc.wait(), exited.append(time.perf_counter())),
@@ -162,95 +152,12 @@ def run_pub(binary, tstop, outdir, batch, hwm=None, sleep_s=0.0, silence_s=30.0)
 
 
 # ---------------------------------------------------------------------------------------------
-# Machine and versions
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_line():
-    logical = os.cpu_count()
-    cores = f"{logical} logical CPUs"
-    try:
-        usable = len(os.sched_getaffinity(0))
-        if usable != logical:
-            cores += f", {usable} usable"
-    except AttributeError:
-        pass
-    return f"{cpu_model()}, {cores}; {platform.system()} {platform.release()} {platform.machine()}"
-
-
-def versions_line(binary):
-    import msgpack
-    import zmq
-
-    try:
-        sb = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        sb = "spikebus ?"
-    try:
-        rev = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
-                             capture_output=True, text=True).stdout.strip()
-    except OSError:
-        rev = ""
-    sb += f" (git {rev})" if rev else ""
-    return (f"{sb}; Python {platform.python_version()}, pyzmq {zmq.__version__} (libzmq "
-            f"{zmq.zmq_version()}), msgpack {'.'.join(map(str, msgpack.version))}")
-
-
-def cpu_snapshot():
-    """(machine's busy CPU seconds, this script's and its reaped children's CPU seconds, wall)."""
-    try:
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:9]]
-        busy = (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError):
-        busy = float("nan")
-    t = os.times()
-    return busy, t.user + t.system + t.children_user + t.children_system, time.monotonic()
-
-
-def others_line(before, after):
-    """How much CPU other processes on the machine used while the benchmark ran."""
-    wall = after[2] - before[2]
-    other = (after[0] - before[0]) - (after[1] - before[1])
-    return (f"other processes' CPU during the benchmark: {max(other, 0.0):.1f} s over {wall:.1f} s "
-            f"of wall time (~{max(other, 0.0) / wall:.2f} cores on average; from /proc/stat "
-            "minus this benchmark's own processes)")
-
-
-def loadavg():
-    try:
-        with open("/proc/loadavg") as f:
-            return " ".join(f.read().split()[:3])
-    except OSError:
-        return "?"
-
-
-# ---------------------------------------------------------------------------------------------
 # Table
 
 COLUMNS = ["run", "batch", "hwm", "subscriber", "node s", "vs no pub", "process s", "recv msgs",
            "recv samples", "SUB s", "SUB msg/s", "SUB samples/s", "node msg/s", "published",
            "dropped", "gaps"]
 RIGHT = set(COLUMNS[1:]) - {"subscriber"}
-
-
-def text_table(rows):
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(COLUMNS)]
-
-    def line(cells):
-        return "  ".join(c.rjust(w) if COLUMNS[i] in RIGHT else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-
-    return "\n".join([line(COLUMNS), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
 def med(runs, key):
@@ -293,18 +200,8 @@ def main(argv):
     batches = [int(b) for b in args.batches.split(",") if b.strip()]
     if not batches or min(batches) < 1:
         ap.error("--batches: positive integers, comma-separated")
-    try:
-        import msgpack  # noqa: F401
-        import zmq  # noqa: F401
-    except ImportError as e:
-        sys.exit(f"bench/pubstream.py needs pyzmq and msgpack ({e}; "
-                 "pip install -r bench/requirements.txt)")
-    binary = args.spikebus
-    if not os.path.isabs(binary) and not os.path.exists(binary):
-        binary = os.path.join(ROOT, binary)
-    binary = os.path.abspath(binary)
-    if not os.access(binary, os.X_OK):
-        sys.exit(f"no spikebus binary at {binary} (build it: cargo build --release)")
+    need_zmq_msgpack("bench/pubstream.py")
+    binary = spikebus_binary(args.spikebus)
 
     load_before = loadavg()
     cpu_before = cpu_snapshot()
@@ -348,7 +245,7 @@ def main(argv):
                     base))
     fast1 = fast[batches[0]]
     lines = [
-        text_table(rows),
+        text_table(COLUMNS, rows, RIGHT),
         "",
         f"model: the seed model, tstop {args.tstop:g} ms = {steps:,} steps; streamed signals: the "
         "recorded ones (soma.v, syn.g, syn.i, soma.m_hh, soma.h_hh, soma.n_hh) + step + t per "
@@ -365,7 +262,7 @@ def main(argv):
         f"load average (1/5/15 min) before: {load_before}; after: {load_after}",
         f"machine: {machine_line()} -- the node and the subscriber each take a core while busy, "
         "plus a libzmq I/O thread each",
-        f"versions: {versions_line(binary)}",
+        f"versions: {zmq_versions_line(binary)}",
     ]
     print("\n".join(lines), flush=True)
     return 0

@@ -53,14 +53,9 @@ import threading
 import time
 from decimal import Decimal
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_BINARY = os.path.join("target", "release", "spikebus")
-LISTENING = "spikebus: listening"
+from common import DEFAULT_BINARY, LISTENING, ROOT, listening_endpoints, log, python_zmq_msgpack
+
 DT = Decimal("0.025")  # the seed model's dt (ms)
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,8 +242,7 @@ def run(args):
     ]  # fmt: skip
     print(f"command: {' '.join(sys.argv)}")
     print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S %z')}")
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-          f"pyzmq {zmq.__version__} (libzmq {zmq.zmq_version()}), msgpack {'.'.join(map(str, msgpack.version))}")
+    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, {python_zmq_msgpack()}")
     print(f"node: {' '.join(node_cmd[:1] + ['run'] + node_cmd[2:-1])} <tmp>")
     print(f"subscriber: SUB to everything, sleeping {args.sub_delay_ms} ms after each message")
     print()
@@ -266,7 +260,7 @@ def run(args):
     try:
         node_lines = Lines(node.stdout)
         line = node_lines.wait_for(LISTENING, 30)
-        eps = dict(w.split("=", 1) for w in line[len(LISTENING):].split())
+        eps = listening_endpoints(line)
         sub = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), "--subscriber", eps["pub"],
              "--sub-delay-ms", str(args.sub_delay_ms), "--idle-timeout", str(args.idle_timeout)],

@@ -5,24 +5,22 @@ runs ``cargo build --release`` before pytest.  The binary is ``$SPIKEBUS`` if se
 ``target/release/spikebus``; if it is missing, the tests that need it fail with a message
 saying so (nothing is skipped).
 
-The client library is imported from ``examples-py/`` (no installation needed).
+The client library is imported from ``examples-py/`` (no installation needed; importing
+helpers.py, as done here, puts it on ``sys.path``).
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = REPO_ROOT / "examples-py"
-GOLDEN = REPO_ROOT / "tests" / "golden"
+from helpers import REPO_ROOT, ipc_endpoint, make_node
 
-if str(EXAMPLES) not in sys.path:
-    sys.path.insert(0, str(EXAMPLES))
+if TYPE_CHECKING:
+    from spikebus_client import Node
 
 
 @pytest.fixture(scope="session")
@@ -50,12 +48,10 @@ def spikebus_bin() -> Path:
 def start_node(spikebus_bin: Path) -> Iterator[Callable[..., Any]]:
     """Start ``spikebus run ARGS...`` as a :class:`spikebus_client.Node` (already waiting
     for its ``listening`` line); every node started is killed at the end of the test."""
-    from spikebus_client import Node
-
     nodes: list[Node] = []
 
     def start(args: Sequence[str], start_timeout: float = 30.0) -> Node:
-        node = Node([str(a) for a in args], binary=spikebus_bin, cwd=REPO_ROOT, start_timeout=start_timeout)
+        node = make_node(spikebus_bin, args, start_timeout)
         nodes.append(node)
         node.start()
         return node
@@ -70,20 +66,16 @@ def endpoint(tmp_path: Path) -> Iterator[Callable[..., str]]:
     """``endpoint(kind, name)``: a fresh endpoint to bind: ``tcp://127.0.0.1:0`` (a free
     port) or an ipc path unique to the test (in ``tmp_path`` unless too long for a Unix
     socket, then in a short temporary directory)."""
-    import tempfile
-
     short_dirs: list[str] = []
 
     def make(kind: str, name: str = "ctl") -> str:
         if kind == "tcp":
             return "tcp://127.0.0.1:0"
         if kind == "ipc":
-            path = tmp_path / f"{name}.sock"
-            if len(str(path)) > 90:  # sun_path holds 107 bytes
-                d = tempfile.mkdtemp(prefix="sb")
-                short_dirs.append(d)
-                path = Path(d) / f"{name}.sock"
-            return f"ipc://{path}"
+            ep, short_dir = ipc_endpoint(tmp_path, name, prefix="sb")
+            if short_dir:
+                short_dirs.append(short_dir)
+            return ep
         raise ValueError(kind)
 
     yield make

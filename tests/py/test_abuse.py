@@ -53,15 +53,10 @@ for bit, and the final ``ns.interval`` is NEURON's.  Nothing sleeps; every wait 
 
 from __future__ import annotations
 
-import base64
-import csv
-import json
 import math
 import os
 import random
-import struct
 import sys
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -70,10 +65,9 @@ import msgpack
 import pytest
 import zmq
 
+from helpers import ERROR_CODES, Golden, assert_matches_golden, bits, load_golden, unpack
+from helpers import pack as P
 from schemas_util import validator
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-GOLDEN = REPO_ROOT / "tests" / "golden" / "seed_interval.json"
 
 REPLY_TIMEOUT_MS = 30_000
 NODE_EXIT_TIMEOUT = 60.0
@@ -84,20 +78,7 @@ BURST_STEPS = (0, 5000, 12345)
 SEED_STEPS = 20_000
 DT = 0.025
 
-ERROR_CODES = frozenset(
-    {
-        "bad_message",
-        "unknown_op",
-        "protocol_mismatch",
-        "unknown_name",
-        "invalid_value",
-        "not_writable",
-        "event_in_past",
-        "wrong_state",
-        "too_large",
-    }
-)
-ANY = ERROR_CODES
+ANY = frozenset(ERROR_CODES)
 # The requests' ops, and what a lenient decoder might take for them (serde reads a variant
 # from its index too): random garbage that decodes to a map with one of these is not sent.
 VALID_OPS = {b"hello", b"get", b"continue", 0, 1, 2}
@@ -106,15 +87,6 @@ _env_seed = os.environ.get("SPIKEBUS_ABUSE_SEED")
 SEED = int(_env_seed) if _env_seed else random.SystemRandom().randrange(1 << 32)
 
 ERROR_REPLY = validator("error.reply")
-
-
-def P(obj: Any) -> bytes:
-    """MessagePack as a controller sends it (str as str, floats as doubles)."""
-    return msgpack.packb(obj, use_bin_type=True, use_single_float=False)
-
-
-def unpack(data: bytes) -> Any:
-    return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
 def could_be_valid(data: bytes) -> bool:
@@ -838,38 +810,13 @@ class Abuser:
 # Golden data (tests/golden/README.md)
 
 
-def decode_trace(s: str) -> list[float]:
-    b = zlib.decompress(base64.b64decode(s))
-    return list(struct.unpack("<%dd" % (len(b) // 8), b))
-
-
-def bits(xs: Sequence[float]) -> bytes:
-    return struct.pack("<%dd" % len(xs), *xs)
-
-
-def check_against_golden(out: Path) -> None:
-    with open(GOLDEN, encoding="utf-8") as f:
-        g = json.load(f)
-    with open(out / "traces.csv", newline="") as f:
-        rows = list(csv.reader(f))
-    assert rows[0] == g["signals"], f"traces.csv header {rows[0]}, golden {g['signals']}"
-    for j, name in enumerate(rows[0]):
-        got = [float(r[j]) for r in rows[1:]]
-        want = decode_trace(g["traces"][name])
-        assert len(got) == len(want), f"traces.csv {name}: {len(got)} samples, golden {len(want)}"
-        if bits(got) != bits(want):
-            k = next(i for i, (a, b) in enumerate(zip(got, want)) if bits([a]) != bits([b]))
-            pytest.fail(f"seed {SEED}: traces.csv {name}[{k}] = {got[k]!r}, NEURON {want[k]!r}", pytrace=False)
-    with open(out / "spikes.csv", newline="") as f:
-        srows = list(csv.reader(f))
-    assert srows[0] == ["source", "t"]
-    got_spikes: dict[str, list[float]] = {}
-    for src, t in srows[1:]:
-        got_spikes.setdefault(src, []).append(float(t))
-    for src, want in g["spikes"].items():
-        got = got_spikes.get(src, [])
-        assert bits(got) == bits(want), f"seed {SEED}: spikes of {src}: {got} != {want}"
-    assert set(got_spikes) <= set(g["spikes"]), got_spikes.keys()
+def check_against_golden(out: Path, g: Golden) -> None:
+    """traces.csv and spikes.csv equal NEURON's bit for bit (helpers.assert_matches_golden), the
+    seed in the failure message."""
+    try:
+        assert_matches_golden(out, g)
+    except AssertionError as e:
+        pytest.fail(f"seed {SEED}: {e}", pytrace=False)
 
 
 # ---------------------------------------------------------------------------------------
@@ -936,9 +883,9 @@ def test_malformed_messages_change_nothing(start_node, tmp_path: Path) -> None:
     assert node.wait(NODE_EXIT_TIMEOUT) == 0, node.stderr
     print(f"abuse: {abuser.sent} malformed messages answered, codes {dict(sorted(abuser.codes.items()))}")
     assert abuser.sent >= START_BURST + RUN_BURST * len(BURST_STEPS)
-    check_against_golden(out)
-    with open(GOLDEN, encoding="utf-8") as f:
-        assert final_interval == json.load(f)["final"]["ns.interval"]
+    golden = load_golden("seed_interval")
+    check_against_golden(out, golden)
+    assert final_interval == golden.final["ns.interval"]
     if abuser.wrong:
         n = sum(map(len, abuser.wrong.values()))
         shown = "\n".join(f"- {len(w)} x {kind}; first: {w[0]}" for kind, w in sorted(abuser.wrong.items()))

@@ -9,33 +9,33 @@ the handshakes, and every wait is bounded so that a hung node fails the test.
 
 from __future__ import annotations
 
-import base64
-import csv
 import json
 import math
 import queue
 import re
 import signal
-import struct
 import subprocess
 import sys
 import threading
-import zlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable
 
 import msgpack
 import pytest
 import zmq
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = REPO_ROOT / "examples-py"
-GOLDEN = REPO_ROOT / "tests" / "golden"
-if str(EXAMPLES) not in sys.path:  # conftest.py does this too
-    sys.path.insert(0, str(EXAMPLES))
-
-from spikebus_client import (  # noqa: E402
+from helpers import (  # also puts examples-py/ on sys.path, for spikebus_client
+    EXAMPLES,
+    REPO_ROOT,
+    assert_matches_golden,
+    assert_same_doubles,
+    bits,
+    load_golden,
+    read_spikes,
+    read_traces,
+    spikes_by_source,
+)
+from spikebus_client import (
     Controller,
     Done,
     Hello,
@@ -66,89 +66,7 @@ SUMMARY = re.compile(r"^spikebus: (\d+) steps to t=(\S+) .*spikes: .*; wrote (.+
 
 
 # ---------------------------------------------------------------------------------------
-# Golden data and output files
-
-
-@dataclass
-class Golden:
-    signals: list[str]  # "t" first
-    traces: dict[str, list[float]]
-    spikes: dict[str, list[float]]
-    final: dict[str, float]
-    set: dict[str, float]
-
-
-def decode_trace(s: str) -> list[float]:
-    """base64(zlib(little-endian f64 array)) -> floats (tests/golden/README.md)."""
-    b = zlib.decompress(base64.b64decode(s))
-    return list(struct.unpack("<%dd" % (len(b) // 8), b))
-
-
-def load_golden(name: str) -> Golden:
-    with open(GOLDEN / f"{name}.json", encoding="utf-8") as f:
-        d = json.load(f)
-    return Golden(
-        signals=list(d["signals"]),
-        traces={k: decode_trace(v) for k, v in d["traces"].items()},
-        spikes={k: [float(x) for x in v] for k, v in d["spikes"].items()},
-        final=dict(d.get("final") or {}),
-        set=dict(d.get("set") or {}),
-    )
-
-
-def read_traces(path: Path) -> tuple[list[str], dict[str, list[float]]]:
-    """traces.csv -> (header, {column: values})."""
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    header = rows[0]
-    cols: dict[str, list[float]] = {h: [] for h in header}
-    for r in rows[1:]:
-        assert len(r) == len(header), f"{path}: row of {len(r)} fields, header has {len(header)}"
-        for h, x in zip(header, r):
-            cols[h].append(float(x))
-    return header, cols
-
-
-def read_spikes(path: Path) -> list[tuple[str, float]]:
-    """spikes.csv -> [(source, t)] in file order."""
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    assert rows[0] == ["source", "t"], f"{path}: header {rows[0]}"
-    return [(r[0], float(r[1])) for r in rows[1:]]
-
-
-def spikes_by_source(spikes: Iterable[tuple[str, float]]) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {}
-    for s, t in spikes:
-        out.setdefault(s, []).append(t)
-    return out
-
-
-def bits(xs: Sequence[float]) -> bytes:
-    return struct.pack("<%dd" % len(xs), *xs)
-
-
-def assert_same_doubles(got: Sequence[float], want: Sequence[float], what: str) -> None:
-    """Equal as doubles, bit for bit (so -0.0 != 0.0), with the first difference named."""
-    assert len(got) == len(want), f"{what}: {len(got)} values, expected {len(want)}"
-    if bits(got) != bits(want):
-        k = next(i for i, (a, b) in enumerate(zip(got, want)) if struct.pack("<d", a) != struct.pack("<d", b))
-        raise AssertionError(f"{what}: first difference at index {k}: {got[k]!r} != {want[k]!r}")
-
-
-def assert_matches_golden(out: Path, g: Golden) -> None:
-    """traces.csv and spikes.csv equal NEURON's reference bit for bit."""
-    header, cols = read_traces(out / "traces.csv")
-    assert header == g.signals, f"traces.csv header {header}, golden {g.signals}"
-    for name in g.signals:
-        assert_same_doubles(cols[name], g.traces[name], f"traces.csv column {name}")
-    spikes = read_spikes(out / "spikes.csv")
-    ts = [t for _, t in spikes]
-    assert ts == sorted(ts), "spikes.csv is not in time order"
-    got = spikes_by_source(spikes)
-    for source, want in g.spikes.items():
-        assert_same_doubles(got.get(source, []), want, f"spikes of {source}")
-    assert set(got) <= set(g.spikes), f"spikes of unknown sources: {set(got) - set(g.spikes)}"
+# Output files (the golden data: helpers.py)
 
 
 def output_bytes(out: Path) -> tuple[bytes, bytes]:

@@ -36,7 +36,6 @@ request schema (and each action against action.schema.json); a deliberately malf
 from __future__ import annotations
 
 import math
-import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
@@ -49,10 +48,9 @@ import pytest
 import zmq
 from jsonschema import Draft202012Validator, validators
 
+from helpers import ERROR_CODES, REPO_ROOT, ipc_endpoint, make_node, pack, unpack
 from schemas_util import validator
-from spikebus_client import Node
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 EXP2SYN = REPO_ROOT / "tests" / "models" / "exp2syn.toml"
 
 # Bounds on every wait: generous for a loaded machine, finite for a hung node.
@@ -62,17 +60,6 @@ NODE_EXIT_TIMEOUT_S = 60.0
 MAX_SYNC_POINTS = 500  # a driving loop that does not end is a failure, not a hang
 
 REASONS = ("start", "init", "every", "at", "spike", "end")
-ERROR_CODES = (
-    "bad_message",
-    "unknown_op",
-    "protocol_mismatch",
-    "unknown_name",
-    "invalid_value",
-    "not_writable",
-    "event_in_past",
-    "wrong_state",
-    "too_large",
-)
 ACTIONS = ("set", "event", "schedule", "watch", "stop")
 TOPICS = ("started", "state", "spike", "sync", "done")
 
@@ -274,7 +261,7 @@ def check_stream_syncs(log: WireLog, label: str, frames: list[list[bytes]], sync
     for fr in frames:
         if len(fr) == 2 and fr[0] == b"sync":
             try:
-                m = msgpack.unpackb(fr[1], raw=False, strict_map_key=False)
+                m = unpack(fr[1])
             except Exception:
                 continue
             if isinstance(m, dict):
@@ -314,7 +301,7 @@ def record_stream(log: WireLog, label: str, frames: list[list[bytes]], state_kin
             log.violations["ASCII topic"].append(f"{where}: topic {fr[0]!r}")
             topic = repr(fr[0])
         try:
-            msg = msgpack.unpackb(fr[1], raw=False, strict_map_key=False)
+            msg = unpack(fr[1])
         except Exception as e:
             log.add("pub:other", None, fr[1], f"{where} (topic {topic!r}): not MessagePack: {e}")
             continue
@@ -421,7 +408,7 @@ class Session:
         if len(frames) != 1:
             self.log.violations["one frame per reply"].append(f"{self.label}: {len(frames)} frames answering {what}")
         try:
-            rep = msgpack.unpackb(frames[-1], raw=False, strict_map_key=False)
+            rep = unpack(frames[-1])
         except Exception as e:
             rep = frames[-1]
             self.log.add("reply:other", None, rep, f"{self.label}: reply to {what}: not MessagePack: {e}")
@@ -460,7 +447,7 @@ class Session:
                 "\n".join(aerrs)
             )
             self.log.add(f"request:action:{a['op']}", "action", a, f"{self.label}: sent in {short(msg, 300)}")
-        rep = self._exchange(msgpack.packb(msg, use_bin_type=True), short(msg, 300))
+        rep = self._exchange(pack(msg), short(msg, 300))
         # A message over --max-message is not read at all, so its id cannot be (README: null then).
         unread = isinstance(rep, dict) and rep.get("code") == "too_large" and rep.get("id") is None
         if isinstance(rep, dict) and rep.get("id") != msg["id"] and not unread:
@@ -483,7 +470,7 @@ class Session:
             )
             where = f"{self.label}: sent ({note or expect})"
             self.log.add("request:malformed", schema, msg, where, must_be_valid=False)
-            data, what = msgpack.packb(msg, use_bin_type=True), short(msg, 300)
+            data, what = pack(msg), short(msg, 300)
         rep = self._exchange(data, what)
         if isinstance(rep, dict):
             sent_id = msg.get("id") if isinstance(msg, dict) else None
@@ -505,19 +492,6 @@ class Session:
                 f"{self.label}: {note + ': ' if note else ''}sent {short(msg, 300)}, expected {' or '.join(wants)}, "
                 f"got {short(rep, 500)}"
             )
-
-
-def start(spikebus_bin: Path, args: list[str]) -> Node:
-    return Node([str(a) for a in args], binary=spikebus_bin, cwd=REPO_ROOT, start_timeout=30.0).start()
-
-
-def ipc_endpoint(d: Path, name: str) -> tuple[str, str | None]:
-    path = d / f"{name}.sock"
-    short_dir = None
-    if len(str(path)) > 90:  # sun_path holds 107 bytes
-        short_dir = tempfile.mkdtemp(prefix="sbw")
-        path = Path(short_dir) / f"{name}.sock"
-    return f"ipc://{path}", short_dir
 
 
 def t_of(rep: Any) -> float:
@@ -684,8 +658,8 @@ class Run:
 def wire(spikebus_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> WireLog:
     log = WireLog()
     d = tmp_path_factory.mktemp("wire")
-    ctl_ipc, short1 = ipc_endpoint(d, "ctl")
-    pub_ipc, short2 = ipc_endpoint(d, "pub")
+    ctl_ipc, short1 = ipc_endpoint(d, "ctl", prefix="sbw")
+    pub_ipc, short2 = ipc_endpoint(d, "pub", prefix="sbw")
     runs = [
         Run(
             "seed/tcp",
@@ -705,7 +679,7 @@ def wire(spikebus_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> WireLo
     ctx = zmq.Context()
     try:
         for run in runs:
-            node = start(spikebus_bin, run.args)
+            node = make_node(spikebus_bin, run.args).start()
             stream = None
             s = None
             try:
