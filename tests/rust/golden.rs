@@ -72,12 +72,11 @@ fn run_variant(g: &Golden) -> Run {
             None => {}
             // The seed document's callback, at the sync point whose t is NEURON's h.t inside
             // extra_scatter_gather.
-            Some("seed_interval") => {
-                if (sim.t() as i64) % 50 == 0 {
-                    let interval = sim.get("ns.interval").unwrap();
-                    sim.set("ns.interval", interval + 10.0).unwrap();
-                }
+            Some("seed_interval") if (sim.t() as i64) % 50 == 0 => {
+                let interval = sim.get("ns.interval").unwrap();
+                sim.set("ns.interval", interval + 10.0).unwrap();
             }
+            Some("seed_interval") => {}
             Some(other) => panic!("unknown callback {other}"),
         }
         sim.step_end(&mut sample);

@@ -119,7 +119,7 @@ impl Client {
     pub fn hello(&mut self) -> proto::HelloReply {
         let id = self.id();
         match self.raw(&proto::encode(&Request::<Action>::Hello { id, protocol: proto::PROTOCOL_VERSION })) {
-            Reply::Hello(h) => h,
+            Reply::Hello(h) => *h,
             r => panic!("hello got {r:?}"),
         }
     }

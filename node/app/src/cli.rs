@@ -226,7 +226,7 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
         Command::Params { model, sets } => {
             let m = load_model(model.as_deref(), &sets)?;
             let mut buf = ryu::Buffer::new();
-            println!("{:<24} {:>22} {:<8} {}", "name", "value", "unit", "at run time");
+            println!("{:<24} {:>22} {:<8} at run time", "name", "value", "unit");
             for p in m.params() {
                 let v = crate::output::format_f64(&mut buf, p.value).to_string();
                 let rt = if p.runtime { "writable" } else { "model only" };

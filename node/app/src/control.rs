@@ -154,7 +154,7 @@ impl Lockstep {
     fn hello(&self, session: &Session, id: RequestId) -> Reply {
         let sim = &session.sim;
         let model = sim.model();
-        Reply::Hello(proto::HelloReply {
+        Reply::Hello(Box::new(proto::HelloReply {
             id,
             protocol: proto::PROTOCOL_VERSION,
             node: format!("spikebus {}", env!("CARGO_PKG_VERSION")),
@@ -179,7 +179,7 @@ impl Lockstep {
             },
             watch: proto::WatchState { values: self.watch.iter().map(|(n, _)| n.clone()).collect(), spikes: self.watch_spikes },
             pending: proto::Pending::Sync(proto::SyncReport { id: None, body: self.pending.clone() }),
-        })
+        }))
     }
 
     /// A parameter or a signal, by name.
@@ -441,7 +441,7 @@ impl Lockstep {
     /// The scheduled reasons to pause at the current step point (one-shot times are consumed).
     fn due_reasons(&mut self, session: &Session) -> Vec<Reason> {
         let mut reasons = vec![];
-        if self.every > 0 && session.sim.step_index() % self.every == 0 {
+        if self.every > 0 && session.sim.step_index().is_multiple_of(self.every) {
             reasons.push(Reason::Every);
         }
         let due = session.sim.t() + 0.5 * session.sim.dt();

@@ -53,7 +53,7 @@ struct StateStream {
 
 impl StateStream {
     fn sample(&mut self, sim: &Sim) {
-        if sim.step_index() % self.every != 0 {
+        if !sim.step_index().is_multiple_of(self.every) {
             return;
         }
         self.step.push(sim.step_index());
@@ -218,7 +218,7 @@ impl Session {
         let (sim, rec) = (&mut self.sim, &mut self.rec);
         sim.step_end(|s| rec.sample(s));
         let n = self.sim.step_index();
-        if n % 1024 == 0 {
+        if n.is_multiple_of(1024) {
             self.bar.set_position(n);
             self.bar.set_message(format!("{:.1}", self.sim.t()));
         }

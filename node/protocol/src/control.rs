@@ -221,7 +221,7 @@ pub struct ErrorReply {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Reply {
-    Hello(HelloReply),
+    Hello(Box<HelloReply>),
     Values(ValuesReply),
     Sync(SyncReport),
     Done(DoneReply),
