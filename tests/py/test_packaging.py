@@ -3,6 +3,7 @@ what is installed is a typed, importable package."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +13,12 @@ from helpers import REPO_ROOT as ROOT
 
 def test_client_installs_with_pip(tmp_path: Path) -> None:
     target = tmp_path / "site"
+    # From a copy, so that the build leaves nothing in the repository.
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "examples-py", src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-         "--target", str(target), str(ROOT / "examples-py")],
+         "--target", str(target), str(src)],
         check=True,
         timeout=300,
     )
