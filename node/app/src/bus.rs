@@ -156,6 +156,13 @@ pub fn check_endpoint(endpoint: &str, remote: bool) -> Result<(), AppError> {
 /// and timeouts.
 pub const RECV_TIMEOUT_MS: i32 = 100;
 
+/// A message received on the control socket: its first frame and how many frames it had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incoming {
+    pub bytes: Vec<u8>,
+    pub frames: usize,
+}
+
 /// The REP socket a controller talks to.
 pub struct Control {
     sock: zmq::Socket,
@@ -230,25 +237,22 @@ fn set_xpub_nodrop(sock: &mut zmq::Socket) -> Result<(), zmq::Error> {
 
 impl Control {
     /// Waits up to the receive timeout set at bind (`RECV_TIMEOUT_MS`) for a request; None
-    /// when none came or a signal interrupted the wait (the caller checks its stop flag). A
-    /// multi-frame message is drained and returned as its first frame followed by a byte that
-    /// is never valid MessagePack, so the decoder refuses it. A plain blocking receive with a
-    /// timeout, not poll + receive: one system call fewer per exchange on the lockstep path.
-    pub fn recv(&self) -> Result<Option<Vec<u8>>, AppError> {
-        let mut msg = match self.sock.recv_bytes(0) {
+    /// when none came or a signal interrupted the wait (the caller checks its stop flag). The
+    /// frames after the first of a multi-frame message are drained and counted. A plain
+    /// blocking receive with a timeout, not poll + receive: one system call fewer per exchange
+    /// on the lockstep path.
+    pub fn recv(&self) -> Result<Option<Incoming>, AppError> {
+        let bytes = match self.sock.recv_bytes(0) {
             Ok(m) => m,
             Err(zmq::Error::EAGAIN | zmq::Error::EINTR) => return Ok(None),
             Err(e) => return Err(zmq_err("cannot receive on", &self.endpoint)(e)),
         };
-        let mut extra = false;
+        let mut frames = 1;
         while self.sock.get_rcvmore().unwrap_or(false) {
             let _ = self.sock.recv_bytes(0);
-            extra = true;
+            frames += 1;
         }
-        if extra {
-            msg.push(0xc1);
-        }
-        Ok(Some(msg))
+        Ok(Some(Incoming { bytes, frames }))
     }
 
     pub fn send(&self, bytes: &[u8]) -> Result<(), AppError> {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use spikebus_engine::{signal, Error as EngineError, SignalRef, Spike, Stage};
 use spikebus_protocol::{self as proto, Action, ErrorCode, Reason, Reply, Request, RequestId};
 
-use crate::bus::Control;
+use crate::bus::{Control, Incoming};
 use crate::error::AppError;
 use crate::run::{RunSummary, Session};
 use crate::signals::Stop;
@@ -482,7 +482,7 @@ pub fn controlled_run(
 ) -> Result<RunSummary, AppError> {
     let mut lock = Lockstep::new(&session, opts.wait_subscribers);
     // The last request answered and its reply, for retries.
-    let mut last: Option<(Vec<u8>, Vec<u8>)> = None;
+    let mut last: Option<(Incoming, Vec<u8>)> = None;
     let mut idle_since = Instant::now();
     loop {
         let Some(req) = control.recv()? else {
@@ -520,7 +520,13 @@ pub fn controlled_run(
                 continue;
             }
         }
-        match lock.handle(&mut session, &req, opts, stop) {
+        let handled = if req.frames > 1 {
+            let msg = format!("a request is one frame; this message had {}", req.frames);
+            Handled::Reply(error(None, ErrorCode::BadMessage, msg, None))
+        } else {
+            lock.handle(&mut session, &req.bytes, opts, stop)
+        };
+        match handled {
             Handled::Reply(reply) => {
                 let bytes = proto::encode(&reply);
                 control.send(&bytes)?;

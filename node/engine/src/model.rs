@@ -565,14 +565,21 @@ impl Model {
 
     /// Sets a parameter by name, checking its range; on error nothing changes.
     pub fn set(&mut self, name: &str, value: f64) -> Result<ParamRef> {
-        let (r, _, allowed, _) = self.resolve(name)?;
+        let (r, _) = self.check(name, value)?;
+        self.set_ref(r, value);
+        Ok(r)
+    }
+
+    /// Resolves a parameter and checks a value against its range, changing nothing; also says
+    /// whether a running simulation accepts it.
+    pub fn check(&self, name: &str, value: f64) -> Result<(ParamRef, bool)> {
+        let (r, _, allowed, runtime) = self.resolve(name)?;
         allowed.check(value).map_err(|a| Error::InvalidValue {
             name: name.to_string(),
             value,
             allowed: a.to_string(),
         })?;
-        self.set_ref(r, value);
-        Ok(r)
+        Ok((r, runtime))
     }
 
     /// Stores an already checked value.

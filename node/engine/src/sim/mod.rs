@@ -309,19 +309,14 @@ impl Sim {
 
     /// Everything `set` checks, without changing anything.
     pub fn check_set(&self, name: &str, value: f64) -> Result<ParamRef> {
-        let (r, _, allowed, runtime) = self.model.resolve(name)?;
+        let (_, _, _, runtime) = self.model.resolve(name)?;
         if !runtime {
             return Err(Error::NotWritable {
                 name: name.to_string(),
                 reason: "it changes the model's structure: set it in the model file or with --set".into(),
             });
         }
-        allowed.check(value).map_err(|a| Error::InvalidValue {
-            name: name.to_string(),
-            value,
-            allowed: a.to_string(),
-        })?;
-        Ok(r)
+        Ok(self.model.check(name, value)?.0)
     }
 
     fn refresh_all(&mut self) {
