@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use spikebus_protocol::{self as proto, Action, ErrorCode, Reason, Reply};
+use spikebus_protocol::{self as proto, ErrorCode, Reason, Reply};
 
 use crate::golden::{decode_trace, load_golden, root};
-use crate::node::{every, read_file, seed_interval_controller, set, watch, Client, Node};
+use crate::node::{event, every, read_file, schedule, seed_interval_controller, set, stop, watch, Client, Node};
 
 fn csv_column(text: &str, name: &str) -> Vec<f64> {
     let mut lines = text.lines();
@@ -131,14 +131,16 @@ fn refused_requests_change_nothing() {
 }
 
 /// hello describes the model and the pending point; get reads without advancing; a resent
-/// request gets the same reply and is applied once.
+/// request gets the same reply and is applied once; a reader mid-run takes over explicitly.
 #[test]
 fn hello_get_and_resent_requests() {
     let tmp = tempfile::tempdir().unwrap();
     let node = Node::start(&["--control", "tcp://127.0.0.1:0", "--set", "tstop=5", "--out", tmp.path().to_str().unwrap()]);
     let mut c = Client::connect(node.control.as_deref().unwrap());
     let h = c.hello();
-    assert_eq!((h.protocol, h.dt, h.tstop, h.step), (1, 0.025, 5.0, 0));
+    assert_eq!((h.protocol, h.dt, h.tstop, h.step), (2, 0.025, 5.0, 0));
+    assert_eq!(h.owner, None);
+    assert!(h.client.starts_with("peer-"), "{}", h.client);
     assert_eq!(h.sources, ["soma", "ns"]);
     assert_eq!(h.targets, ["syn", "ns", "nc"]);
     assert!(h.signals.contains(&"soma.m_hh".to_string()));
@@ -146,7 +148,11 @@ fn hello_get_and_resent_requests() {
     assert!(!p.writable);
 
     // A continue sent twice (a retry) advances once.
-    let req = proto::encode(&proto::Request::<Action>::Continue { id: Some(77), actions: vec![every(10), set("syn.tau", 5.0)] });
+    let req = proto::encode(&proto::Request::Continue(proto::Continue {
+        id: Some(77),
+        client: None,
+        actions: vec![every(10), set("syn.tau", 5.0)],
+    }));
     let first = c.raw(&req);
     let again = c.raw(&req);
     assert_eq!(first, again);
@@ -155,42 +161,74 @@ fn hello_get_and_resent_requests() {
     let Reply::Sync(next) = c.cont(vec![]) else { panic!() };
     assert_eq!(next.body.step, 10, "the resent request was applied twice");
 
-    match c.request(proto::Request::<Action>::Get { id: Some(5), names: vec!["syn.tau".into(), "soma.v".into()] }) {
+    match c.request(proto::Request::Get(proto::Get { id: Some(5), client: None, names: vec!["syn.tau".into(), "soma.v".into()] })) {
         Reply::Values(v) => {
             assert_eq!(v.values["syn.tau"], 5.0);
             assert_eq!(v.step, 10);
         }
         r => panic!("{r:?}"),
     }
-    // A new controller mid-run sees where the run is.
+    // A new controller mid-run sees where the run is and who owns it; it may read, but it
+    // moves the run only after taking it over.
     let mut other = Client::connect(node.control.as_deref().unwrap());
     let h2 = other.hello();
     assert_eq!(h2.pending.report().body.step, 10);
     assert_eq!(h2.schedule.every, 10);
-    let stop = other.cont(vec![Action::Stop {}]);
+    assert_eq!(h2.owner.as_deref(), Some(h.client.as_str()));
+    match other.cont(vec![stop()]) {
+        Reply::Error(e) => assert_eq!(e.code, ErrorCode::NotOwner, "{e:?}"),
+        r => panic!("a non-owner moved the run: {r:?}"),
+    }
+    let h3 = other.takeover();
+    assert_eq!(h3.owner.as_deref(), Some(h2.client.as_str()));
+    match c.cont(vec![]) {
+        Reply::Error(e) => assert_eq!(e.code, ErrorCode::NotOwner, "{e:?}"),
+        r => panic!("the previous owner moved the run: {r:?}"),
+    }
+    let stop = other.cont(vec![stop()]);
     assert!(matches!(stop, Reply::Done(proto::DoneReply { reason: proto::EndReason::Stop, .. })), "{stop:?}");
+    drop((c, other));
     assert_eq!(node.wait().0, Some(0));
 }
 
-/// Sync points: init, at-times (one-shot, NEURON's CVode.event timing), on spikes.
+/// Sync points: FInitializeHandler types, at-times (NEURON's CVode.event timing), spikes.
 #[test]
 fn sync_points_fall_where_the_spec_says() {
     let tmp = tempfile::tempdir().unwrap();
     let node = Node::start(&["--control", "tcp://127.0.0.1:0", "--set", "tstop=30", "--out", tmp.path().to_str().unwrap()]);
     let mut c = Client::connect(node.control.as_deref().unwrap());
-    let init = c.sync(vec![Action::Schedule { every: None, add_at: Some(vec![0.1, 12.0]), remove_at: None, on_spike: None, init: Some(true) }]);
-    assert_eq!(init.body.reasons, [Reason::Init]);
-    // At init, INITIAL has run but the t = 0 events have not: syn.g is still 0.
-    let r = c.sync(vec![watch(&["syn.g"])]);
+    let at = proto::Schedule { add_at: Some(vec![0.1, 12.0]), init: Some(vec![0, 1, 2, 3]), ..Default::default() };
+    let r = c.sync(vec![schedule(at), watch(&["syn.g", "soma.m_hh", "soma.v"])]);
+    assert_eq!(r.body.reasons, [Reason::Init3]);
+    let r = c.sync(vec![]);
+    assert_eq!(r.body.reasons, [Reason::Init0]);
+    assert_eq!(r.body.values["soma.v"], -65.0);
+    // At type 1, INITIAL has run but the t = 0 events have not: syn.g is still 0.
+    let r = c.sync(vec![]);
+    assert_eq!(r.body.reasons, [Reason::Init1]);
+    assert_eq!(r.body.values["syn.g"], 0.0);
+    assert_eq!(r.body.values["soma.m_hh"], 0.05293248525724958);
+    // Type 2: initialization done, the NetStim's t = 0 spike delivered.
+    let r = c.sync(vec![]);
+    assert_eq!(r.body.reasons, [Reason::Init2]);
+    assert_eq!(r.body.values["syn.g"], 0.1);
+    assert_eq!(r.body.spikes, [proto::SpikeRecord { source: "ns".into(), t: 0.0 }]);
+    let r = c.sync(vec![]);
     assert_eq!(r.body.reasons, [Reason::At]);
+    assert_eq!(r.body.at, [0.1]);
     // CVode.event(0.1) in NEURON's fixed step: h.t = 0.09999999999999999 (step 4).
     assert_eq!((r.body.t, r.body.step), (0.09999999999999999, 4));
-    assert_eq!(r.body.spikes, [proto::SpikeRecord { source: "ns".into(), t: 0.0 }]);
-    let r = c.sync(vec![Action::Schedule { every: None, add_at: None, remove_at: Some(vec![12.0]), on_spike: Some(vec!["soma".into()]), init: None }]);
+    let r = c.sync(vec![schedule(proto::Schedule {
+        remove_at: Some(vec![12.0]),
+        on_spike: Some(vec!["soma".into()]),
+        ..Default::default()
+    })]);
     assert_eq!(r.body.reasons, [Reason::Spike]);
-    let soma: Vec<_> = r.body.spikes.iter().filter(|s| s.source == "soma").collect();
-    assert_eq!(soma.len(), 1);
-    assert!(r.body.t <= soma[0].t && soma[0].t < r.body.t + 0.025, "paused at the step that detected it");
+    // NetCon.record's callback runs with h.t at the spike time, t_n + 1e-10.
+    let spike = r.body.spike.clone().expect("the spike of this point");
+    assert_eq!((spike.source.as_str(), spike.t), ("soma", 3.850000000100021));
+    assert_eq!(r.body.t, spike.t);
+    assert_eq!(r.body.step, 154);
     let mut reasons = BTreeMap::new();
     let mut r = c.sync(vec![]);
     while !r.body.reasons.contains(&Reason::End) {
@@ -201,6 +239,131 @@ fn sync_points_fall_where_the_spec_says() {
     }
     assert_eq!(reasons.keys().collect::<Vec<_>>(), ["Spike"], "no at-sync after its removal");
     assert!(matches!(c.cont(vec![]), Reply::Done(_)));
+}
+
+/// A `continue` without an id is never a resend: five of them advance five sync points.
+#[test]
+fn requests_without_an_id_are_never_resends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&["--control", "tcp://127.0.0.1:0", "--set", "tstop=1", "--out", tmp.path().to_str().unwrap()]);
+    let c = Client::connect(node.control.as_deref().unwrap());
+    let first = proto::encode(&proto::Request::Continue(proto::Continue { actions: vec![every(1)], ..Default::default() }));
+    assert!(matches!(c.raw(&first), Reply::Sync(s) if s.body.step == 0));
+    let bare = b"\x81\xa2op\xa8continue";
+    let steps: Vec<u64> = (0..5)
+        .map(|_| match c.raw(bare) {
+            Reply::Sync(s) => s.body.step,
+            r => panic!("{r:?}"),
+        })
+        .collect();
+    assert_eq!(steps, [1, 2, 3, 4, 5]);
+}
+
+/// A resend after a lost reply is answered from the kept replies even when other requests
+/// came in between (another client's get, a stray byte): it is applied once, and a resent
+/// event is not refused as past.
+#[test]
+fn resends_are_applied_once_whatever_came_between() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&["--control", "tcp://127.0.0.1:0", "--set", "tstop=5", "--out", tmp.path().to_str().unwrap()]);
+    let ep = node.control.clone().unwrap();
+    let mut c = Client::connect(&ep);
+    let bystander = Client::connect(&ep);
+    let continue_with = |id: u64, actions| {
+        proto::encode(&proto::Request::Continue(proto::Continue { id: Some(id), client: Some("ctl-a".into()), actions }))
+    };
+    let a = continue_with(1, vec![every(4)]);
+    let first = c.raw(&a);
+    let get = proto::encode(&proto::Request::Get(proto::Get { id: Some(1), client: None, names: vec!["soma.v".into()] }));
+    assert!(matches!(bystander.raw(&get), Reply::Values(_)));
+    assert!(matches!(bystander.raw(b"\x00"), Reply::Error(_)));
+    assert_eq!(c.raw(&a), first, "a resend got another reply");
+    let b = continue_with(2, vec![event("syn", 0.2, Some(0.01))]);
+    let Reply::Sync(after_b) = c.raw(&b) else { panic!() };
+    assert_eq!(after_b.body.step, 4);
+    assert!(matches!(bystander.raw(b"\xc1"), Reply::Error(_)));
+    // The same bytes again, from a new connection (the client's name is the same).
+    let c2 = Client::connect(&ep);
+    assert_eq!(c2.raw(&b), Reply::Sync(after_b.clone()), "the resent event was refused or applied again");
+    let Reply::Sync(next) = c.raw(&continue_with(3, vec![])) else { panic!() };
+    assert_eq!(next.body.step, 8, "a resend was applied twice");
+    // Sixteen later requests still leave the reply to the first one.
+    let mut r = next;
+    for id in 4..18 {
+        if r.body.reasons.contains(&Reason::End) {
+            break;
+        }
+        let Reply::Sync(s) = c.raw(&continue_with(id, vec![])) else { panic!() };
+        r = s;
+    }
+    assert_eq!(c.raw(&b), Reply::Sync(after_b));
+    let _ = c.cont(vec![stop()]);
+}
+
+/// Two controllers on one node: the first to continue owns the run, every request of the
+/// other is answered (not_owner) and changes nothing, and the seed program still gives
+/// NEURON's numbers.
+#[test]
+fn a_second_controller_cannot_move_the_run() {
+    let golden = load_golden("seed_interval");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("o");
+    let node = Node::start(&["--control", "tcp://127.0.0.1:0", "--set", "soma.threshold=0", "--out", out.to_str().unwrap()]);
+    let ep = node.control.clone().unwrap();
+    let owner = std::thread::spawn({
+        let ep = ep.clone();
+        move || seed_interval_controller(&ep)
+    });
+    let mut intruder = Client::connect(&ep);
+    let mut refused = 0;
+    loop {
+        let h = intruder.hello();
+        if h.owner.is_none() {
+            continue;
+        }
+        match intruder.cont(vec![set("ns.interval", 1.0)]) {
+            Reply::Error(e) if e.code == ErrorCode::NotOwner => refused += 1,
+            Reply::Error(e) if e.code == ErrorCode::WrongState => break,
+            r => panic!("the intruder got {r:?}"),
+        }
+        if refused >= 200 || owner.is_finished() {
+            break;
+        }
+    }
+    assert!(refused >= 50, "only {refused} attempts");
+    let done = owner.join().unwrap();
+    assert_eq!(done.reason, proto::EndReason::End);
+    drop(intruder);
+    assert_eq!(node.wait().0, Some(0));
+    let spikes = String::from_utf8(read_file(&out, "spikes.csv")).unwrap();
+    let ns: Vec<f64> = spikes.lines().filter_map(|l| l.strip_prefix("ns,")).map(|t| t.parse().unwrap()).collect();
+    assert_eq!(ns, [0.0, 20.0, 450.0]);
+    let soma: Vec<f64> = spikes.lines().filter_map(|l| l.strip_prefix("soma,")).map(|t| t.parse().unwrap()).collect();
+    assert_eq!(soma, golden.spikes["soma"]);
+}
+
+/// After `done`, the node lingers: the final request resent gets the same `done`.
+#[test]
+fn the_final_request_resent_gets_the_same_done() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&["--control", "tcp://127.0.0.1:0", "--set", "tstop=1", "--out", tmp.path().to_str().unwrap()]);
+    let ep = node.control.clone().unwrap();
+    let c = Client::connect(&ep);
+    let fin = proto::encode(&proto::Request::Continue(proto::Continue {
+        id: Some(9),
+        client: Some("ctl".into()),
+        actions: vec![stop()],
+    }));
+    let done = c.raw(&fin);
+    assert!(matches!(done, Reply::Done(_)), "{done:?}");
+    // As if that reply had been lost: the same request from a fresh connection.
+    let again = Client::connect(&ep);
+    assert_eq!(again.raw(&fin), done);
+    assert!(matches!(again.raw(&proto::encode(&proto::Request::Continue(proto::Continue::default()))), Reply::Error(e) if e.code == ErrorCode::WrongState));
+    drop((c, again));
+    let started = std::time::Instant::now();
+    assert_eq!(node.wait().0, Some(0));
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "the node lingered with nobody connected");
 }
 
 /// The state stream: one message per step, in order, equal to traces.csv; spikes; lifecycle.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use serde::Deserialize;
-use spikebus_engine::{parse_model, Sim, Spike};
+use spikebus_engine::{parse_model, Pause, Sim, Spike};
 
 #[derive(Deserialize)]
 pub struct Golden {
@@ -65,21 +65,23 @@ fn run_variant(g: &Golden) -> Run {
             traces[k + 1].push(s.value(*r));
         }
     };
-    sim.initialize(&mut sample);
-    while sim.running() {
-        sim.step_begin();
-        match g.callback.as_deref() {
-            None => {}
-            // The seed document's callback, at the sync point whose t is NEURON's h.t inside
-            // extra_scatter_gather.
-            Some("seed_interval") if (sim.t() as i64) % 50 == 0 => {
+    // The seed document's callback runs in extra_scatter_gather: inside every step, where
+    // h.t is still t_n.
+    let seed_interval = match g.callback.as_deref() {
+        None => false,
+        Some("seed_interval") => true,
+        Some(other) => panic!("unknown callback {other}"),
+    };
+    sim.stops_mut().scatter_gather = u64::from(seed_interval);
+    loop {
+        match sim.advance(&mut sample) {
+            Pause::ScatterGather if (sim.now() as i64) % 50 == 0 => {
                 let interval = sim.get("ns.interval").unwrap();
                 sim.set("ns.interval", interval + 10.0).unwrap();
             }
-            Some("seed_interval") => {}
-            Some(other) => panic!("unknown callback {other}"),
+            Pause::Boundary(b) if b.end => break,
+            _ => {}
         }
-        sim.step_end(&mut sample);
     }
     let mut all: Vec<Spike> = vec![];
     sim.take_spikes(&mut all);

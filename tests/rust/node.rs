@@ -118,7 +118,17 @@ impl Client {
 
     pub fn hello(&mut self) -> proto::HelloReply {
         let id = self.id();
-        match self.raw(&proto::encode(&Request::<Action>::Hello { id, protocol: proto::PROTOCOL_VERSION })) {
+        self.hello_with(proto::Hello { id, protocol: proto::PROTOCOL_VERSION, ..Default::default() })
+    }
+
+    /// hello with `takeover: true`: this client owns the run from now on.
+    pub fn takeover(&mut self) -> proto::HelloReply {
+        let id = self.id();
+        self.hello_with(proto::Hello { id, protocol: proto::PROTOCOL_VERSION, takeover: true, ..Default::default() })
+    }
+
+    fn hello_with(&mut self, h: proto::Hello) -> proto::HelloReply {
+        match self.raw(&proto::encode(&Request::Hello(h))) {
             Reply::Hello(h) => *h,
             r => panic!("hello got {r:?}"),
         }
@@ -126,7 +136,7 @@ impl Client {
 
     pub fn cont(&mut self, actions: Vec<Action>) -> Reply {
         let id = self.id();
-        self.raw(&proto::encode(&Request::Continue { id, actions }))
+        self.raw(&proto::encode(&Request::Continue(proto::Continue { id, client: None, actions })))
     }
 
     pub fn sync(&mut self, actions: Vec<Action>) -> proto::SyncReport {
@@ -138,24 +148,40 @@ impl Client {
 }
 
 pub fn every(n: u64) -> Action {
-    Action::Schedule { every: Some(n), add_at: None, remove_at: None, on_spike: None, init: None }
+    Action::Schedule(proto::Schedule { every: Some(n), ..Default::default() })
+}
+
+pub fn scatter_gather(n: u64) -> Action {
+    Action::Schedule(proto::Schedule { scatter_gather: Some(n), ..Default::default() })
+}
+
+pub fn schedule(s: proto::Schedule) -> Action {
+    Action::Schedule(s)
 }
 
 pub fn watch(names: &[&str]) -> Action {
-    Action::Watch { values: Some(names.iter().map(|s| s.to_string()).collect()), spikes: None }
+    Action::Watch(proto::Watch { values: Some(names.iter().map(|s| s.to_string()).collect()), spikes: None })
 }
 
 pub fn set(name: &str, value: f64) -> Action {
-    Action::Set { name: name.into(), value }
+    Action::Set(proto::Set { name: name.into(), value })
 }
 
-/// The seed document's callback as a controller: at every step, when int(t) % 50 == 0,
-/// ns.interval += 10 (reading ns.interval from the node). Runs to `done`.
+pub fn event(target: &str, t: f64, weight: Option<f64>) -> Action {
+    Action::Event(proto::Event { target: target.into(), t, weight })
+}
+
+pub fn stop() -> Action {
+    Action::Stop(proto::Stop {})
+}
+
+/// The seed document's callback as a controller: in every step's extra_scatter_gather, when
+/// int(h.t) % 50 == 0, ns.interval += 10 (reading ns.interval from the node). Runs to `done`.
 pub fn seed_interval_controller(endpoint: &str) -> proto::DoneReply {
     let mut c = Client::connect(endpoint);
     let hello = c.hello();
     assert_eq!(hello.pending.report().body.reasons, [proto::Reason::Start]);
-    let mut report = c.sync(vec![every(1), watch(&["ns.interval"])]);
+    let mut report = c.sync(vec![scatter_gather(1), watch(&["ns.interval"])]);
     loop {
         if report.body.reasons.contains(&proto::Reason::End) {
             match c.cont(vec![]) {

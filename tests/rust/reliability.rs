@@ -6,10 +6,10 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Stdio;
 
-use spikebus_protocol::{self as proto, Action, Reply};
+use spikebus_protocol::{self as proto, Reply};
 
 use crate::cli::spikebus;
-use crate::node::{every, Client, Node};
+use crate::node::{every, stop, Client, Node};
 
 /// traces.csv is whole: every row has every column and parses; returns the row count.
 fn whole_rows(dir: &Path) -> usize {
@@ -203,7 +203,7 @@ fn remote_binding_requires_authentication() {
     let port = node.control.as_deref().unwrap().rsplit(':').next().unwrap().to_string();
     let ep = format!("tcp://127.0.0.1:{port}");
     let mut stderr = BufReader::new(node.child.stderr.take().unwrap());
-    let hello = proto::encode(&proto::Request::<Action>::Hello { id: Some(1), protocol: 1 });
+    let hello = proto::encode(&proto::Request::Hello(proto::Hello { id: Some(1), protocol: proto::PROTOCOL_VERSION, ..Default::default() }));
 
     // Wrong password: no answer, and the node says whom it refused.
     let intruder = Client::connect_as(&ep, Some(("alice", "guess")));
@@ -225,7 +225,8 @@ fn remote_binding_requires_authentication() {
     assert!(matches!(friend.raw(&hello), Reply::Hello(_)));
     let r = friend.sync(vec![every(10)]);
     assert_eq!(r.body.step, 0);
-    assert!(matches!(friend.cont(vec![Action::Stop {}]), Reply::Done(_)));
+    assert!(matches!(friend.cont(vec![stop()]), Reply::Done(_)));
+    drop((friend, anonymous));
     assert_eq!(node.wait().0, Some(0));
 }
 

@@ -1,10 +1,11 @@
 //! All ZeroMQ code of spikebus: binding, receiving requests, replying, publishing. Nothing
-//! else touches a socket, so the transport stays replaceable.
+//! else touches a socket: the lockstep sees the control socket through `transport::Transport`.
 
 use std::os::raw::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::AppError;
+use crate::transport::{Inbound, Peer, Transport, RECV_TIMEOUT_MS};
 
 /// One libzmq context for the process, and the authentication handler when there is one.
 pub struct Bus {
@@ -152,21 +153,16 @@ pub fn check_endpoint(endpoint: &str, remote: bool) -> Result<(), AppError> {
     Ok(())
 }
 
-/// How long `Control::recv` waits before giving the caller a chance to check its stop flag
-/// and timeouts.
-pub const RECV_TIMEOUT_MS: i32 = 100;
-
-/// A message received on the control socket: its first frame and how many frames it had.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Incoming {
-    pub bytes: Vec<u8>,
-    pub frames: usize,
-}
-
-/// The REP socket a controller talks to.
-pub struct Control {
+/// The control channel over ZeroMQ: a ROUTER socket, which tells controllers apart (their
+/// routing ids) and so lets the lockstep answer each one, own runs and keep replies per
+/// controller. REQ clients (the usual controller) and DEALER clients both work: a reply goes
+/// back in the envelope its request came in.
+pub struct ZmqControl {
     sock: zmq::Socket,
     pub endpoint: String,
+    /// Connection events of the socket (a ZeroMQ socket monitor), to count peers.
+    monitor: zmq::Socket,
+    peers: usize,
 }
 
 impl Bus {
@@ -179,16 +175,24 @@ impl Bus {
         Ok(())
     }
 
-    pub fn control(&self, endpoint: &str) -> Result<Control, AppError> {
+    pub fn control(&self, endpoint: &str) -> Result<ZmqControl, AppError> {
         check_endpoint(endpoint, self.remote)?;
-        let sock = self.ctx.socket(zmq::REP).map_err(zmq_err("cannot create a socket for", endpoint))?;
+        let err = |what| zmq_err(what, endpoint);
+        let sock = self.ctx.socket(zmq::ROUTER).map_err(err("cannot create a socket for"))?;
         self.secure(&sock, endpoint)?;
         // The last reply (`done`) must reach the controller even though the node exits next.
-        sock.set_linger(2000).map_err(zmq_err("cannot configure", endpoint))?;
-        sock.set_rcvtimeo(RECV_TIMEOUT_MS).map_err(zmq_err("cannot configure", endpoint))?;
-        sock.bind(endpoint).map_err(zmq_err("cannot bind", endpoint))?;
+        sock.set_linger(2000).map_err(err("cannot configure"))?;
+        sock.set_rcvtimeo(RECV_TIMEOUT_MS).map_err(err("cannot configure"))?;
+        // Each monitor needs its own inproc address (tests may make several in one process).
+        static MONITORS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let addr = format!("inproc://spikebus-control-monitor-{}", MONITORS.fetch_add(1, Ordering::Relaxed));
+        let events = (zmq_sys::ZMQ_EVENT_ACCEPTED | zmq_sys::ZMQ_EVENT_DISCONNECTED) as i32;
+        sock.monitor(&addr, events).map_err(err("cannot monitor"))?;
+        let monitor = self.ctx.socket(zmq::PAIR).map_err(err("cannot create a monitor for"))?;
+        monitor.connect(&addr).map_err(err("cannot monitor"))?;
+        sock.bind(endpoint).map_err(err("cannot bind"))?;
         let bound = last_endpoint(&sock, endpoint);
-        Ok(Control { sock, endpoint: bound })
+        Ok(ZmqControl { sock, endpoint: bound, monitor, peers: 0 })
     }
 
     pub fn publisher(&self, endpoint: &str, hwm: i32) -> Result<Publisher, AppError> {
@@ -235,33 +239,64 @@ fn set_xpub_nodrop(sock: &mut zmq::Socket) -> Result<(), zmq::Error> {
     }
 }
 
-impl Control {
-    /// Waits up to the receive timeout set at bind (`RECV_TIMEOUT_MS`) for a request; None
-    /// when none came or a signal interrupted the wait (the caller checks its stop flag). The
-    /// frames after the first of a multi-frame message are drained and counted. A plain
-    /// blocking receive with a timeout, not poll + receive: one system call fewer per exchange
-    /// on the lockstep path.
-    pub fn recv(&self) -> Result<Option<Incoming>, AppError> {
-        let bytes = match self.sock.recv_bytes(0) {
+impl Transport for ZmqControl {
+    /// A plain blocking receive with a timeout (set at bind), not poll + receive: one system
+    /// call fewer per exchange on the lockstep path.
+    fn recv(&mut self) -> Result<Option<Inbound>, AppError> {
+        let id = match self.sock.recv_bytes(0) {
             Ok(m) => m,
             Err(zmq::Error::EAGAIN | zmq::Error::EINTR) => return Ok(None),
             Err(e) => return Err(zmq_err("cannot receive on", &self.endpoint)(e)),
         };
-        let mut frames = 1;
+        // The rest of the message is already here (ZeroMQ delivers messages whole).
+        let mut body = vec![];
         while self.sock.get_rcvmore().unwrap_or(false) {
-            let _ = self.sock.recv_bytes(0);
-            frames += 1;
-        }
-        Ok(Some(Incoming { bytes, frames }))
-    }
-
-    pub fn send(&self, bytes: &[u8]) -> Result<(), AppError> {
-        loop {
-            match self.sock.send(bytes, 0) {
+            match self.sock.recv_bytes(0) {
+                Ok(frame) => body.push(frame),
                 Err(zmq::Error::EINTR) => continue,
-                r => return r.map_err(zmq_err("cannot reply on", &self.endpoint)),
+                Err(e) => return Err(zmq_err("cannot receive on", &self.endpoint)(e)),
             }
         }
+        let envelope = body.first().is_some_and(Vec::is_empty);
+        if envelope {
+            body.remove(0);
+        }
+        let frames = body.len();
+        let bytes = if body.is_empty() { vec![] } else { body.swap_remove(0) };
+        Ok(Some(Inbound { peer: Peer { id, envelope }, bytes, frames }))
+    }
+
+    fn send(&mut self, to: &Peer, reply: &[u8]) -> Result<(), AppError> {
+        let send = |bytes: &[u8], flags: i32| loop {
+            match self.sock.send(bytes, flags) {
+                Err(zmq::Error::EINTR) => continue,
+                // A peer that has gone: ZeroMQ drops the reply (not ROUTER_MANDATORY).
+                r => return r.map_err(zmq_err("cannot reply on", &self.endpoint)),
+            }
+        };
+        send(&to.id, zmq::SNDMORE)?;
+        if to.envelope {
+            send(b"", zmq::SNDMORE)?;
+        }
+        send(reply, 0)
+    }
+
+    fn connected(&mut self) -> Option<usize> {
+        // Events: a 6-byte frame (u16 event, u32 value, little-endian), then the endpoint.
+        while let Ok(frame) = self.monitor.recv_bytes(zmq::DONTWAIT) {
+            while self.monitor.get_rcvmore().unwrap_or(false) {
+                let _ = self.monitor.recv_bytes(zmq::DONTWAIT);
+            }
+            if frame.len() >= 2 {
+                let event = u32::from(u16::from_le_bytes([frame[0], frame[1]]));
+                if event == zmq_sys::ZMQ_EVENT_ACCEPTED {
+                    self.peers += 1;
+                } else if event == zmq_sys::ZMQ_EVENT_DISCONNECTED {
+                    self.peers = self.peers.saturating_sub(1);
+                }
+            }
+        }
+        Some(self.peers)
     }
 }
 

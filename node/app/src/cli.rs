@@ -11,7 +11,7 @@ use spikebus_protocol as proto;
 use std::io::Write as _;
 
 use crate::bus::{Bus, Credentials};
-use crate::control::{controlled_run, ControlOptions, TimeoutPolicy};
+use crate::lockstep::{controlled_run, ControlOptions, TimeoutPolicy};
 use crate::signals::Stop;
 use crate::error::AppError;
 use crate::run::{free_run, RunOptions, RunSummary, Session};
@@ -55,8 +55,8 @@ enum Command {
 
 #[derive(clap::Args)]
 struct BusArgs {
-    /// Be steered by a controller: bind a REP socket here (tcp://127.0.0.1:PORT, PORT 0 for any
-    /// free port, or ipc:///PATH) and wait for it before initialization.
+    /// Be steered by a controller: bind the control socket here (tcp://127.0.0.1:PORT, PORT 0
+    /// for any free port, or ipc:///PATH) and wait for it before initialization.
     #[arg(long, value_name = "ENDPOINT")]
     control: Option<String>,
     /// Publish the state stream on a PUB socket here.
@@ -92,6 +92,10 @@ struct BusArgs {
     /// What to do when --sync-timeout passes without a request.
     #[arg(long, value_enum, default_value = "wait")]
     on_timeout: TimeoutPolicy,
+    /// After `done`, stay up this many seconds (at most) to answer a resend of the final
+    /// request; the node exits sooner once no controller is connected.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    linger: f64,
 }
 
 /// Loads a model file, or the built-in seed model, and applies `--set` overrides in order.
@@ -192,11 +196,15 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
                         }
                         s => s.map(std::time::Duration::from_secs_f64),
                     };
+                    if !(bus.linger.is_finite() && (0.0..=3600.0).contains(&bus.linger)) {
+                        return Err(AppError::Usage(format!("--linger {}: expected seconds from 0 to 3600", bus.linger)));
+                    }
                     let copts = ControlOptions {
                         wait_subscribers: bus.wait_subscribers,
                         max_message: bus.max_message,
                         sync_timeout,
                         on_timeout: bus.on_timeout,
+                        linger: std::time::Duration::from_secs_f64(bus.linger),
                     };
                     controlled_run(session, c, &copts, &stop)?
                 }

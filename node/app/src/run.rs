@@ -1,11 +1,11 @@
 //! A run of one model: the simulation with its outputs (traces.csv, spikes.csv, the state
-//! stream). `Session` advances the engine through its stages and records what NEURON would;
-//! `free_run` drives it to the end, `control::controlled_run` pauses it at sync points.
+//! stream). `Session` advances the engine from pause to pause and records what NEURON would;
+//! `free_run` drives it to the end, `lockstep` pauses it at sync points for a controller.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use spikebus_engine::{SignalRef, Sim, Spike};
+use spikebus_engine::{Pause, SignalRef, Sim, Spike};
 use spikebus_protocol as proto;
 
 use crate::bus::Publisher;
@@ -195,34 +195,20 @@ impl Session {
         Ok(())
     }
 
-    /// Initialization up to the `init` point (INITIAL blocks done, t = 0 events pending).
-    pub fn init_to_states(&mut self) {
+    /// Runs the engine to its next pause (`Sim::advance`), recording samples; returns the
+    /// pause and the spikes found on the way (also published on the stream).
+    pub fn advance(&mut self) -> (Pause, &[Spike]) {
         self.started.get_or_insert_with(Instant::now);
-        self.sim.init_begin();
-        self.sim.init_states();
-    }
-
-    /// The rest of initialization: events at t = 0, sample 0.
-    pub fn init_end(&mut self) -> &[Spike] {
         let (sim, rec) = (&mut self.sim, &mut self.rec);
-        sim.init_end(|s| rec.sample(s));
-        self.collect_spikes()
-    }
-
-    pub fn step_begin(&mut self) -> &[Spike] {
-        self.sim.step_begin();
-        self.collect_spikes()
-    }
-
-    pub fn step_end(&mut self) -> &[Spike] {
-        let (sim, rec) = (&mut self.sim, &mut self.rec);
-        sim.step_end(|s| rec.sample(s));
-        let n = self.sim.step_index();
-        if n.is_multiple_of(1024) {
-            self.bar.set_position(n);
-            self.bar.set_message(format!("{:.1}", self.sim.t()));
+        let pause = sim.advance(&mut |s: &Sim| rec.sample(s));
+        if matches!(pause, Pause::Boundary(_)) {
+            let n = self.sim.step_index();
+            if n.is_multiple_of(1024) {
+                self.bar.set_position(n);
+                self.bar.set_message(format!("{:.1}", self.sim.t()));
+            }
         }
-        self.collect_spikes()
+        (pause, self.collect_spikes())
     }
 
     /// Moves the engine's new spikes into the record and onto the stream; returns them.
@@ -252,6 +238,22 @@ impl Session {
     /// (published, dropped) so far on the state stream.
     pub fn stream_counts(&self) -> (u64, u64) {
         self.rec.stream.as_ref().map_or((0, 0), |s| (s.publisher.published, s.publisher.dropped))
+    }
+
+    /// Announces a takeover of the run on the stream.
+    pub fn publish_owner(&mut self, client: &str, previous: Option<&str>) {
+        let (t, step) = (self.sim.now(), self.sim.step_index());
+        if let Some(stream) = self.rec.stream.as_mut() {
+            stream.flush();
+            let msg = proto::OwnerPub {
+                seq: stream.publisher.next_seq(),
+                client: client.to_string(),
+                previous: previous.map(str::to_string),
+                t,
+                step,
+            };
+            stream.publish(proto::TOPIC_OWNER, &msg, false);
+        }
     }
 
     /// Writes the files, publishes `done`, and says how the run went.
@@ -294,19 +296,18 @@ impl Session {
     }
 }
 
-/// Runs from initialization to tstop without pausing (or until `stop` is raised).
+/// Runs from initialization to tstop without pausing (or until `stop` is raised, checked at
+/// every step boundary).
 pub fn free_run(mut session: Session, wait_subscribers: usize, stop: &Stop) -> Result<RunSummary, AppError> {
     session.announce(wait_subscribers, stop)?;
-    session.init_to_states();
-    session.init_end();
-    let mut reason = proto::EndReason::End;
-    while session.sim.running() {
-        if stop.requested() {
-            reason = proto::EndReason::Signal;
-            break;
+    loop {
+        if let (Pause::Boundary(b), _) = session.advance() {
+            if b.end {
+                return session.finish(proto::EndReason::End);
+            }
+            if stop.requested() {
+                return session.finish(proto::EndReason::Signal);
+            }
         }
-        session.step_begin();
-        session.step_end();
     }
-    session.finish(reason)
 }

@@ -47,6 +47,18 @@ pub enum Error {
     #[error("event for `{target}` at t={te} is in the past (t is {t}): events need te >= t")]
     EventInPast { target: String, te: f64, t: f64 },
 
+    /// A sync time whose event (at `te`, see `sim::cvode_event_time`) would be in the past.
+    #[error("sync time {at} has passed: its event (at {te}) would be before t={t}")]
+    SyncInPast { at: f64, te: f64, t: f64 },
+
+    /// `remove_at` of a time that is not scheduled.
+    #[error("no sync is scheduled at {at}")]
+    NotScheduled { at: f64 },
+
+    /// Something that cannot be done at the point where the simulation is.
+    #[error("{what} cannot be queued now: {reason}")]
+    NotNow { what: &'static str, reason: String },
+
     /// An event injected into something that has no NET_RECEIVE.
     #[error("`{target}` cannot receive events: {reason}")]
     NotATarget { target: String, reason: String },

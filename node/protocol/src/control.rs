@@ -1,4 +1,8 @@
-//! Requests from a controller (REQ) and the node's replies (REP).
+//! Requests from a controller and the node's replies (the control channel).
+//!
+//! Decoding reads the `op` of the request (and of each action) first, then deserializes the
+//! rest of the map into that op's struct, so that a field of the wrong type is reported with
+//! its exact path (`actions[0].every`, `protocol`, `id`).
 
 use std::collections::BTreeMap;
 
@@ -7,71 +11,132 @@ use serde::{Deserialize, Serialize};
 /// Request ids are chosen by the controller and echoed in replies.
 pub type RequestId = Option<u64>;
 
-/// A request; `A` is the type of its actions (decoding first reads them as raw values, so
-/// that an error can say which action is at fault).
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
-#[serde(bound(deserialize = "A: Deserialize<'de>", serialize = "A: Serialize"))]
-pub enum Request<A = Action> {
-    Hello {
-        #[serde(default)]
-        id: RequestId,
-        protocol: u32,
-    },
-    Get {
-        #[serde(default)]
-        id: RequestId,
-        names: Vec<String>,
-    },
-    Continue {
-        #[serde(default)]
-        id: RequestId,
-        #[serde(default)]
-        actions: Vec<A>,
-    },
+/// The longest `client` name.
+pub const MAX_CLIENT_LEN: usize = 64;
+
+/// `hello`: who are you, where are we; with `takeover`, make the sender the run's owner.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hello {
+    #[serde(default)]
+    pub id: RequestId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    pub protocol: u32,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub takeover: bool,
 }
 
-impl<A> Request<A> {
+/// `get`: read parameters and signals now.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Get {
+    #[serde(default)]
+    pub id: RequestId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    pub names: Vec<String>,
+}
+
+/// `continue`: apply actions, then run to the next sync point.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Continue {
+    #[serde(default)]
+    pub id: RequestId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// Decoded one by one by `decode_request`, so that an error can name the action.
+    #[serde(default, skip_deserializing)]
+    pub actions: Vec<Action>,
+}
+
+/// A request, tagged by `op`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    Hello(Hello),
+    Get(Get),
+    Continue(Continue),
+}
+
+impl Request {
     pub fn id(&self) -> RequestId {
         match self {
-            Request::Hello { id, .. } | Request::Get { id, .. } | Request::Continue { id, .. } => *id,
+            Request::Hello(r) => r.id,
+            Request::Get(r) => r.id,
+            Request::Continue(r) => r.id,
+        }
+    }
+
+    pub fn client(&self) -> Option<&str> {
+        match self {
+            Request::Hello(r) => r.client.as_deref(),
+            Request::Get(r) => r.client.as_deref(),
+            Request::Continue(r) => r.client.as_deref(),
         }
     }
 }
 
-/// What a `continue` does before the simulation runs on, in order.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
+pub struct Set {
+    pub name: String,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    pub target: String,
+    pub t: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<f64>,
+}
+
+/// Changes to the sync schedule; absent fields keep their value.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    /// A step-boundary sync at steps that are multiples of N (0: off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<u64>,
+    /// An extra_scatter_gather sync in the steps from t_n with n a multiple of N (0: off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scatter_gather: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub add_at: Option<Vec<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remove_at: Option<Vec<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_spike: Option<Vec<String>>,
+    /// FInitializeHandler types (0 to 3) to sync at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Watch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spikes: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stop {}
+
+/// What a `continue` does before the simulation runs on, in order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
 pub enum Action {
-    Set {
-        name: String,
-        value: f64,
-    },
-    Event {
-        target: String,
-        t: f64,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        weight: Option<f64>,
-    },
-    Schedule {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        every: Option<u64>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        add_at: Option<Vec<f64>>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        remove_at: Option<Vec<f64>>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        on_spike: Option<Vec<String>>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        init: Option<bool>,
-    },
-    Watch {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        values: Option<Vec<String>>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        spikes: Option<bool>,
-    },
-    Stop {},
+    Set(Set),
+    Event(Event),
+    Schedule(Schedule),
+    Watch(Watch),
+    Stop(Stop),
 }
 
 /// Why the node paused.
@@ -79,11 +144,31 @@ pub enum Action {
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     Start,
-    Init,
-    Every,
-    At,
+    #[serde(rename = "init_3")]
+    Init3,
+    #[serde(rename = "init_0")]
+    Init0,
+    #[serde(rename = "init_1")]
+    Init1,
+    #[serde(rename = "init_2")]
+    Init2,
     Spike,
+    ScatterGather,
+    At,
+    Every,
     End,
+}
+
+impl Reason {
+    /// The reason of an FInitializeHandler type.
+    pub fn init(kind: u8) -> Reason {
+        match kind {
+            0 => Reason::Init0,
+            1 => Reason::Init1,
+            2 => Reason::Init2,
+            _ => Reason::Init3,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -95,9 +180,14 @@ pub struct SpikeRecord {
 /// What a sync point reports (the reply to `continue`, hello's `pending`, the `sync` topic).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct SyncBody {
+    /// NEURON's h.t where the callback this point stands for runs.
     pub t: f64,
     pub step: u64,
     pub reasons: Vec<Reason>,
+    /// The scheduled `at` times this point answers (empty unless `reasons` has `at`).
+    pub at: Vec<f64>,
+    /// The spike this point answers (null unless `reasons` has `spike`).
+    pub spike: Option<SpikeRecord>,
     pub values: BTreeMap<String, f64>,
     pub spikes: Vec<SpikeRecord>,
 }
@@ -119,8 +209,9 @@ pub struct ParamEntry {
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct ScheduleState {
-    pub init: bool,
+    pub init: Vec<u8>,
     pub every: u64,
+    pub scatter_gather: u64,
     pub at: Vec<f64>,
     pub on_spike: Vec<String>,
 }
@@ -136,6 +227,10 @@ pub struct HelloReply {
     pub id: RequestId,
     pub protocol: u32,
     pub node: String,
+    /// The name the node knows the sender by (its `client`, or one made from its connection).
+    pub client: String,
+    /// The client that owns the run (null until a first `continue`).
+    pub owner: Option<String>,
     pub model: String,
     pub dt: f64,
     pub tstop: f64,
@@ -205,6 +300,7 @@ pub enum ErrorCode {
     NotWritable,
     EventInPast,
     WrongState,
+    NotOwner,
     TooLarge,
 }
 
@@ -237,29 +333,71 @@ pub struct DecodeError {
     pub field: Option<String>,
 }
 
-/// How deeply a request may nest; real requests need 4 levels, garbage gets an error instead of
-/// exhausting the stack.
+/// How deeply a request may nest: real requests need 4 levels (request map, actions array,
+/// action map, a list in it); garbage gets an error instead of exhausting the stack. A request
+/// nested exactly this deep is still read; one level deeper is refused.
 pub const MAX_DEPTH: usize = 16;
 
 fn bad(message: impl Into<String>, field: Option<String>) -> DecodeError {
     DecodeError { code: ErrorCode::BadMessage, message: message.into(), field }
 }
 
-/// serde's error for `T` out of `v`, with the path of the offending field under `prefix`.
+/// `prefix.path`, or whichever of them is not empty.
+fn join(prefix: &str, path: &str) -> Option<String> {
+    match (prefix.is_empty(), path.is_empty()) {
+        (true, true) => None,
+        (true, false) => Some(path.to_string()),
+        (false, true) => Some(prefix.to_string()),
+        (false, false) => Some(format!("{prefix}.{path}")),
+    }
+}
+
+/// serde's error for `T` out of the map `v`, with the path of the offending field under
+/// `prefix`.
 fn typed<T: serde::de::DeserializeOwned>(v: rmpv::Value, prefix: &str) -> Result<T, DecodeError> {
     serde_path_to_error::deserialize(v).map_err(|e: serde_path_to_error::Error<rmpv::ext::Error>| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
         let message = inner.strip_prefix("error while decoding value: ").unwrap_or(&inner).to_string();
-        let field = match (prefix.is_empty(), path.as_str()) {
-            (true, "." | "") => None,
-            (true, p) => Some(p.to_string()),
-            (false, "." | "") => Some(prefix.to_string()),
-            (false, p) => Some(format!("{prefix}.{p}")),
-        };
-        let code = if message.contains("unknown variant") { ErrorCode::UnknownOp } else { ErrorCode::BadMessage };
-        DecodeError { code, message, field }
+        // A missing or unknown field is reported by the map that lacks or has it.
+        let path = if path == "." { String::new() } else { path };
+        DecodeError { code: ErrorCode::BadMessage, message, field: join(prefix, &path) }
     })
+}
+
+/// The map `v` split into its `op` and its other fields; `at` names it in errors.
+fn split_op(v: rmpv::Value, at: &str) -> Result<(String, rmpv::Value), DecodeError> {
+    let whole = (!at.is_empty()).then(|| at.to_string());
+    let rmpv::Value::Map(entries) = v else {
+        return Err(bad("expected a map with an `op` field", whole));
+    };
+    if let Some((k, _)) = entries.iter().find(|(k, _)| !k.is_str()) {
+        return Err(bad(format!("map keys are field names (strings), found {k}"), whole));
+    }
+    let mut op = None;
+    let mut rest = Vec::with_capacity(entries.len());
+    for (k, val) in entries {
+        if k.as_str() == Some("op") {
+            op = Some(val);
+        } else {
+            rest.push((k, val));
+        }
+    }
+    match op {
+        None => Err(bad("missing field `op`", whole)),
+        Some(rmpv::Value::String(s)) if s.as_str().is_some() => {
+            Ok((s.into_str().expect("checked utf-8"), rmpv::Value::Map(rest)))
+        }
+        Some(other) => Err(bad(format!("`op` is a string, found {other}"), join(at, "op"))),
+    }
+}
+
+fn unknown_op(op: &str, at: &str, known: &str) -> DecodeError {
+    DecodeError {
+        code: ErrorCode::UnknownOp,
+        message: format!("unknown op `{op}`; expected one of {known}"),
+        field: join(at, "op"),
+    }
 }
 
 /// Decodes a request; the error names the offending field where it can.
@@ -269,79 +407,105 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, DecodeError> {
         return Err(bad("a request is a MessagePack map with an `op` field", None));
     }
     let mut rd = bytes;
-    let value = rmpv::decode::read_value_with_max_depth(&mut rd, MAX_DEPTH).map_err(|e| match e {
+    // rmpv counts the depth of the value being read from 1; a depth of MAX_DEPTH levels is read.
+    let value = rmpv::decode::read_value_with_max_depth(&mut rd, MAX_DEPTH + 1).map_err(|e| match e {
         rmpv::decode::Error::DepthLimitExceeded => bad(format!("nested deeper than {MAX_DEPTH} levels"), None),
         e => bad(format!("not valid MessagePack: {e}"), None),
     })?;
     if !rd.is_empty() {
         return Err(bad("extra bytes after the request map", None));
     }
-    check_shape(&value)?;
-    // The version is checked before the shape, so that a hello of another version (which may
-    // carry fields this one does not know) is told about the version, not about a field.
-    if let Some(v) = hello_version(&value) {
-        if v != u64::from(crate::PROTOCOL_VERSION) {
-            return Err(DecodeError {
-                code: ErrorCode::ProtocolMismatch,
-                message: format!("this node speaks protocol {}, the request asks for {v}", crate::PROTOCOL_VERSION),
-                field: Some("protocol".into()),
-            });
+    let (op, fields) = split_op(value, "")?;
+    let req = match op.as_str() {
+        "hello" => {
+            // The version is checked before the other fields, so that a hello of another
+            // version (which may carry fields this one does not know) is told about the version.
+            if let Some(v) = fields.as_map().and_then(|m| m.iter().find(|(k, _)| k.as_str() == Some("protocol"))) {
+                if let Some(v) = v.1.as_u64() {
+                    if v != u64::from(crate::PROTOCOL_VERSION) {
+                        return Err(DecodeError {
+                            code: ErrorCode::ProtocolMismatch,
+                            message: format!(
+                                "this node speaks protocol {}, the request asks for {v}",
+                                crate::PROTOCOL_VERSION
+                            ),
+                            field: Some("protocol".into()),
+                        });
+                    }
+                }
+            }
+            Request::Hello(typed(fields, "")?)
+        }
+        "get" => Request::Get(typed(fields, "")?),
+        "continue" => {
+            let mut fields = fields;
+            let actions = take_field(&mut fields, "actions");
+            let mut req: Continue = typed(fields, "")?;
+            if let Some(list) = actions {
+                let rmpv::Value::Array(list) = list else {
+                    return Err(bad(format!("`actions` is a list of action maps, found {list}"), Some("actions".into())));
+                };
+                req.actions =
+                    list.into_iter().enumerate().map(|(i, a)| decode_action(a, &format!("actions[{i}]"))).collect::<Result<_, _>>()?;
+            }
+            Request::Continue(req)
+        }
+        other => return Err(unknown_op(other, "", "hello, get, continue")),
+    };
+    if let Some(c) = req.client() {
+        if !valid_client(c) {
+            return Err(bad(
+                format!("`client` is a name of 1 to {MAX_CLIENT_LEN} bytes without control characters"),
+                Some("client".into()),
+            ));
         }
     }
-    Ok(match typed::<Request<rmpv::Value>>(value, "")? {
-        Request::Hello { id, protocol } => Request::Hello { id, protocol },
-        Request::Get { id, names } => Request::Get { id, names },
-        Request::Continue { id, actions } => Request::Continue {
-            id,
-            actions: actions
-                .into_iter()
-                .enumerate()
-                .map(|(i, a)| typed::<Action>(a, &format!("actions[{i}]")))
-                .collect::<Result<_, _>>()?,
-        },
+    Ok(req)
+}
+
+/// A `client` name: 1 to `MAX_CLIENT_LEN` bytes, no control characters.
+pub fn valid_client(c: &str) -> bool {
+    !c.is_empty() && c.len() <= MAX_CLIENT_LEN && !c.chars().any(char::is_control)
+}
+
+/// Removes field `name` from a map value and returns it.
+fn take_field(map: &mut rmpv::Value, name: &str) -> Option<rmpv::Value> {
+    let rmpv::Value::Map(entries) = map else { return None };
+    let i = entries.iter().position(|(k, _)| k.as_str() == Some(name))?;
+    Some(entries.remove(i).1)
+}
+
+fn decode_action(v: rmpv::Value, at: &str) -> Result<Action, DecodeError> {
+    let (op, fields) = split_op(v, at)?;
+    Ok(match op.as_str() {
+        "set" => Action::Set(typed(fields, at)?),
+        "event" => Action::Event(typed(fields, at)?),
+        "schedule" => Action::Schedule(typed(fields, at)?),
+        "watch" => Action::Watch(typed(fields, at)?),
+        "stop" => Action::Stop(typed(fields, at)?),
+        other => return Err(unknown_op(other, at, "set, event, schedule, watch, stop")),
     })
 }
 
-/// The `protocol` of a `hello` map, if it is one.
-fn hello_version(v: &rmpv::Value) -> Option<u64> {
-    let map = v.as_map()?;
-    let field = |name: &str| map.iter().find(|(k, _)| k.as_str() == Some(name)).map(|(_, v)| v);
-    (field("op")?.as_str()? == "hello").then_some(())?;
-    field("protocol")?.as_u64()
+/// The top-level map of a request, if it is one (for `peek_id` and `peek_client`).
+fn peek_map(bytes: &[u8]) -> Option<Vec<(rmpv::Value, rmpv::Value)>> {
+    let mut rd = bytes;
+    match rmpv::decode::read_value_with_max_depth(&mut rd, MAX_DEPTH + 1).ok()? {
+        rmpv::Value::Map(m) => Some(m),
+        _ => None,
+    }
 }
 
 /// The `id` of a request that could not be decoded, when it can still be read (so that the
 /// error reply names the request it answers).
 pub fn peek_id(bytes: &[u8]) -> RequestId {
-    let mut rd = bytes;
-    let v = rmpv::decode::read_value_with_max_depth(&mut rd, MAX_DEPTH).ok()?;
-    v.as_map()?.iter().find(|(k, _)| k.as_str() == Some("id")).and_then(|(_, v)| v.as_u64())
+    peek_map(bytes)?.iter().find(|(k, _)| k.as_str() == Some("id")).and_then(|(_, v)| v.as_u64())
 }
 
-/// The shape serde does not enforce by itself: maps with string keys and a string `op`, for
-/// the request and for each action. (serde would otherwise take an integer `op` as a variant
-/// index, an array as a struct, an integer key as a field index.)
-fn check_shape(v: &rmpv::Value) -> Result<(), DecodeError> {
-    fn map_with_op<'a>(v: &'a rmpv::Value, at: &str) -> Result<&'a [(rmpv::Value, rmpv::Value)], DecodeError> {
-        let field = |f: &str| if at.is_empty() { f.to_string() } else { format!("{at}.{f}") };
-        let whole = (!at.is_empty()).then(|| at.to_string());
-        let map = v.as_map().ok_or_else(|| bad("expected a map with an `op` field", whole.clone()))?;
-        if let Some((k, _)) = map.iter().find(|(k, _)| !k.is_str()) {
-            return Err(bad(format!("map keys are field names (strings), found {k}"), whole));
-        }
-        match map.iter().find(|(k, _)| k.as_str() == Some("op")) {
-            None => Err(bad("missing field `op`", whole)),
-            Some((_, op)) if !op.is_str() => Err(bad(format!("`op` is a string, found {op}"), Some(field("op")))),
-            Some(_) => Ok(map.as_slice()),
-        }
-    }
-    let map = map_with_op(v, "")?;
-    if let Some((_, actions)) = map.iter().find(|(k, _)| k.as_str() == Some("actions")) {
-        if let Some(list) = actions.as_array() {
-            for (i, a) in list.iter().enumerate() {
-                map_with_op(a, &format!("actions[{i}]"))?;
-            }
-        }
-    }
-    Ok(())
+/// The `client` and `id` of a request, read without decoding the rest (for resends).
+pub fn peek_client_and_id(bytes: &[u8]) -> (Option<String>, RequestId) {
+    let Some(map) = peek_map(bytes) else { return (None, None) };
+    let field = |name: &str| map.iter().find(|(k, _)| k.as_str() == Some(name)).map(|(_, v)| v);
+    let client = field("client").and_then(|v| v.as_str()).map(str::to_string);
+    (client, field("id").and_then(rmpv::Value::as_u64))
 }

@@ -1,4 +1,4 @@
-//! The spikebus wire protocol, version 1 (the contract is `schemas/README.md` and the JSON
+//! The spikebus wire protocol, version 2 (the contract is `schemas/README.md` and the JSON
 //! Schemas beside it). Every message is a MessagePack map with named fields; requests and
 //! replies are tagged by `op`. This crate only defines and (de)serializes messages: it does not
 //! touch sockets or the simulation.
@@ -10,7 +10,7 @@ pub use control::*;
 pub use stream::*;
 
 /// The protocol version this crate speaks (`hello.protocol`).
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Encodes a message as a MessagePack map with named fields, appending to `buf`.
 pub fn encode_into<T: serde::Serialize>(buf: &mut Vec<u8>, msg: &T) {

@@ -10,6 +10,7 @@ pub const TOPIC_STATE: &[u8] = b"state";
 pub const TOPIC_SPIKE: &[u8] = b"spike";
 pub const TOPIC_SYNC: &[u8] = b"sync";
 pub const TOPIC_DONE: &[u8] = b"done";
+pub const TOPIC_OWNER: &[u8] = b"owner";
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Started {
@@ -67,4 +68,15 @@ pub struct DonePub {
     pub step: u64,
     pub published: u64,
     pub dropped: u64,
+}
+
+/// A controller took over the run (`hello` with `takeover`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct OwnerPub {
+    pub seq: u64,
+    pub client: String,
+    /// The owner before (null if the run had none).
+    pub previous: Option<String>,
+    pub t: f64,
+    pub step: u64,
 }

@@ -115,17 +115,11 @@ impl NetStim {
         }
     }
 
-    /// NET_RECEIVE at time t; `fire` is its `net_event(t)`, called in NEURON's place so that
-    /// the NetCon events it queues come before this cell's next self-event.
-    pub fn receive(
-        &mut self,
-        k: usize,
-        flag: u8,
-        w: f64,
-        t: f64,
-        queue: &mut EventQueue,
-        fire: impl FnOnce(&mut EventQueue),
-    ) {
+    /// NET_RECEIVE at time t, up to its `net_event(t)`: true if it fires, and then the caller
+    /// records the spike, queues its NetCon events and calls `after_event` (NEURON runs a
+    /// NetCon.record callback and queues the NetCon events inside net_event, so before the
+    /// next interval is drawn and the next self-event queued).
+    pub fn receive(&mut self, k: usize, flag: u8, w: f64, t: f64, queue: &mut EventQueue) -> bool {
         if flag == 0 {
             if w > 0.0 && !self.on[k] {
                 self.init_sequence(k);
@@ -142,11 +136,16 @@ impl NetStim {
         }
         if flag == FLAG_SPIKE && self.on[k] {
             self.ispike[k] += 1.0;
-            fire(queue);
-            self.next_invl(k);
-            if self.on[k] {
-                self.send(k, queue, t, self.event[k], FLAG_SPIKE);
-            }
+            return true;
+        }
+        false
+    }
+
+    /// The rest of NET_RECEIVE after `net_event` (flag 1): the next interval, read now.
+    pub fn after_event(&mut self, k: usize, t: f64, queue: &mut EventQueue) {
+        self.next_invl(k);
+        if self.on[k] {
+            self.send(k, queue, t, self.event[k], FLAG_SPIKE);
         }
     }
 }
@@ -193,12 +192,15 @@ impl VecStim {
         self.send_next(k, 0.0, queue);
     }
 
-    /// NET_RECEIVE: only its own events make it fire; `fire` is `net_event(t)`.
-    pub fn receive(&mut self, k: usize, flag: u8, t: f64, queue: &mut EventQueue, fire: impl FnOnce(&mut EventQueue)) {
-        if flag == FLAG_SPIKE {
-            fire(queue);
-            self.element(k);
-            self.send_next(k, t, queue);
-        }
+    /// NET_RECEIVE up to `net_event(t)`: only its own events make it fire (then the caller
+    /// records the spike, queues its NetCon events and calls `after_event`).
+    pub fn receive(&mut self, _k: usize, flag: u8) -> bool {
+        flag == FLAG_SPIKE
+    }
+
+    /// The rest of NET_RECEIVE after `net_event`: the next element, its self-event.
+    pub fn after_event(&mut self, k: usize, t: f64, queue: &mut EventQueue) {
+        self.element(k);
+        self.send_next(k, t, queue);
     }
 }

@@ -1,20 +1,34 @@
 //! Execution: a `Sim` is built from a `Model` and advances it with NEURON's fixed-step method
-//! (`nrn_finitialize`, `fadvance` with secondorder = 0), reproducing NEURON 9.0.2 bit for bit.
+//! (`nrn_finitialize`, then `fadvance` with secondorder = 0), reproducing NEURON 9.0.2 bit for
+//! bit.
 //!
-//! Initialization and each step are split where a controller may pause the simulation:
+//! `advance` runs to the next *pause*: a step boundary, or one of the places where NEURON runs
+//! a user's callback, when the caller asked for it (`Stops`, and `at` times queued as events).
+//! The pauses, in NEURON's order (`nrn_finitialize`, `nrn_fixed_step` in fadvance.cpp,
+//! `NetCvode::deliver_net_events` and `PreSyn::record` in netcvode.cpp):
 //!
 //! ```text
-//! init_begin   t = 0, queue cleared, v = v_init            (FInitializeHandler type 0)
-//! init_states  INITIAL blocks; artificial cells queue their first events
-//!                                                          (type 1: the `init` sync point)
-//! init_end     events at t = 0, currents, sample 0
-//! step_begin   threshold detection, events due by t + dt/2 (the per-step sync point)
-//! step_end     t += dt/2, currents, solve, v += dv, t += dt/2, states, sample, events due by t
+//! Init(3)     before anything (FInitializeHandler type 3)
+//!             t = 0, tables, geometry, queue cleared (pending `at` times queued), v = v_init
+//! Init(0)     FInitializeHandler type 0
+//!             INITIAL blocks; artificial cells queue their first events
+//! Init(1)     FInitializeHandler type 1
+//!             events at t = 0 [Spike], currents, sample 0, events at t = 0 [Spike]
+//! Boundary    t = 0: CVode.event callbacks delivered at 0, then FInitializeHandler type 2
+//! each step from t_n:
+//!             tables and geometry brought up to date (fadvance's checks)
+//!             threshold detectors in order [Spike: NetCon.record's callback, t_n + 1e-10,
+//!                                           before the spike's NetCon events are queued]
+//!             events due by t_n + dt/2 [Spike at an artificial cell's net_event]
+//!             t += dt/2, currents, solve, v += dv, t += dt/2
+//! ScatterGather  extra_scatter_gather(0): v is v_{n+1}, h.t still t_n, states not updated
+//!             states, sample, events due by t_{n+1} [Spike]
+//! Boundary    t_{n+1}: CVode.event callbacks whose events were delivered during the step
+//!             (NEURON defers them to the end of fadvance), the `every` point, the end
 //! ```
 //!
-//! Samples are taken through a callback exactly where NEURON records (before the events at
-//! the end of the step). No allocation happens per step once the queue and the spike buffer
-//! have grown to their working size.
+//! Samples are taken through a callback exactly where NEURON records. No allocation happens
+//! per step once the queue and the spike buffer have grown to their working size.
 
 mod artcell;
 pub mod hh;
@@ -82,19 +96,107 @@ pub enum SignalRef {
     IClamp(usize),
 }
 
-/// Where the simulation is in its cycle.
+/// What `advance` pauses at besides step boundaries and `at` times: the callbacks a NEURON
+/// program would have registered.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stops {
+    /// FInitializeHandler types 0 to 3 (type 2 is the boundary that ends initialization).
+    pub init: [bool; 4],
+    /// `CVode.extra_scatter_gather(0, f)` in the steps from t_n with n a multiple of N (every
+    /// step for 1); 0: never.
+    pub scatter_gather: u64,
+    /// Mark the boundaries of steps that are multiples of N (`Boundary::every`); 0: never.
+    pub every: u64,
+    /// Per spike source (`Spike::source`): pause when it fires (`NetCon.record(callback)`).
+    pub on_spike: Vec<bool>,
+}
+
+/// Where `advance` stopped.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pause {
+    /// FInitializeHandler type 0, 1 or 3 (type 2 is a `Boundary` with `init`).
+    Init(u8),
+    /// A source in `Stops::on_spike` fired: NetCon.record's callback. `now()` is the spike's
+    /// time. The spike's NetCon events are queued when the run resumes, with the delays read
+    /// then (NEURON runs the callback before it queues them); an artificial cell finishes its
+    /// NET_RECEIVE then too (a NetStim reads `interval` for its next spike after the callback).
+    Spike(Spike),
+    /// Inside a step: v is already v_{n+1}, the states are not yet updated, and `now()` is
+    /// still t_n (NEURON's h.t inside extra_scatter_gather), while `t()` is t_{n+1}.
+    ScatterGather,
+    /// A step boundary: t_n after every event due by t_n was delivered.
+    Boundary(Boundary),
+}
+
+/// What falls on a step boundary.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Boundary {
+    /// FInitializeHandler type 2: this boundary ends initialization (t = 0).
+    pub init: bool,
+    /// The step is a multiple of `Stops::every`.
+    pub every: bool,
+    /// The `at` times (as scheduled) whose events were delivered since the previous boundary,
+    /// in delivery order: CVode.event callbacks, which NEURON runs at the end of the fadvance
+    /// (or finitialize) that delivered their events.
+    pub at: Vec<f64>,
+    /// The run reached tstop (NEURON's rule: no step while t >= tstop - dt/2).
+    pub end: bool,
+}
+
+/// Where `advance` is, between calls: the point it paused at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    /// Built, never initialized.
+enum Phase {
+    /// Built, never advanced: the FInitializeHandler type 3 point.
     Built,
-    /// After `init_begin`.
-    InitBegun,
-    /// After `init_states` (the `init` sync point).
-    InitStates,
-    /// Between steps: after `init_end` or `step_end`.
-    Ready,
-    /// After `step_begin` (the per-step sync point).
-    InStep,
+    /// Paused at FInitializeHandler type 3.
+    Init3,
+    Init0,
+    Init1,
+    /// Delivering a window of events (paused at a spike inside it).
+    Deliver(Window),
+    Thresholds(usize),
+    ScatterGather,
+    Boundary,
+}
+
+/// The event deliveries of initialization and of a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Window {
+    /// Events at t = 0, before the initial currents.
+    Init,
+    /// Events at t = 0 after sample 0.
+    InitRecord,
+    /// Events due by t_n + dt/2, before the step's currents.
+    StepStart,
+    /// Events due by t_{n+1}, after the step's sample.
+    StepEnd,
+}
+
+/// What follows a spike once its NetCon events are queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterFire {
+    Detector,
+    NetStim(u32),
+    VecStim(u32),
+}
+
+/// A spike whose callback pause is in progress: the rest of its `PreSyn::send`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Resume {
+    spike: Spike,
+    then: AfterFire,
+}
+
+/// NEURON's `CVode.event(T)` in a fixed-step run moves T to T - dt/4 when T is (within 1e-6)
+/// a multiple of dt above dt, so that round-off in t cannot push it into the next step
+/// (cvodeobj.cpp, `nrn_event`). The event is then delivered in the step that reaches it.
+pub fn cvode_event_time(t: f64, dt: f64) -> f64 {
+    let y = t / dt;
+    if y > 1.0 && ((y + 1e-6).floor() - y).abs() < 1e-6 {
+        t - dt / 4.0
+    } else {
+        t
+    }
 }
 
 /// NetCons as arrays, with each source's NetCons (creation order) as ranges into `by_source`.
@@ -105,14 +207,6 @@ struct NetCons {
     target: Vec<Target>,
     by_source: Vec<u32>,
     source_range: Vec<Range<usize>>,
-}
-
-/// `net_event`: record the spike, queue one event per NetCon of the source.
-fn fire(nets: &NetCons, spikes: &mut Vec<Spike>, source: usize, t: f64, queue: &mut EventQueue) {
-    spikes.push(Spike { source: source as u32, t });
-    for &nc in &nets.by_source[nets.source_range[source].clone()] {
-        queue.push(t + nets.delay[nc as usize], EventKind::NetCon(nc));
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -143,11 +237,27 @@ pub struct Sim {
     t: f64,
     step: u64,
     geometry_dirty: bool,
-    stage: Stage,
+    stops: Stops,
+    phase: Phase,
+    /// NEURON's h.t at the current pause (see `now`).
+    now: f64,
+    /// t at the start of the current step (t_n) and the step's dt (NEURON copies dt to its
+    /// threads when a step begins: a change of dt inside a step acts from the next one).
+    t_begin: f64,
+    dt_step: f64,
+    /// The current delivery window: events due by `til`, then t back to `tsav`.
+    til: f64,
+    tsav: f64,
+    resume: Option<Resume>,
+    /// Scheduled `at` times not yet delivered: (id, T as scheduled, T as queued).
+    at_pending: Vec<(u32, f64, f64)>,
+    at_next_id: u32,
+    /// `at` times delivered since the previous boundary.
+    at_fired: Vec<f64>,
 }
 
 impl Sim {
-    /// Builds a simulation of `model`; call `initialize` (or its three stages) before stepping.
+    /// Builds a simulation of `model`; `advance` (or `initialize`, then `step`) runs it.
     pub fn new(model: Model) -> Result<Sim> {
         for name in &model.record {
             signal::resolve(&model, name)?;
@@ -279,7 +389,17 @@ impl Sim {
             t: 0.0,
             step: 0,
             geometry_dirty: true,
-            stage: Stage::Built,
+            stops: Stops { on_spike: vec![false; nsrc], ..Stops::default() },
+            phase: Phase::Built,
+            now: 0.0,
+            t_begin: 0.0,
+            dt_step: 0.0,
+            til: 0.0,
+            tsav: 0.0,
+            resume: None,
+            at_pending: vec![],
+            at_next_id: 0,
+            at_fired: vec![],
             model,
         };
         sim.refresh_all();
@@ -338,13 +458,9 @@ impl Sim {
     /// Copies an object's parameters from the model into the arrays the kernels read.
     fn refresh(&mut self, r: ParamRef) {
         match r {
-            ParamRef::Global(_) => {
-                let run = &self.model.run;
-                self.q10 = hh::q10(run.celsius);
-                if run.usetable_hh {
-                    self.table.check(run.celsius);
-                }
-            }
+            // hh computes q10 at every exact-rate call, so a new celsius acts at once; its
+            // tables are rebuilt only where NEURON checks them (`check_tables`).
+            ParamRef::Global(_) => self.q10 = hh::q10(self.model.run.celsius),
             ParamRef::Field(Object::Section(s), _) => self.refresh_section(s),
             ParamRef::Field(Object::Point(p), _) => match (self.model.points[p].kind.clone(), self.point_slot[p]) {
                 (PointKind::ExpSyn { tau, e }, PointSlot::ExpSyn(k)) => {
@@ -405,7 +521,18 @@ impl Sim {
                 self.pas.e[k] = p.e;
             }
         }
+        // cm is read by every step's matrix at once; L, diam and Ra change the geometry, which
+        // NEURON recomputes (recalc_diam) only when the next step or initialization begins.
+        self.tree.refresh_cm(s, spec.cm);
         self.geometry_dirty = true;
+    }
+
+    /// nocmodl's `_check_rates` through `nrn_thread_table_check`: at initialization and when
+    /// a step begins, never inside one.
+    fn check_tables(&mut self) {
+        if self.model.run.usetable_hh {
+            self.table.check(self.model.run.celsius);
+        }
     }
 
     fn update_geometry(&mut self) {
@@ -428,8 +555,16 @@ impl Sim {
 
     // ---- time ---------------------------------------------------------------------------
 
+    /// The simulation time. Inside a step (at `Pause::ScatterGather`) it is already t_{n+1};
+    /// while events are delivered it is the time of the event being delivered.
     pub fn t(&self) -> f64 {
         self.t
+    }
+
+    /// NEURON's h.t at the current pause: t_n at a boundary and inside a step, the spike's
+    /// time at a spike (`PreSyn::record` sets it), 0 during initialization.
+    pub fn now(&self) -> f64 {
+        self.now
     }
 
     /// Steps completed since initialization.
@@ -445,13 +580,14 @@ impl Sim {
         self.model.run.tstop
     }
 
-    pub fn stage(&self) -> Stage {
-        self.stage
-    }
-
     /// NEURON's stdrun rule: another step is taken while `t < tstop - dt/2`.
     pub fn running(&self) -> bool {
         self.t < self.model.run.tstop - self.model.run.dt / 2.0
+    }
+
+    /// Whether initialization has begun (the event queue was cleared): events can be queued.
+    pub fn initialized(&self) -> bool {
+        !matches!(self.phase, Phase::Built | Phase::Init3)
     }
 
     /// Steps a free run from t = 0 takes (NEURON's loop, counted without simulating).
@@ -467,24 +603,161 @@ impl Sim {
         n
     }
 
-    // ---- initialization -----------------------------------------------------------------
+    pub fn stops(&self) -> &Stops {
+        &self.stops
+    }
 
-    /// t = 0, events discarded, every node at v_init (FInitializeHandler type 0 follows).
-    pub fn init_begin(&mut self) {
+    /// The pauses to make from now on (`on_spike` has one entry per spike source).
+    pub fn stops_mut(&mut self) -> &mut Stops {
+        &mut self.stops
+    }
+
+    // ---- advancing ----------------------------------------------------------------------
+
+    /// Runs to the next pause: a step boundary or one of `stops`, whichever comes first.
+    /// `sample` sees the state wherever NEURON records (t = 0 and the end of every step).
+    /// At the end of the run it keeps returning the final boundary.
+    pub fn advance(&mut self, sample: &mut impl FnMut(&Sim)) -> Pause {
+        if let Some(r) = self.resume.take() {
+            self.after_fire(r);
+        }
+        loop {
+            match self.phase {
+                Phase::Built | Phase::Init3 => {
+                    if self.phase == Phase::Built && self.stops.init[3] {
+                        self.phase = Phase::Init3;
+                        return self.pause_init(3);
+                    }
+                    self.init_begin();
+                    self.phase = Phase::Init0;
+                    if self.stops.init[0] {
+                        return self.pause_init(0);
+                    }
+                }
+                Phase::Init0 => {
+                    self.init_states();
+                    self.phase = Phase::Init1;
+                    if self.stops.init[1] {
+                        return self.pause_init(1);
+                    }
+                }
+                Phase::Init1 => self.open_window(Window::Init, self.t),
+                Phase::Deliver(w) => {
+                    if let Some(spike) = self.deliver(self.til) {
+                        return self.pause_spike(spike);
+                    }
+                    self.t = self.tsav;
+                    match w {
+                        Window::Init => {
+                            self.currents();
+                            sample(self);
+                            self.open_window(Window::InitRecord, self.t);
+                        }
+                        Window::InitRecord => return self.arrive_at_boundary(self.stops.init[2]),
+                        Window::StepStart => {
+                            let dt = self.dt_step;
+                            self.t += 0.5 * dt;
+                            self.currents();
+                            self.tree.solve_and_update();
+                            self.t += 0.5 * dt;
+                            self.phase = Phase::ScatterGather;
+                            let every = self.stops.scatter_gather;
+                            if every > 0 && self.step.is_multiple_of(every) {
+                                self.now = self.t_begin;
+                                return Pause::ScatterGather;
+                            }
+                        }
+                        Window::StepEnd => return self.arrive_at_boundary(false),
+                    }
+                }
+                Phase::Boundary => {
+                    if !self.running() {
+                        return self.arrive_at_boundary(false);
+                    }
+                    self.begin_step();
+                    self.phase = Phase::Thresholds(0);
+                }
+                Phase::Thresholds(first) => {
+                    if let Some(spike) = self.check_thresholds(first) {
+                        return self.pause_spike(spike);
+                    }
+                    self.open_window(Window::StepStart, self.t + 0.5 * self.dt_step);
+                }
+                Phase::ScatterGather => {
+                    let dt = self.dt_step;
+                    self.expsyn.state(dt);
+                    self.exp2syn.state(dt);
+                    let table = self.model.run.usetable_hh.then_some(&self.table);
+                    self.hh.state(&self.tree, dt, table, self.q10);
+                    self.step += 1;
+                    sample(self);
+                    self.open_window(Window::StepEnd, self.t);
+                }
+            }
+        }
+    }
+
+    /// All of initialization (NEURON's `finitialize(v_init)`), for runs without `stops`.
+    pub fn initialize(&mut self, mut sample: impl FnMut(&Sim)) {
+        while !matches!(self.advance(&mut sample), Pause::Boundary(_)) {}
+    }
+
+    /// One whole fixed step (NEURON's `fadvance`), for runs without `stops`.
+    pub fn step(&mut self, mut sample: impl FnMut(&Sim)) {
+        while !matches!(self.advance(&mut sample), Pause::Boundary(_)) {}
+    }
+
+    fn pause_init(&mut self, kind: u8) -> Pause {
+        self.now = self.t;
+        Pause::Init(kind)
+    }
+
+    fn pause_spike(&mut self, spike: Spike) -> Pause {
+        self.now = spike.t;
+        Pause::Spike(spike)
+    }
+
+    fn arrive_at_boundary(&mut self, init: bool) -> Pause {
+        self.phase = Phase::Boundary;
+        self.now = self.t;
+        let every = self.stops.every;
+        Pause::Boundary(Boundary {
+            init,
+            every: every > 0 && self.step.is_multiple_of(every),
+            at: std::mem::take(&mut self.at_fired),
+            end: !self.running(),
+        })
+    }
+
+    fn open_window(&mut self, w: Window, til: f64) {
+        self.phase = Phase::Deliver(w);
+        self.til = til;
+        self.tsav = self.t;
+    }
+
+    /// `nrn_finitialize` up to FInitializeHandler type 0: tables and geometry brought up to
+    /// date, t = 0, the queue cleared (then the pending `at` times queued, as CVode.events
+    /// registered by a type 0 handler), every node at v_init.
+    fn init_begin(&mut self) {
         self.t = 0.0;
         self.step = 0;
-        self.refresh(ParamRef::Global("celsius"));
+        self.check_tables();
         self.update_geometry();
         self.queue.clear();
         self.spikes.clear();
+        self.at_fired.clear();
+        self.dt_step = self.model.run.dt;
+        for p in &mut self.at_pending {
+            p.2 = cvode_event_time(p.1, self.dt_step);
+            self.queue.push(p.2, EventKind::At(p.0));
+        }
         self.det_flag.iter_mut().for_each(|f| *f = false);
         let v_init = self.model.run.v_init;
         self.tree.v.iter_mut().for_each(|v| *v = v_init);
-        self.stage = Stage::InitBegun;
     }
 
-    /// The INITIAL blocks, mechanisms then artificial cells (type 1 handlers follow: `init`).
-    pub fn init_states(&mut self) {
+    /// The INITIAL blocks, mechanisms then artificial cells.
+    fn init_states(&mut self) {
         self.iclamp.i.iter_mut().for_each(|i| *i = 0.0);
         self.expsyn.g.iter_mut().for_each(|g| *g = 0.0);
         for (p, slot) in self.point_slot.iter().enumerate() {
@@ -505,63 +778,20 @@ impl Sim {
         for k in 0..self.vecstim.cell.len() {
             self.vecstim.initial(k, &mut self.queue);
         }
-        self.stage = Stage::InitStates;
     }
 
-    /// Events at t = 0, the currents once, then sample 0.
-    pub fn init_end(&mut self, mut sample: impl FnMut(&Sim)) {
-        self.deliver(self.t);
-        self.currents();
-        sample(self);
-        self.deliver(self.t);
-        self.stage = Stage::Ready;
-    }
-
-    /// All of initialization (NEURON's `finitialize(v_init)`).
-    pub fn initialize(&mut self, sample: impl FnMut(&Sim)) {
-        self.init_begin();
-        self.init_states();
-        self.init_end(sample);
-    }
-
-    // ---- stepping -----------------------------------------------------------------------
-
-    /// Threshold detection and the events due by t + dt/2.
-    pub fn step_begin(&mut self) {
-        debug_assert_eq!(self.stage, Stage::Ready);
-        self.check_thresholds();
-        self.deliver(self.t + 0.5 * self.model.run.dt);
-        self.stage = Stage::InStep;
-    }
-
-    /// The rest of the step; `sample` sees the state NEURON records.
-    pub fn step_end(&mut self, mut sample: impl FnMut(&Sim)) {
-        debug_assert_eq!(self.stage, Stage::InStep);
-        let dt = self.model.run.dt;
-        self.t += 0.5 * dt;
-        self.currents();
-        self.tree.solve_and_update();
-        self.t += 0.5 * dt;
-        self.expsyn.state(dt);
-        self.exp2syn.state(dt);
-        let table = self.model.run.usetable_hh.then_some(&self.table);
-        self.hh.state(&self.tree, dt, table, self.q10);
-        self.step += 1;
-        sample(self);
-        self.deliver(self.t);
-        self.stage = Stage::Ready;
-    }
-
-    /// One whole fixed step (NEURON's `fadvance`).
-    pub fn step(&mut self, sample: impl FnMut(&Sim)) {
-        self.step_begin();
-        self.step_end(sample);
+    /// What `fadvance` does before the step proper: geometry (recalc_diam), dt copied to the
+    /// step, tables (nrn_thread_table_check).
+    fn begin_step(&mut self) {
+        self.update_geometry();
+        self.dt_step = self.model.run.dt;
+        self.check_tables();
+        self.t_begin = self.t;
     }
 
     /// The matrix of the step: membrane currents in NEURON's mechanism-type order, then
     /// capacitance and axial terms.
     fn currents(&mut self) {
-        self.update_geometry();
         self.tree.rhs.fill(0.0);
         self.tree.d.fill(0.0);
         self.pas.current(&mut self.tree);
@@ -569,44 +799,87 @@ impl Sim {
         self.expsyn.current(&mut self.tree);
         self.exp2syn.current(&mut self.tree);
         self.hh.current(&mut self.tree);
-        self.tree.add_cap_and_axial(self.model.run.dt);
+        self.tree.add_cap_and_axial(self.dt_step);
     }
 
-    fn check_thresholds(&mut self) {
-        for s in 0..self.det_node.len() {
+    /// The threshold detectors from `first` on (NetCvode::check_thresh): a spike at
+    /// t + 1e-10 when v rises above threshold. Stops at a spike of a watched source.
+    fn check_thresholds(&mut self, first: usize) -> Option<Spike> {
+        for s in first..self.det_node.len() {
             let v = self.tree.v[self.det_node[s]];
             if v - self.det_thresh[s] > 0.0 {
                 if !self.det_flag[s] {
                     self.det_flag[s] = true;
-                    fire(&self.nets, &mut self.spikes, s, self.t + THRESHOLD_TEPS, &mut self.queue);
+                    if let Some(spike) = self.fire(s, self.t + THRESHOLD_TEPS, AfterFire::Detector) {
+                        self.phase = Phase::Thresholds(s + 1);
+                        return Some(spike);
+                    }
                 }
             } else {
                 self.det_flag[s] = false;
             }
         }
+        None
     }
 
-    /// Delivers every event due by `til`, in order; t is each event's time while it acts.
-    fn deliver(&mut self, til: f64) {
-        let tsav = self.t;
+    /// `PreSyn::send`: records the spike, then (unless its source is watched, which pauses
+    /// first, as NEURON runs NetCon.record's callback first) queues the NetCon events.
+    fn fire(&mut self, source: usize, t: f64, then: AfterFire) -> Option<Spike> {
+        let spike = Spike { source: source as u32, t };
+        self.spikes.push(spike);
+        let r = Resume { spike, then };
+        if self.stops.on_spike[source] {
+            self.resume = Some(r);
+            return Some(spike);
+        }
+        self.after_fire(r);
+        None
+    }
+
+    /// The rest of a spike: one event per NetCon of the source (each with its delay as it is
+    /// now), then the rest of the artificial cell's NET_RECEIVE.
+    fn after_fire(&mut self, r: Resume) {
+        let Spike { source, t } = r.spike;
+        for &nc in &self.nets.by_source[self.nets.source_range[source as usize].clone()] {
+            self.queue.push(t + self.nets.delay[nc as usize], EventKind::NetCon(nc));
+        }
+        match r.then {
+            AfterFire::Detector => {}
+            AfterFire::NetStim(k) => self.netstim.after_event(k as usize, t, &mut self.queue),
+            AfterFire::VecStim(k) => self.vecstim.after_event(k as usize, t, &mut self.queue),
+        }
+    }
+
+    /// Delivers the events due by `til` in order, t at each event's time while it acts. Stops
+    /// early at a spike of a watched source (t stays at its event's time).
+    fn deliver(&mut self, til: f64) -> Option<Spike> {
         while let Some(ev) = self.queue.pop_due(til) {
             self.t = ev.t;
-            match ev.kind {
+            let fired = match ev.kind {
                 EventKind::NetCon(nc) => {
                     let nc = nc as usize;
-                    self.receive(self.nets.target[nc], 0, self.nets.weight[nc]);
+                    self.receive(self.nets.target[nc], 0, self.nets.weight[nc])
                 }
                 EventKind::SelfEvent { cell, flag } => self.receive(self.cell_slot[cell as usize], flag, 0.0),
                 EventKind::External { target, weight } => self.receive(target, 0, weight),
+                EventKind::At(id) => {
+                    if let Some(i) = self.at_pending.iter().position(|p| p.0 == id) {
+                        self.at_fired.push(self.at_pending.remove(i).1);
+                    }
+                    None
+                }
+            };
+            if fired.is_some() {
+                return fired;
             }
         }
-        self.t = tsav;
+        None
     }
 
-    fn receive(&mut self, target: Target, flag: u8, w: f64) {
+    /// NET_RECEIVE of `target` at t; Some when it fired a spike of a watched source.
+    fn receive(&mut self, target: Target, flag: u8, w: f64) -> Option<Spike> {
         let t = self.t;
         let nsec = self.model.sections.len();
-        let (nets, spikes) = (&self.nets, &mut self.spikes);
         match target {
             Target::ExpSyn(k) => self.expsyn.g[k as usize] += w,
             Target::Exp2Syn(k) => {
@@ -616,25 +889,71 @@ impl Sim {
                 self.exp2syn.b[k] += w * f;
             }
             Target::NetStim(k) => {
-                let src = nsec + self.netstim.cell[k as usize] as usize;
-                self.netstim.receive(k as usize, flag, w, t, &mut self.queue, |q| fire(nets, spikes, src, t, q));
+                if self.netstim.receive(k as usize, flag, w, t, &mut self.queue) {
+                    let src = nsec + self.netstim.cell[k as usize] as usize;
+                    return self.fire(src, t, AfterFire::NetStim(k));
+                }
             }
             Target::VecStim(k) => {
-                let src = nsec + self.vecstim.cell[k as usize] as usize;
-                self.vecstim.receive(k as usize, flag, t, &mut self.queue, |q| fire(nets, spikes, src, t, q));
+                if self.vecstim.receive(k as usize, flag) {
+                    let src = nsec + self.vecstim.cell[k as usize] as usize;
+                    return self.fire(src, t, AfterFire::VecStim(k));
+                }
             }
         }
+        None
     }
 
-    // ---- events from outside ------------------------------------------------------------
+    // ---- events and sync times from outside ---------------------------------------------
 
-    /// Queues an event for the target named `target` at `te` >= t: NEURON's `NetCon.event(te)`.
-    /// A synapse or artificial cell needs a `weight`; a NetCon name uses its own target and,
-    /// without `weight`, its own weight.
+    /// Queues an event for the target named `target` at `te` >= `now()`: NEURON's
+    /// `NetCon.event(te)`. A synapse or artificial cell needs a `weight`; a NetCon name uses
+    /// its own target and, without `weight`, its own weight.
     pub fn inject(&mut self, target: &str, te: f64, weight: Option<f64>) -> Result<()> {
         let (tgt, w) = self.check_inject(target, te, weight)?;
         self.queue.push(te, EventKind::External { target: tgt, weight: w });
         Ok(())
+    }
+
+    /// Schedules a pause at a boundary for time `at`, as a NEURON program's `CVode.event(at,
+    /// callback)` registered now: its event (at `cvode_event_time`) is queued (before
+    /// initialization: queued by initialization, after the queue is cleared) and, when
+    /// delivered, `at` is reported at the end of that step (`Boundary::at`).
+    pub fn add_at(&mut self, at: f64) -> Result<()> {
+        let te = self.check_at(at)?;
+        let id = self.at_next_id;
+        self.at_next_id += 1;
+        self.at_pending.push((id, at, te));
+        if self.initialized() {
+            self.queue.push(te, EventKind::At(id));
+        }
+        Ok(())
+    }
+
+    /// Everything `add_at` checks: the time, as queued, must not have passed.
+    pub fn check_at(&self, at: f64) -> Result<f64> {
+        if !at.is_finite() {
+            return Err(Error::InvalidValue { name: "sync time".into(), value: at, allowed: "a finite number".into() });
+        }
+        let te = cvode_event_time(at, self.model.run.dt);
+        if te < self.t {
+            return Err(Error::SyncInPast { at, te, t: self.t });
+        }
+        Ok(te)
+    }
+
+    /// Cancels a scheduled `at` time (the first one with exactly these bits).
+    pub fn remove_at(&mut self, at: f64) -> Result<()> {
+        let i = self.at_pending.iter().position(|p| p.1.to_bits() == at.to_bits()).ok_or(Error::NotScheduled { at })?;
+        self.at_pending.remove(i);
+        Ok(())
+    }
+
+    /// The scheduled `at` times not yet delivered, ascending.
+    pub fn pending_at(&self) -> Vec<f64> {
+        let mut v: Vec<f64> = self.at_pending.iter().map(|p| p.1).collect();
+        v.sort_by(f64::total_cmp);
+        v
     }
 
     /// Everything `inject` checks, without queueing anything.
@@ -671,8 +990,14 @@ impl Sim {
                 });
             }
         }
-        if te < self.t {
-            return Err(Error::EventInPast { target: target.into(), te, t: self.t });
+        if !self.initialized() {
+            return Err(Error::NotNow {
+                what: "an event",
+                reason: "initialization discards queued events: send events from FInitializeHandler type 0 on".into(),
+            });
+        }
+        if te < self.now {
+            return Err(Error::EventInPast { target: target.into(), te, t: self.now });
         }
         Ok((tgt, w))
     }

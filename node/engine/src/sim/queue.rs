@@ -14,6 +14,8 @@ pub enum EventKind {
     SelfEvent { cell: u32, flag: u8 },
     /// An event injected from outside (`NetCon.event` semantics) into a target.
     External { target: super::Target, weight: f64 },
+    /// A scheduled sync time (`Sim::add_at`), as NEURON queues a `CVode.event` (a HocEvent).
+    At(u32),
 }
 
 #[derive(Debug, Clone, Copy)]

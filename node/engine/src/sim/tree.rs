@@ -57,7 +57,8 @@ pub struct Tree {
     /// Nodes that carry membrane capacitance (segment centers) and their cm.
     pub cap_node: Vec<usize>,
     pub cap_cm: Vec<f64>,
-    cap_sec: Vec<usize>,
+    /// Per section, its entries in `cap_node` and `cap_cm`.
+    cap_range: Vec<std::ops::Range<usize>>,
     pub sections: Vec<SecLayout>,
 }
 
@@ -127,14 +128,14 @@ impl Tree {
             .collect();
         let mut parent = vec![usize::MAX; nnode];
         let mut cap_node = vec![];
-        let mut cap_sec = vec![];
+        let mut cap_range = vec![0..0; nsec];
         for &s in &order {
             let lay = sections[s];
             for j in 0..=lay.nseg {
                 parent[lay.first + j] = if j == 0 { lay.parent_node } else { lay.first + j - 1 };
             }
+            cap_range[s] = cap_node.len()..cap_node.len() + lay.nseg;
             cap_node.extend(lay.first..lay.first + lay.nseg);
-            cap_sec.extend(std::iter::repeat_n(s, lay.nseg));
         }
         let zeros = vec![0.0; nnode];
         let mut tree = Tree {
@@ -150,15 +151,15 @@ impl Tree {
             rinv: zeros,
             cap_cm: vec![0.0; cap_node.len()],
             cap_node,
-            cap_sec,
+            cap_range,
             sections,
         };
         tree.geometry(&model.sections);
         tree
     }
 
-    /// Areas, axial coefficients and capacitances from the sections' geometry (NEURON's
-    /// `nrn_area_ri` for every section, then `connection_coef`).
+    /// Areas and axial coefficients from the sections' geometry (NEURON's `nrn_area_ri` for
+    /// every section, then `connection_coef`), and the capacitances.
     pub fn geometry(&mut self, specs: &[SectionSpec]) {
         for (spec, lay) in specs.iter().zip(&self.sections) {
             let dx = spec.l / lay.nseg as f64;
@@ -182,9 +183,15 @@ impl Tree {
                 self.b[nd] = -1.0e2 * self.rinv[nd] / self.area[nd];
             }
         }
-        for (cm, &s) in self.cap_cm.iter_mut().zip(&self.cap_sec) {
-            *cm = specs[s].cm;
+        for (s, spec) in specs.iter().enumerate() {
+            self.refresh_cm(s, spec.cm);
         }
+    }
+
+    /// The capacitance of section `s`'s nodes (read by every step's matrix, so a change acts
+    /// at the next matrix, unlike the geometry).
+    pub fn refresh_cm(&mut self, s: usize, cm: f64) {
+        self.cap_cm[self.cap_range[s].clone()].fill(cm);
     }
 
     /// Adds capacitance and axial terms to the matrix whose rhs and d already hold the

@@ -1,0 +1,551 @@
+//! The lockstep: the node pauses at sync points and serves requests (protocol version 2,
+//! `schemas/README.md`). `Lockstep` owns the run (the `Session`) and the control channel (a
+//! `Transport`); one loop receives each request, answers it exactly once, and lets the
+//! simulation run on when the run's owner says `continue`.
+//!
+//! - Exactly once: a request with an id is answered once per (client, id, bytes); a resend
+//!   gets the kept reply and applies nothing (`clients`). A request without an id is never a
+//!   resend.
+//! - One owner: the first client to `continue` owns the run; a `continue` from anyone else is
+//!   refused (`not_owner`); `hello` with `takeover` hands the run over, announced on stderr
+//!   and on the stream. `hello` and `get` are open to all.
+//! - A bad request changes nothing (`actions::check` before `actions::apply`).
+//! - After `done` the node lingers, answering resends of the final request, until its peers
+//!   have disconnected or `--linger` has passed.
+
+mod actions;
+mod clients;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use spikebus_engine::{signal, Error as EngineError, Pause, SignalRef, Sim, Spike};
+use spikebus_protocol::{self as proto, ErrorCode, Reason, Reply, Request, RequestId};
+
+use crate::error::AppError;
+use crate::run::{RunSummary, Session};
+use crate::signals::Stop;
+use crate::transport::{Inbound, Transport};
+use actions::{engine_refusal, Refusal};
+use clients::Clients;
+
+pub struct ControlOptions {
+    pub wait_subscribers: usize,
+    /// Requests longer than this get a `too_large` error.
+    pub max_message: usize,
+    /// How long the node waits at a sync point for a request, and what it does then.
+    pub sync_timeout: Option<Duration>,
+    pub on_timeout: TimeoutPolicy,
+    /// How long the node stays up after `done` for a resend of the final request.
+    pub linger: Duration,
+}
+
+/// What the node does when no controller has sent anything for `--sync-timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TimeoutPolicy {
+    /// Keep waiting (a line on stderr says so, once per timeout).
+    Wait,
+    /// End the run: write everything recorded, publish `done` (reason timeout), exit 3.
+    Abort,
+    /// Run on to tstop without pausing again, as a free run.
+    Continue,
+}
+
+/// Where the run is, for a controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Point {
+    /// Before initialization.
+    Start,
+    /// At a sync point inside the run.
+    Paused,
+    /// At the `end` point: the next `continue` gets `done`.
+    End,
+}
+
+/// A watched name: a parameter (read from the model) or a signal (read from the arrays).
+#[derive(Debug, Clone)]
+pub enum Watched {
+    Param,
+    Signal(SignalRef),
+}
+
+/// What sync reports carry.
+#[derive(Debug, Clone)]
+pub struct Watch {
+    pub values: Vec<(String, Watched)>,
+    pub spikes: bool,
+}
+
+impl Watch {
+    /// A parameter or a signal, by name.
+    pub fn resolve(sim: &Sim, name: &str) -> Result<Watched, EngineError> {
+        if sim.model().resolve(name).is_ok() {
+            return Ok(Watched::Param);
+        }
+        sim.signal(name).map(Watched::Signal).map_err(|_| EngineError::UnknownName {
+            what: "parameter or signal",
+            name: name.to_string(),
+            hint: "see hello's params and signals".into(),
+        })
+    }
+
+    pub fn read(sim: &Sim, name: &str, w: &Watched) -> f64 {
+        match w {
+            Watched::Param => sim.get(name).expect("resolved parameter"),
+            Watched::Signal(r) => sim.value(*r),
+        }
+    }
+}
+
+/// What a request leads to.
+enum Handled {
+    Reply(Reply),
+    /// The run is over (`end` passed, `stop`, or a signal while running): finish, reply `done`.
+    Finish(proto::EndReason),
+}
+
+fn error_reply(id: RequestId, r: Refusal) -> Reply {
+    Reply::Error(proto::ErrorReply { id, code: r.code, message: r.message, field: r.field })
+}
+
+fn error(id: RequestId, code: ErrorCode, message: impl Into<String>, field: Option<&str>) -> Reply {
+    Reply::Error(proto::ErrorReply { id, code, message: message.into(), field: field.map(str::to_string) })
+}
+
+/// A request answered with `done`, kept for resends while the node lingers.
+struct Last {
+    client: String,
+    id: Option<u64>,
+    bytes: Vec<u8>,
+    reply: Vec<u8>,
+}
+
+pub struct Lockstep<'a, T: Transport> {
+    session: Session,
+    transport: T,
+    clients: Clients,
+    opts: &'a ControlOptions,
+    stop: &'a Stop,
+    point: Point,
+    watch: Watch,
+    pending: proto::SyncBody,
+    /// Spikes since the last report.
+    since_sync: Vec<Spike>,
+    sources: Vec<String>,
+    /// Requests served since the transport's connection count was last brought up to date.
+    served: u32,
+}
+
+/// Serves controllers until the run is over; the last reply is `done`.
+pub fn controlled_run<T: Transport>(
+    session: Session,
+    transport: T,
+    opts: &ControlOptions,
+    stop: &Stop,
+) -> Result<RunSummary, AppError> {
+    Lockstep::new(session, transport, opts, stop).run()
+}
+
+impl<'a, T: Transport> Lockstep<'a, T> {
+    pub fn new(session: Session, transport: T, opts: &'a ControlOptions, stop: &'a Stop) -> Self {
+        let sources: Vec<String> = session.sim.source_names().iter().map(|s| s.to_string()).collect();
+        Lockstep {
+            session,
+            transport,
+            clients: Clients::default(),
+            opts,
+            stop,
+            point: Point::Start,
+            watch: Watch { values: vec![], spikes: true },
+            pending: proto::SyncBody {
+                t: 0.0,
+                step: 0,
+                reasons: vec![Reason::Start],
+                at: vec![],
+                spike: None,
+                values: BTreeMap::new(),
+                spikes: vec![],
+            },
+            since_sync: vec![],
+            sources,
+            served: 0,
+        }
+    }
+
+    /// Serves requests until the run is over, replies `done`, lingers, and says how the run went.
+    pub fn run(mut self) -> Result<RunSummary, AppError> {
+        let (reason, answer) = self.serve()?;
+        let Lockstep { session, mut transport, mut clients, opts, stop, .. } = self;
+        let (t, step) = (session.sim.now(), session.sim.step_index());
+        let summary = session.finish(reason)?;
+        if let Some((msg, client, id)) = answer {
+            let done = Reply::Done(proto::DoneReply {
+                id,
+                reason,
+                t,
+                step,
+                published: summary.published,
+                dropped: summary.dropped,
+            });
+            let reply = proto::encode(&done);
+            transport.send(&msg.peer, &reply)?;
+            if let Some(id) = id {
+                clients.remember(&client, id, &msg.bytes, &reply);
+            }
+            let last = Last { client, id, bytes: msg.bytes, reply };
+            linger(&mut transport, &mut clients, &last, opts.linger, stop)?;
+        }
+        Ok(summary)
+    }
+
+    /// The request loop; returns how the run ended and the request to answer with `done`
+    /// (none when the run ended while no request was being served).
+    #[allow(clippy::type_complexity)]
+    fn serve(&mut self) -> Result<(proto::EndReason, Option<(Inbound, String, RequestId)>), AppError> {
+        let mut idle_since = Instant::now();
+        loop {
+            let Some(msg) = self.transport.recv()? else {
+                if self.stop.requested() {
+                    return Ok((proto::EndReason::Signal, None));
+                }
+                let _ = self.transport.connected();
+                self.served = 0;
+                if let Some(limit) = self.opts.sync_timeout {
+                    if idle_since.elapsed() >= limit {
+                        let at = self.session.sim.now();
+                        match self.opts.on_timeout {
+                            TimeoutPolicy::Wait => {
+                                eprintln!("spikebus: no request for {limit:?} at t={at}; waiting (--on-timeout wait)");
+                                idle_since = Instant::now();
+                            }
+                            TimeoutPolicy::Abort => {
+                                eprintln!("spikebus: no request for {limit:?} at t={at}; ending the run (--on-timeout abort)");
+                                return Ok((proto::EndReason::Timeout, None));
+                            }
+                            TimeoutPolicy::Continue => {
+                                eprintln!(
+                                    "spikebus: no request for {limit:?} at t={at}; running on to tstop (--on-timeout continue)"
+                                );
+                                return Ok((self.run_free(), None));
+                            }
+                        }
+                    }
+                }
+                continue;
+            };
+            idle_since = Instant::now();
+            // Keep the connection count current under a steady stream of requests too.
+            self.served += 1;
+            if self.served >= 64 {
+                let _ = self.transport.connected();
+                self.served = 0;
+            }
+            if let Some((reason, client, id)) = self.serve_one(&msg)? {
+                return Ok((reason, Some((msg, client, id))));
+            }
+        }
+    }
+
+    /// Answers one request (from the kept replies if it is a resend); returns the run's end
+    /// when the request finishes it (the caller replies `done`).
+    fn serve_one(&mut self, msg: &Inbound) -> Result<Option<(proto::EndReason, String, RequestId)>, AppError> {
+        if msg.bytes.len() > self.opts.max_message {
+            let text = format!(
+                "the message has {} bytes; this node accepts at most {} (--max-message)",
+                msg.bytes.len(),
+                self.opts.max_message
+            );
+            return self.send_fresh(msg, &msg.peer.name(), None, error(None, ErrorCode::TooLarge, text, None));
+        }
+        let decoded = proto::decode_request(&msg.bytes);
+        let (client, id) = match &decoded {
+            Ok(r) => (r.client().map_or_else(|| msg.peer.name(), str::to_string), r.id()),
+            Err(_) => {
+                let (c, id) = proto::peek_client_and_id(&msg.bytes);
+                (c.filter(|c| proto::valid_client(c)).unwrap_or_else(|| msg.peer.name()), id)
+            }
+        };
+        if let Some(id) = id {
+            if let Some(reply) = self.clients.replied(&client, id, &msg.bytes) {
+                let reply = reply.to_vec();
+                self.transport.send(&msg.peer, &reply)?;
+                return Ok(None);
+            }
+        }
+        let handled = if msg.frames != 1 {
+            let text = format!("a request is one frame; this message had {}", msg.frames);
+            Handled::Reply(error(id, ErrorCode::BadMessage, text, None))
+        } else {
+            match decoded {
+                Ok(req) => self.handle(&client, req),
+                Err(e) => Handled::Reply(error(id, e.code, e.message, e.field.as_deref())),
+            }
+        };
+        match handled {
+            Handled::Reply(reply) => self.send_fresh(msg, &client, id, reply),
+            Handled::Finish(reason) => Ok(Some((reason, client, id))),
+        }
+    }
+
+    fn send_fresh(
+        &mut self,
+        msg: &Inbound,
+        client: &str,
+        id: RequestId,
+        reply: Reply,
+    ) -> Result<Option<(proto::EndReason, String, RequestId)>, AppError> {
+        let bytes = proto::encode(&reply);
+        self.transport.send(&msg.peer, &bytes)?;
+        if let Some(id) = id {
+            self.clients.remember(client, id, &msg.bytes, &bytes);
+        }
+        Ok(None)
+    }
+
+    /// The dispatch of a decoded request.
+    fn handle(&mut self, client: &str, req: Request) -> Handled {
+        match req {
+            // decode_request has refused any other protocol version.
+            Request::Hello(h) => {
+                if h.takeover && self.clients.owner() != Some(client) {
+                    let previous = self.clients.set_owner(client);
+                    let sim = &self.session.sim;
+                    eprintln!(
+                        "spikebus: controller `{client}` took over the run from {} at t={} (step {})",
+                        previous.as_deref().map_or_else(|| "no owner".to_string(), |p| format!("`{p}`")),
+                        sim.now(),
+                        sim.step_index()
+                    );
+                    self.session.publish_owner(client, previous.as_deref());
+                }
+                Handled::Reply(self.hello(client, h.id))
+            }
+            Request::Get(g) => Handled::Reply(self.get(g.id, &g.names)),
+            Request::Continue(c) => {
+                match self.clients.owner() {
+                    Some(owner) if owner != client => {
+                        let text = format!(
+                            "`{owner}` owns this run; `{client}` may read (hello, get) or take over (hello with takeover: true)"
+                        );
+                        return Handled::Reply(error(c.id, ErrorCode::NotOwner, text, None));
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.clients.set_owner(client);
+                    }
+                }
+                if let Err(r) = actions::check(&self.session.sim, self.point, &self.sources, &c.actions) {
+                    return Handled::Reply(error_reply(c.id, r));
+                }
+                for a in c.actions {
+                    if actions::apply(&mut self.session.sim, &mut self.watch, &self.sources, a) {
+                        return Handled::Finish(proto::EndReason::Stop);
+                    }
+                }
+                if self.point == Point::End {
+                    return Handled::Finish(proto::EndReason::End);
+                }
+                if let Some(reason) = self.run_to_next() {
+                    return Handled::Finish(reason);
+                }
+                self.session.publish_sync(&self.pending);
+                Handled::Reply(Reply::Sync(proto::SyncReport { id: c.id, body: self.pending.clone() }))
+            }
+        }
+    }
+
+    fn hello(&self, client: &str, id: RequestId) -> Reply {
+        let sim = &self.session.sim;
+        let model = sim.model();
+        let stops = sim.stops();
+        Reply::Hello(Box::new(proto::HelloReply {
+            id,
+            protocol: proto::PROTOCOL_VERSION,
+            node: format!("spikebus {}", env!("CARGO_PKG_VERSION")),
+            client: client.to_string(),
+            owner: self.clients.owner().map(str::to_string),
+            model: model.origin.clone(),
+            dt: sim.dt(),
+            tstop: sim.tstop(),
+            t: self.pending.t,
+            step: self.pending.step,
+            params: model
+                .params()
+                .into_iter()
+                .map(|p| proto::ParamEntry { name: p.name, unit: p.unit.to_string(), writable: p.runtime, value: p.value })
+                .collect(),
+            signals: signal::names(model),
+            sources: self.sources.clone(),
+            targets: sim.targets().iter().map(|s| s.to_string()).collect(),
+            schedule: proto::ScheduleState {
+                init: (0..4u8).filter(|&k| stops.init[k as usize]).collect(),
+                every: stops.every,
+                scatter_gather: stops.scatter_gather,
+                at: sim.pending_at(),
+                on_spike: self.sources.iter().zip(&stops.on_spike).filter(|(_, on)| **on).map(|(s, _)| s.clone()).collect(),
+            },
+            watch: proto::WatchState {
+                values: self.watch.values.iter().map(|(n, _)| n.clone()).collect(),
+                spikes: self.watch.spikes,
+            },
+            pending: proto::Pending::Sync(proto::SyncReport { id: None, body: self.pending.clone() }),
+        }))
+    }
+
+    fn get(&self, id: RequestId, names: &[String]) -> Reply {
+        let sim = &self.session.sim;
+        let mut values = BTreeMap::new();
+        for (i, name) in names.iter().enumerate() {
+            match Watch::resolve(sim, name) {
+                Ok(w) => {
+                    values.insert(name.clone(), Watch::read(sim, name, &w));
+                }
+                Err(e) => return error_reply(id, engine_refusal(e, format!("names[{i}]"))),
+            }
+        }
+        Reply::Values(proto::ValuesReply {
+            id,
+            t: self.pending.t,
+            step: self.pending.step,
+            values,
+            hash: format!("{:016x}", self.state_hash()),
+        })
+    }
+
+    /// The simulation's state hash combined with the watch list and the point.
+    fn state_hash(&self) -> u64 {
+        let watch: Vec<&str> = self.watch.values.iter().map(|(n, _)| n.as_str()).collect();
+        let mine = spikebus_engine::sim::fnv1a(format!("{:?}{watch:?}{}", self.point, self.watch.spikes).as_bytes());
+        self.session.sim.state_hash() ^ mine.rotate_left(1)
+    }
+
+    /// Runs to the next sync point and makes it pending; the end reason if a signal
+    /// interrupted the run.
+    fn run_to_next(&mut self) -> Option<proto::EndReason> {
+        if self.point == Point::Start {
+            // Observers are waited for (and greeted) when the run leaves its start point, so a
+            // controller can say hello meanwhile.
+            if let Err(e) = self.session.announce(self.opts.wait_subscribers, self.stop) {
+                eprintln!("spikebus: {e}");
+                return Some(proto::EndReason::Signal);
+            }
+            // The start point, as the controller saw it, opens the stream's sync messages.
+            self.session.publish_sync(&self.pending);
+            self.point = Point::Paused;
+        }
+        loop {
+            if self.stop.requested() {
+                return Some(proto::EndReason::Signal);
+            }
+            let (pause, spikes) = self.session.advance();
+            if self.watch.spikes {
+                self.since_sync.extend_from_slice(spikes);
+            }
+            if let Some(body) = self.report(pause) {
+                if body.reasons.contains(&Reason::End) {
+                    self.point = Point::End;
+                }
+                self.pending = body;
+                return None;
+            }
+        }
+    }
+
+    /// The sync report for a pause, if the pause is a sync point.
+    fn report(&mut self, pause: Pause) -> Option<proto::SyncBody> {
+        let mut at = vec![];
+        let mut spike = None;
+        let reasons = match pause {
+            Pause::Init(kind) => vec![Reason::init(kind)],
+            Pause::Spike(s) => {
+                spike = Some(proto::SpikeRecord { source: self.sources[s.source as usize].clone(), t: s.t });
+                vec![Reason::Spike]
+            }
+            Pause::ScatterGather => vec![Reason::ScatterGather],
+            Pause::Boundary(b) => {
+                // NEURON's order at a boundary: CVode.event callbacks (allthread_handle), then
+                // FInitializeHandler type 2 (at the end of initialization).
+                let mut r = vec![];
+                if !b.at.is_empty() {
+                    r.push(Reason::At);
+                    at = b.at;
+                }
+                if b.init {
+                    r.push(Reason::Init2);
+                }
+                if b.every {
+                    r.push(Reason::Every);
+                }
+                if b.end {
+                    r.push(Reason::End);
+                }
+                r
+            }
+        };
+        if reasons.is_empty() {
+            return None;
+        }
+        let sim = &self.session.sim;
+        Some(proto::SyncBody {
+            t: sim.now(),
+            step: sim.step_index(),
+            reasons,
+            at,
+            spike,
+            values: self.watch.values.iter().map(|(n, w)| (n.clone(), Watch::read(sim, n, w))).collect(),
+            spikes: self
+                .since_sync
+                .drain(..)
+                .map(|s| proto::SpikeRecord { source: self.sources[s.source as usize].clone(), t: s.t })
+                .collect(),
+        })
+    }
+
+    /// Drops the schedule and runs to tstop (the `continue` timeout policy).
+    fn run_free(&mut self) -> proto::EndReason {
+        let sim = &mut self.session.sim;
+        let stops = sim.stops_mut();
+        stops.init = [false; 4];
+        stops.every = 0;
+        stops.scatter_gather = 0;
+        stops.on_spike.iter_mut().for_each(|s| *s = false);
+        for t in sim.pending_at() {
+            let _ = sim.remove_at(t);
+        }
+        if self.point == Point::End {
+            return proto::EndReason::End;
+        }
+        match self.run_to_next() {
+            Some(reason) => reason,
+            None => proto::EndReason::End,
+        }
+    }
+}
+
+/// After `done`: answers a resend of the final request with the same `done` and anything
+/// else with `wrong_state`, until every peer has disconnected, `linger` has passed or a
+/// signal came.
+fn linger<T: Transport>(
+    transport: &mut T,
+    clients: &mut Clients,
+    last: &Last,
+    linger: Duration,
+    stop: &Stop,
+) -> Result<(), AppError> {
+    let deadline = Instant::now() + linger;
+    while Instant::now() < deadline && !stop.requested() && transport.connected() != Some(0) {
+        let Some(msg) = transport.recv()? else { continue };
+        let (client, id) = proto::peek_client_and_id(&msg.bytes);
+        let client = client.filter(|c| proto::valid_client(c)).unwrap_or_else(|| msg.peer.name());
+        let resent = id == last.id && client == last.client && msg.bytes == last.bytes;
+        let reply = match id {
+            _ if resent => last.reply.clone(),
+            Some(id) if clients.replied(&client, id, &msg.bytes).is_some() => {
+                clients.replied(&client, id, &msg.bytes).expect("just found").to_vec()
+            }
+            _ => proto::encode(&error(id, ErrorCode::WrongState, "the run has ended; this node is exiting", None)),
+        };
+        transport.send(&msg.peer, &reply)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,48 @@
+//! The control channel as the lockstep sees it: requests in, one reply out per request, and
+//! who sent what. A transport (ZeroMQ in `bus`) is one implementation; the lockstep logic
+//! (`lockstep`) talks only to this trait.
+
+use crate::error::AppError;
+
+/// How long `Transport::recv` waits at most before giving the caller a chance to check its
+/// stop flag, timeouts and lingering.
+pub const RECV_TIMEOUT_MS: i32 = 100;
+
+/// Who sent a request, as the transport tells them apart (one per connection): where to send
+/// the reply, and a name for a controller that did not name itself.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Peer {
+    /// The transport's address of the connection (a ZeroMQ routing id).
+    pub id: Vec<u8>,
+    /// Whether the request came in a REQ envelope (an empty delimiter frame), to be answered
+    /// in one.
+    pub envelope: bool,
+}
+
+impl Peer {
+    /// `peer-` and the connection's id in hex.
+    pub fn name(&self) -> String {
+        let hex: String = self.id.iter().map(|b| format!("{b:02x}")).collect();
+        format!("peer-{hex}")
+    }
+}
+
+/// A request as it arrived: the first frame of its body and how many frames the body had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inbound {
+    pub peer: Peer,
+    pub bytes: Vec<u8>,
+    pub frames: usize,
+}
+
+pub trait Transport {
+    /// The next request, waiting at most `RECV_TIMEOUT_MS`; None when none came or a signal
+    /// interrupted the wait.
+    fn recv(&mut self) -> Result<Option<Inbound>, AppError>;
+
+    /// Sends `reply` to the peer a request came from.
+    fn send(&mut self, to: &Peer, reply: &[u8]) -> Result<(), AppError>;
+
+    /// How many peers are connected now, if the transport can tell.
+    fn connected(&mut self) -> Option<usize>;
+}
