@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(c: Controller, args: argparse.Namespace) -> int:
     h = c.hello()
+    if not h.pending.is_start:
+        # A run in progress (its controller died): take it over.
+        h = c.hello(takeover=True)
     if args.source not in h.sources:
         print(f"closed_loop_rate: no spike source {args.source!r} (sources: {list(h.sources)})", file=sys.stderr)
         return 1

@@ -9,9 +9,10 @@ at every time step::
         if int(h.t) % 50 == 0:
             ns.interval += 10
 
-Here the node pauses at every step (``schedule every=1``), reports ``ns.interval`` at each
-sync point (``watch``), and this controller does what the callback does.  Run the node and
-this controller side by side::
+Here the node pauses where NEURON runs that callback, inside every step
+(``schedule scatter_gather=1``: after the voltage update, with ``h.t`` still t_n), reports
+``ns.interval`` at each sync point (``watch``), and this controller does what the callback
+does.  Run the node and this controller side by side::
 
     target/release/spikebus run --control tcp://127.0.0.1:5555 --set soma.threshold=0 --out out &
     python3 examples-py/seed_interval.py --control tcp://127.0.0.1:5555
@@ -19,9 +20,9 @@ this controller side by side::
 The result (``out/traces.csv``, ``out/spikes.csv``) is bit for bit NEURON's run of the seed
 program (``tests/golden/seed_interval.json``).
 
-The controller is restartable: killed mid-run and started again, it asks the node where the
-run is (``hello`` -> ``pending``) and carries on from that sync point, reading the current
-``ns.interval`` with ``get``, exactly as the callback would read it.
+The controller is restartable: killed mid-run and started again, it takes the run over
+(``hello`` with ``takeover``: its ``pending`` says where the run is) and carries on from that
+sync point, reading the current ``ns.interval`` with ``get``, exactly as the callback would.
 """
 
 from __future__ import annotations
@@ -81,9 +82,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(c: Controller, progress_every: int) -> int:
     h = c.hello()
+    if not h.pending.is_start:
+        # A run in progress: a previous controller died; take the run over.
+        h = c.hello(takeover=True)
     pending = h.pending
     r: Sync | Done = pending
-    setup = [schedule(every=1), watch(values=[WATCHED], spikes=True)]
+    setup = [schedule(scatter_gather=1), watch(values=[WATCHED], spikes=True)]
     pre: list[Action] = []
     if pending.is_start:
         print(f"seed_interval: {h.node}, model {h.model}: starting the run (dt={h.dt}, tstop={h.tstop})", flush=True)
@@ -96,7 +100,7 @@ def run(c: Controller, progress_every: int) -> int:
         )
         # The node keeps the previous controller's schedule and watch; restore them only if
         # someone changed them.
-        if not (h.schedule.every == 1 and WATCHED in h.watch.values):
+        if not (h.schedule.scatter_gather == 1 and WATCHED in h.watch.values):
             pre = setup
         # The pending point's report was made for the previous controller: read ns.interval
         # afresh, as the callback would.
@@ -120,8 +124,8 @@ def run(c: Controller, progress_every: int) -> int:
             r = c.cont()
             break
         actions, pre = pre, []
-        # The callback runs at each time step: the `every` points.
-        if r.has("every") and int(r.t) % 50 == 0:
+        # The callback runs inside each time step: the `scatter_gather` points.
+        if r.has("scatter_gather") and int(r.t) % 50 == 0:
             if read_with_get or WATCHED not in r.values:
                 interval = c.value(WATCHED)
             else:

@@ -86,6 +86,9 @@ def run(c: Controller, args: argparse.Namespace) -> int:
             print(line, flush=True)
 
     h = c.hello()
+    if not h.pending.is_start:
+        # A run in progress (its controller died): take it over.
+        h = c.hello(takeover=True)
     pending = h.pending
     r: Sync | Done = pending
     setup = [

@@ -34,8 +34,9 @@ def event(target: str, t: float, weight: float | None = None) -> Action:
     """Deliver an event at time ``t`` (ms, >= the current t) to ``target``, as NEURON's
     ``NetCon.event(t)``.
 
-    ``target`` is a synapse or artificial cell (``weight`` required), or a NetCon (``weight``
-    may be omitted: the NetCon's own weight and target are used).
+    ``target`` is a synapse or artificial cell (``weight`` required), or a NetCon: without
+    ``weight`` it is that NetCon's own event (its target gets the NetCon's weight as it is at
+    delivery, as in NEURON); with ``weight``, that weight goes to the NetCon's target.
     """
     a: Action = {"op": "event", "target": str(target), "t": _number(t)}
     if weight is not None:
@@ -48,22 +49,31 @@ def schedule(
     add_at: Iterable[float] | None = None,
     remove_at: Iterable[float] | None = None,
     on_spike: Iterable[str] | None = None,
-    init: bool | None = None,
+    init: Iterable[int] | None = None,
+    scatter_gather: int | None = None,
 ) -> Action:
     """Change the sync schedule; arguments left as ``None`` keep the node's setting.
 
+    Each sync kind sits where NEURON runs the callback it stands for (``schemas/README.md``):
+
     Args:
-        every: pause every N steps (0 = off; 1 = every step, like ``extra_scatter_gather``).
-        add_at: pause at the first step point with t_n + dt/2 >= T, for each T.
+        every: a sync at the boundary of every Nth step (0 = off): the state at t_n after its
+            events, where stdrun's ``advance()`` returns (NEURON code after ``fadvance()``).
+        add_at: a sync for each time T, as ``CVode.event(T, callback)``: at the end of the
+            step whose events reach T.
         remove_at: cancel previously added times.
-        on_spike: pause after each spike of these sources (``[]`` = off).
-        init: pause at the ``init`` point (after INITIAL blocks).
+        on_spike: a sync at each spike of these sources (``[]`` = off), as
+            ``NetCon.record(callback)``: before the spike's NetCon events are queued.
+        init: FInitializeHandler types (0, 1, 2, 3) to sync at during initialization.
+        scatter_gather: a sync inside every Nth step (0 = off), as
+            ``CVode.extra_scatter_gather(0, f)``: v already updated, states not yet.
     """
     a: Action = {"op": "schedule"}
-    if every is not None:
-        if isinstance(every, bool) or not isinstance(every, int) or every < 0:
-            raise ValueError(f"every must be an integer >= 0, got {every!r}")
-        a["every"] = every
+    for key, n in (("every", every), ("scatter_gather", scatter_gather)):
+        if n is not None:
+            if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                raise ValueError(f"{key} must be an integer >= 0, got {n!r}")
+            a[key] = n
     if add_at is not None:
         a["add_at"] = [_number(x) for x in add_at]
     if remove_at is not None:
@@ -73,7 +83,12 @@ def schedule(
             raise TypeError("on_spike is a list of source names, not one string")
         a["on_spike"] = [str(s) for s in on_spike]
     if init is not None:
-        a["init"] = bool(init)
+        if isinstance(init, (bool, int)):
+            raise TypeError("init is a list of FInitializeHandler types, e.g. [1]")
+        kinds = [int(k) for k in init]
+        if any(k not in (0, 1, 2, 3) for k in kinds):
+            raise ValueError(f"FInitializeHandler types are 0, 1, 2, 3; got {kinds}")
+        a["init"] = kinds
     return a
 
 

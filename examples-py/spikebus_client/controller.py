@@ -1,5 +1,5 @@
 """The controller side of the spikebus control channel: a REQ socket that steers a node in
-lockstep (``hello``, ``get``, ``continue``), with request ids and safe retries."""
+lockstep (``hello``, ``get``, ``continue``), with a client name, request ids and safe retries."""
 
 from __future__ import annotations
 
@@ -40,17 +40,18 @@ class Controller:
     """A controller connected to a node's ``--control`` endpoint.
 
     The node is always paused at a sync point when it answers.  Reads (``hello``, ``get``)
-    never advance it; ``cont`` applies actions and runs to the next sync point.
+    never advance it; ``cont`` applies actions and runs to the next sync point.  The first
+    controller to ``cont`` owns the run; any other gets ``not_owner`` until it takes the run
+    over (``hello(takeover=True)``, which is how a restarted controller resumes).
 
-    Every request carries an id.  If no reply arrives within ``timeout_ms``, the request is
-    sent again -- the same id and the very same bytes -- on a fresh REQ socket, up to
-    ``retries`` times; the protocol guarantees that the node answers such a resend with the
-    same reply and applies nothing twice.  After the last retry :class:`SpikebusTimeout` is
-    raised.
+    Every request carries this controller's ``client`` name and an id.  If no reply arrives
+    within ``timeout_ms``, the request is sent again -- the same bytes -- on a fresh socket,
+    up to ``retries`` times; the node answers such a resend with the reply it already sent
+    and applies nothing twice (it keeps the last replies of each client).  After the last
+    retry :class:`SpikebusTimeout` is raised.
 
-    Ids start at a random value, so that a controller restarted after a crash never sends
-    the same (id, bytes) as its predecessor's last request (which the node would take for a
-    resend and answer from its cache).
+    Ids start at a random value, and the default name is random, so that a restarted
+    controller never sends the same (name, id, bytes) as its predecessor.
 
     Args:
         endpoint: the node's control endpoint, e.g. ``tcp://127.0.0.1:40123`` or
@@ -61,8 +62,10 @@ class Controller:
         retries: how many times a request is resent after a timeout.
         context: a ZeroMQ context (default: the process-wide one).
         first_id: the first request id (default: random).
+        client: this controller's name (1 to 64 characters; default: ``py-`` and random hex).
 
-    Use as a context manager, or call :meth:`close`.
+    Use as a context manager, or call :meth:`close`.  After ``done`` the socket is closed
+    (the node exits as soon as no controller is connected).
     """
 
     def __init__(
@@ -72,14 +75,18 @@ class Controller:
         retries: int = 3,
         context: "zmq.Context[Any] | None" = None,
         first_id: int | None = None,
+        client: str | None = None,
     ) -> None:
         if timeout_ms <= 0:
             raise ValueError("timeout_ms must be > 0")
         if retries < 0:
             raise ValueError("retries must be >= 0")
+        if client is not None and not (1 <= len(client.encode()) <= 64):
+            raise ValueError("client must be 1 to 64 bytes")
         self.endpoint = endpoint
         self.timeout_ms = int(timeout_ms)
         self.retries = int(retries)
+        self.client = client if client is not None else f"py-{secrets.token_hex(6)}"
         self._ctx = context if context is not None else zmq.Context.instance()
         self._next_id = secrets.randbelow(1 << 30) if first_id is None else int(first_id)
         self._sock: "zmq.Socket[bytes] | None" = None
@@ -137,11 +144,13 @@ class Controller:
         raise SpikebusTimeout(f"no reply from {self.endpoint} within {timeout} ms, {self.retries + 1} attempt(s)")
 
     def request_map(self, msg: Mapping[str, Any]) -> dict[str, Any]:
-        """Send a request map (an ``id`` is added if absent) and return the decoded reply
-        map as it came, errors included (nothing is raised for an ``error`` reply)."""
+        """Send a request map (``id`` and ``client`` are added if absent) and return the
+        decoded reply map as it came, errors included (nothing is raised for an ``error``
+        reply)."""
         m = dict(msg)
         if "id" not in m:
             m["id"] = self.new_id()
+        m.setdefault("client", self.client)
         reply = self.decode(self.send_bytes(pack(m)))
         if reply.get("id") not in (m["id"], None):
             raise ProtocolViolation(f"reply to request id {m['id']} carries id {reply.get('id')!r}: {reply!r}")
@@ -165,10 +174,14 @@ class Controller:
 
     # -- the protocol ------------------------------------------------------------------
 
-    def hello(self, protocol: int = PROTOCOL_VERSION) -> Hello:
+    def hello(self, protocol: int = PROTOCOL_VERSION, takeover: bool = False) -> Hello:
         """Who is the node, and where is the run: parameters, signals, sources, targets,
-        the current schedule and watch, and ``pending`` (the sync point it is paused at)."""
-        r = self.request({"op": "hello", "protocol": protocol})
+        the current schedule and watch, the owner, and ``pending`` (the sync point it is
+        paused at).  With ``takeover``, this controller becomes the run's owner."""
+        msg: dict[str, Any] = {"op": "hello", "protocol": protocol}
+        if takeover:
+            msg["takeover"] = True
+        r = self.request(msg)
         if not isinstance(r, Hello):
             raise ProtocolViolation(f"hello answered with {r!r}")
         self.last = r.pending
@@ -196,4 +209,7 @@ class Controller:
         if not isinstance(r, (Sync, Done)):
             raise ProtocolViolation(f"continue answered with {r!r}")
         self.last = r
+        if isinstance(r, Done):
+            # The node lingers only for controllers still connected.
+            self._drop_socket()
         return r

@@ -1,8 +1,8 @@
-"""Typed views of the spikebus wire messages (protocol version 1, ``schemas/README.md``).
+"""Typed views of the spikebus wire messages (protocol version 2, ``schemas/README.md``).
 
 Every message on the wire is one MessagePack map with string keys.  The classes here are
 thin, read-only views: each keeps the decoded map in ``raw`` so that fields a later node adds
-are never lost, and exposes the fields of protocol version 1 with their types.
+are never lost, and exposes the fields of protocol version 2 with their types.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 #: The protocol version this client speaks (sent in ``hello``).
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 
 class SpikebusError(Exception):
@@ -36,7 +36,7 @@ class SpikebusError(Exception):
     Attributes:
         code: the error code (``bad_message``, ``unknown_op``, ``protocol_mismatch``,
             ``unknown_name``, ``invalid_value``, ``not_writable``, ``event_in_past``,
-            ``wrong_state``, ``too_large``).
+            ``wrong_state``, ``not_owner``, ``too_large``).
         message: the node's human-readable explanation.
         field: the offending field (e.g. ``"actions[0].value"``) or ``None``.
         id: the request id the reply echoes (``None`` if the node could not read it).
@@ -65,7 +65,7 @@ class SpikebusTimeout(TimeoutError):
 
 
 class ProtocolViolation(RuntimeError):
-    """The node sent something protocol version 1 does not allow (e.g. a reply to another
+    """The node sent something protocol version 2 does not allow (e.g. a reply to another
     request id, or a reply that is not a map).  Raised instead of guessing."""
 
 
@@ -87,10 +87,14 @@ class Sync:
 
     Attributes:
         id: the id of the request this report answers (``None`` in ``hello.pending``).
-        t: the simulation time (bit for bit NEURON's ``h.t`` at that step).
+        t: NEURON's ``h.t`` inside the callback this point stands for, bit for bit (t_n at a
+            step boundary and in ``scatter_gather``; the spike's time at a ``spike``).
         step: the step index n (t_n); step 0 is t = 0.
-        reasons: why the node stopped here: ``start``, ``init``, ``every``, ``at``,
-            ``spike``, ``end`` (several may coincide).
+        reasons: why the node stopped here: ``start``, ``init_3``, ``init_0``, ``init_1``,
+            ``init_2``, ``spike``, ``scatter_gather``, ``at``, ``every``, ``end`` (those of
+            a step boundary may coincide: ``at``, ``init_2``, ``every``, ``end``, in that order).
+        at: the scheduled ``at`` times this point answers, in NEURON's delivery order.
+        spike: the spike this point answers (``reasons`` has ``spike``), else ``None``.
         values: the watched parameters and signals, by name.
         spikes: every spike since the previous report (when spikes are watched).
     """
@@ -101,10 +105,13 @@ class Sync:
     reasons: tuple[str, ...]
     values: dict[str, float]
     spikes: tuple[Spike, ...]
+    at: tuple[float, ...] = ()
+    spike: Spike | None = None
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @classmethod
     def from_wire(cls, m: Mapping[str, Any]) -> "Sync":
+        spike = m.get("spike")
         return cls(
             id=m.get("id"),
             t=float(m["t"]),
@@ -112,6 +119,8 @@ class Sync:
             reasons=tuple(str(r) for r in m.get("reasons") or ()),
             values={str(k): float(v) for k, v in (m.get("values") or {}).items()},
             spikes=tuple(Spike.from_wire(s) for s in m.get("spikes") or ()),
+            at=tuple(float(x) for x in m.get("at") or ()),
+            spike=Spike.from_wire(spike) if spike else None,
             raw=dict(m),
         )
 
@@ -207,8 +216,9 @@ class Param:
 class Schedule:
     """The node's sync schedule (it outlives a controller)."""
 
-    init: bool = False
+    init: tuple[int, ...] = ()
     every: int = 0
+    scatter_gather: int = 0
     at: tuple[float, ...] = ()
     on_spike: tuple[str, ...] = ()
 
@@ -216,8 +226,9 @@ class Schedule:
     def from_wire(cls, m: Mapping[str, Any] | None) -> "Schedule":
         m = m or {}
         return cls(
-            init=bool(m.get("init", False)),
+            init=tuple(int(x) for x in m.get("init") or ()),
             every=int(m.get("every", 0)),
+            scatter_gather=int(m.get("scatter_gather", 0)),
             at=tuple(float(x) for x in m.get("at") or ()),
             on_spike=tuple(str(x) for x in m.get("on_spike") or ()),
         )
@@ -244,12 +255,16 @@ class Hello:
     """The reply to ``hello``: who the node is, and where the run is.
 
     ``pending`` is the report of the sync point the node is paused at; a controller that
-    connects mid-run carries on from there.
+    connects mid-run carries on from there (after taking the run over).  ``client`` is the
+    name the node knows the sender by; ``owner`` the client that owns the run (``None``
+    before the first ``continue``).
     """
 
     id: int | None
     protocol: int
     node: str
+    client: str
+    owner: str | None
     model: str
     dt: float
     tstop: float
@@ -271,6 +286,8 @@ class Hello:
             id=m.get("id"),
             protocol=int(m["protocol"]),
             node=str(m.get("node", "")),
+            client=str(m.get("client", "")),
+            owner=None if m.get("owner") is None else str(m["owner"]),
             model=str(m.get("model", "")),
             dt=float(m["dt"]),
             tstop=float(m["tstop"]),

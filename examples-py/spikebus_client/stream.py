@@ -15,7 +15,7 @@ from .messages import ProtocolViolation, SpikebusTimeout
 __all__ = ["StreamMessage", "Observer", "TOPICS"]
 
 #: The topics of protocol version 1.
-TOPICS = ("started", "state", "spike", "sync", "done")
+TOPICS = ("started", "state", "spike", "sync", "owner", "done")
 
 
 @dataclass(frozen=True)

@@ -291,11 +291,84 @@ def run_variant(name, spec, mechlib):
     model_path = spec["model"]
     overrides = dict(spec.get("set", {}))
     callback = spec.get("callback")
+    program = spec.get("program")
     if callback is not None and callback not in CALLBACKS:
         raise ModelError(f"variant {name}: unknown callback {callback!r}")
+    if program is not None:
+        import programs
+        if program not in programs.PROGRAMS:
+            raise ModelError(f"variant {name}: unknown program {program!r}")
+        if callback is not None:
+            raise ModelError(f"variant {name}: a callback or a program, not both")
     model = load_model(model_path)
     apply_overrides(model, overrides)
     validate(model)
+    built = build(h, model, mechlib, event_pool=program is not None)
+    traces, spikes, arts = built["traces"], built["spikes"], built["arts"]
+    dt = float(model["run"].get("dt", RUN_DEFAULTS["dt"]))
+
+    final = None
+    log = None
+    if program is not None:
+        host = NeuronHost(h, model, built)
+        programs.PROGRAMS[program](host)
+        host.run()
+        log = host.log
+    else:
+        # callback
+        cvode = h.CVode()
+        if callback == "seed_interval":
+            ns = arts["ns"]
+
+            def seed_interval():
+                if int(h.t) % 50 == 0:
+                    ns.interval += 10
+
+            cvode.extra_scatter_gather(0, seed_interval)
+            built["keep"].append(seed_interval)
+        h.run()
+        if callback == "seed_interval":
+            cvode.extra_scatter_gather_remove(seed_interval)
+            final = {"ns.interval": arts["ns"].interval}
+    if h.dt != dt:
+        raise RuntimeError(f"h.dt changed during the run: {h.dt!r} != {dt!r}")
+
+    signals = list(traces)
+    n = len(traces["t"])
+    for sig, vec in traces.items():
+        if len(vec) != n:
+            raise RuntimeError(f"signal {sig}: {len(vec)} samples, t has {n}")
+    out = {
+        "variant": name,
+        "neuron_version": h.nrnversion(),
+        "model": model_path,
+        "set": overrides,
+        "callback": callback,
+        "steps": n - 1,
+        "signals": signals,
+        "traces": {sig: encode(traces[sig].to_python()) for sig in signals},
+        "spikes": {src: vec.to_python() for src, vec in spikes.items()},
+    }
+    if final is not None:
+        out["final"] = final
+    if program is not None:
+        out["program"] = program
+        out["log"] = encode_log(log)
+    path = os.path.join(GOLDEN, name + ".json")
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1)
+        f.write("\n")
+    t = traces["t"]
+    counts = " ".join(f"{src}={len(vec)}" for src, vec in spikes.items())
+    extra = f" final ns.interval={final['ns.interval']!r}" if final else ""
+    extra += f" {len(log)} log entries" if log is not None else ""
+    print(f"{name}: {n} samples (last t {t[n - 1]!r}), spikes {counts}{extra}, "
+          f"{os.path.getsize(path)} bytes", flush=True)
+
+
+def build(h, model, mechlib, event_pool=False):
+    """Builds `model` in NEURON in the fixed order that decides NEURON's internal orderings;
+    returns its objects by name, the spike recorders and the recordings."""
     thresholds = resolve_thresholds(model)
     run = model["run"]
     cells = model["cell"]
@@ -337,6 +410,7 @@ def run_variant(name, spec, mechlib):
 
     keep = []  # objects that must outlive the run
     spikes = {}  # source name -> Vector, sections then cells
+    recorders = {}  # source name -> the NetCon recording its spikes
 
     # 3. spike recorders of the section detectors, before any other NetCon
     for sname, sec in secs.items():
@@ -346,6 +420,7 @@ def run_variant(name, spec, mechlib):
         nc.record(vec)
         keep.append(nc)
         spikes[sname] = vec
+        recorders[sname] = nc
 
     # 4. point processes
     pps = {}
@@ -377,8 +452,10 @@ def run_variant(name, spec, mechlib):
         nc.record(vec)
         keep.append(nc)
         spikes[cname] = vec
+        recorders[cname] = nc
 
     # 6. NetCons
+    ncs = {}
     for nname, n in model["netcon"].items():
         src, tgt = n["source"], n["target"]
         target = pps[tgt] if tgt in pps else arts[tgt]
@@ -391,6 +468,16 @@ def run_variant(name, spec, mechlib):
         if src in secs:
             nc.threshold = thresholds[src]
         keep.append(nc)
+        ncs[nname] = nc
+
+    # 6b. for programs: NetCons without a source, one per injected event (NetCon.event reads
+    # the weight at delivery, so each injected event needs a NetCon of its own).
+    pool = {}
+    if event_pool:
+        receivers = {**{k: v for k, v in pps.items() if model["point"][k]["type"] != "IClamp"}, **arts}
+        for name, obj in receivers.items():
+            pool[name] = [h.NetCon(None, obj) for _ in range(EVENT_POOL)]
+            keep.extend(pool[name])
 
     check_defaults(h, model, secs, pps, arts)
 
@@ -411,54 +498,176 @@ def run_variant(name, spec, mechlib):
         vec = h.Vector()
         vec.record(ref)
         traces[sig] = vec
+    return {"secs": secs, "pps": pps, "arts": arts, "ncs": ncs, "recorders": recorders, "pool": pool,
+            "spikes": spikes, "traces": traces, "keep": keep}
 
-    # 8. callback
-    final = None
-    cvode = h.CVode()
-    if callback == "seed_interval":
-        ns = arts["ns"]
 
-        def seed_interval():
-            if int(h.t) % 50 == 0:
-                ns.interval += 10
+# Sourceless NetCons made per event target for a program's NetCon.event calls.
+EVENT_POOL = 32
 
-        cvode.extra_scatter_gather(0, seed_interval)
-        keep.append(seed_interval)
 
-    # 9. run
-    h.run()
-    if h.dt != dt:
-        raise RuntimeError(f"h.dt changed during the run: {h.dt!r} != {dt!r}")
-    if callback == "seed_interval":
-        cvode.extra_scatter_gather_remove(seed_interval)
-        final = {"ns.interval": arts["ns"].interval}
+class NeuronHost:
+    """The host of a callback program (tests/golden/programs.py) in NEURON itself: real
+    FInitializeHandlers, CVode.events, extra_scatter_gather, NetCon.record callbacks,
+    NetCon.event, and stdrun's loop (h.stdinit(), then fadvance() while t < tstop - dt/2, as
+    h.run() does) with the per-step hook after each fadvance().
 
-    n = len(traces["t"])
-    for sig, vec in traces.items():
-        if len(vec) != n:
-            raise RuntimeError(f"signal {sig}: {len(vec)} samples, t has {n}")
-    out = {
-        "variant": name,
-        "neuron_version": h.nrnversion(),
-        "model": model_path,
-        "set": overrides,
-        "callback": callback,
-        "steps": n - 1,
-        "signals": signals,
-        "traces": {sig: encode(traces[sig].to_python()) for sig in signals},
-        "spikes": {src: vec.to_python() for src, vec in spikes.items()},
-    }
-    if final is not None:
-        out["final"] = final
-    path = os.path.join(GOLDEN, name + ".json")
-    with open(path, "w") as f:
-        json.dump(out, f, indent=1)
-        f.write("\n")
-    t = traces["t"]
-    counts = " ".join(f"{src}={len(vec)}" for src, vec in spikes.items())
-    extra = f" final ns.interval={final['ns.interval']!r}" if final else ""
-    print(f"{name}: {n} samples (last t {t[n - 1]!r}), spikes {counts}{extra}, "
-          f"{os.path.getsize(path)} bytes", flush=True)
+    It logs every callback (["cb", kind, h.t]) and every value read (["get", name, value])."""
+
+    def __init__(self, h, model, built):
+        self.h = h
+        self.model = model
+        self.b = built
+        self.log = []
+        self.cvode = h.CVode()
+        self.keep = []
+        self.at_setup = []
+        self.every_hooks = []
+        self.end_hooks = []
+        self.setup = True
+        # CVode.events of the set-up are registered by the first type-0 handler, so that
+        # they are queued after finitialize cleared the queue, before anything else.
+        self.keep.append(h.FInitializeHandler(0, self._register_setup_ats))
+
+    def _register_setup_ats(self):
+        for T, f in self.at_setup:
+            self.cvode.event(T, f)
+
+    def _wrap(self, kind, cb):
+        def f():
+            self.log.append(["cb", kind, self.h.t])
+            cb()
+        self.keep.append(f)
+        return f
+
+    @property
+    def t(self):
+        return self.h.t
+
+    # -- names ---------------------------------------------------------------------------
+
+    def _resolve(self, name):
+        """(getter, setter) of a spikebus name in NEURON."""
+        h, b, model = self.h, self.b, self.model
+        if name in RUN_DEFAULTS:
+            return (lambda: getattr(h, name)), (lambda v: setattr(h, name, v))
+        m = re.fullmatch(r"(\w+)(?:\(([^)]*)\))?\.(\w+)", name)
+        if not m:
+            raise ModelError(f"program: bad name {name!r}")
+        obj, x, field = m.group(1), m.group(2), m.group(3)
+        if obj in b["secs"]:
+            sec = b["secs"][obj]
+            seg = sec(0.5 if x is None else float(x))
+            if field == "threshold":
+                nets = [b["recorders"][obj]] + [nc for n, nc in b["ncs"].items() if model["netcon"][n]["source"] == obj]
+                def set_threshold(v):
+                    for nc in nets:
+                        nc.threshold = v
+                return (lambda: nets[0].threshold), set_threshold
+            if field in ("L", "nseg", "Ra"):
+                return (lambda: getattr(sec, field)), (lambda v: setattr(sec, field, v))
+            if field in ("diam", "cm") or field in HH_PARAMS or field in ION_PARAMS or field in PAS_PARAMS:
+                def set_all(v):
+                    for sg in sec:
+                        setattr(sg, field, v)
+                return (lambda: getattr(seg, field)), set_all
+            if field in SECTION_SIGNALS:
+                return (lambda: getattr(seg, field)), None
+        elif obj in b["pps"]:
+            pp = b["pps"][obj]
+            return (lambda: getattr(pp, field)), (lambda v: setattr(pp, field, v))
+        elif obj in b["arts"]:
+            cell = b["arts"][obj]
+            return (lambda: getattr(cell, field)), (lambda v: setattr(cell, field, v))
+        elif obj in b["ncs"]:
+            nc = b["ncs"][obj]
+            if field == "weight":
+                return (lambda: nc.weight[0]), (lambda v: nc.weight.__setitem__(0, v))
+            if field == "delay":
+                return (lambda: nc.delay), (lambda v: setattr(nc, "delay", v))
+        raise ModelError(f"program: no name {name!r}")
+
+    def get(self, name):
+        v = float(self._resolve(name)[0]())
+        self.log.append(["get", name, v])
+        return v
+
+    def set(self, name, value):
+        setter = self._resolve(name)[1]
+        if setter is None:
+            raise ModelError(f"program: {name!r} cannot be set")
+        setter(value)
+
+    def event(self, target, te, weight=None):
+        b = self.b
+        if target in b["ncs"]:
+            if weight is None:
+                b["ncs"][target].event(te)
+                return
+            tgt = self.model["netcon"][target]["target"]
+        else:
+            tgt = target
+        if weight is None:
+            raise ModelError(f"program: an event to {target!r} needs a weight")
+        if not b["pool"].get(tgt):
+            raise ModelError(f"program: no more event NetCons for {tgt!r} (EVENT_POOL)")
+        nc = b["pool"][tgt].pop(0)
+        nc.weight[0] = weight
+        nc.event(te)
+
+    # -- callbacks -----------------------------------------------------------------------
+
+    def init(self, kind, cb):
+        self.keep.append(self.h.FInitializeHandler(kind, self._wrap(f"init_{kind}", cb)))
+
+    def at(self, T, cb):
+        f = self._wrap(f"at:{T!r}", cb)
+        if self.setup:
+            self.at_setup.append((T, f))
+        else:
+            self.cvode.event(T, f)
+
+    def scatter_gather(self, cb, n=1):
+        f = self._wrap("scatter_gather", cb)
+        calls = [0]
+
+        def g():
+            k = calls[0]
+            calls[0] += 1
+            if k % n == 0:
+                f()
+        self.keep.append(g)
+        self.cvode.extra_scatter_gather(0, g)
+
+    def every(self, n, cb):
+        self.every_hooks.append((n, self._wrap("every", cb)))
+
+    def on_spike(self, source, cb):
+        self.b["recorders"][source].record(self._wrap(f"spike:{source}", cb))
+
+    def at_end(self, cb):
+        self.end_hooks.append(self._wrap("end", cb))
+
+    def _step_hooks(self, step):
+        for n, f in self.every_hooks:
+            if step % n == 0:
+                f()
+
+    def run(self):
+        """h.run() with stdrun's per-step hook: stdinit(), then fadvance() while
+        t < tstop - dt/2 (the bound computed once, as continuerun does)."""
+        h = self.h
+        self.setup = False
+        h.stdinit()
+        step = 0
+        self._step_hooks(step)
+        ts = h.tstop - h.dt / 2
+        while h.t < ts:
+            h.fadvance()
+            step += 1
+            self._step_hooks(step)
+        for f in self.end_hooks:
+            f()
 
 
 def check_defaults(h, model, secs, pps, arts):
@@ -498,6 +707,13 @@ def check_defaults(h, model, secs, pps, arts):
         raise ModelError("defaults differ from docs/model-format.md:\n  " + "\n  ".join(bad))
 
 
+def encode_log(log):
+    """A program's log as base64(zlib(JSON)): the entries are exact doubles (JSON numbers
+    written with repr), tens of thousands of them for a callback at every step."""
+    text = json.dumps(log, separators=(",", ":"))
+    return base64.b64encode(zlib.compress(text.encode(), 9)).decode("ascii")
+
+
 def encode(values):
     if any(math.isnan(v) for v in values):
         raise RuntimeError("NaN in a trace")
@@ -515,6 +731,7 @@ def load_variants():
 def main(argv):
     if len(argv) >= 1 and argv[0] == "--worker":
         _, name, mechlib = argv
+        sys.path.insert(0, GOLDEN)
         spec = load_variants()[name]
         run_variant(name, spec, mechlib or None)
         return 0

@@ -122,7 +122,8 @@ pub enum Pause {
     /// NET_RECEIVE then too (a NetStim reads `interval` for its next spike after the callback).
     Spike(Spike),
     /// Inside a step: v is already v_{n+1}, the states are not yet updated, and `now()` is
-    /// still t_n (NEURON's h.t inside extra_scatter_gather), while `t()` is t_{n+1}.
+    /// NEURON's h.t inside extra_scatter_gather (t_n, or the time of a spike whose callback
+    /// ran earlier in the step), while `t()` is t_{n+1}.
     ScatterGather,
     /// A step boundary: t_n after every event due by t_n was delivered.
     Boundary(Boundary),
@@ -241,14 +242,18 @@ pub struct Sim {
     phase: Phase,
     /// NEURON's h.t at the current pause (see `now`).
     now: f64,
-    /// t at the start of the current step (t_n) and the step's dt (NEURON copies dt to its
-    /// threads when a step begins: a change of dt inside a step acts from the next one).
-    t_begin: f64,
+    /// hoc's `t` inside the current step: t_n, or the time of the last spike whose callback
+    /// ran (NEURON sets it there and resets it only when the step ends).
+    hoc_t: f64,
+    /// The step's dt (NEURON copies dt to its threads when a step begins: a change of dt
+    /// inside a step acts from the next one).
     dt_step: f64,
     /// The current delivery window: events due by `til`, then t back to `tsav`.
     til: f64,
     tsav: f64,
     resume: Option<Resume>,
+    /// The v_init of this initialization (finitialize's argument).
+    v_init: f64,
     /// Scheduled `at` times not yet delivered: (id, T as scheduled, T as queued).
     at_pending: Vec<(u32, f64, f64)>,
     at_next_id: u32,
@@ -392,11 +397,12 @@ impl Sim {
             stops: Stops { on_spike: vec![false; nsrc], ..Stops::default() },
             phase: Phase::Built,
             now: 0.0,
-            t_begin: 0.0,
+            hoc_t: 0.0,
             dt_step: 0.0,
             til: 0.0,
             tsav: 0.0,
             resume: None,
+            v_init: 0.0,
             at_pending: vec![],
             at_next_id: 0,
             at_fired: vec![],
@@ -561,8 +567,9 @@ impl Sim {
         self.t
     }
 
-    /// NEURON's h.t at the current pause: t_n at a boundary and inside a step, the spike's
-    /// time at a spike (`PreSyn::record` sets it), 0 during initialization.
+    /// NEURON's h.t at the current pause: t_n at a boundary, the spike's time at a spike
+    /// (`PreSyn::record` sets it), inside a step t_n or the last such spike's time, 0 during
+    /// initialization.
     pub fn now(&self) -> f64 {
         self.now
     }
@@ -624,9 +631,14 @@ impl Sim {
         loop {
             match self.phase {
                 Phase::Built | Phase::Init3 => {
-                    if self.phase == Phase::Built && self.stops.init[3] {
-                        self.phase = Phase::Init3;
-                        return self.pause_init(3);
+                    if self.phase == Phase::Built {
+                        // stdrun calls finitialize(v_init): the argument is read before any
+                        // FInitializeHandler runs (a type-3 handler cannot change it).
+                        self.v_init = self.model.run.v_init;
+                        if self.stops.init[3] {
+                            self.phase = Phase::Init3;
+                            return self.pause_init(3);
+                        }
                     }
                     self.init_begin();
                     self.phase = Phase::Init0;
@@ -663,7 +675,7 @@ impl Sim {
                             self.phase = Phase::ScatterGather;
                             let every = self.stops.scatter_gather;
                             if every > 0 && self.step.is_multiple_of(every) {
-                                self.now = self.t_begin;
+                                self.now = self.hoc_t;
                                 return Pause::ScatterGather;
                             }
                         }
@@ -713,6 +725,9 @@ impl Sim {
     }
 
     fn pause_spike(&mut self, spike: Spike) -> Pause {
+        // PreSyn::record sets hoc's t to the spike's time for its callback, and it stays so
+        // until the step ends (so extra_scatter_gather of that step sees it too).
+        self.hoc_t = spike.t;
         self.now = spike.t;
         Pause::Spike(spike)
     }
@@ -752,7 +767,7 @@ impl Sim {
             self.queue.push(p.2, EventKind::At(p.0));
         }
         self.det_flag.iter_mut().for_each(|f| *f = false);
-        let v_init = self.model.run.v_init;
+        let v_init = self.v_init;
         self.tree.v.iter_mut().for_each(|v| *v = v_init);
     }
 
@@ -786,7 +801,7 @@ impl Sim {
         self.update_geometry();
         self.dt_step = self.model.run.dt;
         self.check_tables();
-        self.t_begin = self.t;
+        self.hoc_t = self.t;
     }
 
     /// The matrix of the step: membrane currents in NEURON's mechanism-type order, then
@@ -906,12 +921,14 @@ impl Sim {
 
     // ---- events and sync times from outside ---------------------------------------------
 
-    /// Queues an event for the target named `target` at `te` >= `now()`: NEURON's
-    /// `NetCon.event(te)`. A synapse or artificial cell needs a `weight`; a NetCon name uses
-    /// its own target and, without `weight`, its own weight.
+    /// Queues an event at `te` >= `now()`, as NEURON's `NetCon.event(te)`. For a synapse or
+    /// an artificial cell, `weight` is needed: the event of a NetCon with no source, that
+    /// target and that weight. For a NetCon's name without `weight`, it is that NetCon's own
+    /// event: its target receives the NetCon's weight as it is when the event is delivered
+    /// (NEURON reads `weight` at delivery); with `weight`, that weight goes to the NetCon's target.
     pub fn inject(&mut self, target: &str, te: f64, weight: Option<f64>) -> Result<()> {
-        let (tgt, w) = self.check_inject(target, te, weight)?;
-        self.queue.push(te, EventKind::External { target: tgt, weight: w });
+        let kind = self.check_inject(target, te, weight)?;
+        self.queue.push(te, kind);
         Ok(())
     }
 
@@ -956,18 +973,26 @@ impl Sim {
         v
     }
 
-    /// Everything `inject` checks, without queueing anything.
-    pub fn check_inject(&self, target: &str, te: f64, weight: Option<f64>) -> Result<(Target, f64)> {
-        let (tgt, w) = match self.model.object(target) {
+    /// Everything `inject` checks, without queueing anything; the event it would queue.
+    pub fn check_inject(&self, target: &str, te: f64, weight: Option<f64>) -> Result<EventKind> {
+        let need_weight = || Error::InvalidValue {
+            name: format!("{target} event weight"),
+            value: f64::NAN,
+            allowed: "a weight is needed for a synapse or artificial cell target".into(),
+        };
+        let kind = match self.model.object(target) {
             Some(Object::Point(p)) => {
                 let tgt = self.point_slot[p].target().ok_or_else(|| Error::NotATarget {
                     target: target.into(),
                     reason: "an IClamp has no NET_RECEIVE".into(),
                 })?;
-                (tgt, weight)
+                EventKind::External { target: tgt, weight: weight.ok_or_else(need_weight)? }
             }
-            Some(Object::Cell(c)) => (self.cell_slot[c], weight),
-            Some(Object::NetCon(n)) => (self.nets.target[n], Some(weight.unwrap_or(self.nets.weight[n]))),
+            Some(Object::Cell(c)) => EventKind::External { target: self.cell_slot[c], weight: weight.ok_or_else(need_weight)? },
+            Some(Object::NetCon(n)) => match weight {
+                Some(w) => EventKind::External { target: self.nets.target[n], weight: w },
+                None => EventKind::NetCon(n as u32),
+            },
             _ => {
                 return Err(Error::UnknownName {
                     what: "event target",
@@ -976,11 +1001,7 @@ impl Sim {
                 })
             }
         };
-        let w = w.ok_or_else(|| Error::InvalidValue {
-            name: format!("{target} event weight"),
-            value: f64::NAN,
-            allowed: "a weight is needed for a synapse or artificial cell target".into(),
-        })?;
+        let w = if let EventKind::External { weight, .. } = kind { weight } else { 0.0 };
         for (what, v) in [("time", te), ("weight", w)] {
             if !v.is_finite() {
                 return Err(Error::InvalidValue {
@@ -999,7 +1020,7 @@ impl Sim {
         if te < self.now {
             return Err(Error::EventInPast { target: target.into(), te, t: self.now });
         }
-        Ok((tgt, w))
+        Ok(kind)
     }
 
     /// Names that can receive events: synapses, artificial cells, NetCons.

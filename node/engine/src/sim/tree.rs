@@ -141,7 +141,8 @@ impl Tree {
         let mut tree = Tree {
             ncell: roots.len(),
             parent,
-            v: zeros.clone(),
+            // A new section's v in NEURON (DEF_vrest), what a reader sees before initialization.
+            v: vec![-65.0; nnode],
             rhs: zeros.clone(),
             d: zeros.clone(),
             a: zeros.clone(),
