@@ -20,6 +20,7 @@ mod artcell;
 pub mod hh;
 mod mech;
 mod queue;
+pub mod random123;
 mod tree;
 
 use std::ops::Range;
@@ -341,6 +342,7 @@ impl Sim {
             ParamRef::Global(_) => {
                 let run = &self.model.run;
                 self.q10 = hh::q10(run.celsius);
+                self.netstim.globalindex = run.random123_globalindex;
                 if run.usetable_hh {
                     self.table.check(run.celsius);
                 }
@@ -363,8 +365,8 @@ impl Sim {
                 }
                 _ => unreachable!("a point's slot matches its kind"),
             },
-            ParamRef::Field(Object::Cell(c), _) => {
-                if let (CellKind::NetStim { interval, number, start, noise, seed }, Target::NetStim(k)) =
+            ParamRef::Field(Object::Cell(c), field) => {
+                if let (CellKind::NetStim { interval, number, start, noise, id1, id2, id3 }, Target::NetStim(k)) =
                     (&self.model.cells[c].kind, self.cell_slot[c])
                 {
                     let k = k as usize;
@@ -372,7 +374,11 @@ impl Sim {
                     self.netstim.number[k] = *number;
                     self.netstim.start[k] = *start;
                     self.netstim.noise[k] = *noise;
-                    self.netstim.seed[k] = *seed;
+                    // `ranvar.set_ids(...)`, only when the ids are what changed: NEURON's
+                    // set_ids leaves the stream's position and computed block alone.
+                    if matches!(field, "" | "id1" | "id2" | "id3") {
+                        self.netstim.ranvar[k].set_ids([*id1 as u32, *id2 as u32, *id3 as u32]);
+                    }
                 }
             }
             ParamRef::Field(Object::NetCon(n), _) => {
