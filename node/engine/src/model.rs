@@ -145,10 +145,10 @@ impl CellKind {
         }
     }
 
-    /// NEURON's defaults for an artificial cell of type `name` that is the `netstims_before`
-    /// + 1st NetStim of its model. NEURON gives each new RANDOM stream the ids
+    /// NEURON's defaults for an artificial cell of type `name`, with `netstims_before`
+    /// NetStims before it in the model. NEURON gives each new RANDOM stream the ids
     /// (1, MPI rank, n), n counting the streams created in the process (`nrnran123_newstream()`),
-    /// so a model's NetStims, created in file order in one process, get id3 = 1, 2, 3, ...
+    /// so a model's NetStims, created in file order in one process, get id3 = 1, 2, 3 and so on.
     pub fn default_for(name: &str, netstims_before: usize) -> Option<Self> {
         match name {
             "NetStim" => Some(CellKind::NetStim {
