@@ -9,6 +9,9 @@ Default: every variant in tests/golden/variants.toml. Each variant is a model fi
 (docs/model-format.md) plus `set` overrides and an optional callback. It is built in NEURON in
 a fixed order (the order decides NEURON's internal orderings and so the bits), run with
 h.run(), and written to tests/golden/<variant>.json (format: tests/golden/README.md).
+A variant may first run part of the way (`first_run_until`, h.stdinit() and
+h.continuerun(T)) and change parameters of the built model (`between`) before that h.run():
+a restart and a change between two runs, as a NEURON user does them.
 
 Each variant runs in a fresh Python process (NEURON's state cannot be reset completely), in
 an empty working directory (so `import neuron` cannot auto-load a stray x86_64/ mechanism
@@ -47,7 +50,8 @@ NEURON_VERSION = "9.0.2"
 # Model schema (docs/model-format.md): key -> NEURON's default. A default is never set in
 # NEURON; after building, the generator checks NEURON really holds it (see check_defaults).
 
-RUN_DEFAULTS = {"dt": 0.025, "tstop": 5.0, "v_init": -65.0, "celsius": 6.3, "usetable_hh": 1}
+RUN_DEFAULTS = {"dt": 0.025, "tstop": 5.0, "v_init": -65.0, "celsius": 6.3, "usetable_hh": 1,
+                "Random123_globalindex": 0}
 SECTION_GEOMETRY = {"L": 100.0, "diam": 500.0, "nseg": 1, "cm": 1.0, "Ra": 35.4}
 HH_PARAMS = {"gnabar_hh": 0.12, "gkbar_hh": 0.036, "gl_hh": 0.0003, "el_hh": -54.3}
 ION_PARAMS = {"ena": 50.0, "ek": -77.0}  # need hh (which brings na_ion and k_ion)
@@ -62,7 +66,11 @@ POINT_PARAMS = {
 }
 POINT_SIGNALS = {"ExpSyn": {"g", "i"}, "Exp2Syn": {"A", "B", "g", "i"}, "IClamp": {"i"}}
 NETSTIM_PARAMS = {"interval": 10.0, "number": 10.0, "start": 50.0, "noise": 0.0}
-CELL_KEYS = {"NetStim": set(NETSTIM_PARAMS) | {"type", "seed"}, "VecStim": {"type", "times"}}
+# ranvar.set_ids(id1, id2, id3); default (1, 0, n) for the n-th NetStim (see check_defaults).
+NETSTIM_IDS = ("id1", "id2", "id3")
+CELL_KEYS = {"NetStim": set(NETSTIM_PARAMS) | set(NETSTIM_IDS) | {"type"},
+             "VecStim": {"type", "times"}}
+UINT32_MAX = 2**32 - 1
 NETCON_KEYS = {"source", "target", "delay", "weight", "threshold"}
 NETCON_DEFAULTS = {"delay": 1.0, "weight": 0.0}
 SECTION_SIGNALS = {
@@ -173,9 +181,12 @@ def validate(model):
         for k in c:
             if k not in CELL_KEYS[typ]:
                 raise ModelError(f"cell.{name}.{k}: unknown key for {typ}")
-        if typ == "NetStim" and c.get("noise", 0.0) != 0.0:
-            # spikebus seeds its own random stream (`seed`), which NEURON cannot reproduce.
-            raise ModelError(f"cell.{name}.noise: golden variants need noise = 0")
+        for k in NETSTIM_IDS:
+            if k in c and not (is_number(c[k]) and c[k] == int(c[k]) and 0 <= c[k] <= UINT32_MAX):
+                raise ModelError(f"cell.{name}.{k}: expected an integer from 0 to {UINT32_MAX}")
+    gi = run.get("Random123_globalindex", 0)
+    if not (is_number(gi) and gi == int(gi) and 0 <= gi <= UINT32_MAX):
+        raise ModelError(f"run.Random123_globalindex: expected an integer from 0 to {UINT32_MAX}")
     for name, n in model["netcon"].items():
         for k in n:
             if k not in NETCON_KEYS:
@@ -285,9 +296,45 @@ def build_mechanisms():
 # ---------------------------------------------------------------------------------------------
 # One variant, in this process (a worker started by main()).
 
+VARIANT_KEYS = {"model", "set", "callback", "program", "first_run_until", "between"}
+
+
+def set_ids(cell, params):
+    """ranvar.set_ids(id1, id2, id3) for the ids `params` gives; the others keep their value."""
+    if any(k in params for k in NETSTIM_IDS):
+        ids = [int(x) for x in cell.ranvar.get_ids()]
+        for i, k in enumerate(NETSTIM_IDS):
+            if k in params:
+                ids[i] = int(params[k])
+        cell.ranvar.set_ids(*ids)
+
+
+def apply_between(h, model, arts, between):
+    """Changes to the built model between two runs: the global index, NetStim parameters and
+    stream ids (the parameters this is needed for; others are refused)."""
+    for key, value in between.items():
+        if not is_number(value):
+            raise ModelError(f"between {key!r}: expected a number, found {value!r}")
+        if key == "Random123_globalindex":
+            h.Random().Random123_globalindex(int(value))
+            continue
+        obj, _, param = key.partition(".")
+        cell = model["cell"].get(obj)
+        if cell is None or cell["type"] != "NetStim" or not (
+                param in NETSTIM_PARAMS or param in NETSTIM_IDS):
+            raise ModelError(f"between {key!r}: only Random123_globalindex and NetStim parameters")
+        if param in NETSTIM_IDS:
+            set_ids(arts[obj], {param: value})
+        else:
+            setattr(arts[obj], param, value)
+
+
 def run_variant(name, spec, mechlib):
     from neuron import h
 
+    unknown = set(spec) - VARIANT_KEYS
+    if unknown:
+        raise ModelError(f"variant {name}: unknown keys {sorted(unknown)}")
     model_path = spec["model"]
     overrides = dict(spec.get("set", {}))
     callback = spec.get("callback")
@@ -300,6 +347,14 @@ def run_variant(name, spec, mechlib):
             raise ModelError(f"variant {name}: unknown program {program!r}")
         if callback is not None:
             raise ModelError(f"variant {name}: a callback or a program, not both")
+    first_run_until = spec.get("first_run_until")
+    between = dict(spec.get("between", {}))
+    if first_run_until is None and between:
+        raise ModelError(f"variant {name}: `between` needs `first_run_until`")
+    if first_run_until is not None and (not is_number(first_run_until) or callback is not None):
+        raise ModelError(f"variant {name}: first_run_until must be a number (and no callback)")
+    if first_run_until is not None and program is not None:
+        raise ModelError(f"variant {name}: first_run_until and a program cannot be combined")
     model = load_model(model_path)
     apply_overrides(model, overrides)
     validate(model)
@@ -309,6 +364,7 @@ def run_variant(name, spec, mechlib):
 
     final = None
     log = None
+    first_spikes = None
     if program is not None:
         host = NeuronHost(h, model, built)
         programs.PROGRAMS[program](host)
@@ -326,6 +382,13 @@ def run_variant(name, spec, mechlib):
 
             cvode.extra_scatter_gather(0, seed_interval)
             built["keep"].append(seed_interval)
+        # a first run to first_run_until (its spikes kept: finitialize empties the recording
+        # vectors) and the changes `between`, then the recorded run
+        if first_run_until is not None:
+            h.stdinit()
+            h.continuerun(first_run_until)
+            first_spikes = {src: vec.to_python() for src, vec in spikes.items()}
+            apply_between(h, model, arts, between)
         h.run()
         if callback == "seed_interval":
             cvode.extra_scatter_gather_remove(seed_interval)
@@ -354,12 +417,16 @@ def run_variant(name, spec, mechlib):
     if program is not None:
         out["program"] = program
         out["log"] = encode_log(log)
+    if first_spikes is not None:
+        out["first_run"] = {"until": first_run_until, "between": between, "spikes": first_spikes}
     path = os.path.join(GOLDEN, name + ".json")
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
         f.write("\n")
     t = traces["t"]
     counts = " ".join(f"{src}={len(vec)}" for src, vec in spikes.items())
+    if len(spikes) > 8:
+        counts = f"{sum(len(vec) for vec in spikes.values())} from {len(spikes)} sources"
     extra = f" final ns.interval={final['ns.interval']!r}" if final else ""
     extra += f" {len(log)} log entries" if log is not None else ""
     print(f"{name}: {n} samples (last t {t[n - 1]!r}), spikes {counts}{extra}, "
@@ -389,6 +456,8 @@ def build(h, model, mechlib, event_pool=False):
     h.tstop = run.get("tstop", RUN_DEFAULTS["tstop"])
     h.steps_per_ms = 1.0 / dt
     h.dt = dt
+    if "Random123_globalindex" in run:
+        h.Random().Random123_globalindex(int(run["Random123_globalindex"]))
 
     # 2. sections in file order, then connections in file order
     secs = {}
@@ -440,6 +509,7 @@ def build(h, model, mechlib, event_pool=False):
             for k in NETSTIM_PARAMS:
                 if k in c:
                     setattr(cell, k, c[k])
+            set_ids(cell, c)
         else:
             cell = h.VecStim()
             tvec = h.Vector([float(t) for t in c.get("times", [])])
@@ -698,11 +768,21 @@ def check_defaults(h, model, secs, pps, arts):
         for k, d in POINT_PARAMS[p["type"]].items():
             if k not in p:
                 chk(f"point.{pname}.{k}", getattr(pps[pname], k), d)
+    nth = 0
     for cname, c in model["cell"].items():
         if c["type"] == "NetStim":
             for k, d in NETSTIM_PARAMS.items():
                 if k not in c:
                     chk(f"cell.{cname}.{k}", getattr(arts[cname], k), d)
+            # NEURON's default ids: (1, MPI rank 0, n), n counting the RANDOM streams this
+            # process created, here the NetStims in file order.
+            nth += 1
+            ids = [int(x) for x in arts[cname].ranvar.get_ids()]
+            for i, (k, d) in enumerate(zip(NETSTIM_IDS, (1, 0, nth))):
+                if k not in c:
+                    chk(f"cell.{cname}.{k}", ids[i], d)
+    if "Random123_globalindex" not in model["run"]:
+        chk("run.Random123_globalindex", int(h.Random().Random123_globalindex()), 0)
     if bad:
         raise ModelError("defaults differ from docs/model-format.md:\n  " + "\n  ".join(bad))
 

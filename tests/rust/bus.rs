@@ -195,7 +195,9 @@ fn hello_get_and_resent_requests() {
 #[test]
 fn sync_points_fall_where_the_spec_says() {
     let tmp = tempfile::tempdir().unwrap();
-    let node = Node::start(&["--control", "tcp://127.0.0.1:0", "--set", "tstop=30", "--out", tmp.path().to_str().unwrap()]);
+    let out = tmp.path().to_str().unwrap();
+    // The seed model with NEURON's golden first soma spike (tests/golden/seed.json).
+    let node = Node::start(&["--control", "tcp://127.0.0.1:0", "--set", "tstop=30", "--set", "soma.threshold=0", "--out", out]);
     let mut c = Client::connect(node.control.as_deref().unwrap());
     let at = proto::Schedule { add_at: Some(vec![0.1, 12.0]), init: Some(vec![0, 1, 2, 3]), ..Default::default() };
     let r = c.sync(vec![schedule(at), watch(&["syn.g", "soma.m_hh", "soma.v"])]);

@@ -3,6 +3,8 @@
 //! Each `tests/golden/<variant>.json` was written by `tests/golden/generate.py` running NEURON
 //! on a model file plus overrides. Here the engine runs the same variant; every recorded
 //! sample (t, v, conductances, gates, currents) and every spike time must be the same double.
+//! A variant with a first run (a restart, or parameters changed between two runs) is run the
+//! same way here: initialize, step to `until`, set `between`, then the recorded run.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +24,15 @@ pub struct Golden {
     pub spikes: BTreeMap<String, Vec<f64>>,
     #[serde(default)]
     pub r#final: BTreeMap<String, f64>,
+    pub first_run: Option<FirstRun>,
+}
+
+/// A run before the recorded one: `h.stdinit(); h.continuerun(until)`, then `between` set.
+#[derive(Deserialize)]
+pub struct FirstRun {
+    pub until: f64,
+    pub between: BTreeMap<String, f64>,
+    pub spikes: BTreeMap<String, Vec<f64>>,
 }
 
 pub fn root() -> PathBuf {
@@ -46,7 +57,20 @@ pub fn decode_trace(b64: &str) -> Vec<f64> {
 struct Run {
     traces: Vec<Vec<f64>>,
     spikes: BTreeMap<String, Vec<f64>>,
+    first_spikes: Option<BTreeMap<String, Vec<f64>>>,
     sim: Sim,
+}
+
+/// The spikes since initialization, by source name (every source, empty lists included).
+fn spikes_by_source(sim: &mut Sim) -> BTreeMap<String, Vec<f64>> {
+    let mut all: Vec<Spike> = vec![];
+    sim.take_spikes(&mut all);
+    let names: Vec<String> = sim.source_names().iter().map(|s| s.to_string()).collect();
+    let mut spikes: BTreeMap<String, Vec<f64>> = names.iter().map(|n| (n.clone(), vec![])).collect();
+    for s in all {
+        spikes.get_mut(&names[s.source as usize]).unwrap().push(s.t);
+    }
+    spikes
 }
 
 fn run_variant(g: &Golden) -> Run {
@@ -57,6 +81,20 @@ fn run_variant(g: &Golden) -> Run {
         model.set(name, *value).unwrap_or_else(|e| panic!("{e}"));
     }
     let mut sim = Sim::new(model).unwrap_or_else(|e| panic!("{e}"));
+    let first_spikes = g.first_run.as_ref().map(|first| {
+        sim.initialize(|_| {});
+        // stdrun's continuerun(until): steps while t < until - dt/2.
+        while sim.t() < first.until - sim.dt() / 2.0 {
+            sim.step(|_| {});
+        }
+        let spikes = spikes_by_source(&mut sim);
+        for (name, value) in &first.between {
+            sim.set(name, *value).unwrap_or_else(|e| panic!("{e}"));
+        }
+        // The recorded run begins with a second finitialize.
+        sim.reinitialize();
+        spikes
+    });
     let refs: Vec<_> = g.signals[1..].iter().map(|s| sim.signal(s).unwrap_or_else(|e| panic!("{e}"))).collect();
     let mut traces: Vec<Vec<f64>> = vec![Vec::with_capacity(g.steps + 1); g.signals.len()];
     let mut sample = |s: &Sim| {
@@ -83,14 +121,21 @@ fn run_variant(g: &Golden) -> Run {
             _ => {}
         }
     }
-    let mut all: Vec<Spike> = vec![];
-    sim.take_spikes(&mut all);
-    let names: Vec<String> = sim.source_names().iter().map(|s| s.to_string()).collect();
-    let mut spikes: BTreeMap<String, Vec<f64>> = names.iter().map(|n| (n.clone(), vec![])).collect();
-    for s in all {
-        spikes.get_mut(&names[s.source as usize]).unwrap().push(s.t);
+    let spikes = spikes_by_source(&mut sim);
+    Run { traces, spikes, first_spikes, sim }
+}
+
+/// Spike times that differ from NEURON's, one message per source.
+fn spike_failures(what: &str, got: &BTreeMap<String, Vec<f64>>, want: &BTreeMap<String, Vec<f64>>) -> Vec<String> {
+    let mut failures = vec![];
+    for (src, want) in want {
+        let got = got.get(src).cloned().unwrap_or_default();
+        let same = got.len() == want.len() && got.iter().zip(want).all(|(a, b)| a.to_bits() == b.to_bits());
+        if !same {
+            failures.push(format!("{what} of {src}: spikebus {got:?}, NEURON {want:?}"));
+        }
     }
-    Run { traces, spikes, sim }
+    failures
 }
 
 fn check_variant(name: &str) {
@@ -112,12 +157,9 @@ fn check_variant(name: &str) {
             ));
         }
     }
-    for (src, want) in &g.spikes {
-        let got = run.spikes.get(src).cloned().unwrap_or_default();
-        let same = got.len() == want.len() && got.iter().zip(want).all(|(a, b)| a.to_bits() == b.to_bits());
-        if !same {
-            failures.push(format!("spikes of {src}: spikebus {got:?}, NEURON {want:?}"));
-        }
+    failures.extend(spike_failures("spikes", &run.spikes, &g.spikes));
+    if let (Some(first), Some(got)) = (&g.first_run, &run.first_spikes) {
+        failures.extend(spike_failures("first-run spikes", got, &first.spikes));
     }
     for (param, want) in &g.r#final {
         let got = run.sim.get(param).unwrap();
@@ -148,9 +190,17 @@ golden!(
     iclamp,
     exp2syn,
     seed_interval,
+    seed_noise05,
+    seed_noise1,
+    netstim100,
+    netstim100_ids,
+    seed_noise_ids_changed,
+    netstim100_restart,
 );
 
-/// Every golden file is checked: a variant added to variants.toml must be added here too.
+/// Every golden file is checked: a variant added to variants.toml must be added here too
+/// (callback programs, `prog_*`, run over the bus in tests/py/test_programs.py, which checks
+/// that each of them has its golden file).
 #[test]
 fn every_golden_file_is_tested() {
     let dir = root().join("tests/golden");
@@ -160,6 +210,7 @@ fn every_golden_file_is_tested() {
             let p = e.unwrap().path();
             (p.extension()? == "json").then(|| p.file_stem().unwrap().to_string_lossy().into_owned())
         })
+        .filter(|name| !name.starts_with("prog_"))
         .collect();
     files.sort();
     let mut listed: Vec<String> = VARIANTS.iter().map(|s| s.to_string()).collect();

@@ -39,7 +39,7 @@ enum Command {
         #[arg(long, value_name = "DIR", default_value = "out")]
         out: PathBuf,
         #[command(flatten)]
-        bus: BusArgs,
+        bus: Box<BusArgs>,
     },
     /// Check a model file and print a summary; exit 2 with the problem if it is invalid.
     Check {

@@ -16,12 +16,14 @@ pub struct RunSettings {
     pub v_init: f64,
     pub celsius: f64,
     pub usetable_hh: bool,
+    /// Word 0 of the key of every Random123 stream (NEURON's `Random123_globalindex`).
+    pub random123_globalindex: u32,
 }
 
 impl Default for RunSettings {
     fn default() -> Self {
         // NEURON's defaults.
-        RunSettings { dt: 0.025, tstop: 5.0, v_init: -65.0, celsius: 6.3, usetable_hh: true }
+        RunSettings { dt: 0.025, tstop: 5.0, v_init: -65.0, celsius: 6.3, usetable_hh: true, random123_globalindex: 0 }
     }
 }
 
@@ -130,7 +132,8 @@ pub struct PointSpec {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum CellKind {
-    NetStim { interval: f64, number: f64, start: f64, noise: f64, seed: f64 },
+    /// `id1`, `id2`, `id3` identify the Random123 stream of its noise (NEURON's `ranvar`).
+    NetStim { interval: f64, number: f64, start: f64, noise: f64, id1: f64, id2: f64, id3: f64 },
     VecStim { times: Vec<f64> },
 }
 
@@ -142,14 +145,20 @@ impl CellKind {
         }
     }
 
-    pub fn default_for(name: &str) -> Option<Self> {
+    /// NEURON's defaults for an artificial cell of type `name`, with `netstims_before`
+    /// NetStims before it in the model. NEURON gives each new RANDOM stream the ids
+    /// (1, MPI rank, n), n counting the streams created in the process (`nrnran123_newstream()`),
+    /// so a model's NetStims, created in file order in one process, get id3 = 1, 2, 3 and so on.
+    pub fn default_for(name: &str, netstims_before: usize) -> Option<Self> {
         match name {
             "NetStim" => Some(CellKind::NetStim {
                 interval: 10.0,
                 number: 10.0,
                 start: 50.0,
                 noise: 0.0,
-                seed: 1.0,
+                id1: 1.0,
+                id2: 0.0,
+                id3: (netstims_before + 1) as f64,
             }),
             "VecStim" => Some(CellKind::VecStim { times: Vec::new() }),
             _ => None,
@@ -233,8 +242,8 @@ pub enum Allowed {
     Count,
     /// 0 or 1.
     Flag,
-    /// An integer in 0..=2^53.
-    Seed,
+    /// An integer in 0..=2^32 - 1 (a Random123 stream identifier).
+    Uint32,
 }
 
 impl Allowed {
@@ -249,7 +258,7 @@ impl Allowed {
             Allowed::UnitInterval => (0.0..=1.0).contains(&v),
             Allowed::Count => v >= 1.0 && v.fract() == 0.0 && v <= 32767.0,
             Allowed::Flag => v == 0.0 || v == 1.0,
-            Allowed::Seed => v >= 0.0 && v.fract() == 0.0 && v <= 9007199254740992.0,
+            Allowed::Uint32 => v >= 0.0 && v.fract() == 0.0 && v <= f64::from(u32::MAX),
         };
         if ok {
             Ok(())
@@ -266,7 +275,7 @@ impl Allowed {
             Allowed::UnitInterval => "a number from 0 to 1",
             Allowed::Count => "an integer from 1 to 32767",
             Allowed::Flag => "0 or 1",
-            Allowed::Seed => "an integer from 0 to 2^53",
+            Allowed::Uint32 => "an integer from 0 to 4294967295",
         }
     }
 }
@@ -292,6 +301,7 @@ pub const GLOBAL_FIELDS: FieldTable = &[
     ("v_init", "mV", Allowed::Any, true),
     ("celsius", "degC", Allowed::Any, true),
     ("usetable_hh", "1", Allowed::Flag, true),
+    ("Random123_globalindex", "1", Allowed::Uint32, true),
 ];
 const SECTION_FIELDS: FieldTable = &[
     ("L", "um", Allowed::Positive, true),
@@ -330,7 +340,9 @@ const NETSTIM_FIELDS: FieldTable = &[
     ("number", "1", Allowed::NonNegative, true),
     ("start", "ms", Allowed::Any, true),
     ("noise", "1", Allowed::UnitInterval, true),
-    ("seed", "1", Allowed::Seed, true),
+    ("id1", "1", Allowed::Uint32, true),
+    ("id2", "1", Allowed::Uint32, true),
+    ("id3", "1", Allowed::Uint32, true),
 ];
 const NETCON_FIELDS: FieldTable = &[("delay", "ms", Allowed::NonNegative, true), ("weight", "uS", Allowed::Any, true)];
 /// Only a NetCon whose source is a section has a threshold (its source's).
@@ -417,12 +429,14 @@ macro_rules! field_slot {
                 },
             },
             Object::Cell(i) => match & $($m)? $model.cells[i].kind {
-                CellKind::NetStim { interval, number, start, noise, seed } => match $f {
+                CellKind::NetStim { interval, number, start, noise, id1, id2, id3 } => match $f {
                     "interval" => interval,
                     "number" => number,
                     "start" => start,
                     "noise" => noise,
-                    _ => seed,
+                    "id1" => id1,
+                    "id2" => id2,
+                    _ => id3,
                 },
                 CellKind::VecStim { .. } => unreachable!("VecStim has no numeric fields"),
             },
@@ -557,6 +571,7 @@ impl Model {
                 "v_init" => self.run.v_init,
                 "celsius" => self.run.celsius,
                 "usetable_hh" => f64::from(u8::from(self.run.usetable_hh)),
+                "Random123_globalindex" => f64::from(self.run.random123_globalindex),
                 _ => unreachable!("global field {f}"),
             },
             ParamRef::Field(obj, f) => self.value_of(obj, f),
@@ -591,6 +606,7 @@ impl Model {
                 "v_init" => self.run.v_init = value,
                 "celsius" => self.run.celsius = value,
                 "usetable_hh" => self.run.usetable_hh = value != 0.0,
+                "Random123_globalindex" => self.run.random123_globalindex = value as u32,
                 _ => unreachable!("global field {f}"),
             },
             ParamRef::Field(Object::Section(i), "nseg") => self.sections[i].nseg = value as u32,

@@ -128,7 +128,8 @@ impl<'t> Parser<'t> {
                 }
                 "cell" => {
                     for (name, cv) in self.named_tables(v, "cell")? {
-                        let c = self.cell(&name, cv)?;
+                        let netstims = m.cells.iter().filter(|c| matches!(c.kind, CellKind::NetStim { .. })).count();
+                        let c = self.cell(&name, cv, netstims)?;
                         m.cells.push(c);
                     }
                 }
@@ -174,7 +175,9 @@ impl<'t> Parser<'t> {
                 "tstop" => run.tstop = x,
                 "v_init" => run.v_init = x,
                 "celsius" => run.celsius = x,
-                _ => run.usetable_hh = x != 0.0,
+                "usetable_hh" => run.usetable_hh = x != 0.0,
+                "Random123_globalindex" => run.random123_globalindex = x as u32,
+                _ => unreachable!("run key {key} is in GLOBAL_FIELDS"),
             }
         }
         Ok(())
@@ -342,11 +345,13 @@ impl<'t> Parser<'t> {
         Ok(PointSpec { name: name.to_string(), at: loc, kind })
     }
 
-    fn cell(&mut self, name: &str, v: &Val<'t>) -> Result<CellSpec> {
+    /// `[cell.NAME]`; `netstims_before` (NetStims earlier in the file) numbers its default
+    /// random stream.
+    fn cell(&mut self, name: &str, v: &Val<'t>, netstims_before: usize) -> Result<CellSpec> {
         let t = self.table(v, name)?;
         let path = format!("cell.{name}");
         let ty = self.type_key(t, v, &path, "NetStim or VecStim")?;
-        let mut kind = CellKind::default_for(ty).ok_or_else(|| {
+        let mut kind = CellKind::default_for(ty, netstims_before).ok_or_else(|| {
             self.err(t["type"].span(), &format!("{path}.type"), format!("unknown type `{ty}`; allowed: NetStim, VecStim"))
         })?;
         for (k, val) in t {
@@ -356,18 +361,29 @@ impl<'t> Parser<'t> {
                 continue;
             }
             match &mut kind {
-                CellKind::NetStim { interval, number, start, noise, seed } => {
+                CellKind::NetStim { interval, number, start, noise, id1, id2, id3 } => {
                     let (slot, allowed) = match key {
                         "interval" => (interval, Allowed::Positive),
                         "number" => (number, Allowed::NonNegative),
                         "start" => (start, Allowed::Any),
                         "noise" => (noise, Allowed::UnitInterval),
-                        "seed" => (seed, Allowed::Seed),
+                        "id1" => (id1, Allowed::Uint32),
+                        "id2" => (id2, Allowed::Uint32),
+                        "id3" => (id3, Allowed::Uint32),
+                        "seed" => {
+                            return Err(self.err(
+                                k.span(),
+                                &kpath,
+                                "NetStim has no seed: its noise is NEURON's Random123 stream, \
+                                 identified by id1, id2, id3 and the global Random123_globalindex \
+                                 (docs/model-format.md)",
+                            ))
+                        }
                         _ => {
                             return Err(self.unknown_key(
                                 k,
                                 &kpath,
-                                &["type", "interval", "number", "start", "noise", "seed"],
+                                &["type", "interval", "number", "start", "noise", "id1", "id2", "id3"],
                             ))
                         }
                     };

@@ -78,6 +78,11 @@ fn bad_sets_change_nothing() {
         ("soma.nope", 1.0),
         ("nope.x", 1.0),
         ("usetable_hh", 0.5),
+        ("ns.id1", -1.0),
+        ("ns.id2", 0.5),
+        ("ns.id3", 4294967296.0),
+        ("Random123_globalindex", -1.0),
+        ("ns.seed", 1.0),
     ] {
         assert!(sim.set(name, value).is_err(), "{name}={value} accepted");
     }
@@ -128,4 +133,69 @@ fn geometry_changes_take_effect_mid_run() {
     a.step(|_| {});
     b.step(|_| {});
     assert_ne!(a.value(v), b.value(v));
+}
+
+/// NetStim streams are identified as NEURON identifies them: default ids (1, 0, n) for the
+/// n-th NetStim in file order (other cells do not count, explicit ids do not shift the
+/// numbering), ids and the global index settable as integers in 0..=2^32 - 1.
+#[test]
+fn netstim_stream_ids() {
+    let m = parse_model(
+        "[run]\nRandom123_globalindex = 4294967295\n\
+         [cell.a]\ntype = \"NetStim\"\n[cell.v]\ntype = \"VecStim\"\n\
+         [cell.b]\ntype = \"NetStim\"\nid1 = 9\nid3 = 70\n[cell.c]\ntype = \"NetStim\"\n",
+        "m",
+    )
+    .unwrap();
+    let ids = |c: &str| ["id1", "id2", "id3"].map(|f| m.get(&format!("{c}.{f}")).unwrap());
+    assert_eq!(ids("a"), [1.0, 0.0, 1.0]);
+    assert_eq!(ids("b"), [9.0, 0.0, 70.0]);
+    assert_eq!(ids("c"), [1.0, 0.0, 3.0]);
+    assert_eq!(m.get("Random123_globalindex").unwrap(), 4294967295.0);
+    let names: Vec<String> = m.params().into_iter().map(|p| p.name).collect();
+    for name in ["Random123_globalindex", "a.id1", "a.id2", "a.id3"] {
+        assert!(names.iter().any(|n| n == name), "{name} not listed");
+    }
+    assert!(!names.iter().any(|n| n.ends_with(".seed")));
+
+    let e = model_err("[cell.a]\ntype = \"NetStim\"\nseed = 1\n");
+    assert!(e.to_string().contains("id1, id2, id3"), "{e}");
+    for bad in ["id1 = -1", "id2 = 1.5", "id3 = 4294967296"] {
+        let e = model_err(&format!("[cell.a]\ntype = \"NetStim\"\n{bad}\n"));
+        assert!(e.to_string().contains("0 to 4294967295"), "{bad}: {e}");
+    }
+    let e = model_err("[run]\nRandom123_globalindex = 0.5\n");
+    assert!(e.to_string().contains("0 to 4294967295"), "{e}");
+}
+
+/// Noise draws from the stream its ids name: two NetStims with the same ids fire together,
+/// and a change of id2 or of the global index changes the spike times.
+#[test]
+fn noisy_netstims_follow_their_ids() {
+    let text = "[run]\ntstop = 200\n\
+        [cell.a]\ntype = \"NetStim\"\nnoise = 1\nstart = 0\nnumber = 1e9\n\
+        [cell.b]\ntype = \"NetStim\"\nnoise = 1\nstart = 0\nnumber = 1e9\nid3 = 1\n";
+    let spikes = |sets: &[(&str, f64)]| {
+        let mut m = parse_model(text, "m").unwrap();
+        for (name, value) in sets {
+            m.set(name, *value).unwrap();
+        }
+        let mut sim = Sim::new(m).unwrap();
+        sim.initialize(|_| {});
+        while sim.running() {
+            sim.step(|_| {});
+        }
+        let mut all = vec![];
+        sim.take_spikes(&mut all);
+        let of = |src: u32| all.iter().filter(|s| s.source == src).map(|s| s.t).collect::<Vec<f64>>();
+        (of(0), of(1))
+    };
+    let (a, b) = spikes(&[]);
+    assert!(a.len() > 5);
+    assert_eq!(a, b, "same ids (1, 0, 1), same stream");
+    let (a2, b2) = spikes(&[("b.id2", 1.0)]);
+    assert_eq!(a2, a);
+    assert_ne!(b2, b);
+    let (a3, _) = spikes(&[("Random123_globalindex", 1.0)]);
+    assert_ne!(a3, a);
 }

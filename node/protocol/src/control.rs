@@ -406,12 +406,16 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, DecodeError> {
     if !matches!(bytes.first(), Some(0x80..=0x8f | 0xde | 0xdf)) {
         return Err(bad("a request is a MessagePack map with an `op` field", None));
     }
+    match nesting(bytes) {
+        Some(d) if d > MAX_DEPTH => return Err(bad(format!("nested deeper than {MAX_DEPTH} levels ({d})"), None)),
+        Some(_) => {}
+        None => return Err(bad("not valid MessagePack (truncated or a reserved byte)", None)),
+    }
     let mut rd = bytes;
-    // rmpv counts the depth of the value being read from 1; a depth of MAX_DEPTH levels is read.
-    let value = rmpv::decode::read_value_with_max_depth(&mut rd, MAX_DEPTH + 1).map_err(|e| match e {
-        rmpv::decode::Error::DepthLimitExceeded => bad(format!("nested deeper than {MAX_DEPTH} levels"), None),
-        e => bad(format!("not valid MessagePack: {e}"), None),
-    })?;
+    // The depth is checked above; rmpv's own limit (which counts differently for maps and
+    // arrays) only has to let every request of MAX_DEPTH levels through.
+    let value = rmpv::decode::read_value_with_max_depth(&mut rd, 4 * MAX_DEPTH)
+        .map_err(|e| bad(format!("not valid MessagePack: {e}"), None))?;
     if !rd.is_empty() {
         return Err(bad("extra bytes after the request map", None));
     }
@@ -487,10 +491,84 @@ fn decode_action(v: rmpv::Value, at: &str) -> Result<Action, DecodeError> {
     })
 }
 
+/// How deeply the first MessagePack value of `bytes` nests containers (a scalar is 0, a map of
+/// scalars 1), read without recursion and without building it; None if it is not complete
+/// MessagePack. Reading stops as soon as the depth passes `MAX_DEPTH`.
+pub fn nesting(bytes: &[u8]) -> Option<usize> {
+    // Items still to read in each open container.
+    let mut open: Vec<u64> = Vec::with_capacity(MAX_DEPTH + 1);
+    let mut deepest = 0;
+    let mut i = 0usize;
+    let be = |at: usize, n: usize| -> Option<u64> {
+        let b = bytes.get(at..at + n)?;
+        Some(b.iter().fold(0u64, |acc, &x| (acc << 8) | u64::from(x)))
+    };
+    loop {
+        let m = *bytes.get(i)?;
+        i += 1;
+        // (bytes of payload to skip, items of a container opened here)
+        let (skip, items): (u64, Option<u64>) = match m {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => (0, None),
+            0x80..=0x8f => (0, Some(2 * u64::from(m & 0x0f))),
+            0x90..=0x9f => (0, Some(u64::from(m & 0x0f))),
+            0xa0..=0xbf => (u64::from(m & 0x1f), None),
+            0xc4 | 0xd9 => (1 + be(i, 1)?, None),
+            0xc5 | 0xda => (2 + be(i, 2)?, None),
+            0xc6 | 0xdb => (4 + be(i, 4)?, None),
+            0xc7 => (2 + be(i, 1)?, None),
+            0xc8 => (3 + be(i, 2)?, None),
+            0xc9 => (5 + be(i, 4)?, None),
+            0xca | 0xce | 0xd2 => (4, None),
+            0xcb | 0xcf | 0xd3 => (8, None),
+            0xcc | 0xd0 => (1, None),
+            0xcd | 0xd1 => (2, None),
+            0xd4 => (2, None),
+            0xd5 => (3, None),
+            0xd6 => (5, None),
+            0xd7 => (9, None),
+            0xd8 => (17, None),
+            0xdc => (2, Some(be(i, 2)?)),
+            0xdd => (4, Some(be(i, 4)?)),
+            0xde => (2, Some(2 * be(i, 2)?)),
+            0xdf => (4, Some(2 * be(i, 4)?)),
+            0xc1 => return None,
+        };
+        i = i.checked_add(usize::try_from(skip).ok()?)?;
+        if i > bytes.len() {
+            return None;
+        }
+        match items {
+            Some(n) if n > 0 => {
+                open.push(n);
+                deepest = deepest.max(open.len());
+                if deepest > MAX_DEPTH {
+                    return Some(deepest);
+                }
+                continue;
+            }
+            // An empty container counts as a level too.
+            Some(_) => deepest = deepest.max(open.len() + 1),
+            None => {}
+        }
+        // One item done: close every container it completes.
+        loop {
+            let Some(last) = open.last_mut() else { return Some(deepest) };
+            *last -= 1;
+            if *last > 0 {
+                break;
+            }
+            open.pop();
+        }
+    }
+}
+
 /// The top-level map of a request, if it is one (for `peek_id` and `peek_client`).
 fn peek_map(bytes: &[u8]) -> Option<Vec<(rmpv::Value, rmpv::Value)>> {
+    if nesting(bytes)? > MAX_DEPTH {
+        return None;
+    }
     let mut rd = bytes;
-    match rmpv::decode::read_value_with_max_depth(&mut rd, MAX_DEPTH + 1).ok()? {
+    match rmpv::decode::read_value_with_max_depth(&mut rd, 4 * MAX_DEPTH).ok()? {
         rmpv::Value::Map(m) => Some(m),
         _ => None,
     }

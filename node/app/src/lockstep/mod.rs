@@ -549,3 +549,203 @@ fn linger<T: Transport>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! Many thousands of generated requests (garbage, near-misses, valid ones) through the
+    //! decoder and the action applier: every request gets a reply, nothing panics, and a
+    //! refused request leaves the state hash unchanged.
+
+    use super::*;
+    use crate::bus::{Bus, ZmqControl};
+    use crate::run::RunOptions;
+    use rmpv::Value;
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
+            &xs[self.below(xs.len())]
+        }
+    }
+
+    const NAMES: &[&str] = &[
+        "ns.interval", "ns.number", "ns.start", "ns.noise", "syn.tau", "syn.e", "nc.weight", "nc.delay", "nc.threshold",
+        "soma.gnabar_hh", "soma.diam", "soma.L", "soma.nseg", "soma.v", "soma.m_hh", "syn.g", "dt", "celsius", "tstop",
+        "usetable_hh", "v_init", "", ".", "soma.", "soma(0.5).v", "soma(2).v", "nope", "ns.interval.x", "syn", "ns", "nc", "soma",
+        "ns.id1", "Random123_globalindex",
+    ];
+
+    fn number(r: &mut Rng) -> Value {
+        match r.below(12) {
+            0 => Value::F64(f64::NAN),
+            1 => Value::F64(f64::INFINITY),
+            2 => Value::F64(f64::NEG_INFINITY),
+            3 => Value::F64(-1.0),
+            4 => Value::F64(0.0),
+            5 => Value::F64(1e300),
+            6 => Value::from(r.below(100) as i64 - 50),
+            7 => Value::from(u64::MAX),
+            8 => Value::String("12".into()),
+            9 => Value::Nil,
+            _ => Value::F64((r.next() % 100_000) as f64 / 1000.0),
+        }
+    }
+
+    fn name(r: &mut Rng) -> Value {
+        if r.below(10) == 0 {
+            number(r)
+        } else {
+            Value::String((*r.pick(NAMES)).into())
+        }
+    }
+
+    fn map(fields: Vec<(&str, Value)>) -> Value {
+        Value::Map(fields.into_iter().map(|(k, v)| (Value::String(k.into()), v)).collect())
+    }
+
+    fn action(r: &mut Rng) -> Value {
+        let op = *r.pick(&["set", "event", "schedule", "watch", "stop", "jump", ""]);
+        let mut f = vec![("op", Value::String(op.into()))];
+        match op {
+            "set" => {
+                f.push(("name", name(r)));
+                f.push(("value", number(r)));
+            }
+            "event" => {
+                f.push(("target", name(r)));
+                f.push(("t", number(r)));
+                if r.below(2) == 0 {
+                    f.push(("weight", number(r)));
+                }
+            }
+            "schedule" => {
+                if r.below(2) == 0 {
+                    f.push(("every", if r.below(3) == 0 { number(r) } else { Value::from(r.below(50)) }));
+                }
+                if r.below(3) == 0 {
+                    f.push(("scatter_gather", if r.below(3) == 0 { number(r) } else { Value::from(r.below(50)) }));
+                }
+                if r.below(3) == 0 {
+                    f.push(("add_at", Value::Array((0..r.below(3)).map(|_| number(r)).collect())));
+                }
+                if r.below(4) == 0 {
+                    f.push(("remove_at", Value::Array((0..r.below(2)).map(|_| number(r)).collect())));
+                }
+                if r.below(3) == 0 {
+                    f.push(("on_spike", Value::Array((0..r.below(3)).map(|_| name(r)).collect())));
+                }
+                if r.below(4) == 0 {
+                    let n = r.below(4);
+                    let kinds: Vec<Value> =
+                        (0..n).map(|_| if r.below(6) == 0 { number(r) } else { Value::from(r.below(5)) }).collect();
+                    f.push(("init", if r.below(8) == 0 { Value::Boolean(true) } else { Value::Array(kinds) }));
+                }
+            }
+            "watch" => {
+                f.push(("values", Value::Array((0..r.below(4)).map(|_| name(r)).collect())));
+            }
+            _ => {}
+        }
+        if r.below(20) == 0 {
+            f.push(("extra", Value::Nil));
+        }
+        map(f)
+    }
+
+    fn request(r: &mut Rng) -> Vec<u8> {
+        let mut bytes = vec![];
+        match r.below(10) {
+            0 => return (0..r.below(40)).map(|_| r.next() as u8).collect(),
+            1 => {
+                // Deep nesting.
+                let mut v = Value::Nil;
+                for _ in 0..(5 + r.below(60)) {
+                    v = Value::Array(vec![v]);
+                }
+                v = map(vec![("op", Value::String("continue".into())), ("actions", v)]);
+                rmpv::encode::write_value(&mut bytes, &v).unwrap();
+                return bytes;
+            }
+            _ => {}
+        }
+        let id = if r.below(8) == 0 { number(r) } else { Value::from(r.next() % 1000) };
+        let v = match r.below(6) {
+            0 => map(vec![
+                ("op", Value::String("hello".into())),
+                ("id", id),
+                ("protocol", if r.below(3) == 0 { number(r) } else { Value::from(2) }),
+                ("takeover", Value::Boolean(r.below(2) == 0)),
+            ]),
+            1 => map(vec![("op", Value::String("get".into())), ("id", id), ("names", Value::Array((0..r.below(4)).map(|_| name(r)).collect()))]),
+            2 => map(vec![("op", Value::String("bogus".into())), ("id", id)]),
+            _ => map(vec![("op", Value::String("continue".into())), ("id", id), ("actions", Value::Array((0..r.below(4)).map(|_| action(r)).collect()))]),
+        };
+        rmpv::encode::write_value(&mut bytes, &v).unwrap();
+        if r.below(10) == 0 && !bytes.is_empty() {
+            // A near miss: one byte flipped.
+            let i = r.below(bytes.len());
+            bytes[i] ^= 1 << r.below(8);
+        }
+        bytes
+    }
+
+    fn session(dir: &std::path::Path) -> Session {
+        let mut model = spikebus_engine::Model::seed();
+        model.set("tstop", 30.0).unwrap();
+        model.set("soma.threshold", 0.0).unwrap();
+        let sim = spikebus_engine::Sim::new(model).unwrap();
+        let opts = RunOptions { out_dir: dir.to_path_buf(), progress: false, pub_every: 1, pub_batch: 1, pub_signals: None };
+        Session::new(sim, &opts, None).unwrap()
+    }
+
+    /// A real control socket (never used here: requests go straight to `handle`).
+    fn transport(bus: &Bus, dir: &std::path::Path, k: usize) -> ZmqControl {
+        bus.control(&format!("ipc://{}", dir.join(format!("ctl{k}")).display())).unwrap()
+    }
+
+    #[test]
+    fn generated_requests_never_panic_and_refusals_change_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = ControlOptions {
+            wait_subscribers: 0,
+            max_message: 4096,
+            sync_timeout: None,
+            on_timeout: TimeoutPolicy::Wait,
+            linger: Duration::ZERO,
+        };
+        let stop = Stop::new();
+        let bus = Bus::new(false, None).unwrap();
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let (mut refused, mut accepted, mut runs) = (0, 0, 1);
+        let mut lock = Lockstep::new(session(dir.path()), transport(&bus, dir.path(), 0), &opts, &stop);
+        for _ in 0..30_000 {
+            let bytes = request(&mut rng);
+            let before = lock.state_hash();
+            let handled = match proto::decode_request(&bytes) {
+                Ok(req) => lock.handle("fuzz", req),
+                Err(e) => Handled::Reply(error(None, e.code, e.message, e.field.as_deref())),
+            };
+            match handled {
+                Handled::Reply(Reply::Error(e)) => {
+                    refused += 1;
+                    assert_eq!(before, lock.state_hash(), "refused request changed the state: {e:?} for {bytes:?}");
+                }
+                Handled::Reply(_) => accepted += 1,
+                Handled::Finish(..) => {
+                    runs += 1;
+                    lock = Lockstep::new(session(dir.path()), transport(&bus, dir.path(), runs), &opts, &stop);
+                }
+            }
+        }
+        assert!(refused > 10_000 && accepted > 1_000 && runs > 1, "refused {refused}, accepted {accepted}, runs {runs}");
+    }
+}

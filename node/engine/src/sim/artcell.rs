@@ -5,36 +5,11 @@
 //! self-events, and `net_event` (a `fire` callback from `Sim` that queues the NetCon events).
 
 use super::queue::{EventKind, EventQueue};
+use super::random123::Stream;
 
 /// NMODL flags of NetStim's self-events.
 pub const FLAG_SPIKE: u8 = 1;
 pub const FLAG_INIT: u8 = 3;
-
-/// A small seeded random stream (SplitMix64) for NetStim's noise. NEURON uses Random123 here;
-/// noisy runs are reproducible per seed but not NEURON's numbers.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Exponentially distributed with mean 1.
-    pub fn negexp(&mut self) -> f64 {
-        // u in (0, 1], so ln(u) is finite.
-        let u = ((self.next_u64() >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64);
-        -u.ln()
-    }
-}
 
 #[derive(Debug, Clone, Default)]
 pub struct NetStim {
@@ -42,11 +17,13 @@ pub struct NetStim {
     pub number: Vec<f64>,
     pub start: Vec<f64>,
     pub noise: Vec<f64>,
-    pub seed: Vec<f64>,
     pub on: Vec<bool>,
     pub ispike: Vec<f64>,
     pub event: Vec<f64>,
-    pub rng: Vec<Rng>,
+    /// `RANDOM ranvar`: each NetStim's Random123 stream (ids set by `Sim` from the model).
+    pub ranvar: Vec<Stream>,
+    /// NEURON's `Random123_globalindex`, the key shared by every stream.
+    pub globalindex: u32,
     /// This NetStim's index among all artificial cells (for its self-events).
     pub cell: Vec<u32>,
 }
@@ -54,13 +31,13 @@ pub struct NetStim {
 impl NetStim {
     pub fn push(&mut self, cell: u32) {
         for f in [
-            &mut self.interval, &mut self.number, &mut self.start, &mut self.noise, &mut self.seed,
-            &mut self.ispike, &mut self.event,
+            &mut self.interval, &mut self.number, &mut self.start, &mut self.noise, &mut self.ispike,
+            &mut self.event,
         ] {
             f.push(0.0);
         }
         self.on.push(false);
-        self.rng.push(Rng::default());
+        self.ranvar.push(Stream::default());
         self.cell.push(cell);
     }
 
@@ -72,7 +49,8 @@ impl NetStim {
         if noise == 0.0 {
             mean
         } else {
-            (1.0 - noise) * mean + noise * mean * self.rng[k].negexp()
+            // erand() = random_negexp(ranvar)
+            (1.0 - noise) * mean + noise * mean * self.ranvar[k].negexp(self.globalindex)
         }
     }
 
@@ -99,7 +77,9 @@ impl NetStim {
 
     /// INITIAL at t = 0.
     pub fn initial(&mut self, k: usize, queue: &mut EventQueue) {
-        self.rng[k] = Rng::new(self.seed[k] as u64);
+        // seed(0): random_setseq(ranvar, 0), so every run draws from sequence 0 (whatever
+        // sequence a user set before), with the ids and global index in force now.
+        self.ranvar[k].set_seq4which(0.0, self.globalindex);
         self.on[k] = false;
         self.ispike[k] = 0.0;
         self.noise[k] = self.noise[k].clamp(0.0, 1.0);

@@ -34,6 +34,7 @@ mod artcell;
 pub mod hh;
 mod mech;
 mod queue;
+pub mod random123;
 mod tree;
 
 use std::ops::Range;
@@ -466,7 +467,11 @@ impl Sim {
         match r {
             // hh computes q10 at every exact-rate call, so a new celsius acts at once; its
             // tables are rebuilt only where NEURON checks them (`check_tables`).
-            ParamRef::Global(_) => self.q10 = hh::q10(self.model.run.celsius),
+            ParamRef::Global(_) => {
+                let run = &self.model.run;
+                self.q10 = hh::q10(run.celsius);
+                self.netstim.globalindex = run.random123_globalindex;
+            }
             ParamRef::Field(Object::Section(s), _) => self.refresh_section(s),
             ParamRef::Field(Object::Point(p), _) => match (self.model.points[p].kind.clone(), self.point_slot[p]) {
                 (PointKind::ExpSyn { tau, e }, PointSlot::ExpSyn(k)) => {
@@ -485,8 +490,8 @@ impl Sim {
                 }
                 _ => unreachable!("a point's slot matches its kind"),
             },
-            ParamRef::Field(Object::Cell(c), _) => {
-                if let (CellKind::NetStim { interval, number, start, noise, seed }, Target::NetStim(k)) =
+            ParamRef::Field(Object::Cell(c), field) => {
+                if let (CellKind::NetStim { interval, number, start, noise, id1, id2, id3 }, Target::NetStim(k)) =
                     (&self.model.cells[c].kind, self.cell_slot[c])
                 {
                     let k = k as usize;
@@ -494,7 +499,11 @@ impl Sim {
                     self.netstim.number[k] = *number;
                     self.netstim.start[k] = *start;
                     self.netstim.noise[k] = *noise;
-                    self.netstim.seed[k] = *seed;
+                    // `ranvar.set_ids(...)`, only when the ids are what changed: NEURON's
+                    // set_ids leaves the stream's position and computed block alone.
+                    if matches!(field, "" | "id1" | "id2" | "id3") {
+                        self.netstim.ranvar[k].set_ids([*id1 as u32, *id2 as u32, *id3 as u32]);
+                    }
                 }
             }
             ParamRef::Field(Object::NetCon(n), _) => {
@@ -707,6 +716,13 @@ impl Sim {
                 }
             }
         }
+    }
+
+    /// Makes the next `advance` initialize again (a second `finitialize`), wherever the run
+    /// is; `at` times not yet delivered are queued again by that initialization.
+    pub fn reinitialize(&mut self) {
+        self.phase = Phase::Built;
+        self.resume = None;
     }
 
     /// All of initialization (NEURON's `finitialize(v_init)`), for runs without `stops`.
