@@ -159,7 +159,7 @@ def run_lockstep(binary, tstop, kind, tmp, tag):
             return r
 
         next_id = 1
-        hello = request({"op": "hello", "id": next_id, "protocol": 1})
+        hello = request({"op": "hello", "id": next_id, "protocol": 2})
         dt, planned_tstop = hello["dt"], hello["tstop"]
         next_id += 1
         r = request({"op": "continue", "id": next_id,

@@ -279,7 +279,7 @@ def run(args):
             raise Lost(msg)
 
         # hello: answered once the subscriber is in (--wait-subscribers 1).
-        h = unpack(ctl.request(pack({"op": "hello", "id": next_id, "protocol": 1})), raw=False)
+        h = unpack(ctl.request(pack({"op": "hello", "id": next_id, "protocol": 2})), raw=False)
         if h.get("op") != "hello" or h.get("id") != next_id or h["pending"]["reasons"] != ["start"]:
             bad(f"hello answered {str(h)[:300]}")
         if Decimal(repr(h["dt"])) != DT:

@@ -129,6 +129,11 @@ def main(argv: list[str] | None = None) -> int:
                         f"sync #{n}: seq {m.seq} step {d.get('step')} t={d.get('t')!r} reasons {d.get('reasons')}",
                         flush=True,
                     )
+            elif m.topic == "owner":
+                print(
+                    f"owner: {d.get('client')!r} took over from {d.get('previous')!r} at t={d.get('t')!r} (step {d.get('step')})",
+                    flush=True,
+                )
             elif m.topic == "done":
                 done = d
                 break

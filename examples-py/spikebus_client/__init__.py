@@ -1,9 +1,10 @@
 """spikebus_client: steer and observe a spikebus node from Python.
 
 spikebus is a co-simulation node that reproduces NEURON's fixed-step simulation bit for bit
-and is steered over ZeroMQ (protocol version 1, ``schemas/README.md`` in the repository).
+and is steered over ZeroMQ (protocol version 2, ``schemas/README.md`` in the repository).
+Each sync point sits where NEURON runs the callback it stands for.
 
-- :class:`Controller`: the REQ side of ``--control``: ``hello()``, ``get(names)``,
+- :class:`Controller`: a client of ``--control``: ``hello(takeover=False)``, ``get(names)``,
   ``cont(actions)`` returning a :class:`Sync` or :class:`Done`; errors raise
   :class:`SpikebusError`.
 - action builders: :func:`set_`, :func:`event`, :func:`schedule`, :func:`watch`,
@@ -11,18 +12,20 @@ and is steered over ZeroMQ (protocol version 1, ``schemas/README.md`` in the rep
 - :class:`Observer`: the SUB side of ``--pub``, yielding :class:`StreamMessage`.
 - :class:`Node`: a node subprocess as a context manager (reads the ``listening`` line).
 
-The NEURON program of the seed document, whose callback runs at every step::
+The NEURON program of the seed document, whose callback runs in every step::
 
     def update_interval():
         if int(h.t) % 50 == 0:
             ns.interval += 10
 
-becomes, over the bus::
+    h.CVode().extra_scatter_gather(0, update_interval)
+
+becomes, over the bus (a ``scatter_gather`` sync point is where that callback runs)::
 
     from spikebus_client import Controller, schedule, watch, set_, Sync
 
     with Controller("tcp://127.0.0.1:40123") as c:
-        r = c.cont([schedule(every=1), watch(values=["ns.interval"])])
+        r = c.cont([schedule(scatter_gather=1), watch(values=["ns.interval"])])
         while isinstance(r, Sync) and not r.is_end:
             acts = []
             if int(r.t) % 50 == 0:

@@ -23,7 +23,7 @@ class StreamMessage:
     """One message of the state stream.
 
     Attributes:
-        topic: ``started``, ``state``, ``spike``, ``sync`` or ``done``.
+        topic: ``started``, ``state``, ``spike``, ``sync``, ``owner`` (a takeover) or ``done``.
         data: the decoded map; every map has ``seq``, a counter over all messages the node
             tried to publish (a gap shows lost messages).
     """
