@@ -425,6 +425,8 @@ mod rmpv_like {
         // Strings (topics' text fields) are read past, not inspected.
         S(#[allow(dead_code)] String),
         L(Vec<Any>),
+        // nil (done's `error`).
+        Nil(()),
     }
     impl Any {
         pub fn as_u64(&self) -> u64 {

@@ -127,15 +127,37 @@ fn zmq_err(what: &str, endpoint: &str) -> impl Fn(zmq::Error) -> AppError {
     move |e| AppError::Bus(format!("{context}: {e}"))
 }
 
-/// Refuses endpoints that are not tcp:// or ipc://, and (unless `remote`) tcp addresses off
-/// this machine.
-pub fn check_endpoint(endpoint: &str, remote: bool) -> Result<(), AppError> {
+/// An endpoint as the node binds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// What to pass to zmq_bind (`localhost` becomes 127.0.0.1: libzmq would take it for the
+    /// name of a network interface).
+    pub bind: String,
+    /// An IPv6 address (the socket needs ZMQ_IPV6).
+    pub ipv6: bool,
+    /// The path of an ipc endpoint that lives in the file system.
+    pub ipc_path: Option<std::path::PathBuf>,
+}
+
+/// Checks an endpoint: tcp:// on loopback (unless `remote`) or ipc://. An abstract ipc name
+/// (`ipc://@name`) has no file permissions, so anyone on the machine could connect: it is
+/// allowed only with authentication (`auth`).
+pub fn check_endpoint(endpoint: &str, remote: bool, auth: bool) -> Result<Endpoint, AppError> {
     let refuse = |why: &str| Err(AppError::Usage(format!("endpoint {endpoint}: {why}")));
     if let Some(path) = endpoint.strip_prefix("ipc://") {
         if path.is_empty() {
             return refuse("an ipc endpoint needs a path, e.g. ipc:///tmp/spikebus.ctl");
         }
-        return Ok(());
+        if path.starts_with('@') {
+            if !auth {
+                return refuse(
+                    "an abstract ipc name (ipc://@...) has no file permissions, so any local user could connect; \
+                     use a path (ipc:///dir/name, whose permissions decide who may connect) or --auth-file",
+                );
+            }
+            return Ok(Endpoint { bind: endpoint.to_string(), ipv6: false, ipc_path: None });
+        }
+        return Ok(Endpoint { bind: endpoint.to_string(), ipv6: false, ipc_path: Some(path.into()) });
     }
     let Some(addr) = endpoint.strip_prefix("tcp://") else {
         return refuse("use tcp://HOST:PORT or ipc:///PATH");
@@ -146,9 +168,30 @@ pub fn check_endpoint(endpoint: &str, remote: bool) -> Result<(), AppError> {
     if port.parse::<u16>().is_err() {
         return refuse("the port must be a number from 0 to 65535");
     }
-    let loopback = matches!(host, "localhost" | "[::1]") || host.split('.').next() == Some("127") && host.parse::<std::net::Ipv4Addr>().is_ok();
+    let ipv6 = host.starts_with('[');
+    let loopback = match host {
+        "localhost" => true,
+        h if ipv6 => h.trim_start_matches('[').trim_end_matches(']').parse::<std::net::Ipv6Addr>().is_ok_and(|a| a.is_loopback()),
+        h => h.parse::<std::net::Ipv4Addr>().is_ok_and(|a| a.is_loopback()),
+    };
     if !loopback && !remote {
         return refuse("spikebus binds loopback only (127.0.0.1, [::1], localhost); another address needs --allow-remote and --auth-file");
+    }
+    let bind = if host == "localhost" { format!("tcp://127.0.0.1:{port}") } else { endpoint.to_string() };
+    Ok(Endpoint { bind, ipv6, ipc_path: None })
+}
+
+/// Refuses to bind an ipc path where a live node (or anything) is listening: libzmq would
+/// silently take the path over. A stale socket file (nobody listening) is fine: libzmq
+/// replaces it.
+fn check_not_in_use(ep: &Endpoint, endpoint: &str) -> Result<(), AppError> {
+    if let Some(path) = &ep.ipc_path {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(AppError::Usage(format!(
+                "endpoint {endpoint} is in use: something is listening on {}; stop it or choose another path",
+                path.display()
+            )));
+        }
     }
     Ok(())
 }
@@ -175,11 +218,16 @@ impl Bus {
         Ok(())
     }
 
-    pub fn control(&self, endpoint: &str) -> Result<ZmqControl, AppError> {
-        check_endpoint(endpoint, self.remote)?;
+    pub fn control(&self, endpoint: &str, max_message: usize) -> Result<ZmqControl, AppError> {
+        let ep = check_endpoint(endpoint, self.remote, self.zap.is_some())?;
+        check_not_in_use(&ep, endpoint)?;
         let err = |what| zmq_err(what, endpoint);
         let sock = self.ctx.socket(zmq::ROUTER).map_err(err("cannot create a socket for"))?;
         self.secure(&sock, endpoint)?;
+        sock.set_ipv6(ep.ipv6).map_err(err("cannot configure"))?;
+        // A request longer than this closes its connection before libzmq buffers it; one up to
+        // it is read and answered `too_large` when longer than --max-message.
+        sock.set_maxmsgsize(socket_message_limit(max_message)).map_err(err("cannot configure"))?;
         // The last reply (`done`) must reach the controller even though the node exits next.
         sock.set_linger(2000).map_err(err("cannot configure"))?;
         sock.set_rcvtimeo(RECV_TIMEOUT_MS).map_err(err("cannot configure"))?;
@@ -190,13 +238,14 @@ impl Bus {
         sock.monitor(&addr, events).map_err(err("cannot monitor"))?;
         let monitor = self.ctx.socket(zmq::PAIR).map_err(err("cannot create a monitor for"))?;
         monitor.connect(&addr).map_err(err("cannot monitor"))?;
-        sock.bind(endpoint).map_err(err("cannot bind"))?;
+        sock.bind(&ep.bind).map_err(err("cannot bind"))?;
         let bound = last_endpoint(&sock, endpoint);
         Ok(ZmqControl { sock, endpoint: bound, monitor, peers: 0 })
     }
 
     pub fn publisher(&self, endpoint: &str, hwm: i32) -> Result<Publisher, AppError> {
-        check_endpoint(endpoint, self.remote)?;
+        let ep = check_endpoint(endpoint, self.remote, self.zap.is_some())?;
+        check_not_in_use(&ep, endpoint)?;
         let mut sock = self.ctx.socket(zmq::XPUB).map_err(zmq_err("cannot create a socket for", endpoint))?;
         self.secure(&sock, endpoint)?;
         sock.set_sndhwm(hwm).map_err(zmq_err("cannot configure", endpoint))?;
@@ -205,10 +254,19 @@ impl Bus {
         // Pass every subscription up, even a repeated one, so that `wait_subscribers` counts
         // subscribers rather than distinct topics.
         sock.set_xpub_verbose(true).map_err(zmq_err("cannot configure", endpoint))?;
-        sock.bind(endpoint).map_err(zmq_err("cannot bind", endpoint))?;
+        sock.set_ipv6(ep.ipv6).map_err(zmq_err("cannot configure", endpoint))?;
+        sock.bind(&ep.bind).map_err(zmq_err("cannot bind", endpoint))?;
         let bound = last_endpoint(&sock, endpoint);
         Ok(Publisher { sock, endpoint: bound, seq: 0, published: 0, dropped: 0, subscribers: 0 })
     }
+}
+
+/// The largest request the control socket reads at all: twice `--max-message` (at least 64
+/// KiB more), so that a request somewhat too long still gets a `too_large` reply, while a huge
+/// one only costs its connection (libzmq closes it before buffering the message).
+pub fn socket_message_limit(max_message: usize) -> i64 {
+    let limit = max_message.saturating_mul(2).max(max_message.saturating_add(64 << 10));
+    i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
 fn last_endpoint(sock: &zmq::Socket, asked: &str) -> String {

@@ -10,7 +10,7 @@ use spikebus_protocol as proto;
 
 use std::io::Write as _;
 
-use crate::bus::{Bus, Credentials};
+use crate::bus::{check_endpoint, Bus, Credentials};
 use crate::lockstep::{controlled_run, ControlOptions, TimeoutPolicy};
 use crate::signals::Stop;
 use crate::error::AppError;
@@ -72,7 +72,7 @@ struct BusArgs {
     #[arg(long, value_name = "NAMES", value_delimiter = ',')]
     pub_signals: Option<Vec<String>>,
     /// Messages queued per subscriber before new ones are dropped (and counted).
-    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(i32).range(0..))]
     pub_hwm: i32,
     /// Before starting, wait until N subscribers have subscribed to the state stream.
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -96,6 +96,53 @@ struct BusArgs {
     /// request; the node exits sooner once no controller is connected.
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
     linger: f64,
+}
+
+/// The most samples one state message may carry.
+const MAX_PUB_BATCH: u64 = 1_000_000;
+/// The longest --sync-timeout, in seconds (a week).
+const MAX_SYNC_TIMEOUT: f64 = 7.0 * 24.0 * 3600.0;
+
+impl BusArgs {
+    /// The lockstep's options, checked.
+    fn control_options(&self) -> Result<ControlOptions, AppError> {
+        let sync_timeout = match self.sync_timeout {
+            Some(s) if !(s.is_finite() && s > 0.0 && s <= MAX_SYNC_TIMEOUT) => {
+                return Err(AppError::Usage(format!(
+                    "--sync-timeout {s}: expected a number of seconds > 0 and at most {MAX_SYNC_TIMEOUT}"
+                )))
+            }
+            s => s.map(std::time::Duration::from_secs_f64),
+        };
+        if !(self.linger.is_finite() && (0.0..=3600.0).contains(&self.linger)) {
+            return Err(AppError::Usage(format!("--linger {}: expected seconds from 0 to 3600", self.linger)));
+        }
+        if !(16..=1 << 30).contains(&self.max_message) {
+            return Err(AppError::Usage(format!("--max-message {}: expected 16 to 1073741824 bytes", self.max_message)));
+        }
+        Ok(ControlOptions {
+            wait_subscribers: self.wait_subscribers,
+            max_message: self.max_message,
+            sync_timeout,
+            on_timeout: self.on_timeout,
+            linger: std::time::Duration::from_secs_f64(self.linger),
+        })
+    }
+
+    /// The endpoints, each valid, and not one socket's twice.
+    fn check_endpoints(&self) -> Result<(), AppError> {
+        let auth = self.auth_file.is_some();
+        for ep in [&self.control, &self.pub_endpoint].into_iter().flatten() {
+            check_endpoint(ep, self.allow_remote, auth)?;
+        }
+        if let (Some(c), Some(p)) = (&self.control, &self.pub_endpoint) {
+            // Port 0 binds a fresh port each time: the same text is two endpoints.
+            if c == p && !c.ends_with(":0") {
+                return Err(AppError::Usage(format!("--control and --pub are both {c}: each needs its own endpoint")));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Loads a model file, or the built-in seed model, and applies `--set` overrides in order.
@@ -144,37 +191,49 @@ fn print_summary(s: &RunSummary) {
     } else {
         format!("{total} from {} sources", s.spikes.len())
     };
+    let wrote: Vec<String> = [&s.traces_path, &s.spikes_path].into_iter().flatten().map(|p| p.display().to_string()).collect();
     println!(
-        "spikebus: {} steps to t={} in {:.6} s; spikes: {}; wrote {} and {}",
+        "spikebus: {} steps to t={} in {:.6} s; spikes: {}; wrote {}",
         s.steps,
         s.t,
         s.sim_seconds,
         if s.spikes.is_empty() { "none".to_string() } else { spikes },
-        s.traces_path.display(),
-        s.spikes_path.display()
+        if wrote.is_empty() { "no complete file".to_string() } else { wrote.join(" and ") }
     );
 }
 
-/// Runs a command; the exit status on success (0, or 128 + signal, or 3 for a timeout abort).
+/// Runs a command; the exit status on success (0, or 128 + signal, 3 for a timeout abort, 4
+/// when an output could not be written).
 fn dispatch(command: Command) -> Result<u8, AppError> {
     match command {
         Command::Run { model, sets, record, out, bus } => {
             let mut model = load_model(model.as_deref(), &sets)?;
+            let sets: Vec<String> = sets;
             if let Some(names) = record {
                 model.record = names.into_iter().filter(|n| !n.is_empty()).collect();
             }
             let sim = Sim::new(model)?;
+            // Every option is checked before anything is written or bound.
+            let copts = bus.control_options()?;
+            bus.check_endpoints()?;
+            if bus.pub_batch > MAX_PUB_BATCH {
+                return Err(AppError::Usage(format!("--pub-batch {}: at most {MAX_PUB_BATCH} samples per message", bus.pub_batch)));
+            }
             let opts = RunOptions {
                 out_dir: out,
                 progress: std::io::stderr().is_terminal() && bus.control.is_none(),
                 pub_every: bus.pub_every,
                 pub_batch: bus.pub_batch as usize,
                 pub_signals: bus.pub_signals.clone(),
+                sets: sets.clone(),
             };
+            // Output files are made before anything is bound: an --out that cannot be
+            // written is a start-up error.
+            let mut session = Session::new(sim, &opts).map_err(|e| AppError::Usage(e.to_string()))?;
             let stop = Stop::install()?;
             let creds = bus.auth_file.as_deref().map(Credentials::load).transpose()?;
             let net = Bus::new(bus.allow_remote, creds)?;
-            let control = bus.control.as_deref().map(|ep| net.control(ep)).transpose()?;
+            let control = bus.control.as_deref().map(|ep| net.control(ep, bus.max_message)).transpose()?;
             let publisher = bus.pub_endpoint.as_deref().map(|ep| net.publisher(ep, bus.pub_hwm)).transpose()?;
             if control.is_some() || publisher.is_some() {
                 let mut line = String::from("spikebus: listening");
@@ -187,27 +246,11 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
                 println!("{line}");
                 let _ = std::io::stdout().flush();
             }
-            let session = Session::new(sim, &opts, publisher)?;
+            if let Some(p) = publisher {
+                session.attach_stream(p, &opts)?;
+            }
             let summary = match control {
-                Some(c) => {
-                    let sync_timeout = match bus.sync_timeout {
-                        Some(s) if !(s.is_finite() && s > 0.0) => {
-                            return Err(AppError::Usage(format!("--sync-timeout {s}: expected a number of seconds > 0")))
-                        }
-                        s => s.map(std::time::Duration::from_secs_f64),
-                    };
-                    if !(bus.linger.is_finite() && (0.0..=3600.0).contains(&bus.linger)) {
-                        return Err(AppError::Usage(format!("--linger {}: expected seconds from 0 to 3600", bus.linger)));
-                    }
-                    let copts = ControlOptions {
-                        wait_subscribers: bus.wait_subscribers,
-                        max_message: bus.max_message,
-                        sync_timeout,
-                        on_timeout: bus.on_timeout,
-                        linger: std::time::Duration::from_secs_f64(bus.linger),
-                    };
-                    controlled_run(session, c, &copts, &stop)?
-                }
+                Some(c) => controlled_run(session, c, &copts, &stop)?,
                 None => free_run(session, bus.wait_subscribers, &stop)?,
             };
             print_summary(&summary);
@@ -215,6 +258,7 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
                 proto::EndReason::End | proto::EndReason::Stop => 0,
                 proto::EndReason::Signal => 128 + stop.signal().unwrap_or(2) as u8,
                 proto::EndReason::Timeout => 3,
+                proto::EndReason::IoError => 4,
             })
         }
         Command::Check { model } => {

@@ -10,7 +10,7 @@ use spikebus_protocol as proto;
 
 use crate::bus::Publisher;
 use crate::error::AppError;
-use crate::output::{create_dir, CsvFile};
+use crate::output::{clear_outputs, create_dir, write_atomic, CsvFile, Written};
 use crate::signals::Stop;
 
 pub struct RunOptions {
@@ -21,6 +21,8 @@ pub struct RunOptions {
     pub pub_every: u64,
     pub pub_batch: usize,
     pub pub_signals: Option<Vec<String>>,
+    /// The command line's --set overrides, for the manifest.
+    pub sets: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -32,10 +34,13 @@ pub struct RunSummary {
     pub spikes: Vec<(String, usize)>,
     /// Wall time of initialization and stepping, without parsing or file set-up.
     pub sim_seconds: f64,
-    pub traces_path: PathBuf,
-    pub spikes_path: PathBuf,
+    /// The files written (None: the file could not be completed).
+    pub traces_path: Option<PathBuf>,
+    pub spikes_path: Option<PathBuf>,
     pub published: u64,
     pub dropped: u64,
+    /// Why outputs could not be written (the reason is then `io_error`).
+    pub error: Option<String>,
 }
 
 /// Samples of the state stream waiting to be published as one message.
@@ -93,7 +98,8 @@ impl StateStream {
 
 /// Everything a sample is written to; kept apart from the `Sim` so both can be borrowed.
 struct Recorder {
-    traces: CsvFile,
+    /// traces.csv until it is finished.
+    traces: Option<CsvFile>,
     refs: Vec<SignalRef>,
     stream: Option<StateStream>,
     error: Option<AppError>,
@@ -103,7 +109,7 @@ impl Recorder {
     fn sample(&mut self, sim: &Sim) {
         if self.error.is_none() {
             let row = std::iter::once(sim.t()).chain(self.refs.iter().map(|r| sim.value(*r)));
-            if let Err(e) = self.traces.row(None, row) {
+            if let Err(e) = self.traces.as_mut().expect("the traces are open while the run samples").row(None, row) {
                 self.error = Some(e);
             }
         }
@@ -121,34 +127,25 @@ pub struct Session {
     fresh: Vec<Spike>,
     sources: Vec<String>,
     out_dir: PathBuf,
+    sets: Vec<String>,
     bar: indicatif::ProgressBar,
     started: Option<Instant>,
 }
 
 impl Session {
-    pub fn new(sim: Sim, opts: &RunOptions, publisher: Option<Publisher>) -> Result<Session, AppError> {
+    /// A run's outputs: the files are created now (so that an unwritable --out fails before
+    /// anything is bound); the state stream is attached with `attach_stream`.
+    pub fn new(sim: Sim, opts: &RunOptions) -> Result<Session, AppError> {
         let names = sim.model().record.clone();
         let refs = names.iter().map(|n| sim.signal(n)).collect::<Result<Vec<_>, _>>()?;
-        let stream = match publisher {
-            None => None,
-            Some(publisher) => {
-                let names = opts.pub_signals.clone().unwrap_or_else(|| names.clone());
-                let refs = names.iter().map(|n| sim.signal(n)).collect::<Result<Vec<_>, _>>()?;
-                let batch = opts.pub_batch.max(1);
-                Some(StateStream {
-                    publisher,
-                    every: opts.pub_every.max(1),
-                    batch,
-                    values: vec![Vec::with_capacity(batch); names.len()],
-                    names,
-                    refs,
-                    step: Vec::with_capacity(batch),
-                    t: Vec::with_capacity(batch),
-                    buf: Vec::with_capacity(256),
-                })
+        if let Some(names) = &opts.pub_signals {
+            for n in names {
+                sim.signal(n)?;
             }
-        };
+        }
+        let stream = None;
         create_dir(&opts.out_dir)?;
+        clear_outputs(&opts.out_dir)?;
         let mut header = vec!["t"];
         header.extend(names.iter().map(String::as_str));
         let traces = CsvFile::create(&opts.out_dir.join("traces.csv"), &header)?;
@@ -165,14 +162,35 @@ impl Session {
         let sources = sim.source_names().iter().map(|s| s.to_string()).collect();
         Ok(Session {
             sim,
-            rec: Recorder { traces, refs, stream, error: None },
+            rec: Recorder { traces: Some(traces), refs, stream, error: None },
             spikes: Vec::with_capacity(1024),
             fresh: Vec::with_capacity(64),
             sources,
             out_dir: opts.out_dir.clone(),
+            sets: opts.sets.clone(),
             bar,
             started: None,
         })
+    }
+
+    /// Publishes the run's state stream on `publisher` (`opts` as given to `new`).
+    pub fn attach_stream(&mut self, publisher: Publisher, opts: &RunOptions) -> Result<(), AppError> {
+        let sim = &self.sim;
+        let names = opts.pub_signals.clone().unwrap_or_else(|| sim.model().record.clone());
+        let refs = names.iter().map(|n| sim.signal(n)).collect::<Result<Vec<_>, _>>()?;
+        let batch = opts.pub_batch.max(1);
+        self.rec.stream = Some(StateStream {
+            publisher,
+            every: opts.pub_every.max(1),
+            batch,
+            values: vec![Vec::with_capacity(batch); names.len()],
+            names,
+            refs,
+            step: Vec::with_capacity(batch),
+            t: Vec::with_capacity(batch),
+            buf: Vec::with_capacity(256),
+        });
+        Ok(())
     }
 
     pub fn source_name(&self, i: u32) -> &str {
@@ -256,57 +274,123 @@ impl Session {
         }
     }
 
-    /// Writes the files, publishes `done`, and says how the run went.
-    pub fn finish(mut self, reason: proto::EndReason) -> Result<RunSummary, AppError> {
+    /// The first error writing the outputs, if there was one (the run should end: what
+    /// follows can no longer be recorded).
+    pub fn write_error(&self) -> Option<&AppError> {
+        self.rec.error.as_ref()
+    }
+
+    /// Writes the files and the manifest (last), publishes `done`, and says how the run went.
+    /// A file that cannot be written ends the run with reason `io_error`: what could be
+    /// written stays (`traces.csv.partial` if the traces could not be completed), the manifest
+    /// says which, and the error is in the summary.
+    pub fn finish(mut self, reason: proto::EndReason) -> RunSummary {
         let sim_seconds = self.started.map_or(0.0, |s| s.elapsed().as_secs_f64());
         self.bar.finish_and_clear();
         if let Some(stream) = self.rec.stream.as_mut() {
             stream.flush();
         }
-        if let Some(e) = self.rec.error.take() {
-            return Err(e);
-        }
+        let mut error = self.rec.error.take();
         let (published, dropped) = self.stream_counts();
-        let traces_path = self.rec.traces.finish()?;
+        let traces = match (self.rec.traces.take(), &error) {
+            (Some(file), None) => file.finish().map_err(|e| error = Some(e)).ok(),
+            _ => None,
+        };
         // Spikes are found in step order; a stable sort puts them in time order across sources.
         self.spikes.sort_by(|a, b| a.t.total_cmp(&b.t));
-        let mut file = CsvFile::create(&self.out_dir.join("spikes.csv"), &["source", "t"])?;
         let mut counts = vec![0usize; self.sources.len()];
         for s in &self.spikes {
             counts[s.source as usize] += 1;
-            file.row(Some(&self.sources[s.source as usize]), [s.t])?;
         }
-        let spikes_path = file.finish()?;
+        let spikes = self.write_spikes().map_err(|e| error = error.take().or(Some(e))).ok();
+        let reason = if error.is_some() { proto::EndReason::IoError } else { reason };
         let (t, steps) = (self.sim.t(), self.sim.step_index());
+        let files: Vec<&Written> = [&traces, &spikes].into_iter().flatten().collect();
+        if let Err(e) = self.write_manifest(reason, t, steps, &files, error.as_ref()) {
+            error.get_or_insert(e);
+        }
+        let error = error.map(|e| e.to_string());
+        if let Some(e) = &error {
+            eprintln!("spikebus: {e}");
+        }
         if let Some(stream) = self.rec.stream.as_mut() {
-            let msg = proto::DonePub { seq: stream.publisher.next_seq(), reason, t, step: steps, published, dropped };
+            let msg = proto::DonePub {
+                seq: stream.publisher.next_seq(),
+                reason,
+                t,
+                step: steps,
+                published,
+                dropped,
+                error: error.clone(),
+            };
             stream.publish(proto::TOPIC_DONE, &msg, true);
         }
-        Ok(RunSummary {
+        RunSummary {
             reason,
             steps,
             t,
             spikes: self.sources.iter().cloned().zip(counts).collect(),
             sim_seconds,
-            traces_path,
-            spikes_path,
+            traces_path: traces.map(|w| w.path),
+            spikes_path: spikes.map(|w| w.path),
             published,
             dropped,
-        })
+            error,
+        }
+    }
+
+    fn write_spikes(&mut self) -> Result<Written, AppError> {
+        let mut file = CsvFile::create(&self.out_dir.join("spikes.csv"), &["source", "t"])?;
+        for s in &self.spikes {
+            file.row(Some(&self.sources[s.source as usize]), [s.t])?;
+        }
+        file.finish()
+    }
+
+    /// manifest.json, written last and atomically: a run's outputs are complete and its own
+    /// exactly when the manifest is there and every file's SHA-256 matches it.
+    fn write_manifest(
+        &self,
+        reason: proto::EndReason,
+        t: f64,
+        steps: u64,
+        files: &[&Written],
+        error: Option<&AppError>,
+    ) -> Result<(), AppError> {
+        let file = |w: &Written| {
+            let name = w.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            (name, serde_json::json!({"bytes": w.bytes, "sha256": w.sha256}))
+        };
+        let manifest = serde_json::json!({
+            "spikebus": env!("CARGO_PKG_VERSION"),
+            "complete": error.is_none(),
+            "reason": reason,
+            "error": error.map(|e| e.to_string()),
+            "model": self.sim.model().origin,
+            "set": self.sets,
+            "t": t,
+            "steps": steps,
+            "files": files.iter().map(|w| file(w)).collect::<serde_json::Map<_, _>>(),
+        });
+        let text = serde_json::to_string_pretty(&manifest).expect("a JSON value serializes");
+        write_atomic(&self.out_dir.join("manifest.json"), text.as_bytes())
     }
 }
 
 /// Runs from initialization to tstop without pausing (or until `stop` is raised, checked at
-/// every step boundary).
+/// every step boundary, or an output cannot be written).
 pub fn free_run(mut session: Session, wait_subscribers: usize, stop: &Stop) -> Result<RunSummary, AppError> {
     session.announce(wait_subscribers, stop)?;
     loop {
         if let (Pause::Boundary(b), _) = session.advance() {
             if b.end {
-                return session.finish(proto::EndReason::End);
+                return Ok(session.finish(proto::EndReason::End));
             }
             if stop.requested() {
-                return session.finish(proto::EndReason::Signal);
+                return Ok(session.finish(proto::EndReason::Signal));
+            }
+            if session.write_error().is_some() {
+                return Ok(session.finish(proto::EndReason::IoError));
             }
         }
     }

@@ -277,6 +277,8 @@ pub enum EndReason {
     Stop,
     Signal,
     Timeout,
+    /// An output file could not be written (`error` says which and why).
+    IoError,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -287,6 +289,8 @@ pub struct DoneReply {
     pub step: u64,
     pub published: u64,
     pub dropped: u64,
+    /// What could not be written (null unless `reason` is `io_error`).
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

@@ -68,6 +68,7 @@ pub struct DonePub {
     pub step: u64,
     pub published: u64,
     pub dropped: u64,
+    pub error: Option<String>,
 }
 
 /// A controller took over the run (`hello` with `takeover`).

@@ -177,15 +177,16 @@ impl<'a, T: Transport> Lockstep<'a, T> {
         let (reason, answer) = self.serve()?;
         let Lockstep { session, mut transport, mut clients, opts, stop, .. } = self;
         let (t, step) = (session.sim.now(), session.sim.step_index());
-        let summary = session.finish(reason)?;
+        let summary = session.finish(reason);
         if let Some((msg, client, id)) = answer {
             let done = Reply::Done(proto::DoneReply {
                 id,
-                reason,
+                reason: summary.reason,
                 t,
                 step,
                 published: summary.published,
                 dropped: summary.dropped,
+                error: summary.error.clone(),
             });
             let reply = proto::encode(&done);
             transport.send(&msg.peer, &reply)?;
@@ -440,6 +441,9 @@ impl<'a, T: Transport> Lockstep<'a, T> {
             let (pause, spikes) = self.session.advance();
             if self.watch.spikes {
                 self.since_sync.extend_from_slice(spikes);
+            }
+            if self.session.write_error().is_some() {
+                return Some(proto::EndReason::IoError);
             }
             if let Some(body) = self.report(pause) {
                 if body.reasons.contains(&Reason::End) {
@@ -703,13 +707,20 @@ mod fuzz {
         model.set("tstop", 30.0).unwrap();
         model.set("soma.threshold", 0.0).unwrap();
         let sim = spikebus_engine::Sim::new(model).unwrap();
-        let opts = RunOptions { out_dir: dir.to_path_buf(), progress: false, pub_every: 1, pub_batch: 1, pub_signals: None };
-        Session::new(sim, &opts, None).unwrap()
+        let opts = RunOptions {
+            out_dir: dir.to_path_buf(),
+            progress: false,
+            pub_every: 1,
+            pub_batch: 1,
+            pub_signals: None,
+            sets: vec![],
+        };
+        Session::new(sim, &opts).unwrap()
     }
 
     /// A real control socket (never used here: requests go straight to `handle`).
     fn transport(bus: &Bus, dir: &std::path::Path, k: usize) -> ZmqControl {
-        bus.control(&format!("ipc://{}", dir.join(format!("ctl{k}")).display())).unwrap()
+        bus.control(&format!("ipc://{}", dir.join(format!("ctl{k}")).display()), 4096).unwrap()
     }
 
     #[test]
