@@ -203,9 +203,65 @@ fn check_not_in_use(ep: &Endpoint, endpoint: &str) -> Result<(), AppError> {
 pub struct ZmqControl {
     sock: zmq::Socket,
     pub endpoint: String,
-    /// Connection events of the socket (a ZeroMQ socket monitor), to count peers.
-    monitor: zmq::Socket,
+    monitor: Monitor,
+}
+
+/// Connection events of a socket (a ZeroMQ socket monitor): peers connected, and clients
+/// refused at the handshake, which are named on stderr (those refused by the ZAP handler are
+/// named by it, with their user name).
+struct Monitor {
+    sock: zmq::Socket,
+    endpoint: String,
     peers: usize,
+}
+
+impl Monitor {
+    fn new(ctx: &zmq::Context, sock: &zmq::Socket, endpoint: &str) -> Result<Monitor, AppError> {
+        let err = |what| zmq_err(what, endpoint);
+        // Each monitor needs its own inproc address (tests may make several in one process).
+        static MONITORS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let addr = format!("inproc://spikebus-monitor-{}", MONITORS.fetch_add(1, Ordering::Relaxed));
+        let events = zmq_sys::ZMQ_EVENT_ACCEPTED
+            | zmq_sys::ZMQ_EVENT_DISCONNECTED
+            | zmq_sys::ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+            | zmq_sys::ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
+        sock.monitor(&addr, events as i32).map_err(err("cannot monitor"))?;
+        let monitor = ctx.socket(zmq::PAIR).map_err(err("cannot create a monitor for"))?;
+        monitor.connect(&addr).map_err(err("cannot monitor"))?;
+        Ok(Monitor { sock: monitor, endpoint: endpoint.to_string(), peers: 0 })
+    }
+
+    /// Reads the events so far; the number of peers connected.
+    fn poll(&mut self) -> usize {
+        // Events: a 6-byte frame (u16 event, u32 value, little-endian), then the endpoint.
+        while let Ok(frame) = self.sock.recv_bytes(zmq::DONTWAIT) {
+            while self.sock.get_rcvmore().unwrap_or(false) {
+                let _ = self.sock.recv_bytes(zmq::DONTWAIT);
+            }
+            if frame.len() < 6 {
+                continue;
+            }
+            let event = u32::from(u16::from_le_bytes([frame[0], frame[1]]));
+            let value = u32::from_le_bytes([frame[2], frame[3], frame[4], frame[5]]);
+            match event {
+                zmq_sys::ZMQ_EVENT_ACCEPTED => self.peers += 1,
+                zmq_sys::ZMQ_EVENT_DISCONNECTED => self.peers = self.peers.saturating_sub(1),
+                zmq_sys::ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL => {
+                    let why = if value == zmq_sys::ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH {
+                        "its security mechanism is not PLAIN (no credentials?)".to_string()
+                    } else {
+                        format!("ZMTP protocol error {value:#x}")
+                    };
+                    eprintln!("spikebus: auth: refused a client of {}: {why}", self.endpoint);
+                }
+                zmq_sys::ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL => {
+                    eprintln!("spikebus: refused a client of {}: its handshake failed", self.endpoint);
+                }
+                _ => {}
+            }
+        }
+        self.peers
+    }
 }
 
 impl Bus {
@@ -231,33 +287,32 @@ impl Bus {
         // The last reply (`done`) must reach the controller even though the node exits next.
         sock.set_linger(2000).map_err(err("cannot configure"))?;
         sock.set_rcvtimeo(RECV_TIMEOUT_MS).map_err(err("cannot configure"))?;
-        // Each monitor needs its own inproc address (tests may make several in one process).
-        static MONITORS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let addr = format!("inproc://spikebus-control-monitor-{}", MONITORS.fetch_add(1, Ordering::Relaxed));
-        let events = (zmq_sys::ZMQ_EVENT_ACCEPTED | zmq_sys::ZMQ_EVENT_DISCONNECTED) as i32;
-        sock.monitor(&addr, events).map_err(err("cannot monitor"))?;
-        let monitor = self.ctx.socket(zmq::PAIR).map_err(err("cannot create a monitor for"))?;
-        monitor.connect(&addr).map_err(err("cannot monitor"))?;
+        let monitor = Monitor::new(&self.ctx, &sock, endpoint)?;
         sock.bind(&ep.bind).map_err(err("cannot bind"))?;
         let bound = last_endpoint(&sock, endpoint);
-        Ok(ZmqControl { sock, endpoint: bound, monitor, peers: 0 })
+        Ok(ZmqControl { sock, endpoint: bound, monitor })
     }
 
     pub fn publisher(&self, endpoint: &str, hwm: i32) -> Result<Publisher, AppError> {
         let ep = check_endpoint(endpoint, self.remote, self.zap.is_some())?;
         check_not_in_use(&ep, endpoint)?;
-        let mut sock = self.ctx.socket(zmq::XPUB).map_err(zmq_err("cannot create a socket for", endpoint))?;
+        let err = |what| zmq_err(what, endpoint);
+        let mut sock = self.ctx.socket(zmq::XPUB).map_err(err("cannot create a socket for"))?;
         self.secure(&sock, endpoint)?;
-        sock.set_sndhwm(hwm).map_err(zmq_err("cannot configure", endpoint))?;
-        sock.set_linger(2000).map_err(zmq_err("cannot configure", endpoint))?;
-        set_xpub_nodrop(&mut sock).map_err(zmq_err("cannot configure", endpoint))?;
-        // Pass every subscription up, even a repeated one, so that `wait_subscribers` counts
-        // subscribers rather than distinct topics.
-        sock.set_xpub_verbose(true).map_err(zmq_err("cannot configure", endpoint))?;
-        sock.set_ipv6(ep.ipv6).map_err(zmq_err("cannot configure", endpoint))?;
-        sock.bind(&ep.bind).map_err(zmq_err("cannot bind", endpoint))?;
+        // At a subscriber's high-water mark libzmq drops that subscriber's messages only (the
+        // others keep receiving); each subscriber sees its own losses as gaps in `seq`.
+        sock.set_sndhwm(hwm).map_err(err("cannot configure"))?;
+        sock.set_linger(2000).map_err(err("cannot configure"))?;
+        // Subscriptions are the node's to apply (`Publisher::subscriptions`): only prefixes of
+        // its topics are kept, so what a subscriber can make the node remember is bounded; a
+        // subscription message longer than any topic closes its connection.
+        set_int_option(&mut sock, zmq_sys::ZMQ_XPUB_MANUAL, 1).map_err(err("cannot configure"))?;
+        sock.set_maxmsgsize(64).map_err(err("cannot configure"))?;
+        sock.set_ipv6(ep.ipv6).map_err(err("cannot configure"))?;
+        let monitor = Monitor::new(&self.ctx, &sock, endpoint)?;
+        sock.bind(&ep.bind).map_err(err("cannot bind"))?;
         let bound = last_endpoint(&sock, endpoint);
-        Ok(Publisher { sock, endpoint: bound, seq: 0, published: 0, dropped: 0, subscribers: 0 })
+        Ok(Publisher { sock, endpoint: bound, monitor, seq: 0, published: 0, subscribers: 0 })
     }
 }
 
@@ -276,17 +331,14 @@ fn last_endpoint(sock: &zmq::Socket, asked: &str) -> String {
     }
 }
 
-/// ZMQ_XPUB_NODROP: at the high-water mark a send fails (EAGAIN) instead of silently dropping
-/// for the slow subscriber, so that the node can count what was lost. The zmq crate has no
-/// setter for it.
-fn set_xpub_nodrop(sock: &mut zmq::Socket) -> Result<(), zmq::Error> {
-    let on: c_int = 1;
+/// An int socket option the zmq crate has no setter for.
+fn set_int_option(sock: &mut zmq::Socket, option: u32, value: c_int) -> Result<(), zmq::Error> {
     // SAFETY: a valid socket pointer, an int option value of the right size.
     let rc = unsafe {
         zmq_sys::zmq_setsockopt(
             sock.as_mut_ptr(),
-            zmq_sys::ZMQ_XPUB_NODROP as c_int,
-            &on as *const c_int as *const c_void,
+            option as c_int,
+            &value as *const c_int as *const c_void,
             std::mem::size_of::<c_int>(),
         )
     };
@@ -340,21 +392,7 @@ impl Transport for ZmqControl {
     }
 
     fn connected(&mut self) -> Option<usize> {
-        // Events: a 6-byte frame (u16 event, u32 value, little-endian), then the endpoint.
-        while let Ok(frame) = self.monitor.recv_bytes(zmq::DONTWAIT) {
-            while self.monitor.get_rcvmore().unwrap_or(false) {
-                let _ = self.monitor.recv_bytes(zmq::DONTWAIT);
-            }
-            if frame.len() >= 2 {
-                let event = u32::from(u16::from_le_bytes([frame[0], frame[1]]));
-                if event == zmq_sys::ZMQ_EVENT_ACCEPTED {
-                    self.peers += 1;
-                } else if event == zmq_sys::ZMQ_EVENT_DISCONNECTED {
-                    self.peers = self.peers.saturating_sub(1);
-                }
-            }
-        }
-        Some(self.peers)
+        Some(self.monitor.poll())
     }
 }
 
@@ -362,12 +400,16 @@ impl Transport for ZmqControl {
 pub struct Publisher {
     sock: zmq::Socket,
     pub endpoint: String,
+    monitor: Monitor,
     seq: u64,
-    /// Messages handed to libzmq for every subscriber, and messages dropped at the HWM.
+    /// Messages handed to libzmq (each reaches every subscriber not at its high-water mark).
     pub published: u64,
-    pub dropped: u64,
     subscribers: usize,
 }
+
+/// The topics the node publishes (`spikebus_protocol`'s TOPIC_*): a subscription is kept
+/// only if it is a prefix of one of them.
+const TOPICS: [&[u8]; 6] = [b"started", b"state", b"spike", b"sync", b"owner", b"done"];
 
 impl Publisher {
     /// The `seq` of the next message (counts every attempt, so gaps show losses).
@@ -377,56 +419,52 @@ impl Publisher {
         s
     }
 
-    /// Publishes without ever blocking; at the high-water mark the message is dropped and counted.
-    pub fn send(&mut self, topic: &[u8], payload: &[u8]) {
-        match self.sock.send(topic, zmq::DONTWAIT | zmq::SNDMORE) {
-            Ok(()) => {
-                // Once the first frame is in, the rest of a message is always accepted.
-                let _ = self.sock.send(payload, 0);
-                self.published += 1;
+    /// Applies the subscriptions that arrived (XPUB_MANUAL): a prefix of one of the node's
+    /// topics is applied for the subscriber that sent it; anything else could never match and
+    /// is not kept. Returns how many subscriptions were applied.
+    fn subscriptions(&mut self) -> usize {
+        let mut applied = 0;
+        while let Ok(msg) = self.sock.recv_bytes(zmq::DONTWAIT) {
+            let (Some(&kind), topic) = (msg.first(), msg.get(1..).unwrap_or(&[])) else { continue };
+            if kind > 1 || !TOPICS.iter().any(|t| t.starts_with(topic)) {
+                continue;
             }
-            Err(_) => self.dropped += 1,
+            // Applies to the pipe of the message just received.
+            let r = if kind == 1 { self.sock.set_subscribe(topic) } else { self.sock.set_unsubscribe(topic) };
+            if r.is_ok() && kind == 1 {
+                applied += 1;
+            }
         }
+        applied
     }
 
-    /// Publishes, waiting up to `timeout_ms` for room (the lifecycle messages `started` and
-    /// `done` must not be lost to a momentary backlog); counted as dropped if there is still
-    /// none. A blocking send with a send timeout: with ZMQ_XPUB_NODROP it waits for room,
-    /// whereas polling for POLLOUT would spin (an XPUB always polls writable).
-    pub fn send_reliable(&mut self, topic: &[u8], payload: &[u8], timeout_ms: i32) {
-        let _ = self.sock.set_sndtimeo(timeout_ms);
-        let sent = loop {
-            match self.sock.send(topic, zmq::SNDMORE) {
-                Err(zmq::Error::EINTR) => continue,
-                r => break r.is_ok(),
-            }
-        };
-        let _ = self.sock.set_sndtimeo(-1);
-        if sent {
+    /// Publishes without ever blocking (a subscriber at its high-water mark loses this
+    /// message; the others get it).
+    pub fn send(&mut self, topic: &[u8], payload: &[u8]) {
+        self.subscribers += self.subscriptions();
+        if self.seq.is_multiple_of(256) {
+            // Name refused clients now and then (the count of peers is not needed here).
+            self.monitor.poll();
+        }
+        if self.sock.send(topic, zmq::DONTWAIT | zmq::SNDMORE).is_ok() {
+            // Once the first frame is in, the rest of a message is always accepted.
             let _ = self.sock.send(payload, 0);
             self.published += 1;
-        } else {
-            self.dropped += 1;
         }
     }
 
     /// Blocks until `n` subscriptions have arrived (a handshake with observers), or `stop`.
     pub fn wait_subscribers(&mut self, n: usize, stop: &AtomicBool) -> Result<(), AppError> {
-        while self.subscribers < n {
-            if stop.load(Ordering::Relaxed) {
+        loop {
+            self.monitor.poll();
+            self.subscribers += self.subscriptions();
+            if self.subscribers >= n || stop.load(Ordering::Relaxed) {
                 return Ok(());
             }
             match self.sock.poll(zmq::POLLIN, 100) {
-                Ok(0) | Err(zmq::Error::EINTR) => continue,
-                Ok(_) => {}
+                Ok(_) | Err(zmq::Error::EINTR) => {}
                 Err(e) => return Err(zmq_err("cannot poll", &self.endpoint)(e)),
             }
-            match self.sock.recv_bytes(0) {
-                Ok(msg) if msg.first() == Some(&1) => self.subscribers += 1,
-                Ok(_) | Err(zmq::Error::EINTR) => {}
-                Err(e) => return Err(zmq_err("cannot receive on", &self.endpoint)(e)),
-            }
         }
-        Ok(())
     }
 }

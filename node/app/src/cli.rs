@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use spikebus_engine::{parse_model, Model, Sim};
+use spikebus_engine::{parse_model, Limits, Model, Sim};
 use spikebus_protocol as proto;
 
 use std::io::Write as _;
@@ -40,6 +40,8 @@ enum Command {
         out: PathBuf,
         #[command(flatten)]
         bus: Box<BusArgs>,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Check a model file and print a summary; exit 2 with the problem if it is invalid.
     Check {
@@ -51,6 +53,29 @@ enum Command {
         #[arg(long = "set", value_name = "NAME=VALUE")]
         sets: Vec<String>,
     },
+}
+
+/// What a run may not exceed: a mistaken or hostile setting gets an error instead of taking
+/// the machine (or the node's responsiveness) down.
+#[derive(clap::Args)]
+struct LimitArgs {
+    /// Most steps a run may take: a dt or tstop (in the model, --set, or over the bus) that
+    /// would make more is refused.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_steps)]
+    max_steps: u64,
+    /// Most events delivered in one step; more end the run (reason `limit`).
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_events_per_step)]
+    max_events_per_step: u64,
+    /// Most events waiting in the queue; more end the run (reason `limit`), and an `event`
+    /// request beyond it is refused.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_queue)]
+    max_queue: usize,
+    /// Most bytes of traces.csv; more end the run (reason `limit`).
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 30)]
+    max_output: u64,
+    /// Most names in a `watch` or `get` request.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    max_names: usize,
 }
 
 #[derive(clap::Args)]
@@ -71,7 +96,7 @@ struct BusArgs {
     /// Signals in the state stream (comma-separated; default: the recorded ones).
     #[arg(long, value_name = "NAMES", value_delimiter = ',')]
     pub_signals: Option<Vec<String>>,
-    /// Messages queued per subscriber before new ones are dropped (and counted).
+    /// Messages queued per subscriber; beyond it that subscriber loses messages (gaps in seq).
     #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(i32).range(0..))]
     pub_hwm: i32,
     /// Before starting, wait until N subscribers have subscribed to the state stream.
@@ -108,19 +133,22 @@ impl BusArgs {
     fn control_options(&self) -> Result<ControlOptions, AppError> {
         let sync_timeout = match self.sync_timeout {
             Some(s) if !(s.is_finite() && s > 0.0 && s <= MAX_SYNC_TIMEOUT) => {
+                let s = crate::output::format_f64(&mut ryu::Buffer::new(), s).to_string();
                 return Err(AppError::Usage(format!(
                     "--sync-timeout {s}: expected a number of seconds > 0 and at most {MAX_SYNC_TIMEOUT}"
-                )))
+                )));
             }
             s => s.map(std::time::Duration::from_secs_f64),
         };
         if !(self.linger.is_finite() && (0.0..=3600.0).contains(&self.linger)) {
-            return Err(AppError::Usage(format!("--linger {}: expected seconds from 0 to 3600", self.linger)));
+            let s = crate::output::format_f64(&mut ryu::Buffer::new(), self.linger).to_string();
+            return Err(AppError::Usage(format!("--linger {s}: expected seconds from 0 to 3600")));
         }
         if !(16..=1 << 30).contains(&self.max_message) {
             return Err(AppError::Usage(format!("--max-message {}: expected 16 to 1073741824 bytes", self.max_message)));
         }
         Ok(ControlOptions {
+            max_names: 10_000,
             wait_subscribers: self.wait_subscribers,
             max_message: self.max_message,
             sync_timeout,
@@ -206,15 +234,21 @@ fn print_summary(s: &RunSummary) {
 /// when an output could not be written).
 fn dispatch(command: Command) -> Result<u8, AppError> {
     match command {
-        Command::Run { model, sets, record, out, bus } => {
+        Command::Run { model, sets, record, out, bus, limits } => {
             let mut model = load_model(model.as_deref(), &sets)?;
             let sets: Vec<String> = sets;
             if let Some(names) = record {
                 model.record = names.into_iter().filter(|n| !n.is_empty()).collect();
             }
-            let sim = Sim::new(model)?;
+            let mut sim = Sim::new(model)?;
+            sim.set_limits(Limits {
+                max_steps: limits.max_steps,
+                max_events_per_step: limits.max_events_per_step,
+                max_queue: limits.max_queue,
+            })?;
             // Every option is checked before anything is written or bound.
-            let copts = bus.control_options()?;
+            let mut copts = bus.control_options()?;
+            copts.max_names = limits.max_names;
             bus.check_endpoints()?;
             if bus.pub_batch > MAX_PUB_BATCH {
                 return Err(AppError::Usage(format!("--pub-batch {}: at most {MAX_PUB_BATCH} samples per message", bus.pub_batch)));
@@ -226,11 +260,13 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
                 pub_batch: bus.pub_batch as usize,
                 pub_signals: bus.pub_signals.clone(),
                 sets: sets.clone(),
+                max_output: limits.max_output,
             };
             // Output files are made before anything is bound: an --out that cannot be
             // written is a start-up error.
             let mut session = Session::new(sim, &opts).map_err(|e| AppError::Usage(e.to_string()))?;
             let stop = Stop::install()?;
+            session.sim.set_interrupt(stop.shared_flag());
             let creds = bus.auth_file.as_deref().map(Credentials::load).transpose()?;
             let net = Bus::new(bus.allow_remote, creds)?;
             let control = bus.control.as_deref().map(|ep| net.control(ep, bus.max_message)).transpose()?;
@@ -259,6 +295,7 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
                 proto::EndReason::Signal => 128 + stop.signal().unwrap_or(2) as u8,
                 proto::EndReason::Timeout => 3,
                 proto::EndReason::IoError => 4,
+                proto::EndReason::Limit => 5,
             })
         }
         Command::Check { model } => {

@@ -23,6 +23,10 @@ pub enum AppError {
 
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
+
+    /// A run went past one of the node's limits (what, and the option that sets it).
+    #[error("the run was ended: {0}")]
+    Limit(String),
 }
 
 impl AppError {
@@ -30,7 +34,7 @@ impl AppError {
     pub fn exit_code(&self) -> u8 {
         match self {
             AppError::Model(_) | AppError::ReadModel { .. } | AppError::Usage(_) | AppError::Bus(_) => 2,
-            AppError::Write { .. } => 1,
+            AppError::Write { .. } | AppError::Limit(_) => 1,
         }
     }
 }

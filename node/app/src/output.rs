@@ -81,6 +81,11 @@ impl CsvFile {
         self.write_raw(b"\n")
     }
 
+    /// Bytes written so far (those still in the buffer not counted).
+    pub fn bytes(&self) -> u64 {
+        self.out.get_ref().bytes
+    }
+
     /// Flushes, syncs and renames to the final name.
     pub fn finish(mut self) -> Result<Written, AppError> {
         let err = |path: &Path| {

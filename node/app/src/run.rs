@@ -23,6 +23,8 @@ pub struct RunOptions {
     pub pub_signals: Option<Vec<String>>,
     /// The command line's --set overrides, for the manifest.
     pub sets: Vec<String>,
+    /// Most bytes of traces.csv.
+    pub max_output: u64,
 }
 
 #[derive(Debug)]
@@ -38,7 +40,6 @@ pub struct RunSummary {
     pub traces_path: Option<PathBuf>,
     pub spikes_path: Option<PathBuf>,
     pub published: u64,
-    pub dropped: u64,
     /// Why outputs could not be written (the reason is then `io_error`).
     pub error: Option<String>,
 }
@@ -85,14 +86,10 @@ impl StateStream {
         self.values.iter_mut().for_each(Vec::clear);
     }
 
-    fn publish(&mut self, topic: &[u8], msg: &impl serde::Serialize, reliable: bool) {
+    fn publish(&mut self, topic: &[u8], msg: &impl serde::Serialize) {
         self.buf.clear();
         proto::encode_into(&mut self.buf, msg);
-        if reliable {
-            self.publisher.send_reliable(topic, &self.buf, 2000);
-        } else {
-            self.publisher.send(topic, &self.buf);
-        }
+        self.publisher.send(topic, &self.buf);
     }
 }
 
@@ -100,6 +97,7 @@ impl StateStream {
 struct Recorder {
     /// traces.csv until it is finished.
     traces: Option<CsvFile>,
+    max_output: u64,
     refs: Vec<SignalRef>,
     stream: Option<StateStream>,
     error: Option<AppError>,
@@ -109,8 +107,11 @@ impl Recorder {
     fn sample(&mut self, sim: &Sim) {
         if self.error.is_none() {
             let row = std::iter::once(sim.t()).chain(self.refs.iter().map(|r| sim.value(*r)));
-            if let Err(e) = self.traces.as_mut().expect("the traces are open while the run samples").row(None, row) {
+            let traces = self.traces.as_mut().expect("the traces are open while the run samples");
+            if let Err(e) = traces.row(None, row) {
                 self.error = Some(e);
+            } else if traces.bytes() > self.max_output {
+                self.error = Some(AppError::Limit(format!("traces.csv passed {} bytes (--max-output)", self.max_output)));
             }
         }
         if let Some(s) = self.stream.as_mut() {
@@ -162,7 +163,7 @@ impl Session {
         let sources = sim.source_names().iter().map(|s| s.to_string()).collect();
         Ok(Session {
             sim,
-            rec: Recorder { traces: Some(traces), refs, stream, error: None },
+            rec: Recorder { traces: Some(traces), max_output: opts.max_output, refs, stream, error: None },
             spikes: Vec::with_capacity(1024),
             fresh: Vec::with_capacity(64),
             sources,
@@ -209,7 +210,7 @@ impl Session {
             signals: stream.names.clone(),
             sources: self.sources.clone(),
         };
-        stream.publish(proto::TOPIC_STARTED, &msg, true);
+        stream.publish(proto::TOPIC_STARTED, &msg);
         Ok(())
     }
 
@@ -236,7 +237,7 @@ impl Session {
         if let Some(stream) = self.rec.stream.as_mut() {
             for s in &self.fresh {
                 let msg = proto::SpikePub { seq: stream.publisher.next_seq(), source: &self.sources[s.source as usize], t: s.t };
-                stream.publish(proto::TOPIC_SPIKE, &msg, false);
+                stream.publish(proto::TOPIC_SPIKE, &msg);
             }
         }
         self.spikes.extend_from_slice(&self.fresh);
@@ -249,13 +250,13 @@ impl Session {
         if let Some(stream) = self.rec.stream.as_mut() {
             stream.flush();
             let msg = proto::SyncPub { seq: stream.publisher.next_seq(), body };
-            stream.publish(proto::TOPIC_SYNC, &msg, false);
+            stream.publish(proto::TOPIC_SYNC, &msg);
         }
     }
 
-    /// (published, dropped) so far on the state stream.
-    pub fn stream_counts(&self) -> (u64, u64) {
-        self.rec.stream.as_ref().map_or((0, 0), |s| (s.publisher.published, s.publisher.dropped))
+    /// Messages published so far on the state stream.
+    pub fn published(&self) -> u64 {
+        self.rec.stream.as_ref().map_or(0, |s| s.publisher.published)
     }
 
     /// Announces a takeover of the run on the stream.
@@ -270,14 +271,19 @@ impl Session {
                 t,
                 step,
             };
-            stream.publish(proto::TOPIC_OWNER, &msg, false);
+            stream.publish(proto::TOPIC_OWNER, &msg);
         }
     }
 
-    /// The first error writing the outputs, if there was one (the run should end: what
-    /// follows can no longer be recorded).
-    pub fn write_error(&self) -> Option<&AppError> {
-        self.rec.error.as_ref()
+    /// Why the run must end now, if it must: an output could not be written (what follows
+    /// could not be recorded) or went past its limit.
+    pub fn must_end(&self) -> Option<proto::EndReason> {
+        self.rec.error.as_ref().map(end_reason)
+    }
+
+    /// Ends the run at a limit the engine met.
+    pub fn limit(&mut self, hit: spikebus_engine::LimitHit) {
+        self.rec.error.get_or_insert(AppError::Limit(hit.to_string()));
     }
 
     /// Writes the files and the manifest (last), publishes `done`, and says how the run went.
@@ -291,7 +297,7 @@ impl Session {
             stream.flush();
         }
         let mut error = self.rec.error.take();
-        let (published, dropped) = self.stream_counts();
+        let published = self.published();
         let traces = match (self.rec.traces.take(), &error) {
             (Some(file), None) => file.finish().map_err(|e| error = Some(e)).ok(),
             _ => None,
@@ -303,7 +309,7 @@ impl Session {
             counts[s.source as usize] += 1;
         }
         let spikes = self.write_spikes().map_err(|e| error = error.take().or(Some(e))).ok();
-        let reason = if error.is_some() { proto::EndReason::IoError } else { reason };
+        let reason = error.as_ref().map_or(reason, end_reason);
         let (t, steps) = (self.sim.t(), self.sim.step_index());
         let files: Vec<&Written> = [&traces, &spikes].into_iter().flatten().collect();
         if let Err(e) = self.write_manifest(reason, t, steps, &files, error.as_ref()) {
@@ -320,10 +326,9 @@ impl Session {
                 t,
                 step: steps,
                 published,
-                dropped,
                 error: error.clone(),
             };
-            stream.publish(proto::TOPIC_DONE, &msg, true);
+            stream.publish(proto::TOPIC_DONE, &msg);
         }
         RunSummary {
             reason,
@@ -334,7 +339,6 @@ impl Session {
             traces_path: traces.map(|w| w.path),
             spikes_path: spikes.map(|w| w.path),
             published,
-            dropped,
             error,
         }
     }
@@ -382,16 +386,30 @@ impl Session {
 pub fn free_run(mut session: Session, wait_subscribers: usize, stop: &Stop) -> Result<RunSummary, AppError> {
     session.announce(wait_subscribers, stop)?;
     loop {
-        if let (Pause::Boundary(b), _) = session.advance() {
-            if b.end {
-                return Ok(session.finish(proto::EndReason::End));
+        match session.advance().0 {
+            Pause::Boundary(b) if b.end => return Ok(session.finish(proto::EndReason::End)),
+            Pause::Interrupted => return Ok(session.finish(proto::EndReason::Signal)),
+            Pause::Limit(hit) => {
+                session.limit(hit);
+                return Ok(session.finish(proto::EndReason::Limit));
             }
-            if stop.requested() {
-                return Ok(session.finish(proto::EndReason::Signal));
+            Pause::Boundary(_) => {
+                if stop.requested() {
+                    return Ok(session.finish(proto::EndReason::Signal));
+                }
+                if let Some(reason) = session.must_end() {
+                    return Ok(session.finish(reason));
+                }
             }
-            if session.write_error().is_some() {
-                return Ok(session.finish(proto::EndReason::IoError));
-            }
+            _ => {}
         }
+    }
+}
+
+/// The end of a run that met `e`.
+fn end_reason(e: &AppError) -> proto::EndReason {
+    match e {
+        AppError::Limit(_) => proto::EndReason::Limit,
+        _ => proto::EndReason::IoError,
     }
 }

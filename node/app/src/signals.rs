@@ -49,6 +49,11 @@ impl Stop {
         &self.requested
     }
 
+    /// The flag itself, to share (the engine checks it inside long event deliveries).
+    pub fn shared_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.requested)
+    }
+
     /// The signal that asked to stop, if one did.
     pub fn signal(&self) -> Option<i32> {
         match self.signal.load(Ordering::SeqCst) {

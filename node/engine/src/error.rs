@@ -51,6 +51,10 @@ pub enum Error {
     #[error("sync time {at} has passed: its event (at {te}) would be before t={t}")]
     SyncInPast { at: f64, te: f64, t: f64 },
 
+    /// A dt and tstop that make a run longer than the node allows.
+    #[error("a run with dt={dt:e} ms and tstop={tstop} ms from t={t} takes {steps:e} steps, more than {max} (--max-steps)")]
+    TooLong { dt: f64, tstop: f64, t: f64, steps: f64, max: u64 },
+
     /// `remove_at` of a time that is not scheduled.
     #[error("no sync is scheduled at {at}")]
     NotScheduled { at: f64 },

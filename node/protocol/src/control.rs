@@ -279,6 +279,8 @@ pub enum EndReason {
     Timeout,
     /// An output file could not be written (`error` says which and why).
     IoError,
+    /// The run went past one of the node's limits (`error` says which).
+    Limit,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -287,8 +289,8 @@ pub struct DoneReply {
     pub reason: EndReason,
     pub t: f64,
     pub step: u64,
+    /// State-stream messages published (handed to ZeroMQ for every subscriber).
     pub published: u64,
-    pub dropped: u64,
     /// What could not be written (null unless `reason` is `io_error`).
     pub error: Option<String>,
 }

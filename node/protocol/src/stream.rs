@@ -67,7 +67,6 @@ pub struct DonePub {
     pub t: f64,
     pub step: u64,
     pub published: u64,
-    pub dropped: u64,
     pub error: Option<String>,
 }
 

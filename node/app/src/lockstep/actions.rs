@@ -21,7 +21,9 @@ fn refuse(code: ErrorCode, message: impl Into<String>, field: String) -> Refusal
 pub fn engine_refusal(e: EngineError, field: String) -> Refusal {
     let code = match e {
         EngineError::UnknownName { .. } | EngineError::NotATarget { .. } => ErrorCode::UnknownName,
-        EngineError::InvalidValue { .. } | EngineError::NotScheduled { .. } => ErrorCode::InvalidValue,
+        EngineError::InvalidValue { .. } | EngineError::NotScheduled { .. } | EngineError::TooLong { .. } => {
+            ErrorCode::InvalidValue
+        }
         EngineError::NotWritable { .. } => ErrorCode::NotWritable,
         EngineError::EventInPast { .. } | EngineError::SyncInPast { .. } => ErrorCode::EventInPast,
         EngineError::NotNow { .. } => ErrorCode::WrongState,
@@ -31,7 +33,7 @@ pub fn engine_refusal(e: EngineError, field: String) -> Refusal {
 }
 
 /// Checks every action of a request at `point`, in order, without applying any.
-pub fn check(sim: &Sim, point: Point, sources: &[String], actions: &[Action]) -> Result<(), Refusal> {
+pub fn check(sim: &Sim, point: Point, sources: &[String], max_names: usize, actions: &[Action]) -> Result<(), Refusal> {
     // Scheduled times as the earlier actions of this request leave them (for remove_at).
     let mut at = sim.pending_at();
     for (i, a) in actions.iter().enumerate() {
@@ -98,6 +100,11 @@ pub fn check(sim: &Sim, point: Point, sources: &[String], actions: &[Action]) ->
                 }
             }
             Action::Watch(w) => {
+                let n = w.values.as_ref().map_or(0, Vec::len);
+                if n > max_names {
+                    let msg = format!("{n} names; a sync report carries at most {max_names} (--max-names)");
+                    return Err(refuse(ErrorCode::TooLarge, msg, field("values")));
+                }
                 for (k, name) in w.values.iter().flatten().enumerate() {
                     Watch::resolve(sim, name).map_err(|e| engine_refusal(e, field(&format!("values[{k}]"))))?;
                 }

@@ -30,6 +30,8 @@ use actions::{engine_refusal, Refusal};
 use clients::Clients;
 
 pub struct ControlOptions {
+    /// Most names in a `watch` or `get`.
+    pub max_names: usize,
     pub wait_subscribers: usize,
     /// Requests longer than this get a `too_large` error.
     pub max_message: usize,
@@ -185,7 +187,6 @@ impl<'a, T: Transport> Lockstep<'a, T> {
                 t,
                 step,
                 published: summary.published,
-                dropped: summary.dropped,
                 error: summary.error.clone(),
             });
             let reply = proto::encode(&done);
@@ -335,7 +336,7 @@ impl<'a, T: Transport> Lockstep<'a, T> {
                         self.clients.set_owner(client);
                     }
                 }
-                if let Err(r) = actions::check(&self.session.sim, self.point, &self.sources, &c.actions) {
+                if let Err(r) = actions::check(&self.session.sim, self.point, &self.sources, self.opts.max_names, &c.actions) {
                     return Handled::Reply(error_reply(c.id, r));
                 }
                 for a in c.actions {
@@ -394,6 +395,10 @@ impl<'a, T: Transport> Lockstep<'a, T> {
     }
 
     fn get(&self, id: RequestId, names: &[String]) -> Reply {
+        if names.len() > self.opts.max_names {
+            let text = format!("{} names; this node reads at most {} at once (--max-names)", names.len(), self.opts.max_names);
+            return error(id, ErrorCode::TooLarge, text, Some("names"));
+        }
         let sim = &self.session.sim;
         let mut values = BTreeMap::new();
         for (i, name) in names.iter().enumerate() {
@@ -442,8 +447,16 @@ impl<'a, T: Transport> Lockstep<'a, T> {
             if self.watch.spikes {
                 self.since_sync.extend_from_slice(spikes);
             }
-            if self.session.write_error().is_some() {
-                return Some(proto::EndReason::IoError);
+            match pause {
+                Pause::Interrupted => return Some(proto::EndReason::Signal),
+                Pause::Limit(hit) => {
+                    self.session.limit(hit);
+                    return Some(proto::EndReason::Limit);
+                }
+                _ => {}
+            }
+            if let Some(reason) = self.session.must_end() {
+                return Some(reason);
             }
             if let Some(body) = self.report(pause) {
                 if body.reasons.contains(&Reason::End) {
@@ -466,6 +479,7 @@ impl<'a, T: Transport> Lockstep<'a, T> {
                 vec![Reason::Spike]
             }
             Pause::ScatterGather => vec![Reason::ScatterGather],
+            Pause::Interrupted | Pause::Limit(_) => vec![],
             Pause::Boundary(b) => {
                 // NEURON's order at a boundary: CVode.event callbacks (allthread_handle), then
                 // FInitializeHandler type 2 (at the end of initialization).
@@ -714,6 +728,7 @@ mod fuzz {
             pub_batch: 1,
             pub_signals: None,
             sets: vec![],
+            max_output: u64::MAX,
         };
         Session::new(sim, &opts).unwrap()
     }
@@ -732,6 +747,7 @@ mod fuzz {
             sync_timeout: None,
             on_timeout: TimeoutPolicy::Wait,
             linger: Duration::ZERO,
+            max_names: 100,
         };
         let stop = Stop::new();
         let bus = Bus::new(false, None).unwrap();

@@ -128,6 +128,45 @@ pub enum Pause {
     ScatterGather,
     /// A step boundary: t_n after every event due by t_n was delivered.
     Boundary(Boundary),
+    /// The interrupt flag (`set_interrupt`) was raised while events were being delivered: the
+    /// run should end (it can go on with `advance`).
+    Interrupted,
+    /// One of the `Limits` was passed (what, and the limit): the run must end; the state is
+    /// consistent up to the last sample.
+    Limit(LimitHit),
+}
+
+/// What a run may not exceed (a hostile or mistaken setting must not take the node down).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// Steps from initialization to tstop: a `dt` or `tstop` that would make more is refused.
+    pub max_steps: u64,
+    /// Events delivered in one step (its two windows).
+    pub max_events_per_step: u64,
+    /// Events waiting in the queue.
+    pub max_queue: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_steps: 1_000_000_000, max_events_per_step: 10_000_000, max_queue: 10_000_000 }
+    }
+}
+
+/// A limit passed during a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitHit {
+    EventsPerStep(u64),
+    Queue(usize),
+}
+
+impl std::fmt::Display for LimitHit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LimitHit::EventsPerStep(n) => write!(f, "more than {n} events in one step (--max-events-per-step)"),
+            LimitHit::Queue(n) => write!(f, "more than {n} events waiting in the queue (--max-queue)"),
+        }
+    }
 }
 
 /// What falls on a step boundary.
@@ -260,6 +299,11 @@ pub struct Sim {
     at_next_id: u32,
     /// `at` times delivered since the previous boundary.
     at_fired: Vec<f64>,
+    limits: Limits,
+    /// Events delivered in the current step (or initialization).
+    delivered: u64,
+    /// Raised from outside (a signal handler) to stop a long delivery.
+    interrupt: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Sim {
@@ -407,6 +451,9 @@ impl Sim {
             at_pending: vec![],
             at_next_id: 0,
             at_fired: vec![],
+            limits: Limits::default(),
+            delivered: 0,
+            interrupt: None,
             model,
         };
         sim.refresh_all();
@@ -443,7 +490,14 @@ impl Sim {
                 reason: "it changes the model's structure: set it in the model file or with --set".into(),
             });
         }
-        Ok(self.model.check(name, value)?.0)
+        let r = self.model.check(name, value)?.0;
+        let run = &self.model.run;
+        match name {
+            "dt" => self.check_length(value, run.tstop)?,
+            "tstop" => self.check_length(run.dt, value)?,
+            _ => {}
+        }
+        Ok(r)
     }
 
     fn refresh_all(&mut self) {
@@ -664,8 +718,8 @@ impl Sim {
                 }
                 Phase::Init1 => self.open_window(Window::Init, self.t),
                 Phase::Deliver(w) => {
-                    if let Some(spike) = self.deliver(self.til) {
-                        return self.pause_spike(spike);
+                    if let Some(pause) = self.deliver(self.til) {
+                        return pause;
                     }
                     self.t = self.tsav;
                     match w {
@@ -777,6 +831,7 @@ impl Sim {
         self.queue.clear();
         self.spikes.clear();
         self.at_fired.clear();
+        self.delivered = 0;
         self.dt_step = self.model.run.dt;
         for p in &mut self.at_pending {
             p.2 = cvode_event_time(p.1, self.dt_step);
@@ -814,6 +869,7 @@ impl Sim {
     /// What `fadvance` does before the step proper: geometry (recalc_diam), dt copied to the
     /// step, tables (nrn_thread_table_check).
     fn begin_step(&mut self) {
+        self.delivered = 0;
         self.update_geometry();
         self.dt_step = self.model.run.dt;
         self.check_tables();
@@ -882,9 +938,19 @@ impl Sim {
     }
 
     /// Delivers the events due by `til` in order, t at each event's time while it acts. Stops
-    /// early at a spike of a watched source (t stays at its event's time).
-    fn deliver(&mut self, til: f64) -> Option<Spike> {
+    /// early (t stays at that event's time) at a spike of a watched source, when interrupted,
+    /// or at a limit.
+    fn deliver(&mut self, til: f64) -> Option<Pause> {
         while let Some(ev) = self.queue.pop_due(til) {
+            self.delivered += 1;
+            if self.delivered > self.limits.max_events_per_step {
+                return Some(Pause::Limit(LimitHit::EventsPerStep(self.limits.max_events_per_step)));
+            }
+            if self.delivered.is_multiple_of(1024) && self.interrupted() {
+                // The event is not lost: put back where it was in the order.
+                self.queue.unpop(ev);
+                return Some(Pause::Interrupted);
+            }
             self.t = ev.t;
             let fired = match ev.kind {
                 EventKind::NetCon(nc) => {
@@ -900,11 +966,49 @@ impl Sim {
                     None
                 }
             };
-            if fired.is_some() {
-                return fired;
+            if let Some(spike) = fired {
+                return Some(self.pause_spike(spike));
+            }
+            if self.queue.len() > self.limits.max_queue {
+                return Some(Pause::Limit(LimitHit::Queue(self.limits.max_queue)));
             }
         }
         None
+    }
+
+    fn interrupted(&self) -> bool {
+        self.interrupt.as_ref().is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// A flag that, when raised, makes `advance` return `Pause::Interrupted` from inside a long
+    /// delivery of events (checked every 1024 events); steps end at boundaries anyway.
+    pub fn set_interrupt(&mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        self.interrupt = Some(flag);
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Sets the limits; refused if the run as it stands already takes more steps.
+    pub fn set_limits(&mut self, limits: Limits) -> Result<()> {
+        let old = std::mem::replace(&mut self.limits, limits);
+        let run = &self.model.run;
+        if let Err(e) = self.check_length(run.dt, run.tstop) {
+            self.limits = old;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Refuses a dt and tstop that would make the run longer than `Limits::max_steps` from
+    /// here.
+    fn check_length(&self, dt: f64, tstop: f64) -> Result<()> {
+        let steps = ((tstop - self.t) / dt).ceil();
+        if steps > self.limits.max_steps as f64 {
+            return Err(Error::TooLong { dt, tstop, t: self.t, steps, max: self.limits.max_steps });
+        }
+        Ok(())
     }
 
     /// NET_RECEIVE of `target` at t; Some when it fired a spike of a watched source.
@@ -1035,6 +1139,12 @@ impl Sim {
         }
         if te < self.now {
             return Err(Error::EventInPast { target: target.into(), te, t: self.now });
+        }
+        if self.queue.len() >= self.limits.max_queue {
+            return Err(Error::NotNow {
+                what: "an event",
+                reason: format!("{} events are waiting, the limit (--max-queue)", self.queue.len()),
+            });
         }
         Ok(kind)
     }

@@ -70,6 +70,11 @@ impl EventQueue {
         }
     }
 
+    /// Puts back an event just popped (its place in the order is its time and insertion number).
+    pub fn unpop(&mut self, ev: Event) {
+        self.heap.push(ev);
+    }
+
     pub fn len(&self) -> usize {
         self.heap.len()
     }
