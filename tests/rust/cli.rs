@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 use crate::golden::{decode_trace, load_golden, root};
 
 pub fn spikebus() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_spikebus"))
+    Command::new(crate::bin())
 }
 
 fn run_ok(cmd: &mut Command) -> Output {

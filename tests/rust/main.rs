@@ -4,4 +4,11 @@ mod bus;
 mod cli;
 mod golden;
 mod node;
+mod redteam;
 mod reliability;
+
+/// The binary under test: this build's, or `$SPIKEBUS_BIN` (to run the suite against another
+/// build, e.g. to show that a red-team test fails on an older one).
+pub fn bin() -> std::path::PathBuf {
+    std::env::var_os("SPIKEBUS_BIN").map_or_else(|| env!("CARGO_BIN_EXE_spikebus").into(), Into::into)
+}

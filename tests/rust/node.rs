@@ -23,13 +23,14 @@ impl Node {
 
     /// As `start`, with the node's stderr going to `stderr`.
     pub fn start_with(args: &[&str], stderr: Stdio) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_spikebus"))
-            .arg("run")
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn spikebus");
+        let mut cmd = Command::new(crate::bin());
+        cmd.arg("run").args(args).stderr(stderr);
+        Self::spawn(cmd)
+    }
+
+    /// Starts a prepared `spikebus run ...` command (its stdout is taken here).
+    pub fn spawn(mut cmd: Command) -> Node {
+        let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawn spikebus");
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         stdout.read_line(&mut line).expect("read the listening line");
@@ -88,6 +89,8 @@ impl Client {
         }
         sock.set_rcvtimeo(30_000).unwrap();
         sock.set_linger(0).unwrap();
+        // Lets it reach an IPv6 endpoint ([::1]) too.
+        sock.set_ipv6(true).unwrap();
         sock.connect(endpoint).unwrap();
         Client { sock, _ctx: ctx, next_id: 1 }
     }

@@ -184,7 +184,7 @@ pub fn check_endpoint(endpoint: &str, remote: bool, auth: bool) -> Result<Endpoi
 /// Refuses to bind an ipc path where a live node (or anything) is listening: libzmq would
 /// silently take the path over. A stale socket file (nobody listening) is fine: libzmq
 /// replaces it.
-fn check_not_in_use(ep: &Endpoint, endpoint: &str) -> Result<(), AppError> {
+pub fn check_not_in_use(ep: &Endpoint, endpoint: &str) -> Result<(), AppError> {
     if let Some(path) = &ep.ipc_path {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(AppError::Usage(format!(
@@ -235,12 +235,14 @@ impl Monitor {
     fn poll(&mut self) -> usize {
         // Events: a 6-byte frame (u16 event, u32 value, little-endian), then the endpoint.
         while let Ok(frame) = self.sock.recv_bytes(zmq::DONTWAIT) {
+            let mut endpoint = None;
             while self.sock.get_rcvmore().unwrap_or(false) {
-                let _ = self.sock.recv_bytes(zmq::DONTWAIT);
+                endpoint = self.sock.recv_bytes(zmq::DONTWAIT).ok();
             }
             if frame.len() < 6 {
                 continue;
             }
+            let endpoint = endpoint.map_or_else(|| self.endpoint.clone(), |e| String::from_utf8_lossy(&e).into_owned());
             let event = u32::from(u16::from_le_bytes([frame[0], frame[1]]));
             let value = u32::from_le_bytes([frame[2], frame[3], frame[4], frame[5]]);
             match event {
@@ -252,10 +254,12 @@ impl Monitor {
                     } else {
                         format!("ZMTP protocol error {value:#x}")
                     };
-                    eprintln!("spikebus: auth: refused a client of {}: {why}", self.endpoint);
+                    eprintln!("spikebus: auth: refused a client of {endpoint}: {why}");
                 }
                 zmq_sys::ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL => {
-                    eprintln!("spikebus: refused a client of {}: its handshake failed", self.endpoint);
+                    eprintln!(
+                        "spikebus: auth: refused a client of {endpoint}: its handshake failed (no PLAIN credentials, or a different security mechanism?)"
+                    );
                 }
                 _ => {}
             }

@@ -10,7 +10,7 @@ use spikebus_protocol as proto;
 
 use std::io::Write as _;
 
-use crate::bus::{check_endpoint, Bus, Credentials};
+use crate::bus::{check_endpoint, check_not_in_use, Bus, Credentials};
 use crate::lockstep::{controlled_run, ControlOptions, TimeoutPolicy};
 use crate::signals::Stop;
 use crate::error::AppError;
@@ -161,7 +161,7 @@ impl BusArgs {
     fn check_endpoints(&self) -> Result<(), AppError> {
         let auth = self.auth_file.is_some();
         for ep in [&self.control, &self.pub_endpoint].into_iter().flatten() {
-            check_endpoint(ep, self.allow_remote, auth)?;
+            check_not_in_use(&check_endpoint(ep, self.allow_remote, auth)?, ep)?;
         }
         if let (Some(c), Some(p)) = (&self.control, &self.pub_endpoint) {
             // Port 0 binds a fresh port each time: the same text is two endpoints.
