@@ -117,6 +117,7 @@ fn main() {
     let mut got = vec![0.0; CHUNK];
     let mut done: u64 = 0;
     let start = Instant::now();
+    let busy_before = cpu_ticks();
     while done < n {
         let len = if done == 0 {
             let len = edges.len().min(n as usize);
@@ -140,11 +141,19 @@ fn main() {
         }
         done += len as u64;
     }
+    let seconds = start.elapsed().as_secs_f64();
     println!(
-        "{done} arguments ({} edge cases, then exp::check::Args), {:.1} s",
+        "{done} arguments ({} edge cases, then exp::check::Args), {seconds:.1} s",
         edges.len().min(n as usize),
-        start.elapsed().as_secs_f64()
     );
+    if let (Some(before), Some(after)) = (busy_before, cpu_ticks()) {
+        // Clock ticks are 1/100 s on Linux.
+        let others = (after.0 - before.0) as f64 - (after.1 - before.1) as f64;
+        println!(
+            "CPU used by other processes meanwhile: {:.2} cores",
+            others / 100.0 / seconds
+        );
+    }
     println!();
     println!(
         "{:<24} {:>22} {:>12}   (streaming over {CHUNK}-element chunks)",
@@ -191,6 +200,25 @@ fn best_ns_per_element(mut f: impl FnMut()) -> f64 {
             t0.elapsed().as_secs_f64() * 1e9 / (REPS as f64 * HOT as f64)
         })
         .fold(f64::INFINITY, f64::min)
+}
+
+/// (ticks all CPUs were busy, ticks this process ran) from /proc.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let busy = cpu.iter().take(8).sum::<u64>() - cpu.get(3)? - cpu.get(4)?;
+    let own = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name: utime and stime are the 12th and 13th.
+    let after_name: Vec<&str> = own.rsplit_once(')')?.1.split_whitespace().collect();
+    let own = after_name.get(11)?.parse::<u64>().ok()? + after_name.get(12)?.parse::<u64>().ok()?;
+    Some((busy, own))
 }
 
 fn cpu_model() -> String {

@@ -196,6 +196,7 @@ struct Selection {
 
 static SELECTION: OnceLock<Selection> = OnceLock::new();
 
+#[inline]
 fn selection() -> Selection {
     *SELECTION.get_or_init(|| {
         let candidate = glibc_path();
@@ -250,6 +251,7 @@ fn for_each_verification_block(mut f: impl FnMut(&[f64]) -> bool) -> bool {
 }
 
 /// The path in use: [`glibc_path`] if it agreed with libm at start-up, else [`Path::Libm`].
+#[inline]
 pub fn path() -> Path {
     selection().path
 }
@@ -261,6 +263,7 @@ pub fn verified() -> bool {
 }
 
 /// exp(x) with the bits of libm's `exp`.
+#[inline]
 pub fn exp(x: f64) -> f64 {
     path().exp1(x)
 }

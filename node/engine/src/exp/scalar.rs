@@ -19,12 +19,15 @@ pub(super) trait Madd {
 }
 
 /// `a*b + c` with one rounding (the FMA and FMA4 builds). Only fast inside a function compiled
-/// with the `fma` target feature; elsewhere `mul_add` is a call to libm's `fma`.
+/// with the `fma` target feature; elsewhere `mul_add` is a call to libm's `fma`. (Used on
+/// x86_64 only: elsewhere the module calls libm.)
+#[cfg(target_arch = "x86_64")]
 pub(super) struct Fused;
 
 /// `a*b + c` with two roundings (the SSE2 and AVX builds).
 pub(super) struct Unfused;
 
+#[cfg(target_arch = "x86_64")]
 impl Madd for Fused {
     #[inline(always)]
     fn madd(a: f64, b: f64, c: f64) -> f64 {
