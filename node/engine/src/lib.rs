@@ -5,9 +5,11 @@
 //!
 //! - `model`: the description of what is simulated (and `parse`: model files);
 //! - `signal`: names of recordable variables;
-//! - `sim`: execution, split at the points where a controller may pause it.
+//! - `sim`: execution, split at the points where a controller may pause it;
+//! - `exp`: libm's `exp`, bit for bit, over whole slices.
 
 pub mod error;
+pub mod exp;
 pub mod model;
 pub mod parse;
 pub mod signal;
