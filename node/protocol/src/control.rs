@@ -110,9 +110,10 @@ pub struct Schedule {
     pub remove_at: Option<Vec<f64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_spike: Option<Vec<String>>,
-    /// FInitializeHandler types (0 to 3) to sync at.
+    /// FInitializeHandler types (0 to 3) to sync at (any other count is refused by the
+    /// node as `invalid_value`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub init: Option<Vec<u8>>,
+    pub init: Option<Vec<u64>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]

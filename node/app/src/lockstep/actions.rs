@@ -132,7 +132,7 @@ pub fn apply(sim: &mut Sim, watch: &mut Watch, sources: &[String], a: Action) ->
                 stops.on_spike = sources.iter().map(|s| list.contains(s)).collect();
             }
             if let Some(kinds) = &s.init {
-                stops.init = std::array::from_fn(|k| kinds.contains(&(k as u8)));
+                stops.init = std::array::from_fn(|k| kinds.contains(&(k as u64)));
             }
             for t in s.add_at.unwrap_or_default() {
                 sim.add_at(t).expect("checked");

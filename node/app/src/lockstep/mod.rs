@@ -324,20 +324,18 @@ impl<'a, T: Transport> Lockstep<'a, T> {
             }
             Request::Get(g) => Handled::Reply(self.get(g.id, &g.names)),
             Request::Continue(c) => {
-                match self.clients.owner() {
-                    Some(owner) if owner != client => {
-                        let text = format!(
-                            "`{owner}` owns this run; `{client}` may read (hello, get) or take over (hello with takeover: true)"
-                        );
-                        return Handled::Reply(error(c.id, ErrorCode::NotOwner, text, None));
-                    }
-                    Some(_) => {}
-                    None => {
-                        self.clients.set_owner(client);
-                    }
+                if let Some(owner) = self.clients.owner().filter(|o| *o != client) {
+                    let text = format!(
+                        "`{owner}` owns this run; `{client}` may read (hello, get) or take over (hello with takeover: true)"
+                    );
+                    return Handled::Reply(error(c.id, ErrorCode::NotOwner, text, None));
                 }
                 if let Err(r) = actions::check(&self.session.sim, self.point, &self.sources, self.opts.max_names, &c.actions) {
                     return Handled::Reply(error_reply(c.id, r));
+                }
+                // The first accepted continue claims the run (a refused one changes nothing).
+                if self.clients.owner().is_none() {
+                    self.clients.set_owner(client);
                 }
                 for a in c.actions {
                     if actions::apply(&mut self.session.sim, &mut self.watch, &self.sources, a) {

@@ -1095,6 +1095,12 @@ impl Sim {
 
     /// Everything `inject` checks, without queueing anything; the event it would queue.
     pub fn check_inject(&self, target: &str, te: f64, weight: Option<f64>) -> Result<EventKind> {
+        if !self.initialized() {
+            return Err(Error::NotNow {
+                what: "an event",
+                reason: "initialization discards queued events: send events from FInitializeHandler type 0 on".into(),
+            });
+        }
         let need_weight = || Error::InvalidValue {
             name: format!("{target} event weight"),
             value: f64::NAN,
@@ -1130,12 +1136,6 @@ impl Sim {
                     allowed: "a finite number".into(),
                 });
             }
-        }
-        if !self.initialized() {
-            return Err(Error::NotNow {
-                what: "an event",
-                reason: "initialization discards queued events: send events from FInitializeHandler type 0 on".into(),
-            });
         }
         if te < self.now {
             return Err(Error::EventInPast { target: target.into(), te, t: self.now });
