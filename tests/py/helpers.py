@@ -41,6 +41,7 @@ ERROR_CODES = (
     "not_writable",
     "event_in_past",
     "wrong_state",
+    "not_owner",
     "too_large",
 )
 

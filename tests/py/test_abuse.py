@@ -8,9 +8,15 @@ They are:
 
 - at the ``start`` point, before any controller action: a burst of at least ``START_BURST``;
 - mid-run, while an in-test controller runs the seed program (the callback of
-  ``examples-py/seed_interval.py``: ``schedule every=1``, ``watch ns.interval``, and at each
-  sync point with ``int(t) % 50 == 0`` set ``ns.interval`` to the watched value + 10): a burst
-  of at least ``RUN_BURST`` between two ``continue`` requests at each step of ``BURST_STEPS``.
+  ``examples-py/seed_interval.py``: ``schedule scatter_gather=1``, ``watch ns.interval``, and
+  at each sync point with ``int(t) % 50 == 0`` set ``ns.interval`` to the watched value + 10):
+  a burst of at least ``RUN_BURST`` between two ``continue`` requests at each step of
+  ``BURST_STEPS`` (a ``scatter_gather`` point, inside the step).
+
+The malformed messages carry the controller's ``client`` name (``CLIENT``) where they are
+maps: they come from the run's owner, so that each is refused for its own fault, not for its
+sender (a ``continue`` from anyone else is refused with ``not_owner`` before its actions are
+looked at; that is a kind of its own, sent mid-run).
 
 Each burst starts from a catalogue, every kind of garbage (``KINDS``) with every option of
 each of its choices at least once (about 240 messages; the values that depend on the point,
@@ -19,15 +25,19 @@ random bytes, truncated and bit-flipped valid requests, valid requests with byte
 MessagePack values that are not maps, maps with missing, mistyped and unknown fields, unknown
 ops, NaN and infinities, negative and huge numbers, numbers sent as strings, nesting 50 to
 5000 levels deep, strings up to 900 kB, messages over (and exactly at) the 1 MiB limit,
-multi-frame messages, other protocol versions, events and sync times in the past, unknown
-names, a structural parameter (``soma.nseg``), ``stop`` followed by a bad action.
+multi-frame messages, other protocol versions (a takeover among them), events and sync times
+in the past, unknown names, a structural parameter (``soma.nseg``), ``stop`` followed by a bad
+action, ``client`` names that are empty, too long or hold control characters, ``takeover``,
+``init`` and ``scatter_gather`` of the wrong type, FInitializeHandler types outside 0 to 3,
+continues from a client that does not own the run.
 
 For each message (schemas/README.md):
 
 - exactly one reply comes, and it is an ``error`` (valid against ``error.reply``) whose code
   is in the spec's table and, where the spec determines it, the right one (``too_large`` for a
   message over the limit, ``protocol_mismatch`` for another version, ``bad_message`` for what
-  is not MessagePack or not a map, ``not_writable`` for ``soma.nseg``...), and whose ``id`` is
+  is not MessagePack or not a map, ``not_writable`` for ``soma.nseg``, ``not_owner`` for
+  another client's ``continue``...), and whose ``id`` is
   the request's where the request has a readable one (``null`` where it has none);
 - the state ``hash`` of a ``get`` sent right after it is the one before the burst (and
   ``hello``, ``id`` aside, is identical before and after the burst).
@@ -75,6 +85,7 @@ MAX_MESSAGE = 1 << 20  # the node's default --max-message
 START_BURST = 500
 RUN_BURST = 100
 BURST_STEPS = (0, 5000, 12345)
+CLIENT = "abuse-ctl"  # the controller's name: the run's owner
 SEED_STEPS = 20_000
 DT = 0.025
 
@@ -167,8 +178,11 @@ class Gen:
     # -- helpers -----------------------------------------------------------------------
 
     def one(self, kind: str, msg: Any, codes: Any, with_id: bool = True, ids: Any = "echo") -> Bad:
-        """A structured request: a map (``id`` added) packed as is."""
+        """A structured request: a map (``id`` added, and the owner's ``client`` unless it
+        has one) packed as is."""
         i = None
+        if isinstance(msg, dict) and "client" not in msg:
+            msg = {**msg, "client": CLIENT}
         if with_id and isinstance(msg, dict):
             i = self.next_id()
             msg = {**msg, "id": i} if self.rng.random() < 0.5 else {"id": i, **msg}
@@ -201,7 +215,8 @@ class Gen:
         """Valid requests at this point (to truncate and to flip bits in: never sent as is)."""
         i = self.next_id()
         reqs: list[dict[str, Any]] = [
-            {"op": "hello", "id": i, "protocol": 1},
+            {"op": "hello", "id": i, "client": CLIENT, "protocol": 2},
+            {"op": "hello", "id": i, "client": CLIENT, "protocol": 2, "takeover": True},
             {"op": "get", "id": i, "names": ["ns.interval", "soma.v", "syn.g"]},
             {"op": "continue", "id": i, "actions": []},
             {"op": "continue", "id": i, "actions": [{"op": "set", "name": "ns.interval", "value": 30.0}]},
@@ -209,7 +224,14 @@ class Gen:
                 "op": "continue",
                 "id": i,
                 "actions": [
-                    {"op": "schedule", "every": 1, "add_at": [self.pt.t + 100.0], "on_spike": ["soma"]},
+                    {
+                        "op": "schedule",
+                        "every": 1,
+                        "scatter_gather": 3,
+                        "init": [0, 2],
+                        "add_at": [self.pt.t + 100.0],
+                        "on_spike": ["soma"],
+                    },
                     {"op": "watch", "values": ["soma.v", "ns.interval"], "spikes": True},
                 ],
             },
@@ -223,6 +245,8 @@ class Gen:
                     "actions": [{"op": "event", "target": "syn", "t": self.pt.t + 1.0, "weight": 0.05}],
                 }
             )
+        for r in reqs:
+            r.setdefault("client", CLIENT)
         return reqs
 
     def deep(self, depth: int, kind: str) -> bytes:
@@ -232,6 +256,9 @@ class Gen:
 
     @staticmethod
     def raw_map(pairs: Sequence[tuple[str, bytes]]) -> bytes:
+        """A map of these (key, packed value) pairs; a continue gets the owner's client."""
+        if ("op", P("continue")) in pairs:
+            pairs = [*pairs, ("client", P(CLIENT))]
         assert len(pairs) < 16
         return bytes([0x80 | len(pairs)]) + b"".join(P(k) + v for k, v in pairs)
 
@@ -291,7 +318,7 @@ class Gen:
         return Bad(f"not a map: {value!r}", [P(value)], frozenset({"bad_message"}), (None,))
 
     def no_op(self) -> Bad:
-        body = self.pick([{}, {"names": ["soma.v"]}, {"actions": []}, {"protocol": 1}, {"OP": "get", "names": []}])
+        body = self.pick([{}, {"names": ["soma.v"]}, {"actions": []}, {"protocol": 2}, {"OP": "get", "names": []}])
         return self.one(f"map without op: {body!r}", body, "bad_message")
 
     def op_wrong_type(self) -> Bad:
@@ -299,7 +326,7 @@ class Gen:
         # The ops 0, 1, 2 carry the fields of hello, get, continue (the requests' order): a
         # decoder that reads a variant from its index would take them for valid requests (a
         # continue gets the sentinel: such a node must still not run).
-        bodies: list[dict[str, Any]] = [{"protocol": 1}, {"names": []}, {"actions": [SENTINEL]}]
+        bodies: list[dict[str, Any]] = [{"protocol": 2}, {"names": []}, {"actions": [SENTINEL]}]
         body = bodies[op] if op in (0, 1, 2) and not isinstance(op, bool) else self.pick(bodies)
         # A bin where a str is expected: the node may read it as a str (then the op is unknown).
         codes = {"bad_message", "unknown_op"} if isinstance(op, bytes) else "bad_message"
@@ -310,8 +337,11 @@ class Gen:
         return self.one(f"unknown op {op[:20]!r}", {"op": op, "names": [], "actions": []}, "unknown_op")
 
     def other_version(self) -> Bad:
-        v = self.pick([0, 2, 3, 255, 65536, 2**32 - 1, 2**32, 2**63, 2**64 - 1])
-        extra = self.pick([{}, {"zzz": [1, 2]}, {"names": 5}, {"actions": [{"op": "stop"}]}])
+        v = self.pick([0, 1, 3, 255, 65536, 2**32 - 1, 2**32, 2**63, 2**64 - 1])
+        # Another version is refused whatever else the hello holds (a takeover included).
+        extra = self.pick(
+            [{}, {"zzz": [1, 2]}, {"names": 5}, {"actions": [{"op": "stop"}]}, {"takeover": True, "client": "usurper"}]
+        )
         return self.one(f"hello of protocol {v} {extra}", {"op": "hello", "protocol": v, **extra}, "protocol_mismatch")
 
     def bad_hello(self) -> Bad:
@@ -325,7 +355,7 @@ class Gen:
         elif case == "list":
             msg["protocol"] = [1]
         elif case == "unknown field":
-            msg.update(protocol=1, zzz=1)
+            msg.update(protocol=2, zzz=1)
         elif case == "negative":
             msg["protocol"] = -1
             codes = {"bad_message", "protocol_mismatch"}
@@ -438,7 +468,7 @@ class Gen:
     def string_numbers(self) -> Bad:
         case = self.pick(["set value", "event t", "event weight", "every", "add_at", "remove_at", "protocol"])
         if case == "protocol":
-            return self.one("protocol as a string", {"op": "hello", "protocol": "1"}, "bad_message")
+            return self.one("protocol as a string", {"op": "hello", "protocol": "2"}, "bad_message")
         a: dict[str, Any] = {
             "set value": {"op": "set", "name": "ns.interval", "value": "30"},
             "event t": {"op": "event", "target": "syn", "t": str(self.pt.t + 1), "weight": 0.1},
@@ -648,6 +678,46 @@ class Gen:
         data = self.raw_map([("op", b"\xa3\xff\xfe\xfd"), ("id", P(i)), ("names", b"\x90")])
         return Bad("op of invalid UTF-8", [data], frozenset({"bad_message", "unknown_op"}), (i,))
 
+    def bad_client(self) -> Bad:
+        """A ``client`` that is no name: 1 to 64 bytes of UTF-8 without control characters.
+        (nil is not sent: the node reads it as an absent name.)"""
+        c = self.pick(
+            ["", "x" * 65, "\u00e9" * 33, "agent\n7", "agent\x007", "\x7f", "agent\u00857", 7, True, ["a"], {"a": 1}]
+        )
+        body = self.pick(
+            [{"op": "hello", "protocol": 2}, {"op": "get", "names": []}, {"op": "continue", "actions": [SENTINEL]}]
+        )
+        return self.one(f"{body['op']} from client {str(c)[:20]!r}", {**body, "client": c}, "bad_message")
+
+    def bad_takeover(self) -> Bad:
+        v = self.pick(["yes", 1, 0, None, [True], {"x": True}, 1.0])
+        return self.one(f"takeover {v!r}", {"op": "hello", "protocol": 2, "takeover": v}, "bad_message")
+
+    def bad_schedule_v2(self) -> Bad:
+        """``init`` (a list of FInitializeHandler types) and ``scatter_gather`` (a count) of the
+        wrong type.  (nil is not sent: the node reads it as an absent field.)"""
+        field, v = self.pick(
+            [("init", x) for x in (True, False, 1, "0,1", [-1], [1.5], ["1"], [None], [[1]], [True], {"0": 1})]
+            + [("scatter_gather", x) for x in (-1, 1.5, "1", True, math.inf, math.nan, [1], -(2**63))]
+        )
+        return self.cont(f"schedule {field} = {v!r}", [{"op": "schedule", field: v}], "bad_message")
+
+    def init_out_of_range(self) -> Bad:
+        """FInitializeHandler types are 0 to 3.  (Types above 255 get bad_message, against
+        the README's invalid_value: test_bus.py's xfail test; not sent here.)"""
+        k = self.pick([4, 5, 7, 100, 255])
+        kinds = self.pick([[k], [0, k], [3, 2, 1, 0, k]])
+        return self.cont(f"init types {kinds}", [{"op": "schedule", "init": kinds}], "invalid_value")
+
+    def not_the_owner(self) -> Bad:
+        """A continue from another client than the owner: refused before its actions, valid
+        or not (a stop included).  At start nobody owns the run yet: a bad client name then."""
+        if self.pt.start:
+            return self.bad_client()
+        actions = self.pick([[], [{"op": "stop"}], [{"op": "set", "name": "ns.interval", "value": 1.0}], [SENTINEL]])
+        who = self.pick(["intruder", CLIENT + " ", CLIENT.upper(), "peer-00"])
+        return self.one(f"continue from {who!r}", {"op": "continue", "client": who, "actions": actions}, "not_owner")
+
     def duplicate_keys(self) -> Bad:
         i = self.next_id()
         case = self.pick(["op", "names", "actions"])
@@ -697,6 +767,11 @@ KINDS: dict[str, Callable[[Gen], Bad]] = {
         "at_the_limit",
         "multi_frame",
         "bad_strings",
+        "bad_client",
+        "bad_takeover",
+        "bad_schedule_v2",
+        "init_out_of_range",
+        "not_the_owner",
         "duplicate_keys",
     )
 }
@@ -769,7 +844,7 @@ class Abuser:
         return v["t"], v["step"], v["hash"]
 
     def hello(self) -> dict[str, Any]:
-        h = self.exchange([P({"op": "hello", "id": self.next_id(), "protocol": 1})], "hello")
+        h = self.exchange([P({"op": "hello", "id": self.next_id(), "client": CLIENT, "protocol": 2})], "hello")
         assert h.get("op") == "hello", f"seed {SEED}: hello answered {h!r}"
         h.pop("id")
         return h
@@ -837,7 +912,7 @@ def test_malformed_messages_change_nothing(start_node, tmp_path: Path) -> None:
 
     def call(msg: dict[str, Any]) -> dict[str, Any]:
         i = next(next_ctl_id)
-        req.send(P({**msg, "id": i}))
+        req.send(P({**msg, "id": i, "client": CLIENT}))
         if not req.poll(REPLY_TIMEOUT_MS, zmq.POLLIN):
             pytest.fail(f"seed {SEED}: no reply within {REPLY_TIMEOUT_MS} ms to {msg}", pytrace=False)
         r = unpack(req.recv())
@@ -846,14 +921,17 @@ def test_malformed_messages_change_nothing(start_node, tmp_path: Path) -> None:
 
     try:
         # The start point: before any controller action.
-        h = call({"op": "hello", "protocol": 1})
-        assert h["pending"]["reasons"] == ["start"], h["pending"]
+        # The controller owns the run from the start (a takeover, as nobody has continued
+        # yet), so that the burst's refused continues, which carry its name, find the owner
+        # set.  (Whether a refused continue claims an unowned run: test_bus.py, xfail.)
+        h = call({"op": "hello", "protocol": 2, "takeover": True})
+        assert h["pending"]["reasons"] == ["start"] and h["owner"] == CLIENT, h
         abuser.burst(make_burst(rng, Point(True, 0, 0.0), START_BURST, abuser.next_id), "at start")
         assert node.returncode is None, "the node exited during the abuse"
 
         # The seed program, with bursts between continues.
         r = call({"op": "continue", "actions": [
-            {"op": "schedule", "every": 1},
+            {"op": "schedule", "scatter_gather": 1},
             {"op": "watch", "values": ["ns.interval"], "spikes": True},
         ]})  # fmt: skip
         prev = -1
@@ -872,7 +950,7 @@ def test_malformed_messages_change_nothing(start_node, tmp_path: Path) -> None:
                 r = call({"op": "continue"})
                 break
             actions = []
-            if "every" in r["reasons"] and int(r["t"]) % 50 == 0:
+            if "scatter_gather" in r["reasons"] and int(r["t"]) % 50 == 0:
                 actions.append({"op": "set", "name": "ns.interval", "value": r["values"]["ns.interval"] + 10})
             r = call({"op": "continue", "actions": actions})
         assert r.get("op") == "done" and r["reason"] == "end" and r["step"] == SEED_STEPS, f"seed {SEED}: {r!r}"

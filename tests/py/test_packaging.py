@@ -32,4 +32,4 @@ def test_client_installs_with_pip(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code, str(target)], check=True, capture_output=True, text=True,
                          cwd=tmp_path, timeout=60)
-    assert out.stdout.split() == ["1", "Controller", "Observer", "Node"]
+    assert out.stdout.split() == ["2", "Controller", "Observer", "Node"]

@@ -7,8 +7,12 @@ Run: pytest tests/py/test_schemas.py   (needs the `jsonschema` and `referencing`
   in it resolves through a local registry of all the schema files;
 - every valid example validates against its message's schema, every invalid one fails;
 - every refused example ({"request": ..., "code": ..., "point": "start"|"step", "note": ...},
-  `point` saying where the node is paused when it is sent) holds a request that is
-  valid by the schema but that the node must refuse with the given error code;
+  `point` saying where the node is paused when it is sent: the `start` point, or a sync point
+  of the run after t = 0.1 ms, owned by the client that sends the examples that carry no
+  `client` of their own) holds a request that is valid by the schema but that the node must
+  refuse with the given error code (the Rust test `refused_requests_change_nothing` sends
+  each one to a real node);
+- the refused examples cover every error code a schema-valid request can get;
 - every message schema has an examples directory with at least one valid and one invalid
   example, and every examples directory belongs to a schema.
 """
@@ -114,3 +118,10 @@ def test_refused_example(message, path):
 
 def test_continue_has_refused_examples():
     assert list((EXAMPLES / "continue.request" / "refused").glob("*.json"))
+
+
+def test_refused_examples_cover_every_code():
+    """Every code a request valid by its schema can get has an example; `unknown_op` cannot
+    (the schemas list the ops) and `too_large` is a matter of size (over 1 MiB by default)."""
+    covered = {load(p)["code"] for p in EXAMPLES.glob("*.request/refused/*.json")}
+    assert covered == ERROR_CODES - {"unknown_op", "too_large"}, sorted(ERROR_CODES - covered)

@@ -3,31 +3,40 @@
 
 Run: pytest tests/py/test_wire_conformance.py   (after `cargo build --release`)
 
-Three nodes are started and driven once per module (fixture ``wire``):
+Three nodes are started and driven once per module (fixture ``wire``), each by two clients
+(``wire-a`` and ``wire-b``, two REQ sockets naming themselves with ``client``):
 
 - ``seed/tcp``: the seed model (tstop 50 ms), control and pub on tcp://127.0.0.1:0, one state
   sample per message; every request kind, every error code but ``too_large``, sync points of
-  every reason, a run to the ``end`` point and ``done`` (reason ``end``);
+  every reason (the FInitializeHandler types ``init_3``, ``init_0``, ``init_1``, ``init_2``,
+  ``spike`` of the soma and of the NetStim, ``scatter_gather``, ``at``, ``every``, ``end``),
+  each also as ``hello``'s ``pending``; takeovers at the start point and mid-run (the
+  ``owner`` topic, with and without a previous owner) and ``not_owner`` for the client that
+  does not own the run; a run to the ``end`` point and ``done`` (reason ``end``);
 - ``exp2syn/ipc``: tests/models/exp2syn.toml (an Exp2Syn, two ExpSyns, a VecStim, NetStims),
   control and pub on ipc sockets in a temporary directory, ``--pub-batch 7``; driven from
   spike to spike (``schedule.on_spike``), events to a NetCon and a synapse, then ``stop``;
 - ``seed/max-message``: ``--max-message 200``; requests bigger than that get ``too_large``.
 
-A SUB socket subscribed to everything is connected before the controller, and each node runs
-with ``--wait-subscribers 1``, so the whole stream is received.  Every reply is validated
-against the schema chosen by its ``op`` (``hello.reply``, ``values.reply``, ``sync.reply``,
-``done.reply``, ``error.reply``), the ``pending`` report inside every ``hello`` also against
-``sync.reply``, and every stream message against the schema of its topic (``<topic>.pub``).
-Messages are decoded with ``msgpack.unpackb(raw=False, strict_map_key=False)``.
+A SUB socket subscribed to everything is connected (ZeroMQ handshake done) before the
+controllers, and each node runs with ``--wait-subscribers 1``, so the whole stream is
+received.  Every reply is validated against the schema chosen by its ``op`` (``hello.reply``,
+``values.reply``, ``sync.reply``, ``done.reply``, ``error.reply``), the ``pending`` report
+inside every ``hello`` also against ``sync.reply``, and every stream message against the
+schema of its topic (``<topic>.pub``).  Messages are decoded with
+``msgpack.unpackb(raw=False, strict_map_key=False)``.  The controllers close their sockets
+after ``done``, and the node must then exit at once (it lingers only while one is connected).
 
-Besides the schemas, three rules that the schemas state but JSON Schema cannot check are
-applied to every node message: NaN and infinity are never valid, counts (``step``, ``seq``,
-``published``...) are MessagePack integers (JSON Schema counts 3.0 as an integer), and map
-keys are strings.
+Besides the schemas, rules that the README states but JSON Schema cannot check are applied
+to every node message: NaN and infinity are never valid, counts (``step``, ``seq``,
+``published``...) are integers (JSON Schema counts 3.0 as an integer), map keys are strings,
+the reasons of one step boundary come in NEURON's order, a ``spike`` point's ``t`` is its
+spike's.  ``test_messagepack_number_types`` reads the bytes as they came: counts as unsigned
+integers in the smallest encoding, every other number a float 64, nil where a value is absent.
 
-Each kind of message is a test case (``test_node_message_conforms[reply:error:unknown_name]``,
-``[pub:sync:spike]``...): it fails if no such message was seen, or with the schema path,
-the validation error and the offending message for each one that does not conform.
+Each kind of message is a test case (``test_node_message_conforms[reply:error:not_owner]``,
+``[pub:sync:scatter_gather]``...): it fails if no such message was seen, or with the schema
+path, the validation error and the offending message for each one that does not conform.
 Requests are checked before they are sent: an honest request must validate against its
 request schema (and each action against action.schema.json); a deliberately malformed one
 (sent to provoke ``bad_message`` or ``unknown_op``) must not.
@@ -36,6 +45,7 @@ request schema (and each action against action.schema.json); a deliberately malf
 from __future__ import annotations
 
 import math
+import struct
 import threading
 import time
 from collections import Counter, defaultdict
@@ -58,10 +68,13 @@ REPLY_TIMEOUT_MS = 30_000
 STREAM_IDLE_TIMEOUT_S = 30.0
 NODE_EXIT_TIMEOUT_S = 60.0
 MAX_SYNC_POINTS = 500  # a driving loop that does not end is a failure, not a hang
+LINGER_BOUND_S = 3.0  # the node's exit after its last controller disconnected (--linger is 5 s)
 
-REASONS = ("start", "init", "every", "at", "spike", "end")
+REASONS = ("start", "init_3", "init_0", "init_1", "init_2", "spike", "scatter_gather", "at", "every", "end")
+# The reasons of one step boundary, in the order a report lists them (README, "Sync points").
+BOUNDARY_ORDER = ("at", "init_2", "every", "end")
 ACTIONS = ("set", "event", "schedule", "watch", "stop")
-TOPICS = ("started", "state", "spike", "sync", "done")
+TOPICS = ("started", "state", "spike", "sync", "owner", "done")
 
 REQUEST_SCHEMA = {"hello": "hello.request", "get": "get.request", "continue": "continue.request"}
 REPLY_SCHEMA = {op: f"{op}.reply" for op in ("hello", "values", "sync", "done", "error")}
@@ -73,7 +86,7 @@ NODE_KINDS = (
     + [f"reply:sync:{r}" for r in REASONS]
     + ["reply:done:end", "reply:done:stop"]
     + [f"reply:error:{c}" for c in ERROR_CODES]
-    + ["pub:started", "pub:state:per-step", "pub:state:batched", "pub:spike"]
+    + ["pub:started", "pub:state:per-step", "pub:state:batched", "pub:spike", "pub:owner"]
     + [f"pub:sync:{r}" for r in REASONS]
     + ["pub:done:end", "pub:done:stop"]
 )
@@ -132,7 +145,7 @@ def conformance_errors(schema: str | None, msg: Any, strict: bool = True) -> lis
     """Why ``msg`` does not conform to ``<schema>.schema.json`` (empty if it does):
     each validation error with the path into the message and into the schema."""
     if schema is None:
-        return ["no schema: not a message kind of protocol version 1"]
+        return ["no schema: not a message kind of protocol version 2"]
     errs = [
         f"{schema}.schema.json: at {_path(e.absolute_path)} (schema path "
         f"{'/'.join(map(str, e.absolute_schema_path))}): {e.message}"
@@ -178,6 +191,8 @@ class WireLog:
     distinct: Counter = field(default_factory=Counter)  # messages, each counted once
     # Why a kind of stream message may be missing, by kind.
     hints: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    # Every node message as it came on the wire: (where, the MessagePack bytes).
+    raw: list[tuple[str, bytes]] = field(default_factory=list)
 
     def __repr__(self) -> str:  # pytest shows fixtures' reprs in tracebacks: keep it short
         return f"WireLog({sum(map(len, self.seen.values()))} records)"
@@ -209,14 +224,26 @@ def reply_kinds(rep: Any) -> list[str]:
 
 class Stream:
     """A SUB socket subscribed to everything, read by a thread until ``done`` (or until the
-    stream has been idle for STREAM_IDLE_TIMEOUT_S)."""
+    stream has been idle for STREAM_IDLE_TIMEOUT_S).
+
+    It is connected when the constructor returns (ZeroMQ's handshake with the node has
+    succeeded, and its subscription goes out right after): the `owner` messages of takeovers
+    at the start point are published before `started`, that is before `--wait-subscribers`
+    waits, and only a subscriber already there gets them."""
 
     def __init__(self, ctx: zmq.Context, endpoint: str) -> None:
         self.sock = ctx.socket(zmq.SUB)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.RCVHWM, 0)
         self.sock.setsockopt(zmq.SUBSCRIBE, b"")
-        self.sock.connect(endpoint)
+        monitor = self.sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        try:
+            self.sock.connect(endpoint)
+            assert monitor.poll(int(STREAM_IDLE_TIMEOUT_S * 1000), zmq.POLLIN), f"no handshake with {endpoint}"
+            monitor.recv_multipart()
+        finally:
+            self.sock.disable_monitor()
+            monitor.close(0)
         self.frames: list[list[bytes]] = []
         self.error: BaseException | None = None
         self.ended_by = "running"
@@ -248,6 +275,24 @@ class Stream:
         if self.error:
             raise self.error
         return self.frames
+
+
+def check_report(log: WireLog, where: str, msg: Any) -> None:
+    """Rules of a sync report the schemas cannot state (README, "Sync points"): reasons of one
+    step boundary coincide in NEURON's order (`at`, `init_2`, `every`, `end`; any other reason
+    is a point of its own, which the schemas check), and a `spike` point's `t` is its spike's."""
+    if not isinstance(msg, dict):
+        return
+    reasons = msg.get("reasons")
+    if isinstance(reasons, list) and len(reasons) > 1:
+        ranks = [BOUNDARY_ORDER.index(r) if r in BOUNDARY_ORDER else -1 for r in reasons]
+        if -1 in ranks or ranks != sorted(ranks):
+            log.violations["coinciding reasons in NEURON's order: at, init_2, every, end"].append(
+                f"{where}: reasons {reasons}"
+            )
+    spike = msg.get("spike")
+    if isinstance(spike, dict) and spike.get("t") != msg.get("t"):
+        log.violations["a spike point's t is its spike's time"].append(f"{where}: t {msg.get('t')!r}, spike {spike}")
 
 
 def body(report: dict) -> dict:
@@ -306,6 +351,8 @@ def record_stream(log: WireLog, label: str, frames: list[list[bytes]], state_kin
             log.add("pub:other", None, fr[1], f"{where} (topic {topic!r}): not MessagePack: {e}")
             continue
         log.distinct[f"pub:{topic}"] += 1
+        log.raw.append((f"{where} (topic {topic!r})", fr[1]))
+        check_report(log, f"{where} (topic {topic!r})", msg)
         schema = PUB_SCHEMA.get(topic)
         if topic == "state":
             kinds = [state_kind]
@@ -313,7 +360,7 @@ def record_stream(log: WireLog, label: str, frames: list[list[bytes]], state_kin
             kinds = [f"pub:sync:{r}" for r in msg["reasons"] if r in REASONS] or ["pub:other"]
         elif topic == "done" and isinstance(msg, dict) and msg.get("reason") in ("end", "stop"):
             kinds = [f"pub:done:{msg['reason']}"]
-        elif topic in ("started", "spike"):
+        elif topic in ("started", "spike", "owner"):
             kinds = [f"pub:{topic}"]
         else:
             kinds = ["pub:other"]
@@ -343,6 +390,137 @@ def record_stream(log: WireLog, label: str, frames: list[list[bytes]], state_kin
         log.violations["seq counts every message (no loss: nothing dropped)"].append(
             f"{label}: {len(seqs)} messages, first seq {seqs[:1]}, breaks {gaps}"
         )
+
+
+# ---------------------------------------------------------------------------------------
+# MessagePack as sent: the number types the README promises
+
+
+# Counts (README, Transport): MessagePack unsigned integers in the smallest encoding; every
+# other number a float 64, even when integral.  A field is a count by its name: a value under
+# one of these keys, or an item of a list under one (`state`'s `step`, `schedule.init`);
+# nothing under `values` (watched names are not field names).
+COUNT_FIELDS = frozenset({"id", "step", "protocol", "every", "scatter_gather", "init", "seq", "published", "dropped"})
+# Where nil stands for an absent value.
+NIL_FIELDS = frozenset({"id", "spike", "owner", "previous"})
+
+
+@dataclass
+class Scalar:
+    path: tuple  # map keys (str) and list indices (int) from the top
+    fmt: int  # the format byte
+    value: Any
+
+
+def msgpack_scalars(data: bytes) -> list[Scalar]:
+    """Every scalar of one MessagePack value, with its path and its format byte, read from the
+    bytes (a decoder would not tell float 32 from 64, nor 5 from 5.0).  Map keys must be str
+    (else ValueError, as for anything that is not one complete MessagePack value)."""
+    out: list[Scalar] = []
+    i = 0
+
+    def take(n: int) -> bytes:
+        nonlocal i
+        if i + n > len(data):
+            raise ValueError(f"truncated at byte {i}")
+        b = data[i : i + n]
+        i += n
+        return b
+
+    def uint(n: int) -> int:
+        return int.from_bytes(take(n), "big")
+
+    def read(path: tuple, as_key: bool = False) -> Any:
+        m = take(1)[0]
+        if m <= 0x7F or m >= 0xE0:
+            v: Any = m if m <= 0x7F else m - 0x100
+        elif 0xA0 <= m <= 0xBF or m in (0xD9, 0xDA, 0xDB):
+            n = m & 0x1F if m <= 0xBF else uint({0xD9: 1, 0xDA: 2, 0xDB: 4}[m])
+            v = take(n).decode("utf-8")
+        elif as_key:
+            raise ValueError(f"{path}: a map key of format 0x{m:02x}, not a str")
+        elif 0x80 <= m <= 0x8F or m in (0xDE, 0xDF):
+            n = m & 0x0F if m <= 0x8F else uint(2 if m == 0xDE else 4)
+            for _ in range(n):
+                k = read(path, as_key=True)
+                read(path + (k,))
+            return None
+        elif 0x90 <= m <= 0x9F or m in (0xDC, 0xDD):
+            n = m & 0x0F if m <= 0x9F else uint(2 if m == 0xDC else 4)
+            for k in range(n):
+                read(path + (k,))
+            return None
+        elif m in (0xCC, 0xCD, 0xCE, 0xCF):
+            v = uint({0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}[m])
+        elif m in (0xD0, 0xD1, 0xD2, 0xD3):
+            v = int.from_bytes(take({0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8}[m]), "big", signed=True)
+        elif m == 0xCA:
+            v = struct.unpack(">f", take(4))[0]
+        elif m == 0xCB:
+            v = struct.unpack(">d", take(8))[0]
+        elif m in (0xC0, 0xC2, 0xC3):
+            v = {0xC0: None, 0xC2: False, 0xC3: True}[m]
+        elif m in (0xC4, 0xC5, 0xC6):
+            v = take(uint({0xC4: 1, 0xC5: 2, 0xC6: 4}[m]))
+        else:  # ext types, 0xc1
+            raise ValueError(f"{path}: format 0x{m:02x} has no place in the protocol")
+        if not as_key:
+            out.append(Scalar(path, m, v))
+        return v
+
+    read(())
+    if i != len(data):
+        raise ValueError(f"{len(data) - i} bytes after the message")
+    if not data or not (0x80 <= data[0] <= 0x8F or data[0] in (0xDE, 0xDF)):
+        raise ValueError("not a map")
+    return out
+
+
+def smallest_uint_format(n: int) -> int:
+    if n <= 0x7F:
+        return n  # positive fixint: the format byte is the value
+    return 0xCC if n <= 0xFF else 0xCD if n <= 0xFFFF else 0xCE if n <= 0xFFFFFFFF else 0xCF
+
+
+def field_of(path: tuple) -> tuple[str | None, bool]:
+    """The name of the field a scalar belongs to (its key, or the key of the list holding it),
+    and whether it sits under a `values` map."""
+    keys = [p for p in path if isinstance(p, str)]
+    return (keys[-1] if keys else None), "values" in keys[:-1]
+
+
+def number_type_faults(data: bytes, seen: Counter) -> list[str]:
+    """What in one node message breaks the README's number types; ``seen`` counts what was
+    checked (so that a test can tell it saw every case)."""
+    try:
+        scalars = msgpack_scalars(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        return [f"not one MessagePack map with str keys: {e}"]
+    faults = []
+    for x in scalars:
+        name, in_values = field_of(x.path)
+        where = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in x.path)
+        if x.fmt in (0xC4, 0xC5, 0xC6):
+            faults.append(f"{where}: bin (0x{x.fmt:02x}) where the README promises UTF-8 str")
+        elif x.value is None:
+            seen[f"nil {name}"] += 1
+            if name not in NIL_FIELDS:
+                faults.append(f"{where}: nil, which stands only for an absent {'/'.join(sorted(NIL_FIELDS))}")
+        elif isinstance(x.value, bool) or isinstance(x.value, (str, bytes)):
+            continue
+        elif name in COUNT_FIELDS and not in_values:
+            if not isinstance(x.value, int) or x.value < 0 or x.fmt != smallest_uint_format(x.value):
+                faults.append(
+                    f"{where}: a count sent as 0x{x.fmt:02x} ({x.value!r}); the README wants an unsigned "
+                    f"integer in the smallest encoding (0x{smallest_uint_format(int(abs(x.value))):02x})"
+                )
+            else:
+                seen["count " + ("fixint" if x.fmt <= 0x7F else f"0x{x.fmt:02x}")] += 1
+        elif x.fmt != 0xCB:
+            faults.append(f"{where}: a number sent as 0x{x.fmt:02x} ({x.value!r}); the README wants a float 64 (0xcb)")
+        else:
+            seen["float 64 integral" if float(x.value).is_integer() else "float 64"] += 1
+    return faults
 
 
 # ---------------------------------------------------------------------------------------
@@ -383,19 +561,23 @@ def valid_request(msg: Any) -> bool:
 
 
 class Session:
-    """A REQ socket to one node that records every request and reply in the log."""
+    """A REQ socket to one node, named ``client`` on every request it sends, that records
+    every request and reply in the log.  The sessions of one node share ``sync_points``."""
 
-    def __init__(self, log: WireLog, label: str, ctx: zmq.Context, endpoint: str) -> None:
+    def __init__(
+        self, log: WireLog, label: str, ctx: zmq.Context, endpoint: str, client: str, sync_points: list[dict]
+    ) -> None:
         self.log = log
-        self.label = label
+        self.label = f"{label} ({client})"
+        self.client = client
         self.sock = ctx.socket(zmq.REQ)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.connect(endpoint)
         self.next_id = 1
         self.done = False
-        # The sync points the controller was told of, in order: the start point (the first
-        # hello's pending), then each sync reply; the stream must carry each one.
-        self.sync_points: list[dict] = []
+        # The sync points the node's controllers were told of, in order: the start point (the
+        # first hello's pending), then each sync reply; the stream must carry each one.
+        self.sync_points = sync_points
 
     def close(self) -> None:
         self.sock.close(0)
@@ -415,6 +597,10 @@ class Session:
             return rep
         where = f"{self.label}: reply to {what}"
         self.log.distinct[f"reply:{rep.get('op') if isinstance(rep, dict) else '?'}"] += 1
+        self.log.raw.append((where, frames[-1]))
+        check_report(self.log, where, rep)
+        if isinstance(rep, dict) and isinstance(rep.get("pending"), dict):
+            check_report(self.log, f"{where}, its `pending`", rep["pending"])
         for k in reply_kinds(rep):
             self.log.add(k, REPLY_SCHEMA.get(rep.get("op")) if isinstance(rep, dict) else None, rep, where)
         if isinstance(rep, dict) and rep.get("op") == "hello" and isinstance(rep.get("pending"), dict):
@@ -436,6 +622,8 @@ class Session:
         if "id" not in msg:
             msg = {**msg, "id": self.next_id}
             self.next_id += 1
+        if "client" not in msg:
+            msg = {**msg, "client": self.client}
         op = msg.get("op")
         schema = REQUEST_SCHEMA[op]
         errs = conformance_errors(schema, msg, strict=False)
@@ -510,14 +698,23 @@ def reasons_of(rep: Any) -> list[str]:
 # The three runs
 
 
-def drive_seed(s: Session) -> None:
-    """Seed model to tstop = 50 ms: every request and error kind, every sync reason, `end`."""
-    s.request({"op": "hello", "protocol": 1}, "reply:hello")
-    s.request({"op": "hello", "protocol": 2}, "reply:error:protocol_mismatch")
+def drive_seed(s: Session, s2: Session) -> None:
+    """Seed model to tstop = 50 ms: every request and error kind, sync points of every reason
+    (the four FInitializeHandler types, spikes of a section and of a NetStim, scatter_gather,
+    at, every, end), takeovers back and forth between two clients (the `owner` topic, with
+    and without a previous owner), `not_owner`, the `end` point and `done`."""
+    s.request({"op": "hello", "protocol": 2}, "reply:hello", "hello before anyone owns the run")
+    s.request({"op": "hello", "protocol": 1}, "reply:error:protocol_mismatch")
     s.request({"op": "hello", "protocol": 0, "id": 77}, "reply:error:protocol_mismatch")
+    s.request({"op": "hello", "protocol": 3, "takeover": True}, "reply:error:protocol_mismatch", "a takeover of v3")
     s.request({"op": "get", "names": ["ns.interval", "soma.v", "soma(0.5).v", "syn.g", "dt"]}, "reply:values")
     s.request({"op": "get", "names": []}, "reply:values", "an empty get")
     s.request({"op": "get", "names": ["soma.nope"]}, "reply:error:unknown_name")
+    # Takeovers at the start point: s2 takes the run nobody owns, then s takes it back.
+    s2.request({"op": "hello", "protocol": 2, "takeover": True}, "reply:hello", "a takeover of an unowned run")
+    s.request(cont(schedule(every=1)), "reply:error:not_owner", "a continue while s2 owns the run")
+    s.request({"op": "hello", "protocol": 2, "takeover": True}, "reply:hello", "taking the run back")
+    s2.request({"op": "hello", "protocol": 2}, "reply:hello", "a reader's hello")
 
     # bad_message: not MessagePack, not a map, fields of the wrong type or missing.
     s.malformed(b"\xc1 this is not MessagePack", "reply:error:bad_message")
@@ -533,12 +730,21 @@ def drive_seed(s: Session) -> None:
     s.malformed(cont({"op": "event", "target": "syn"}) | {"id": 108}, "reply:error:bad_message", "an event without t")
     s.malformed({"op": "continue", "id": "seven"}, "reply:error:bad_message", "an id that is a string")
     s.malformed({"op": "continue", "id": 109, "action": []}, "reply:error:bad_message", "an unknown field")
+    s.malformed(cont(schedule(init=True)) | {"id": 112}, "reply:error:bad_message", "init as a bool (protocol 1)")
+    s.malformed(cont(schedule(init=[-1])) | {"id": 113}, "reply:error:bad_message", "a negative init type")
+    s.malformed(cont(schedule(scatter_gather=0.5)) | {"id": 114}, "reply:error:bad_message", "a fractional count")
+    s.malformed({"op": "get", "id": 115, "names": [], "client": ""}, "reply:error:bad_message", "an empty client")
+    s.malformed({"op": "get", "id": 116, "names": [], "client": "c" * 65}, "reply:error:bad_message", "65 chars")
+    s.malformed({"op": "hello", "id": 117, "protocol": 2, "client": "a\nb"}, "reply:error:bad_message", "a newline")
+    s.malformed({"op": "hello", "id": 118, "protocol": 2, "takeover": "yes"}, "reply:error:bad_message")
     # unknown_op
     s.malformed({"op": "jump", "id": 110}, "reply:error:unknown_op")
     s.malformed(cont({"op": "teleport"}) | {"id": 111}, "reply:error:unknown_op", "an unknown action")
 
-    # Refused although schema-valid (examples/continue.request/refused).
+    # Refused although schema-valid (examples/*.request/refused).
+    s.request({"op": "hello", "protocol": 2, "client": "\u00e9" * 33}, "reply:error:bad_message", "66 bytes")
     s.request(cont(event("syn", 1.0, 0.1)), "reply:error:wrong_state", "an event at start")
+    s.request(cont(schedule(init=[4])), "reply:error:invalid_value", "an FInitializeHandler type 4")
     s.request(cont(set_("syn.tau", -1.0)), "reply:error:invalid_value")
     s.request(cont(set_("syn.tau", 0)), "reply:error:invalid_value", "an integer 0")
     s.request(cont(schedule(remove_at=[77.0])), "reply:error:invalid_value", "removing an unscheduled time")
@@ -553,35 +759,43 @@ def drive_seed(s: Session) -> None:
     rep = s.request(
         cont(
             set_("ns.interval", 15.0),
-            schedule(init=True, every=400, add_at=[12.5, 33.3], remove_at=[], on_spike=["soma"]),
+            schedule(
+                init=[0, 1, 2, 3], every=400, scatter_gather=500, add_at=[0.0, 12.5, 33.3], remove_at=[],
+                on_spike=["soma", "ns"],
+            ),
             watch(values=watched, spikes=True),
         ),
-        "reply:sync:init",
-        "schedule init",
-    )
+        "reply:sync:init_3",
+        "schedule every kind of sync point",
+    )  # fmt: skip
+    owner, other = s, s2
     phase = 0
     for _ in range(MAX_SYNC_POINTS):
         if not is_sync(rep):
             break
         t, reasons = t_of(rep), reasons_of(rep)
-        s.request({"op": "hello", "protocol": 1}, "reply:hello", "hello mid-run")
+        # Each kind of point as hello's `pending`, and a reader's get.
+        owner.request({"op": "hello", "protocol": 2}, "reply:hello", "hello mid-run")
+        other.request({"op": "get", "names": watched}, "reply:values", "a reader's get")
         actions: list[dict] = []
         expect: Any = "reply:sync"
         if "end" in reasons:
-            s.request(cont(event("syn", t + 1.0, 0.1)), ("reply:error:event_in_past", "reply:error:wrong_state"),
-                      "an event after the end point")
+            owner.request(cont(event("syn", t + 1.0, 0.1)), "reply:error:wrong_state", "an event after the end point")
             expect = "reply:done:end"
-        elif "init" in reasons:
-            s.request({"op": "get", "names": watched}, "reply:values", "get at init")
-            actions = [event("syn", 0.0, 0.01), schedule(init=False)]
+        elif "init_3" in reasons:
+            owner.request(cont(event("syn", 0.0, 0.01)), "reply:error:wrong_state", "an event at init_3")
+        elif "init_0" in reasons:
+            actions = [event("syn", 0.0, 0.01)]
+        elif "init_2" in reasons:
+            actions = [schedule(init=[])]
         elif phase == 0 and t >= 10.0:
             phase = 1
-            s.request(cont(event("syn", t - 1.0, 0.1)), "reply:error:event_in_past")
-            s.request(cont(set_("nc.weight", 0.5), event("syn", t - 0.5, 0.1)), "reply:error:event_in_past")
-            s.request(cont(schedule(add_at=[t - 1.0])), "reply:error:event_in_past", "add_at in the past")
-            s.request(cont(event("syn", t + 1.0)), "reply:error:invalid_value", "an event to a synapse without weight")
-            s.request(cont(event("nope", t + 1.0, 0.1)), "reply:error:unknown_name")
-            s.request(cont(set_("soma.nseg", 2)), "reply:error:not_writable", "mid-run")
+            owner.request(cont(event("syn", t - 1.0, 0.1)), "reply:error:event_in_past")
+            owner.request(cont(set_("nc.weight", 0.5), event("syn", t - 0.5, 0.1)), "reply:error:event_in_past")
+            owner.request(cont(schedule(add_at=[t - 1.0])), "reply:error:event_in_past", "add_at in the past")
+            owner.request(cont(event("syn", t + 1.0)), "reply:error:invalid_value", "an event to a synapse, no weight")
+            owner.request(cont(event("nope", t + 1.0, 0.1)), "reply:error:unknown_name")
+            owner.request(cont(set_("soma.nseg", 2)), "reply:error:not_writable", "mid-run")
             actions = [
                 event("syn", t + 0.5, 0.02),
                 event("nc", t + 1.0),
@@ -590,18 +804,25 @@ def drive_seed(s: Session) -> None:
                 watch(spikes=False),
             ]
         elif phase == 1 and t >= 20.0:
+            # The other client takes over; the previous owner is refused from now on.
             phase = 2
+            other.request(cont(set_("nc.weight", 0.3)), "reply:error:not_owner", "the reader continues")
+            other.request({"op": "hello", "protocol": 2, "takeover": True}, "reply:hello", "a takeover mid-run")
+            owner.request(cont(), "reply:error:not_owner", "the previous owner continues")
+            owner, other = other, owner
             actions = [watch(values=["soma.v", "syn.g"], spikes=True), set_("nc.weight", 0.12)]
         elif phase == 2 and t >= 30.0:
             phase = 3
+            other.request({"op": "hello", "protocol": 2, "takeover": True}, "reply:hello", "taking the run back")
+            owner, other = other, owner
             actions = [schedule(on_spike=[], remove_at=[47.0])]
-        rep = s.request(cont(*actions), expect)
-    assert s.done, f"seed/tcp: the run did not end with `done`: last reply {short(rep)}"
+        rep = owner.request(cont(*actions), expect)
+    assert owner.done, f"seed/tcp: the run did not end with `done`: last reply {short(rep)}"
 
 
-def drive_exp2syn(s: Session) -> None:
+def drive_exp2syn(s: Session, s2: Session) -> None:
     """exp2syn.toml: spike to spike with events to a NetCon and to the Exp2Syn, then `stop`."""
-    h = s.request({"op": "hello", "protocol": 1}, "reply:hello")
+    h = s.request({"op": "hello", "protocol": 2}, "reply:hello")
     params = [p["name"] for p in h.get("params", []) if isinstance(p, dict)]
     signals = list(h.get("signals", []))
     s.request({"op": "get", "names": params[:4] + signals[:4] + ["soma(0.5).v"]}, "reply:values")
@@ -610,7 +831,7 @@ def drive_exp2syn(s: Session) -> None:
     rep = s.request(
         cont(
             set_("syn2.tau2", 6.0),
-            schedule(on_spike=["vs", "soma"], every=0, init=False),
+            schedule(on_spike=["vs", "soma"], every=0, init=[]),
             watch(values=["syn2.g", "syn2.A", "syn2.B", "soma.v"], spikes=True),
         ),
         "reply:sync:spike",
@@ -620,7 +841,7 @@ def drive_exp2syn(s: Session) -> None:
         if not is_sync(rep):
             break
         t = t_of(rep)
-        s.request({"op": "hello", "protocol": 1}, "reply:hello", "hello mid-run")
+        s.request({"op": "hello", "protocol": 2}, "reply:hello", "hello mid-run")
         if t >= 35.0 or "end" in reasons_of(rep):
             rep = s.request(cont(STOP), "reply:done:stop")
             break
@@ -632,9 +853,9 @@ def drive_exp2syn(s: Session) -> None:
     assert s.done, f"exp2syn/ipc: the run did not end with `done`: last reply {short(rep)}"
 
 
-def drive_max_message(s: Session) -> None:
+def drive_max_message(s: Session, s2: Session) -> None:
     """--max-message 200: bigger (schema-valid) requests get `too_large`."""
-    s.request({"op": "hello", "protocol": 1}, "reply:hello")
+    s.request({"op": "hello", "protocol": 2}, "reply:hello")
     big_get = {"op": "get", "id": 500, "names": ["soma.v"] * 40}
     assert len(msgpack.packb(big_get)) > 200
     s.request(big_get, "reply:error:too_large")
@@ -681,24 +902,34 @@ def wire(spikebus_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> WireLo
         for run in runs:
             node = make_node(spikebus_bin, run.args).start()
             stream = None
-            s = None
+            sessions: list[Session] = []
             try:
                 if run.state_kind:
                     stream = Stream(ctx, node.pub)  # before the controller: --wait-subscribers 1
-                s = Session(log, run.label, ctx, node.control)
-                run.drive(s)
+                points: list[dict] = []
+                sessions = [Session(log, run.label, ctx, node.control, c, points) for c in ("wire-a", "wire-b")]
+                run.drive(*sessions)
+                # The node lingers after `done` while a controller is connected: it must exit
+                # at once when they are gone (the default --linger is 5 s).
+                for x in sessions:
+                    x.close()
+                closed = time.monotonic()
                 rc = node.wait(NODE_EXIT_TIMEOUT_S)
                 if rc != 0:
                     log.violations["the node exits 0 after done"].append(
                         f"{run.label}: status {rc}: {node.stderr[-2000:]}"
                     )
+                if time.monotonic() - closed > LINGER_BOUND_S:
+                    log.violations["the node exits once no controller is connected"].append(
+                        f"{run.label}: exited {time.monotonic() - closed:.1f} s after its controllers disconnected"
+                    )
                 if stream is not None:
                     frames = stream.join()
                     record_stream(log, run.label, frames, run.state_kind, run.batch)
-                    check_stream_syncs(log, run.label, frames, s.sync_points)
+                    check_stream_syncs(log, run.label, frames, points)
             finally:
-                if s is not None:
-                    s.close()
+                for x in sessions:
+                    x.close()
                 node.kill()
     finally:
         ctx.term()
@@ -751,7 +982,7 @@ def test_provocations_got_what_they_expected(wire: WireLog) -> None:
 
 
 def test_no_unrecognized_messages(wire: WireLog) -> None:
-    """No reply or stream message of an op, topic, reason or code that protocol v1 lacks."""
+    """No reply or stream message of an op, topic, reason or code that protocol v2 lacks."""
     other = wire.seen.get("reply:other", []) + wire.seen.get("pub:other", [])
     assert not other, "\n".join(f"- {x.where}: {short(x.message)}" for x in other[:10])
 
@@ -763,6 +994,47 @@ def test_wire_rules_beyond_the_schemas(wire: WireLog) -> None:
     stream ends with done, the node exits 0."""
     bad = [f"{rule}: {v}" for rule, vs in wire.violations.items() for v in vs]
     assert not bad, f"{len(bad)} violations:\n" + "\n".join(bad[:30])
+
+
+def test_messagepack_number_types(wire: WireLog) -> None:
+    """README, Transport: in every node message, counts (`id`, `step`, `protocol`, `every`,
+    `scatter_gather`, `init` types, `seq`, `published`, `dropped`) are MessagePack unsigned
+    integers in the smallest encoding; every other number is a float 64 (0xcb), never a float
+    32 nor an integer, even when integral (`t` = 0.0, `tstop` = 50.0, a parameter of 15.0);
+    absent values are nil (`id`, `spike`, `owner`, and the owner topic's `previous`); strings
+    are str, never bin.  Checked on the bytes as they came."""
+    seen: Counter = Counter()
+    bad = []
+    for where, data in wire.raw:
+        faults = number_type_faults(data, seen)
+        if faults:
+            bad.append(f"- {where}:\n  " + "\n  ".join(faults[:5]))
+    assert not bad, f"{len(bad)} of {len(wire.raw)} node messages break the number types:\n" + "\n".join(bad[:10])
+    print(f"{len(wire.raw)} node messages, scalars checked: {dict(sorted(seen.items()))}")
+    # Every case was met: counts of one and of two bytes (steps and seqs past 255), integral
+    # floats, and each nil the README names.
+    for case in ("count fixint", "count 0xcc", "count 0xcd", "float 64", "float 64 integral",
+                 "nil id", "nil spike", "nil owner", "nil previous"):  # fmt: skip
+        assert seen[case] > 0, f"no {case} was checked: {dict(seen)}"
+
+
+def test_number_type_check_can_fail() -> None:
+    """The check above refuses what a careless encoder sends: a step as a float or a signed or
+    oversized integer, a time as an integer or a float 32, bin for str, nil elsewhere."""
+    good = msgpack.packb({"op": "sync", "id": None, "t": 0.0, "step": 300, "values": {"soma.v": -65.0}})
+    assert number_type_faults(good, Counter()) == []
+    for bad in (
+        msgpack.packb({"step": 3.0}),
+        b"\x81\xa4step\xd0\x05",  # int 8
+        b"\x81\xa4step\xcd\x00\x05",  # uint 16 for 5
+        msgpack.packb({"t": 0}),
+        msgpack.packb({"t": 1.5}, use_single_float=True),
+        msgpack.packb({"values": {"step": 1}}),
+        msgpack.packb({"node": b"spikebus"}, use_bin_type=True),
+        msgpack.packb({"t": None}),
+        msgpack.packb({1: 2}),
+    ):
+        assert number_type_faults(bad, Counter()), bad
 
 
 def test_report_counts(wire: WireLog) -> None:

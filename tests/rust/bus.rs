@@ -75,24 +75,38 @@ struct Refused {
     point: String,
 }
 
-/// Sends every refused example meant for `point`; each must get its documented error code.
+const REFUSED_DIRS: [&str; 3] = ["continue.request/refused", "get.request/refused", "hello.request/refused"];
+
+/// Every refused example, with its path.
+fn refused_examples() -> Vec<(std::path::PathBuf, Refused)> {
+    let mut cases = vec![];
+    for dir in REFUSED_DIRS {
+        let dir = root().join("schemas/examples").join(dir);
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.unwrap().path();
+            let case: Refused = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(["start", "step"].contains(&case.point.as_str()), "{}: point {}", path.display(), case.point);
+            cases.push((path, case));
+        }
+    }
+    cases
+}
+
+/// Sends every refused example meant for `point` (`step`: a sync point after t = 0.1 ms that
+/// `c` owns); each must get its documented error code.
 fn send_refused(c: &Client, point: &str) -> usize {
     let mut refused = 0;
-    for dir in ["continue.request/refused", "get.request/refused", "hello.request/refused"] {
-        let dir = root().join("schemas/examples").join(dir);
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            let case: Refused = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-            if case.point != point {
-                continue;
-            }
-            let bytes = rmp_serde::to_vec_named(&case.request).unwrap();
-            match c.raw(&bytes) {
-                Reply::Error(e) => assert_eq!(e.code, case.code, "{}: {e:?}", path.display()),
-                other => panic!("{}: accepted: {other:?}", path.display()),
-            }
-            refused += 1;
+    for (path, case) in refused_examples() {
+        if case.point != point {
+            continue;
         }
+        let bytes = rmp_serde::to_vec_named(&case.request).unwrap();
+        match c.raw(&bytes) {
+            Reply::Error(e) => assert_eq!(e.code, case.code, "{}: {e:?}", path.display()),
+            other => panic!("{}: accepted: {other:?}", path.display()),
+        }
+        refused += 1;
     }
     refused
 }
@@ -106,6 +120,7 @@ fn refused_requests_change_nothing() {
         let out = tmp.path().join(name);
         let node = Node::start(&["--control", "tcp://127.0.0.1:0", "--set", "tstop=20", "--out", out.to_str().unwrap()]);
         let mut c = Client::connect(node.control.as_deref().unwrap());
+        // Sent at step 14 (t = 0.35), so that every example meant for `step` is refused there.
         let mut refused = 0;
         if disturb {
             refused += send_refused(&c, "start");
@@ -117,11 +132,14 @@ fn refused_requests_change_nothing() {
                 for garbage in [&b"\xff\x00garbage"[..], b"", b"\x93\x01\x02\x03", b"\x81\xa2op\xa3fly"] {
                     assert!(matches!(c.raw(garbage), Reply::Error(_)));
                 }
-                assert!(refused >= 5);
+                assert_eq!(refused, refused_examples().len(), "an example was not sent");
             }
             r = c.sync(vec![]);
         }
+        assert!(!disturb || refused >= 30, "only {refused} refused examples");
         assert!(matches!(c.cont(vec![]), Reply::Done(_)));
+        // The node lingers while a controller is connected.
+        drop(c);
         assert_eq!(node.wait().0, Some(0));
         (read_file(&out, "traces.csv"), read_file(&out, "spikes.csv"))
     };
