@@ -16,9 +16,9 @@ Runs (the seed model, no controller, `--set tstop=T`; repetitions interleaved):
                messages, samples (the length of each `state` message's `step` list) and `seq`
                gaps, until `done`.
   slow         once, after the repetitions: batch 1 with `--pub-hwm H` (default 1000) and a
-               subscriber that sleeps S ms (default 1) after each message, so that the node
-               must drop: the drops are counted in `done`, and the node must not be slowed
-               (compare its time with the fast batch-1 runs).
+               subscriber that sleeps S ms (default 1) after each message, so that it loses
+               messages at its high-water mark (seen as seq gaps; `done` may be lost too), and
+               the node must not be slowed (compare its time with the fast batch-1 runs).
 
 Columns:
   node s       the node's own "in X s" figure (initialization + stepping, with publishing and
@@ -31,7 +31,7 @@ Columns:
   SUB s        from the subscriber's receipt of `started` to its receipt of `done`.
   SUB msg/s, SUB samples/s   received / SUB s (the end-to-end throughput to the subscriber).
   node msg/s   `published` / node s (how fast the node handed messages to libzmq).
-  published, dropped         from the `done` message; gaps = messages missing by `seq`.
+  published, lost, gaps      published: from `done` (or the node's summary line when `done` was lost); lost = published - received; gaps = messages missing by `seq` between those received.
 
 Medians over the repetitions (the slow run: one run). Progress goes to stderr, the table to
 stdout. Needs Python >= 3.8, pyzmq and msgpack (`pip install -r bench/requirements.txt`).
@@ -104,13 +104,21 @@ def run_pub(binary, tstop, outdir, batch, hwm=None, sleep_s=0.0, silence_s=30.0)
     last_seq = None
     done = None
     t_first = None
+    t_silent = perf()
     try:
         while True:
-            if not poll(int(silence_s * 1000), zmq.POLLIN):
-                raise RuntimeError(f"no message for {silence_s} s (after {msgs} messages, "
-                                   f"topics {topics}); the node is "
-                                   + ("running" if proc.poll() is None else
-                                      f"gone (exit {proc.returncode})"))
+            if not poll(1000, zmq.POLLIN):
+                # A subscriber at its high-water mark loses messages of its own, `done`
+                # included: once the node has exited and 3 s passed in silence, that is all.
+                if exited and perf() - exited[0] > 3.0:
+                    break
+                if perf() - t_silent > silence_s:
+                    raise RuntimeError(f"no message for {silence_s} s (after {msgs} messages, "
+                                       f"topics {topics}); the node is "
+                                       + ("running" if proc.poll() is None else
+                                          f"gone (exit {proc.returncode})"))
+                continue
+            t_silent = perf()
             topic, payload = recv_multipart()
             if t_first is None:
                 t_first = perf()
@@ -146,9 +154,23 @@ def run_pub(binary, tstop, outdir, batch, hwm=None, sleep_s=0.0, silence_s=30.0)
     if topics.get("started") != 1:
         raise RuntimeError(f"expected one `started` first, got topics {topics}")
     steps, secs = node_seconds(out)
+    if done is not None:
+        published = done["published"] + 1  # and done
+    else:
+        published = published_count(out)
+    # Lost: gaps between messages received, and the tail after the last one.
+    lost = published - msgs
     return {"node_s": secs, "process_s": wall, "steps": steps, "msgs": msgs, "samples": samples,
-            "gaps": gaps, "topics": topics, "sub_s": sub_s, "published": done["published"],
-            "dropped": done["dropped"], "reason": done["reason"], "seq_done": done["seq"]}
+            "gaps": gaps, "topics": topics, "sub_s": sub_s, "published": published,
+            "lost": lost, "done": done is not None}
+
+
+def published_count(stdout):
+    """The stream messages the node published, from its summary line."""
+    m = re.search(r"published ([0-9]+) stream messages", stdout)
+    if not m:
+        raise RuntimeError(f"no `published N stream messages` in the node's output: {stdout!r}")
+    return int(m.group(1))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,7 +178,7 @@ def run_pub(binary, tstop, outdir, batch, hwm=None, sleep_s=0.0, silence_s=30.0)
 
 COLUMNS = ["run", "batch", "hwm", "subscriber", "node s", "vs no pub", "process s", "recv msgs",
            "recv samples", "SUB s", "SUB msg/s", "SUB samples/s", "node msg/s", "published",
-           "dropped", "gaps"]
+           "lost", "gaps"]
 RIGHT = set(COLUMNS[1:]) - {"subscriber"}
 
 
@@ -176,7 +198,7 @@ def row(name, batch, hwm, sub, runs, base):
               f"{statistics.median(r['msgs'] / r['sub_s'] for r in runs):,.0f}",
               f"{statistics.median(r['samples'] / r['sub_s'] for r in runs):,.0f}",
               f"{statistics.median(r['published'] / r['node_s'] for r in runs):,.0f}",
-              f"{med(runs, 'published'):,.0f}", f"{med(runs, 'dropped'):,.0f}",
+              f"{med(runs, 'published'):,.0f}", f"{med(runs, 'lost'):,.0f}",
               f"{med(runs, 'gaps'):,.0f}"]
     return cells
 
@@ -221,20 +243,20 @@ def main(argv):
                 r = run_pub(binary, args.tstop, out, b)
                 fast[b].append(r)
                 log(f"    node {r['node_s']:.4f} s; {r['msgs']:,} msgs, {r['samples']:,} samples "
-                    f"in {r['sub_s']:.4f} s at the SUB; published {r['published']:,}, dropped "
-                    f"{r['dropped']:,}, gaps {r['gaps']:,}")
+                    f"in {r['sub_s']:.4f} s at the SUB; published {r['published']:,}, lost "
+                    f"{r['lost']:,}, gaps {r['gaps']:,}")
         log(f"slow subscriber: --pub-batch 1 --pub-hwm {args.slow_hwm}, sleeping "
             f"{args.slow_sleep_ms:g} ms per message ...")
         slow = run_pub(binary, args.tstop, out, 1, hwm=args.slow_hwm,
                        sleep_s=args.slow_sleep_ms / 1e3)
         log(f"    node {slow['node_s']:.4f} s; {slow['msgs']:,} msgs received in "
-            f"{slow['sub_s']:.3f} s; published {slow['published']:,}, dropped "
-            f"{slow['dropped']:,}, gaps {slow['gaps']:,}")
+            f"{slow['sub_s']:.3f} s; published {slow['published']:,}, lost "
+            f"{slow['lost']:,} (gaps {slow['gaps']:,}); done {'received' if slow['done'] else 'lost too'}")
     load_after = loadavg()
     cpu_after = cpu_snapshot()
 
     for b, runs in fast.items():
-        counts = {(r["msgs"], r["samples"], r["published"], r["dropped"]) for r in runs}
+        counts = {(r["msgs"], r["samples"], r["published"], r["lost"]) for r in runs}
         if len(counts) != 1:
             log(f"note: batch {b}: counts differ between runs: {sorted(counts)}")
     steps = nopub[0]["steps"]
@@ -254,8 +276,8 @@ def main(argv):
         "slow-subscriber row is one run; subscriber: pyzmq SUB in this process, default RCVHWM, "
         "msgpack-decoding every message; node s = its own `in X s` (init + stepping + publishing "
         "+ traces.csv)",
-        f"slow subscriber: dropped {slow['dropped']:,} of {slow['published'] + slow['dropped']:,} "
-        f"(done says; seq gaps seen: {slow['gaps']:,}); node {slow['node_s']:.4f} s vs "
+        f"slow subscriber: lost {slow['lost']:,} of {slow['published']:,} (seq gaps seen: "
+        f"{slow['gaps']:,}; done {'received' if slow['done'] else 'lost too'}); node {slow['node_s']:.4f} s vs "
         f"{med(fast1, 'node_s'):.4f} s (median) with the fast subscriber at batch "
         f"{batches[0]} = {slow['node_s'] / med(fast1, 'node_s'):.2f}x",
         others_line(cpu_before, cpu_after),

@@ -4,7 +4,7 @@
 Subscribes to everything the node publishes on ``--pub`` and prints:
 the ``started`` message, a line every ``--every`` ``state`` messages and every ``--every``
 ``sync`` messages, each spike, and at ``done`` a summary with the number of messages lost
-(gaps in ``seq``) and the node's own ``dropped`` count.  With ``--plot``, a live matplotlib
+(gaps in ``seq``) and the node's ``published`` count.  With ``--plot``, a live matplotlib
 plot of one signal (default ``soma.v``), if matplotlib is installed.
 
     target/release/spikebus run --pub tcp://127.0.0.1:5556 --wait-subscribers 1 &
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"observer: done ({done.get('reason')}) at t={done.get('t')!r}, step {done.get('step')}: "
         f"received {received} messages ({', '.join(f'{k} {v}' for k, v in counts.items())}), "
-        f"{samples} samples; seq gaps {gaps}; node published {done.get('published')}, dropped {done.get('dropped')}",
+        f"{samples} samples; seq gaps {gaps}; node published {done.get('published')}",
         flush=True,
     )
     if plot is not None:

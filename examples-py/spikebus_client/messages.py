@@ -141,11 +141,15 @@ class Sync:
 
 @dataclass(frozen=True)
 class Done:
-    """The run is over (after the ``end`` point, or a ``stop``); the node exits 0.
+    """The run is over (after the ``end`` point, a ``stop``, or a run that had to end); the
+    node exits.
 
     Attributes:
-        reason: ``end``, ``stop``, ``signal`` or ``timeout``.
-        published, dropped: state-stream messages sent, and lost at the high-water mark.
+        reason: ``end``, ``stop``, ``signal``, ``timeout``, ``io_error`` (an output could not
+            be written) or ``limit`` (the run went past one of the node's limits).
+        published: state-stream messages published.
+        error: what could not be written or which limit was passed (``io_error``,
+            ``limit``); ``None`` otherwise.
     """
 
     id: int | None
@@ -153,7 +157,7 @@ class Done:
     t: float
     step: int
     published: int
-    dropped: int
+    error: str | None = None
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @classmethod
@@ -164,7 +168,7 @@ class Done:
             t=float(m["t"]),
             step=int(m["step"]),
             published=int(m.get("published", 0)),
-            dropped=int(m.get("dropped", 0)),
+            error=None if m.get("error") is None else str(m["error"]),
             raw=dict(m),
         )
 

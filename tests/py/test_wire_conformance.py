@@ -400,9 +400,9 @@ def record_stream(log: WireLog, label: str, frames: list[list[bytes]], state_kin
 # other number a float 64, even when integral.  A field is a count by its name: a value under
 # one of these keys, or an item of a list under one (`state`'s `step`, `schedule.init`);
 # nothing under `values` (watched names are not field names).
-COUNT_FIELDS = frozenset({"id", "step", "protocol", "every", "scatter_gather", "init", "seq", "published", "dropped"})
+COUNT_FIELDS = frozenset({"id", "step", "protocol", "every", "scatter_gather", "init", "seq", "published"})
 # Where nil stands for an absent value.
-NIL_FIELDS = frozenset({"id", "spike", "owner", "previous"})
+NIL_FIELDS = frozenset({"id", "spike", "owner", "previous", "error"})
 
 
 @dataclass
@@ -998,10 +998,10 @@ def test_wire_rules_beyond_the_schemas(wire: WireLog) -> None:
 
 def test_messagepack_number_types(wire: WireLog) -> None:
     """README, Transport: in every node message, counts (`id`, `step`, `protocol`, `every`,
-    `scatter_gather`, `init` types, `seq`, `published`, `dropped`) are MessagePack unsigned
+    `scatter_gather`, `init` types, `seq`, `published`) are MessagePack unsigned
     integers in the smallest encoding; every other number is a float 64 (0xcb), never a float
     32 nor an integer, even when integral (`t` = 0.0, `tstop` = 50.0, a parameter of 15.0);
-    absent values are nil (`id`, `spike`, `owner`, and the owner topic's `previous`); strings
+    absent values are nil (`id`, `spike`, `owner`, `error`, and the owner topic's `previous`); strings
     are str, never bin.  Checked on the bytes as they came."""
     seen: Counter = Counter()
     bad = []

@@ -220,8 +220,9 @@ fn print_summary(s: &RunSummary) {
         format!("{total} from {} sources", s.spikes.len())
     };
     let wrote: Vec<String> = [&s.traces_path, &s.spikes_path].into_iter().flatten().map(|p| p.display().to_string()).collect();
+    let stream = if s.published > 0 { format!("; published {} stream messages", s.published) } else { String::new() };
     println!(
-        "spikebus: {} steps to t={} in {:.6} s; spikes: {}; wrote {}",
+        "spikebus: {} steps to t={} in {:.6} s; spikes: {}; wrote {}{stream}",
         s.steps,
         s.t,
         s.sim_seconds,

@@ -298,8 +298,9 @@ impl Session {
         }
         let mut error = self.rec.error.take();
         let published = self.published();
+        // After a write error the traces stay `.partial`; after a limit they are whole.
         let traces = match (self.rec.traces.take(), &error) {
-            (Some(file), None) => file.finish().map_err(|e| error = Some(e)).ok(),
+            (Some(file), None | Some(AppError::Limit(_))) => file.finish().map_err(|e| error = Some(e)).ok(),
             _ => None,
         };
         // Spikes are found in step order; a stable sort puts them in time order across sources.
@@ -312,7 +313,8 @@ impl Session {
         let reason = error.as_ref().map_or(reason, end_reason);
         let (t, steps) = (self.sim.t(), self.sim.step_index());
         let files: Vec<&Written> = [&traces, &spikes].into_iter().flatten().collect();
-        if let Err(e) = self.write_manifest(reason, t, steps, &files, error.as_ref()) {
+        let complete = files.len() == 2;
+        if let Err(e) = self.write_manifest(reason, complete, t, steps, &files, error.as_ref()) {
             error.get_or_insert(e);
         }
         let error = error.map(|e| e.to_string());
@@ -356,6 +358,7 @@ impl Session {
     fn write_manifest(
         &self,
         reason: proto::EndReason,
+        complete: bool,
         t: f64,
         steps: u64,
         files: &[&Written],
@@ -367,7 +370,7 @@ impl Session {
         };
         let manifest = serde_json::json!({
             "spikebus": env!("CARGO_PKG_VERSION"),
-            "complete": error.is_none(),
+            "complete": complete,
             "reason": reason,
             "error": error.map(|e| e.to_string()),
             "model": self.sim.model().origin,
