@@ -16,7 +16,7 @@ Base images: no image registry is reachable from this project's machines, so
 scripts/docker-setup (scripts/test runs it first) makes local stand-ins for the Dockerfile's
 three base images with debootstrap, among them ``spikebus-test/rust:host``, Debian with gcc,
 g++ and the host's own Rust toolchain: the Dockerfile's build stage really compiles the node
-there (``cargo build --release --locked``, crates from crates.io), as it does from
+there (``cargo build --release --locked``, crates fetched by cargo), as it does from
 ``rust:1.87-bookworm`` for users.  Where those images are missing and cannot be made (not
 root), the Dockerfile's public defaults are used, which needs a reachable registry.
 
