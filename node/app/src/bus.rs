@@ -122,9 +122,10 @@ fn zap_reply(req: &[Vec<u8>], creds: &Credentials) -> Vec<Vec<u8>> {
     vec![version.to_vec(), request_id.to_vec(), code.to_vec(), text.to_vec(), user, vec![]]
 }
 
-fn zmq_err(what: &str, endpoint: &str) -> impl Fn(zmq::Error) -> AppError {
-    let context = format!("{what} {endpoint}");
-    move |e| AppError::Bus(format!("{context}: {e}"))
+/// The error of a socket operation; the text is made only if there is an error (this sits on
+/// the lockstep's path).
+fn zmq_err<'a>(what: &'a str, endpoint: &'a str) -> impl Fn(zmq::Error) -> AppError + 'a {
+    move |e| AppError::Bus(format!("{what} {endpoint}: {e}"))
 }
 
 /// An endpoint as the node binds it.

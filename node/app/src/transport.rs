@@ -22,8 +22,14 @@ pub struct Peer {
 impl Peer {
     /// `peer-` and the connection's id in hex.
     pub fn name(&self) -> String {
-        let hex: String = self.id.iter().map(|b| format!("{b:02x}")).collect();
-        format!("peer-{hex}")
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut s = String::with_capacity(5 + 2 * self.id.len());
+        s.push_str("peer-");
+        for &b in &self.id {
+            s.push(HEX[usize::from(b >> 4)] as char);
+            s.push(HEX[usize::from(b & 15)] as char);
+        }
+        s
     }
 }
 
