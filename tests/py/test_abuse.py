@@ -681,10 +681,11 @@ class Gen:
         return Bad("op of invalid UTF-8", [data], frozenset({"bad_message", "unknown_op"}), (i,))
 
     def bad_client(self) -> Bad:
-        """A ``client`` that is no name: 1 to 64 bytes of UTF-8 without control characters.
-        (nil is not sent: the node reads it as an absent name.)"""
+        """A ``client`` that is no name: 1 to 64 bytes of UTF-8 without control characters, not
+        beginning with ``peer-`` (the node's names for unnamed clients).  (nil is not sent: the
+        node reads it as an absent name.)"""
         c = self.pick(
-            ["", "x" * 65, "\u00e9" * 33, "agent\n7", "agent\x007", "\x7f", "agent\u00857", 7, True, ["a"], {"a": 1}]
+            ["", "x" * 65, "\u00e9" * 33, "agent\n7", "agent\x007", "\x7f", "agent\u00857", "peer-00", 7, True, ["a"], {"a": 1}]
         )
         body = self.pick(
             [{"op": "hello", "protocol": 2}, {"op": "get", "names": []}, {"op": "continue", "actions": [SENTINEL]}]
@@ -716,7 +717,7 @@ class Gen:
         if self.pt.start:
             return self.bad_client()
         actions = self.pick([[], [{"op": "stop"}], [{"op": "set", "name": "ns.interval", "value": 1.0}], [SENTINEL]])
-        who = self.pick(["intruder", CLIENT + " ", CLIENT.upper(), "peer-00"])
+        who = self.pick(["intruder", CLIENT + " ", CLIENT.upper(), "peer00"])
         return self.one(f"continue from {who!r}", {"op": "continue", "client": who, "actions": actions}, "not_owner")
 
     def duplicate_keys(self) -> Bad:

@@ -366,8 +366,12 @@ fn typed<T: serde::de::DeserializeOwned>(v: rmpv::Value, prefix: &str) -> Result
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
         let message = inner.strip_prefix("error while decoding value: ").unwrap_or(&inner).to_string();
-        // A missing or unknown field is reported by the map that lacks or has it.
         let path = if path == "." { String::new() } else { path };
+        // A missing field is named (serde reports it at the map that lacks it).
+        let path = match message.strip_prefix("missing field `").and_then(|m| m.split('`').next()) {
+            Some(name) => if path.is_empty() { name.to_string() } else { format!("{path}.{name}") },
+            None => path,
+        };
         DecodeError { code: ErrorCode::BadMessage, message, field: join(prefix, &path) }
     })
 }
@@ -391,7 +395,7 @@ fn split_op(v: rmpv::Value, at: &str) -> Result<(String, rmpv::Value), DecodeErr
         }
     }
     match op {
-        None => Err(bad("missing field `op`", whole)),
+        None => Err(bad("missing field `op`", Some(join(at, "op").expect("op")))),
         Some(rmpv::Value::String(s)) if s.as_str().is_some() => {
             Ok((s.into_str().expect("checked utf-8"), rmpv::Value::Map(rest)))
         }
@@ -466,7 +470,9 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, DecodeError> {
     if let Some(c) = req.client() {
         if !valid_client(c) {
             return Err(bad(
-                format!("`client` is a name of 1 to {MAX_CLIENT_LEN} bytes without control characters"),
+                format!(
+                    "`client` is a name of 1 to {MAX_CLIENT_LEN} bytes without control characters, not beginning with `peer-`"
+                ),
                 Some("client".into()),
             ));
         }
@@ -474,9 +480,10 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, DecodeError> {
     Ok(req)
 }
 
-/// A `client` name: 1 to `MAX_CLIENT_LEN` bytes, no control characters.
+/// A `client` name: 1 to `MAX_CLIENT_LEN` bytes, no control characters, not beginning with
+/// `peer-` (the names the node gives unnamed clients, which a client must not borrow).
 pub fn valid_client(c: &str) -> bool {
-    !c.is_empty() && c.len() <= MAX_CLIENT_LEN && !c.chars().any(char::is_control)
+    !c.is_empty() && c.len() <= MAX_CLIENT_LEN && !c.chars().any(char::is_control) && !c.starts_with("peer-")
 }
 
 /// Removes field `name` from a map value and returns it.

@@ -100,7 +100,14 @@ fn errors_name_code_and_field() {
     assert_eq!((e.code, e.field.as_deref()), (ErrorCode::UnknownOp, Some("actions[0].op")), "{e:?}");
 
     let e = err(continue_with(vec![("op", s("set")), ("name", s("x"))]));
-    assert_eq!((e.code, e.field.as_deref()), (ErrorCode::BadMessage, Some("actions[0]")), "{e:?}");
+    assert_eq!((e.code, e.field.as_deref()), (ErrorCode::BadMessage, Some("actions[0].value")), "{e:?}");
+    let e = err(map(vec![("op", s("get"))]));
+    assert_eq!((e.code, e.field.as_deref()), (ErrorCode::BadMessage, Some("names")), "{e:?}");
+    let e = err(map(vec![("protocol", Value::from(2))]));
+    assert_eq!((e.code, e.field.as_deref()), (ErrorCode::BadMessage, Some("op")), "{e:?}");
+    let e = err(map(vec![("op", s("hello")), ("protocol", Value::from(2)), ("client", s("peer-0a1b"))]));
+    assert_eq!((e.code, e.field.as_deref()), (ErrorCode::BadMessage, Some("client")), "{e:?}");
+    let e = err(continue_with(vec![("op", s("set")), ("name", s("x"))]));
     assert!(e.message.contains("value"), "{e:?}");
 
     let e = err(map(vec![("op", s("fly"))]));

@@ -177,7 +177,7 @@ impl<'a, T: Transport> Lockstep<'a, T> {
     /// Serves requests until the run is over, replies `done`, lingers, and says how the run went.
     pub fn run(mut self) -> Result<RunSummary, AppError> {
         let (reason, answer) = self.serve()?;
-        let Lockstep { session, mut transport, mut clients, opts, stop, .. } = self;
+        let Lockstep { session, mut transport, opts, stop, .. } = self;
         let (t, step) = (session.sim.now(), session.sim.step_index());
         let summary = session.finish(reason);
         if let Some((msg, client, id)) = answer {
@@ -191,11 +191,8 @@ impl<'a, T: Transport> Lockstep<'a, T> {
             });
             let reply = proto::encode(&done);
             transport.send(&msg.peer, &reply)?;
-            if let Some(id) = id {
-                clients.remember(&client, id, &msg.bytes, &reply);
-            }
             let last = Last { client, id, bytes: msg.bytes, reply };
-            linger(&mut transport, &mut clients, &last, opts.linger, stop)?;
+            linger(&mut transport, &last, opts.linger, stop)?;
         }
         Ok(summary)
     }
@@ -267,7 +264,10 @@ impl<'a, T: Transport> Lockstep<'a, T> {
                 (c.filter(|c| proto::valid_client(c)).unwrap_or_else(|| msg.peer.name()), id)
             }
         };
-        if let Some(id) = id {
+        // Only what moved the run is kept for resends: a resend of anything else (a read, a
+        // refusal) is served afresh, which applies nothing either.
+        let moves = matches!(decoded, Ok(Request::Continue(_)));
+        if let (true, Some(id)) = (moves, id) {
             if let Some(reply) = self.clients.replied(&client, id, &msg.bytes) {
                 let reply = reply.to_vec();
                 self.transport.send(&msg.peer, &reply)?;
@@ -284,21 +284,25 @@ impl<'a, T: Transport> Lockstep<'a, T> {
             }
         };
         match handled {
-            Handled::Reply(reply) => self.send_fresh(msg, &client, id, reply),
+            Handled::Reply(reply) => {
+                let keep = moves && matches!(reply, Reply::Sync(_));
+                self.send_fresh(msg, &client, id.filter(|_| keep), reply)
+            }
             Handled::Finish(reason) => Ok(Some((reason, client, id))),
         }
     }
 
+    /// Sends a reply, and keeps it for resends when `keep_as` is the request's id.
     fn send_fresh(
         &mut self,
         msg: &Inbound,
         client: &str,
-        id: RequestId,
+        keep_as: RequestId,
         reply: Reply,
     ) -> Result<Option<(proto::EndReason, String, RequestId)>, AppError> {
         let bytes = proto::encode(&reply);
         self.transport.send(&msg.peer, &bytes)?;
-        if let Some(id) = id {
+        if let Some(id) = keep_as {
             self.clients.remember(client, id, &msg.bytes, &bytes);
         }
         Ok(None)
@@ -541,25 +545,17 @@ impl<'a, T: Transport> Lockstep<'a, T> {
 /// After `done`: answers a resend of the final request with the same `done` and anything
 /// else with `wrong_state`, until every peer has disconnected, `linger` has passed or a
 /// signal came.
-fn linger<T: Transport>(
-    transport: &mut T,
-    clients: &mut Clients,
-    last: &Last,
-    linger: Duration,
-    stop: &Stop,
-) -> Result<(), AppError> {
+fn linger<T: Transport>(transport: &mut T, last: &Last, linger: Duration, stop: &Stop) -> Result<(), AppError> {
     let deadline = Instant::now() + linger;
     while Instant::now() < deadline && !stop.requested() && transport.connected() != Some(0) {
         let Some(msg) = transport.recv()? else { continue };
         let (client, id) = proto::peek_client_and_id(&msg.bytes);
         let client = client.filter(|c| proto::valid_client(c)).unwrap_or_else(|| msg.peer.name());
-        let resent = id == last.id && client == last.client && msg.bytes == last.bytes;
-        let reply = match id {
-            _ if resent => last.reply.clone(),
-            Some(id) if clients.replied(&client, id, &msg.bytes).is_some() => {
-                clients.replied(&client, id, &msg.bytes).expect("just found").to_vec()
-            }
-            _ => proto::encode(&error(id, ErrorCode::WrongState, "the run has ended; this node is exiting", None)),
+        let resent = last.id.is_some() && id == last.id && client == last.client && msg.bytes == last.bytes;
+        let reply = if resent {
+            last.reply.clone()
+        } else {
+            proto::encode(&error(id, ErrorCode::WrongState, "the run has ended; this node is exiting", None))
         };
         transport.send(&msg.peer, &reply)?;
     }
