@@ -216,6 +216,29 @@ struct Monitor {
     peers: usize,
 }
 
+/// Stops monitoring `sock`. It must happen before the socket closes: libzmq's I/O thread
+/// reports the disconnections of a closing socket to its monitor with a blocking send, and
+/// once the monitor's reading end is gone that send never returns (the I/O thread, and with
+/// it every socket of the node, would hang).
+fn stop_monitor(sock: &mut zmq::Socket) {
+    // SAFETY: a valid socket pointer; a null address stops the monitor (zmq_socket_monitor).
+    unsafe {
+        zmq_sys::zmq_socket_monitor(sock.as_mut_ptr(), std::ptr::null(), 0);
+    }
+}
+
+impl Drop for ZmqControl {
+    fn drop(&mut self) {
+        stop_monitor(&mut self.sock);
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        stop_monitor(&mut self.sock);
+    }
+}
+
 impl Monitor {
     fn new(ctx: &zmq::Context, sock: &zmq::Socket, endpoint: &str) -> Result<Monitor, AppError> {
         let err = |what| zmq_err(what, endpoint);
