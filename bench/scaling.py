@@ -52,12 +52,15 @@ Engines and rows (each run in a fresh process; repetitions interleaved, medians 
 Columns: us/step = median seconds / steps; us/cell-step = us/step / N; setup s: spikebus
 process wall time minus its `in X s`, the Python model build for NEURON (before h.run /
 stdinit), recipe + decomposition + simulation for Arbor. Memory: *peak MiB* is the process's
-peak resident set (ru_maxrss from wait4, the kernel's VmHWM: Python and the engine's library
-included for NEURON and Arbor); *KiB/cell* is (peak(N) - peak(1 cell)) / (N - 1), the 1-cell
-run having the same tstop, recording and engine settings (run once per size, untimed);
-*end KiB/cell* is the same with the resident set at the end of the run instead of the peak: for
-NEURON and Arbor the worker's VmRSS right after the run, for spikebus the last VmRSS sampled
-(every 10 ms) before the process exited (so, for spikebus, without the TOML parser's peak).
+peak resident set, VmHWM (Python and the engine's library included for NEURON and Arbor: the
+worker reads its own right after the run; spikebus's comes from GNU time's %M, see
+run_measured for why not wait4's ru_maxrss); *KiB/cell* is (peak(N) - peak(k)) / (N - k), k
+cells being a baseline run with the same tstop, recording and settings (k = 1; for Arbor with G
+groups, k = G; run once per size, untimed; NEURON's two rows share h.run's baseline); *end
+KiB/cell* is the same with the resident set at the end of the run: for NEURON and Arbor the
+worker's VmRSS right after the run, for spikebus the last VmRSS read (every 10 ms) before the
+process exited (for spikebus: without the TOML parser's peak). Per-cell figures of the Python
+engines are noise below ~1,000 cells.
 *others* = CPU used by other processes on the machine during that engine's runs, in cores
 (from /proc/stat minus this script and its children), median over the repetitions.
 
@@ -567,13 +570,15 @@ def make_configs(engines, threads, features, max_n):
 
 
 def baseline_config(c):
-    """The row whose 1-cell run is c's memory baseline: c itself, but NEURON's two rows share
-    one (the same process but for the last call) and Arbor's always has one cell group."""
+    """The memory baseline of row c: (row, cells) whose run, with the same tstop, is subtracted
+    from c's. One cell of c itself, but NEURON's two rows share one (the same process up to
+    the last call), and Arbor with G > 1 groups has G cells (one per group: the per-group
+    buffers are not per-cell memory)."""
     if c.engine == "neuron-psolve":
-        return Config("neuron-run", "NEURON h.run", 1)
-    if c.engine == "arbor" and c.groups > 1:
-        return Config("arbor", "Arbor 1 group", c.threads, 1)
-    return c
+        return Config("neuron-run", "NEURON h.run", 1), 1
+    if c.engine == "arbor":
+        return c, c.groups
+    return c, 1
 
 
 def run_config(c, binary, features, extra_args, n, tstop, model, workdir, tag):
@@ -672,7 +677,7 @@ def fmt_kib(x):
 
 
 def summarize(size, c, runs, base):
-    """One row's figures from its repetitions (and the 1-cell baseline run for memory)."""
+    """One row's figures from its repetitions (and its memory baseline run)."""
     n = size["n"]
     if not runs:
         return {"cells": n, "config": c, "steps": None}
@@ -690,10 +695,11 @@ def summarize(size, c, runs, base):
            "others": statistics.median(r["others_cores"] for r in runs),
            "soma_spikes": int((runs[0]["spike_src"] < n).sum()),
            "spikes": len(runs[0]["spike_t"]), "check": size["checks"].get(c.key)}
-    if base is not None and n > 1:
-        row["kib_cell"] = (peak - base["peak_kib"]) / (n - 1)
+    if base is not None:
+        k = base["cells"]
+        row["kib_cell"] = (peak - base["peak_kib"]) / (n - k)
         if end is not None and base.get("end_kib"):
-            row["end_kib_cell"] = (end - base["end_kib"]) / (n - 1)
+            row["end_kib_cell"] = (end - base["end_kib"]) / (n - k)
     return row
 
 
@@ -962,13 +968,14 @@ def main(argv):
             size = {"n": n, "tstop": tstop, "checks": {}, "labels": {}}
             # memory baselines: one cell, the same tstop and settings (untimed, once)
             base = {}
-            if n > 1:
-                for c in active:
-                    b = baseline_config(c)
-                    if b.key not in base:
-                        log(f"{n:,} cells: 1-cell baseline, {b.label}, {b.threads} thread(s) ...")
-                        base[b.key] = run_config(b, binary, features, args.spikebus_arg, 1,
-                                                 tstop, base_model, tmp, "base")
+            for c in active:
+                b, k = baseline_config(c)
+                if k < n and b.key not in base:
+                    log(f"{n:,} cells: memory baseline, {cells(k)}, {b.label}, "
+                        f"{threads_word(b.threads)} ...")
+                    base[b.key] = run_config(b, binary, features, args.spikebus_arg, k, tstop,
+                                             base_model, tmp, "base")
+                    base[b.key]["cells"] = k
             results = {c.key: [] for c in active}
             ref = None
             for rep in range(args.repeat):
@@ -999,7 +1006,7 @@ def main(argv):
                 if c.engine == "arbor" and c.groups > n:
                     continue  # fewer cells than groups: no such row
                 rows.append(summarize(size, c, results.get(c.key, []),
-                                      base.get(baseline_config(c).key)))
+                                      base.get(baseline_config(c)[0].key)))
             sizes_done.append(size)
     whole_after = cpu_snapshot()
     load_after = loadavg()
