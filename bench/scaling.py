@@ -14,8 +14,8 @@ hh soma, L = 100 um, diam = 500 um, NEURON's hh parameters; an ExpSyn tau = 20 m
 its middle, driven by a NetStim interval = 20 ms through a NetCon delay 0, weight 0.1 uS). Cell
 i's NetStim starts at (i % 20) ms (0 for a single cell), so that the cells do not fire in
 unison. dt = 0.025 ms; tstop is chosen per size so that NEURON's h.run takes a few seconds
-(see TSTOP_MS; override with --tstop). Recorded: t and soma(0.5).v of cell 0 at every step (one trace, so that
-recording is not what is measured), and every spike.
+(see TSTOP_MS; override with --tstop). Recorded: t and soma(0.5).v of cell 0 at every step
+(one trace, so that recording is not what is measured), and every spike.
 
 Engines and rows (each run in a fresh process; repetitions interleaved, medians reported):
 
@@ -38,8 +38,10 @@ Engines and rows (each run in a fresh process; repetitions interleaved, medians 
                   one CV: cv_policy_single), the default catalogue's `hh` and `expsyn` with
                   the same parameters, Vm = -65 mV, cm = 0.01 F/m2, rL = 35.4 ohm cm,
                   6.3 degC, ena = 50, ek = -77 mV, a threshold_detector of 10 mV at the
-                  middle; the NetStim is an event_generator on a regular_schedule(start, 20 ms),
-                  weight 0.1; dt = 0.025 ms; soma v of cell 0 sampled every dt;
+                  middle; the NetStim is an event_generator, weight 0.1, on an
+                  explicit_schedule of its times start + k * 20 ms (not regular_schedule,
+                  whose times are the multiples of dt from tstart on); dt = 0.025 ms; soma v
+                  of cell 0 sampled every dt;
                   spike_recording.local (0.12.2's `all` records only spikes of sources that
                   have a connection, i.e. none here). Threads: arbor.context(threads=T). Rows:
                   `Arbor 1 group` (all cells in one cell group, partition_hint(cpu_group_size
