@@ -9,6 +9,7 @@
 //! - `exp`: libm's `exp`, bit for bit, over whole slices.
 
 pub mod error;
+pub mod mech;
 pub mod exp;
 pub mod model;
 pub mod parse;

@@ -8,6 +8,7 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use crate::error::{Error, Result};
+use crate::mech::{self, MechDef};
 use crate::model::*;
 use crate::signal;
 
@@ -99,16 +100,7 @@ impl<'t> Parser<'t> {
     }
 
     fn model(&mut self, root: &DeTable<'t>) -> Result<Model> {
-        let mut m = Model {
-            origin: self.origin.to_string(),
-            run: RunSettings::default(),
-            sections: vec![],
-            points: vec![],
-            cells: vec![],
-            netcons: vec![],
-            record: vec![],
-            index: NameIndex::default(),
-        };
+        let mut m = Model::empty(self.origin);
         const TOP: &[&str] = &["run", "section", "point", "cell", "netcon", "record"];
         for (k, v) in root {
             let key: &str = k.get_ref();
@@ -128,7 +120,7 @@ impl<'t> Parser<'t> {
                 }
                 "cell" => {
                     for (name, cv) in self.named_tables(v, "cell")? {
-                        let netstims = m.cells.iter().filter(|c| matches!(c.kind, CellKind::NetStim { .. })).count();
+                        let netstims = m.cells.iter().filter(|c| c.mech == mech::netstim::DEF.id()).count();
                         let c = self.cell(&name, cv, netstims)?;
                         m.cells.push(c);
                     }
@@ -165,20 +157,11 @@ impl<'t> Parser<'t> {
         for (k, val) in self.table(v, "run")? {
             let key: &str = k.get_ref();
             let path = format!("run.{key}");
-            let Some(&(_, _, allowed, _)) = GLOBAL_FIELDS.iter().find(|e| e.0 == key) else {
-                let names: Vec<&str> = GLOBAL_FIELDS.iter().map(|e| e.0).collect();
+            let Some(f) = GLOBAL_FIELDS.iter().position(|f| f.name == key) else {
+                let names: Vec<&str> = GLOBAL_FIELDS.iter().map(|f| f.name).collect();
                 return Err(self.unknown_key(k, &path, &names));
             };
-            let x = self.number(val, &path, allowed)?;
-            match key {
-                "dt" => run.dt = x,
-                "tstop" => run.tstop = x,
-                "v_init" => run.v_init = x,
-                "celsius" => run.celsius = x,
-                "usetable_hh" => run.usetable_hh = x != 0.0,
-                "Random123_globalindex" => run.random123_globalindex = x as u32,
-                _ => unreachable!("run key {key} is in GLOBAL_FIELDS"),
-            }
+            run.set(f, self.number(val, &path, GLOBAL_FIELDS[f].allowed)?);
         }
         Ok(())
     }
@@ -216,13 +199,12 @@ impl<'t> Parser<'t> {
                 self.err(iv.span(), &path, "expected an array of mechanism names, e.g. [\"hh\", \"pas\"]")
             })?;
             for m in arr.iter() {
-                match self.string(m, &path, "a mechanism name")? {
-                    "hh" => s.hh = Some(HhParams::default()),
-                    "pas" => s.pas = Some(PasParams::default()),
-                    other => {
-                        return Err(self.err(m.span(), &path, format!("unknown mechanism `{other}`; allowed: hh, pas")))
-                    }
-                }
+                let mech = self.string(m, &path, "a mechanism name")?;
+                let def = mech::find(mech, MechKind::Density).ok_or_else(|| {
+                    let allowed = mech::names(MechKind::Density).join(", ");
+                    self.err(m.span(), &path, format!("unknown mechanism `{mech}`; allowed: {allowed}"))
+                })?;
+                s.insert(def);
             }
         }
         for (k, val) in t {
@@ -244,70 +226,89 @@ impl<'t> Parser<'t> {
                     }
                     s.nseg = self.number(val, &path, Allowed::Count)? as u32;
                 }
-                "L" => s.l = self.number(val, &path, Allowed::Positive)?,
-                "diam" => s.diam = self.number(val, &path, Allowed::Positive)?,
-                "cm" => s.cm = self.number(val, &path, Allowed::NonNegative)?,
-                "Ra" => s.ra = self.number(val, &path, Allowed::Positive)?,
-                "threshold" => s.threshold = self.number(val, &path, Allowed::Any)?,
-                "gnabar_hh" | "gkbar_hh" | "gl_hh" | "el_hh" | "ena" | "ek" => {
-                    let allowed = if key.starts_with('g') { Allowed::NonNegative } else { Allowed::Any };
-                    let x = self.number(val, &path, allowed)?;
-                    let hh = s
-                        .hh
-                        .as_mut()
-                        .ok_or_else(|| self.err(k.span(), &path, "needs hh: add \"hh\" to this section's insert"))?;
-                    match key {
-                        "gnabar_hh" => hh.gnabar = x,
-                        "gkbar_hh" => hh.gkbar = x,
-                        "gl_hh" => hh.gl = x,
-                        "el_hh" => hh.el = x,
-                        "ena" => hh.ena = x,
-                        _ => hh.ek = x,
-                    }
-                }
-                "g_pas" | "e_pas" => {
-                    let allowed = if key == "g_pas" { Allowed::NonNegative } else { Allowed::Any };
-                    let x = self.number(val, &path, allowed)?;
-                    let pas = s
-                        .pas
-                        .as_mut()
-                        .ok_or_else(|| self.err(k.span(), &path, "needs pas: add \"pas\" to this section's insert"))?;
-                    if key == "g_pas" {
-                        pas.g = x
-                    } else {
-                        pas.e = x
-                    }
-                }
                 _ => {
-                    return Err(self.unknown_key(
-                        k,
-                        &path,
-                        &[
-                            "L", "diam", "nseg", "cm", "Ra", "parent", "insert", "threshold", "gnabar_hh",
-                            "gkbar_hh", "gl_hh", "el_hh", "ena", "ek", "g_pas", "e_pas",
-                        ],
-                    ))
+                    if let Some(f) = SECTION_FIELDS.iter().position(|f| f.name == key) {
+                        let x = self.number(val, &path, SECTION_FIELDS[f].allowed)?;
+                        s.set_own(f, x);
+                        continue;
+                    }
+                    let found = s.mechs.iter().enumerate().find_map(|(slot, m)| {
+                        m.mech.def().param(key).map(|f| (slot, f))
+                    });
+                    if let Some((slot, f)) = found {
+                        let x = self.number(val, &path, s.mechs[slot].mech.def().params[f].allowed)?;
+                        s.mechs[slot].params[f] = x;
+                        continue;
+                    }
+                    // A field of a mechanism that is not inserted: say which one.
+                    let owner = mech::MECHANISMS
+                        .iter()
+                        .find(|m| matches!(m.kind, MechKind::Density | MechKind::Ion) && m.param(key).is_some());
+                    if let Some(owner) = owner {
+                        let users: Vec<&str> = if owner.kind == MechKind::Ion {
+                            mech::MECHANISMS.iter().filter(|m| m.ions.iter().any(|i| std::ptr::eq(*i, *owner))).map(|m| m.name).collect()
+                        } else {
+                            vec![owner.name]
+                        };
+                        return Err(self.err(
+                            k.span(),
+                            &path,
+                            format!("needs {0}: add \"{0}\" to this section's insert", users.join(" or ")),
+                        ));
+                    }
+                    let mut allowed: Vec<&str> = SECTION_FIELDS.iter().map(|f| f.name).collect();
+                    allowed.extend(["parent", "insert"]);
+                    allowed.extend(s.mechs.iter().flat_map(|m| m.mech.def().params.iter().map(|f| f.name)));
+                    return Err(self.unknown_key(k, &path, &allowed));
                 }
             }
         }
         Ok(s)
     }
 
-    /// The `type` key of a point process or artificial cell, required.
-    fn type_key<'a>(&self, t: &'a DeTable<'t>, v: &Val<'t>, path: &str, allowed: &str) -> Result<&'a str> {
+    /// The `type` key of a point process or artificial cell, required, as a mechanism.
+    fn type_key(&self, t: &DeTable<'t>, v: &Val<'t>, path: &str, kind: MechKind) -> Result<&'static MechDef> {
+        let allowed = mech::names(kind).join(", ");
         let tv = t
             .get("type")
             .ok_or_else(|| self.err(v.span(), path, format!("missing key `type` ({allowed})")))?;
-        self.string(tv, &format!("{path}.type"), allowed)
+        let tpath = format!("{path}.type");
+        let ty = self.string(tv, &tpath, &allowed)?;
+        mech::find(ty, kind)
+            .ok_or_else(|| self.err(tv.span(), &tpath, format!("unknown type `{ty}`; allowed: {allowed}")))
+    }
+
+    /// The numeric keys of a point process or artificial cell: its mechanism's fields.
+    fn fields(&self, t: &DeTable<'t>, path: &str, def: &MechDef, skip: &[&str], params: &mut [f64]) -> Result<()> {
+        for (k, val) in t {
+            let key: &str = k.get_ref();
+            if skip.contains(&key) {
+                continue;
+            }
+            let kpath = format!("{path}.{key}");
+            let Some(f) = def.param(key) else {
+                if key == "seed" && def.name == "NetStim" {
+                    return Err(self.err(
+                        k.span(),
+                        &kpath,
+                        "NetStim has no seed: its noise is NEURON's Random123 stream, \
+                         identified by id1, id2, id3 and the global Random123_globalindex \
+                         (docs/model-format.md)",
+                    ));
+                }
+                let mut allowed: Vec<&str> = skip.to_vec();
+                allowed.extend(def.params.iter().map(|f| f.name));
+                return Err(self.unknown_key(k, &kpath, &allowed));
+            };
+            params[f] = self.number(val, &kpath, def.params[f].allowed)?;
+        }
+        Ok(())
     }
 
     fn point(&mut self, name: &str, v: &Val<'t>) -> Result<PointSpec> {
         let t = self.table(v, name)?;
         let path = format!("point.{name}");
-        let ty = self.type_key(t, v, &path, "ExpSyn, Exp2Syn or IClamp")?;
-        let mut kind = PointKind::default_for(ty).ok_or_else(|| {
-            self.err(t["type"].span(), &format!("{path}.type"), format!("unknown type `{ty}`; allowed: ExpSyn, Exp2Syn, IClamp"))
-        })?;
+        let def = self.type_key(t, v, &path, MechKind::Point)?;
         let at = t.get("at").ok_or_else(|| self.err(v.span(), &path, "missing key `at`, e.g. at = \"soma(0.5)\""))?;
         let at_path = format!("{path}.at");
         let at_text = self.string(at, &at_path, "a location such as \"soma(0.5)\"")?;
@@ -315,34 +316,9 @@ impl<'t> Parser<'t> {
             self.err(at.span(), &at_path, format!("expected SECTION(x) with 0 <= x <= 1, found \"{at_text}\""))
         })?;
         self.lines.insert(at_path, self.line(at.span()));
-        for (k, val) in t {
-            let key: &str = k.get_ref();
-            let kpath = format!("{path}.{key}");
-            if key == "type" || key == "at" {
-                continue;
-            }
-            let slot: Option<(&mut f64, Allowed)> = match (&mut kind, key) {
-                (PointKind::ExpSyn { tau, .. }, "tau") => Some((tau, Allowed::Positive)),
-                (PointKind::ExpSyn { e, .. }, "e") => Some((e, Allowed::Any)),
-                (PointKind::Exp2Syn { tau1, .. }, "tau1") => Some((tau1, Allowed::Positive)),
-                (PointKind::Exp2Syn { tau2, .. }, "tau2") => Some((tau2, Allowed::Positive)),
-                (PointKind::Exp2Syn { e, .. }, "e") => Some((e, Allowed::Any)),
-                (PointKind::IClamp { del, .. }, "del") => Some((del, Allowed::Any)),
-                (PointKind::IClamp { dur, .. }, "dur") => Some((dur, Allowed::NonNegative)),
-                (PointKind::IClamp { amp, .. }, "amp") => Some((amp, Allowed::Any)),
-                _ => None,
-            };
-            let Some((slot, allowed)) = slot else {
-                let allowed_keys: &[&str] = match kind {
-                    PointKind::ExpSyn { .. } => &["type", "at", "tau", "e"],
-                    PointKind::Exp2Syn { .. } => &["type", "at", "tau1", "tau2", "e"],
-                    PointKind::IClamp { .. } => &["type", "at", "del", "dur", "amp"],
-                };
-                return Err(self.unknown_key(k, &kpath, allowed_keys));
-            };
-            *slot = self.number(val, &kpath, allowed)?;
-        }
-        Ok(PointSpec { name: name.to_string(), at: loc, kind })
+        let mut params = def.defaults();
+        self.fields(t, &path, def, &["type", "at"], &mut params)?;
+        Ok(PointSpec { name: name.to_string(), at: loc, mech: def.id(), params })
     }
 
     /// `[cell.NAME]`; `netstims_before` (NetStims earlier in the file) numbers its default
@@ -350,65 +326,28 @@ impl<'t> Parser<'t> {
     fn cell(&mut self, name: &str, v: &Val<'t>, netstims_before: usize) -> Result<CellSpec> {
         let t = self.table(v, name)?;
         let path = format!("cell.{name}");
-        let ty = self.type_key(t, v, &path, "NetStim or VecStim")?;
-        let mut kind = CellKind::default_for(ty, netstims_before).ok_or_else(|| {
-            self.err(t["type"].span(), &format!("{path}.type"), format!("unknown type `{ty}`; allowed: NetStim, VecStim"))
-        })?;
-        for (k, val) in t {
-            let key: &str = k.get_ref();
-            let kpath = format!("{path}.{key}");
-            if key == "type" {
-                continue;
-            }
-            match &mut kind {
-                CellKind::NetStim { interval, number, start, noise, id1, id2, id3 } => {
-                    let (slot, allowed) = match key {
-                        "interval" => (interval, Allowed::Positive),
-                        "number" => (number, Allowed::NonNegative),
-                        "start" => (start, Allowed::Any),
-                        "noise" => (noise, Allowed::UnitInterval),
-                        "id1" => (id1, Allowed::Uint32),
-                        "id2" => (id2, Allowed::Uint32),
-                        "id3" => (id3, Allowed::Uint32),
-                        "seed" => {
-                            return Err(self.err(
-                                k.span(),
-                                &kpath,
-                                "NetStim has no seed: its noise is NEURON's Random123 stream, \
-                                 identified by id1, id2, id3 and the global Random123_globalindex \
-                                 (docs/model-format.md)",
-                            ))
-                        }
-                        _ => {
-                            return Err(self.unknown_key(
-                                k,
-                                &kpath,
-                                &["type", "interval", "number", "start", "noise", "id1", "id2", "id3"],
-                            ))
-                        }
-                    };
-                    *slot = self.number(val, &kpath, allowed)?;
-                }
-                CellKind::VecStim { times } => {
-                    if key != "times" {
-                        return Err(self.unknown_key(k, &kpath, &["type", "times"]));
-                    }
-                    let arr = val
-                        .get_ref()
-                        .as_array()
-                        .ok_or_else(|| self.err(val.span(), &kpath, "expected an array of spike times (ms)"))?;
-                    times.clear();
-                    for item in arr.iter() {
-                        let x = self.number(item, &kpath, Allowed::NonNegative)?;
-                        if times.last().is_some_and(|&last| x < last) {
-                            return Err(self.err(item.span(), &kpath, format!("times must not decrease; {x} comes after {}", times.last().unwrap())));
-                        }
-                        times.push(x);
+        let def = self.type_key(t, v, &path, MechKind::Artificial)?;
+        let mut c = CellSpec::new(name, def, netstims_before);
+        let is_vecstim = def.name == "VecStim";
+        let skip: &[&str] = if is_vecstim { &["type", "times"] } else { &["type"] };
+        self.fields(t, &path, def, skip, &mut c.params)?;
+        if let (true, Some(val)) = (is_vecstim, t.get("times")) {
+            let kpath = format!("{path}.times");
+            let arr = val
+                .get_ref()
+                .as_array()
+                .ok_or_else(|| self.err(val.span(), &kpath, "expected an array of spike times (ms)"))?;
+            for item in arr.iter() {
+                let x = self.number(item, &kpath, Allowed::NonNegative)?;
+                if let Some(&last) = c.times.last() {
+                    if x < last {
+                        return Err(self.err(item.span(), &kpath, format!("times must not decrease; {x} comes after {last}")));
                     }
                 }
+                c.times.push(x);
             }
         }
-        Ok(CellSpec { name: name.to_string(), kind })
+        Ok(c)
     }
 
     fn netcon(&mut self, name: &str, v: &Val<'t>) -> Result<NetConSpec> {
@@ -455,7 +394,7 @@ impl<'t> Parser<'t> {
             .chain(m.netcons.iter().map(|s| (s.name.as_str(), "netcon")));
         for (name, kind) in kinds {
             let path = format!("{kind}.{name}");
-            if GLOBAL_FIELDS.iter().any(|g| g.0 == name) {
+            if GLOBAL_FIELDS.iter().any(|g| g.name == name) {
                 return Err(self.err_at_line(self.line_of(&path), &path, format!("`{name}` is a global parameter name; choose another name")));
             }
             if let Some(first) = seen.insert(name, kind) {
@@ -497,8 +436,9 @@ impl<'t> Parser<'t> {
             }
             let tgt_path = format!("netcon.{}.target", n.name);
             match m.object(&n.target) {
-                Some(Object::Point(pi)) if matches!(m.points[pi].kind, PointKind::IClamp { .. }) => {
-                    return Err(self.err_at_line(self.line_of(&tgt_path), &tgt_path, format!("`{}` is an IClamp, which receives no events; targets are ExpSyn, Exp2Syn, NetStim or VecStim", n.target)))
+                Some(Object::Point(pi)) if !m.points[pi].mech.def().receives => {
+                    let targets: Vec<&str> = mech::MECHANISMS.iter().filter(|d| d.receives).map(|d| d.name).collect();
+                    return Err(self.err_at_line(self.line_of(&tgt_path), &tgt_path, format!("`{}` is an {}, which receives no events; targets are {}", n.target, m.points[pi].mech.def().name, targets.join(", "))))
                 }
                 Some(Object::Point(_)) | Some(Object::Cell(_)) => {}
                 _ => {
