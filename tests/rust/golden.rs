@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use serde::Deserialize;
-use spikebus_engine::{parse_model, Pause, Sim, Spike};
+use spikebus_engine::{parse_model, Kernels, Pause, Sim, Spike};
 
 #[derive(Deserialize)]
 pub struct Golden {
@@ -73,7 +73,7 @@ fn spikes_by_source(sim: &mut Sim) -> BTreeMap<String, Vec<f64>> {
     spikes
 }
 
-fn run_variant(g: &Golden) -> Run {
+fn run_variant(g: &Golden, kernels: Kernels) -> Run {
     let path = root().join(&g.model);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut model = parse_model(&text, &g.model).unwrap_or_else(|e| panic!("{e}"));
@@ -81,6 +81,7 @@ fn run_variant(g: &Golden) -> Run {
         model.set(name, *value).unwrap_or_else(|e| panic!("{e}"));
     }
     let mut sim = Sim::new(model).unwrap_or_else(|e| panic!("{e}"));
+    assert!(sim.set_kernels(kernels));
     let first_spikes = g.first_run.as_ref().map(|first| {
         sim.initialize(|_| {});
         // stdrun's continuerun(until): steps while t < until - dt/2.
@@ -138,9 +139,17 @@ fn spike_failures(what: &str, got: &BTreeMap<String, Vec<f64>>, want: &BTreeMap<
     failures
 }
 
+/// Checks a variant with every instruction set of the step kernels this CPU runs.
 fn check_variant(name: &str) {
     let g = load_golden(name);
-    let run = run_variant(&g);
+    let all: Vec<Kernels> = Kernels::ALL.into_iter().filter(|k| k.runs_here()).collect();
+    for k in all {
+        check_run(name, &g, k);
+    }
+}
+
+fn check_run(name: &str, g: &Golden, kernels: Kernels) {
+    let run = run_variant(g, kernels);
     let mut failures = vec![];
     for (k, sig) in g.signals.iter().enumerate() {
         let want = decode_trace(&g.traces[sig]);
@@ -167,7 +176,8 @@ fn check_variant(name: &str) {
             failures.push(format!("final {param}: spikebus {got:?}, NEURON {want:?}"));
         }
     }
-    assert!(failures.is_empty(), "variant {name} differs from NEURON 9.0.2:\n  {}", failures.join("\n  "));
+    let k = kernels.name();
+    assert!(failures.is_empty(), "variant {name} ({k} kernels) differs from NEURON 9.0.2:\n  {}", failures.join("\n  "));
 }
 
 macro_rules! golden {

@@ -19,4 +19,4 @@ pub mod sim;
 pub use error::{Error, Result};
 pub use model::Model;
 pub use parse::parse_model;
-pub use sim::{Boundary, LimitHit, Limits, Pause, SignalRef, Sim, Spike, Stops};
+pub use sim::{Boundary, Kernels, LimitHit, Limits, Pause, SignalRef, Sim, Spike, Stops};

@@ -3,7 +3,7 @@
 
 use super::block::{Base, Cx};
 use super::decay::Decay;
-use super::{Allowed, Field, MechDef, MechKind, DV};
+use super::{lanes, Allowed, Field, MechDef, MechKind};
 
 pub static DEF: MechDef = MechDef {
     name: "Exp2Syn",
@@ -87,21 +87,12 @@ impl Exp2Syn {
 
     #[inline(always)]
     pub fn current(&mut self, cx: &mut Cx) {
-        let n = self.base.lanes;
         for (k, &nd) in self.base.node.iter().enumerate() {
             let ir = cx.inst(k);
             let (v, rhs, d) = cx.node(nd);
-            let (a, b, e, mfact) = (&self.a[ir.clone()], &self.b[ir.clone()], &self.p[E][ir.clone()], &self.mfact[ir.clone()]);
-            let (gout, iout) = (&mut self.g[ir.clone()], &mut self.i[ir]);
-            for l in 0..n {
-                let g = b[l] - a[l];
-                let i_dv = g * ((v[l] + DV) - e[l]);
-                let i = g * (v[l] - e[l]);
-                rhs[l] -= i * mfact[l];
-                d[l] += (i_dv - i) / DV * mfact[l];
-                gout[l] = g;
-                iout[l] = i;
-            }
+            let g = &mut self.g[ir.clone()];
+            lanes::difference(g, &self.b[ir.clone()], &self.a[ir.clone()]);
+            lanes::synapse_current(v, rhs, d, g, &self.p[E][ir.clone()], &self.mfact[ir.clone()], &mut self.i[ir]);
         }
     }
 

@@ -3,7 +3,7 @@
 
 use super::block::{Base, Cx};
 use super::decay::Decay;
-use super::{Allowed, Field, MechDef, MechKind, DV};
+use super::{lanes, Allowed, Field, MechDef, MechKind};
 
 pub static DEF: MechDef = MechDef {
     name: "ExpSyn",
@@ -49,19 +49,10 @@ impl ExpSyn {
     /// BREAKPOINT: `i = g*(v - e)` at v + .001 and at v, scaled to the node's area.
     #[inline(always)]
     pub fn current(&mut self, cx: &mut Cx) {
-        let n = self.base.lanes;
         for (k, &nd) in self.base.node.iter().enumerate() {
             let ir = cx.inst(k);
             let (v, rhs, d) = cx.node(nd);
-            let (g, e, mfact) = (&self.g[ir.clone()], &self.p[E][ir.clone()], &self.mfact[ir.clone()]);
-            let out = &mut self.i[ir];
-            for l in 0..n {
-                let i_dv = g[l] * ((v[l] + DV) - e[l]);
-                let i = g[l] * (v[l] - e[l]);
-                rhs[l] -= i * mfact[l];
-                d[l] += (i_dv - i) / DV * mfact[l];
-                out[l] = i;
-            }
+            lanes::synapse_current(v, rhs, d, &self.g[ir.clone()], &self.p[E][ir.clone()], &self.mfact[ir.clone()], &mut self.i[ir]);
         }
     }
 

@@ -77,18 +77,19 @@ const TABLE_MIN: f64 = -100.0;
 const TABLE_MAX: f64 = 100.0;
 const TABLE_N: usize = 200;
 
-/// NEURON's `TABLE minf, mtau, hinf, htau, ninf, ntau DEPEND celsius FROM -100 TO 100 WITH 200`.
+/// NEURON's `TABLE minf, mtau, hinf, htau, ninf, ntau DEPEND celsius FROM -100 TO 100 WITH 200`,
+/// one array per quantity (minf, mtau, hinf, htau, ninf, ntau).
 #[derive(Debug, Clone)]
 pub struct RateTable {
     /// The celsius the table was made for; NaN before the first build.
     pub celsius: f64,
     mfac: f64,
-    rows: Vec<Rates>,
+    cols: [[f64; TABLE_N + 1]; 6],
 }
 
 impl Default for RateTable {
     fn default() -> Self {
-        RateTable { celsius: f64::NAN, mfac: 0.0, rows: vec![Rates::default(); TABLE_N + 1] }
+        RateTable { celsius: f64::NAN, mfac: 0.0, cols: [[0.0; TABLE_N + 1]; 6] }
     }
 }
 
@@ -102,37 +103,116 @@ impl RateTable {
         let dx = (TABLE_MAX - TABLE_MIN) / TABLE_N as f64;
         self.mfac = 1.0 / dx;
         let mut x = TABLE_MIN;
-        for row in self.rows.iter_mut() {
-            *row = rates_exact(x, q);
+        for i in 0..=TABLE_N {
+            let r = rates_exact(x, q);
+            for (col, value) in self.cols.iter_mut().zip([r.minf, r.mtau, r.hinf, r.htau, r.ninf, r.ntau]) {
+                col[i] = value;
+            }
             x += dx;
         }
         self.celsius = celsius;
     }
 
-    /// Linear interpolation as nocmodl's `_n_rates`.
+    /// Linear interpolation as nocmodl's `_n_rates`: row 0 at or below -100 mV, row 200 at or
+    /// above 100 mV, else `a + theta*(b - a)` between the rows around v.
     #[inline(always)]
     pub fn lookup(&self, v: f64) -> Rates {
+        let mut out = [0.0; 6];
+        self.lookup_into(v, &mut out);
+        let [minf, mtau, hinf, htau, ninf, ntau] = out;
+        Rates { minf, mtau, hinf, htau, ninf, ntau }
+    }
+
+    /// `lookup`, the six quantities into `out`; written with selects rather than early
+    /// returns so that a loop over lanes can vectorize it (the values are the same: an index
+    /// out of the table's range is only used where the select discards it).
+    #[inline(always)]
+    fn lookup_into(&self, v: f64, out: &mut [f64; 6]) {
         let xi = self.mfac * (v - TABLE_MIN);
-        if xi <= 0.0 {
-            return self.rows[0];
-        }
-        if xi >= TABLE_N as f64 {
-            return self.rows[TABLE_N];
-        }
-        let i = xi as usize;
+        let inside = xi > 0.0 && xi < TABLE_N as f64;
+        let i = if inside { (xi as usize).min(TABLE_N - 1) } else { 0 };
         let theta = xi - i as f64;
-        let (a, b) = (&self.rows[i], &self.rows[i + 1]);
-        let lerp = |p: f64, q: f64| p + theta * (q - p);
-        Rates {
-            minf: lerp(a.minf, b.minf),
-            mtau: lerp(a.mtau, b.mtau),
-            hinf: lerp(a.hinf, b.hinf),
-            htau: lerp(a.htau, b.htau),
-            ninf: lerp(a.ninf, b.ninf),
-            ntau: lerp(a.ntau, b.ntau),
+        for (o, col) in out.iter_mut().zip(&self.cols) {
+            let (a, b) = (col[i], col[i + 1]);
+            let lerp = a + theta * (b - a);
+            *o = if xi <= 0.0 {
+                col[0]
+            } else if xi >= TABLE_N as f64 {
+                col[TABLE_N]
+            } else {
+                lerp
+            };
         }
     }
 }
+
+/// hh's BREAKPOINT over the lanes of one instance, at v + .001 and at v: `rhs -= i`,
+/// `d += di/dv`, summing ina, ik, il in nocmodl's order. Every row a separate argument: see
+/// `lanes`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn current_lanes(
+    v: &[f64],
+    rhs: &mut [f64],
+    d: &mut [f64],
+    [gnabar, gkbar, gl, el, ena, ek]: [&[f64]; 6],
+    m: &[f64],
+    h: &[f64],
+    ng: &[f64],
+    gna_o: &mut [f64],
+    gk_o: &mut [f64],
+    ina_o: &mut [f64],
+    ik_o: &mut [f64],
+    il_o: &mut [f64],
+) {
+    let n = v.len();
+    let (rhs, d, gnabar, gkbar, gl, el, ena, ek) =
+        (&mut rhs[..n], &mut d[..n], &gnabar[..n], &gkbar[..n], &gl[..n], &el[..n], &ena[..n], &ek[..n]);
+    let (m, h, ng, gna_o, gk_o, ina_o, ik_o, il_o) =
+        (&m[..n], &h[..n], &ng[..n], &mut gna_o[..n], &mut gk_o[..n], &mut ina_o[..n], &mut ik_o[..n], &mut il_o[..n]);
+    for l in 0..n {
+        let gna = gnabar[l] * m[l] * m[l] * m[l] * h[l];
+        let gk = gkbar[l] * ng[l] * ng[l] * ng[l] * ng[l];
+        let vdv = v[l] + DV;
+        let total_dv = ((0.0 + gna * (vdv - ena[l])) + gk * (vdv - ek[l])) + gl[l] * (vdv - el[l]);
+        let ina = gna * (v[l] - ena[l]);
+        let ik = gk * (v[l] - ek[l]);
+        let il = gl[l] * (v[l] - el[l]);
+        let total = ((0.0 + ina) + ik) + il;
+        rhs[l] -= total;
+        d[l] += (total_dv - total) / DV;
+        gna_o[l] = gna;
+        gk_o[l] = gk;
+        ina_o[l] = ina;
+        ik_o[l] = ik;
+        il_o[l] = il;
+    }
+}
+
+/// cnexp's constants of one gate over the lanes: `inf` becomes `-(inf/tau)/a` and `tau`
+/// becomes `dt*a`, with `a = -1/tau`.
+#[inline(always)]
+fn cnexp_prepare(inf: &mut [f64], tau: &mut [f64], dt: f64) {
+    let tau = &mut tau[..inf.len()];
+    for l in 0..inf.len() {
+        let a = -1.0 / tau[l];
+        inf[l] = -(inf[l] / tau[l]) / a;
+        tau[l] = dt * a;
+    }
+}
+
+/// cnexp's update with `q = -(inf/tau)/a` and `e = exp(dt*a)`: `y = y + (1 - e)*(q - y)`.
+#[inline(always)]
+fn cnexp_update(y: &mut [f64], q: &[f64], e: &[f64]) {
+    let (q, e) = (&q[..y.len()], &e[..y.len()]);
+    for l in 0..y.len() {
+        y[l] += (1.0 - e[l]) * (q[l] - y[l]);
+    }
+}
+
+/// Where `Shared::fill` puts the rates of the table's order (minf, mtau, hinf, htau, ninf,
+/// ntau).
+const SLOT: [usize; 6] = [0, 3, 1, 4, 2, 5];
 
 impl Shared {
     fn at(&self, v: f64) -> Rates {
@@ -140,6 +220,30 @@ impl Shared {
             self.table.lookup(v)
         } else {
             rates_exact(v, self.q10)
+        }
+    }
+
+    /// The rates at each voltage of `v`: `out[r*n + l]` holds rate r of lane l, in the order
+    /// minf, hinf, ninf, mtau, htau, ntau (the three taus together).
+    #[inline(always)]
+    fn fill(&self, v: &[f64], out: &mut [f64]) {
+        let n = v.len();
+        let out = &mut out[..6 * n];
+        if self.usetable {
+            for (l, &v) in v.iter().enumerate() {
+                let mut r = [0.0; 6];
+                self.table.lookup_into(v, &mut r);
+                for (g, x) in r.into_iter().enumerate() {
+                    out[SLOT[g] * n + l] = x;
+                }
+            }
+        } else {
+            for (l, &v) in v.iter().enumerate() {
+                let r = rates_exact(v, self.q10);
+                for (g, x) in [r.minf, r.mtau, r.hinf, r.htau, r.ninf, r.ntau].into_iter().enumerate() {
+                    out[SLOT[g] * n + l] = x;
+                }
+            }
         }
     }
 }
@@ -210,59 +314,46 @@ impl Hh {
     /// nocmodl's order.
     #[inline(always)]
     pub fn current(&mut self, cx: &mut Cx) {
-        let n = self.base.lanes;
         for (k, &nd) in self.base.node.iter().enumerate() {
             let ir = cx.inst(k);
             let (v, rhs, d) = cx.node(nd);
             let [gnabar, gkbar, gl, el, ena, ek] = &self.p;
-            let (gnabar, gkbar, gl, el) = (&gnabar[ir.clone()], &gkbar[ir.clone()], &gl[ir.clone()], &el[ir.clone()]);
-            let (ena, ek) = (&ena[ir.clone()], &ek[ir.clone()]);
-            let (m, h, ng) = (&self.m[ir.clone()], &self.h[ir.clone()], &self.n[ir.clone()]);
-            let (ina_o, ik_o, il_o) = (&mut self.ina[ir.clone()], &mut self.ik[ir.clone()], &mut self.il[ir.clone()]);
-            let (gna_o, gk_o) = (&mut self.gna[ir.clone()], &mut self.gk[ir]);
-            for l in 0..n {
-                let gna = gnabar[l] * m[l] * m[l] * m[l] * h[l];
-                let gk = gkbar[l] * ng[l] * ng[l] * ng[l] * ng[l];
-                let vdv = v[l] + DV;
-                let total_dv = ((0.0 + gna * (vdv - ena[l])) + gk * (vdv - ek[l])) + gl[l] * (vdv - el[l]);
-                let ina = gna * (v[l] - ena[l]);
-                let ik = gk * (v[l] - ek[l]);
-                let il = gl[l] * (v[l] - el[l]);
-                let total = ((0.0 + ina) + ik) + il;
-                rhs[l] -= total;
-                d[l] += (total_dv - total) / DV;
-                gna_o[l] = gna;
-                gk_o[l] = gk;
-                ina_o[l] = ina;
-                ik_o[l] = ik;
-                il_o[l] = il;
-            }
+            let p = [gnabar, gkbar, gl, el, ena, ek].map(|f| &f[ir.clone()]);
+            current_lanes(
+                v,
+                rhs,
+                d,
+                p,
+                &self.m[ir.clone()],
+                &self.h[ir.clone()],
+                &self.n[ir.clone()],
+                &mut self.gna[ir.clone()],
+                &mut self.gk[ir.clone()],
+                &mut self.ina[ir.clone()],
+                &mut self.ik[ir.clone()],
+                &mut self.il[ir],
+            );
         }
     }
 
     /// `SOLVE states METHOD cnexp` at the new voltage: each gate
-    /// `y = y + (1. - exp(dt*((-1.0)/tau)))*(- (inf/tau)/((-1.0)/tau) - y)`.
+    /// `y = y + (1. - exp(dt*((-1.0)/tau)))*(- (inf/tau)/((-1.0)/tau) - y)`, in three passes
+    /// over the lanes: the rates (table lookups), the divisions, then exp of every `dt*a` at
+    /// once and the update.
     #[inline(always)]
     pub fn state(&mut self, v: &[f64], dt: f64, rates: &Shared) {
         let n = self.base.lanes;
-        let (q, arg) = self.scratch.split_at_mut(3 * n);
+        let s = &mut self.scratch[..6 * n];
         for (k, &nd) in self.base.node.iter().enumerate() {
-            let v = &v[nd as usize * n..(nd as usize + 1) * n];
-            for l in 0..n {
-                let r = rates.at(v[l]);
-                for (g, (inf, tau)) in [(r.minf, r.mtau), (r.hinf, r.htau), (r.ninf, r.ntau)].into_iter().enumerate() {
-                    let a = -1.0 / tau;
-                    q[g * n + l] = -(inf / tau) / a;
-                    arg[g * n + l] = dt * a;
-                }
-            }
+            rates.fill(&v[nd as usize * n..(nd as usize + 1) * n], s);
+            // Each gate's inf and tau become q = -(inf/tau)/a and dt*a, with a = -1/tau; then
+            // exp of the three gates' dt*a in one call.
+            let (q, arg) = s.split_at_mut(3 * n);
+            cnexp_prepare(q, arg, dt);
             crate::exp::exp_in_place(arg);
             let ir = k * n..(k + 1) * n;
             for (g, y) in [&mut self.m, &mut self.h, &mut self.n].into_iter().enumerate() {
-                let (y, q, e) = (&mut y[ir.clone()], &q[g * n..(g + 1) * n], &arg[g * n..(g + 1) * n]);
-                for l in 0..n {
-                    y[l] += (1.0 - e[l]) * (q[l] - y[l]);
-                }
+                cnexp_update(&mut y[ir.clone()], &q[g * n..(g + 1) * n], &arg[g * n..(g + 1) * n]);
             }
         }
     }

@@ -18,6 +18,7 @@ pub mod exp2syn;
 pub mod expsyn;
 pub mod hh;
 pub mod iclamp;
+pub mod lanes;
 pub mod ion;
 pub mod netstim;
 pub mod pas;

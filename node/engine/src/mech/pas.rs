@@ -1,7 +1,7 @@
 //! pas: NEURON's passive leak (`pas.mod`), `i = g*(v - e)`.
 
 use super::block::{Base, Cx};
-use super::{Allowed, Field, MechDef, MechKind, DV};
+use super::{lanes, Allowed, Field, MechDef, MechKind};
 
 pub static DEF: MechDef = MechDef {
     name: "pas",
@@ -35,18 +35,10 @@ impl Pas {
     /// BREAKPOINT, with nocmodl's numerical conductance: the current at v + .001 and at v.
     #[inline(always)]
     pub fn current(&mut self, cx: &mut Cx) {
-        let n = self.base.lanes;
         for (k, &nd) in self.base.node.iter().enumerate() {
             let ir = cx.inst(k);
             let (v, rhs, d) = cx.node(nd);
-            let (g, e, out) = (&self.p[G][ir.clone()], &self.p[E][ir.clone()], &mut self.i[ir]);
-            for l in 0..n {
-                let i_dv = g[l] * ((v[l] + DV) - e[l]);
-                let i = g[l] * (v[l] - e[l]);
-                rhs[l] -= i;
-                d[l] += (i_dv - i) / DV;
-                out[l] = i;
-            }
+            lanes::leak_current(v, rhs, d, &self.p[G][ir.clone()], &self.p[E][ir.clone()], &mut self.i[ir]);
         }
     }
 

@@ -16,7 +16,7 @@ use std::f64::consts::PI;
 use std::ops::Range;
 use std::sync::Arc;
 
-use crate::mech::{Block, MechDef, MechId, MechKind, Rates};
+use crate::mech::{lanes, Block, MechDef, MechId, MechKind, Rates};
 use crate::model::{Model, SectionSpec};
 
 /// The most cells in one tile. A tile is the unit of work of a thread and its arrays stay in
@@ -458,16 +458,11 @@ impl Tile {
 
     /// Capacitance and axial terms added to the currents (NEURON's nrn_rhs and nrn_lhs).
     #[inline(always)]
-    #[allow(clippy::needless_range_loop)] // node i and its parent's rows, by index
     pub fn matrix(&mut self, dt: f64) {
         let n = self.lanes;
         let cfac = 0.001 * (1.0 / dt);
         for (c, &nd) in self.cap_nodes.iter().enumerate() {
-            let d = &mut self.d[nd as usize * n..(nd as usize + 1) * n];
-            let cm = &self.cm[c * n..(c + 1) * n];
-            for l in 0..n {
-                d[l] += cfac * cm[l];
-            }
+            lanes::add_scaled(&mut self.d[nd as usize * n..(nd as usize + 1) * n], cfac, &self.cm[c * n..(c + 1) * n]);
         }
         let parent = &self.template.parent;
         for i in 1..self.template.nnode as usize {
@@ -477,21 +472,14 @@ impl Tile {
             let (rhs_p, rhs_i) = (&mut lo[p * n..(p + 1) * n], &mut hi[..n]);
             let (lo, hi) = self.d.split_at_mut(i * n);
             let (d_p, d_i) = (&mut lo[p * n..(p + 1) * n], &mut hi[..n]);
-            let (v_p, v_i) = (&self.v[p * n..(p + 1) * n], &self.v[i * n..(i + 1) * n]);
+            let v = (&self.v[p * n..(p + 1) * n], &self.v[i * n..(i + 1) * n]);
             let (a, b) = (&self.a[i * n..(i + 1) * n], &self.b[i * n..(i + 1) * n]);
-            for l in 0..n {
-                let dv = v_p[l] - v_i[l];
-                rhs_i[l] -= b[l] * dv;
-                rhs_p[l] += a[l] * dv;
-                d_i[l] -= b[l];
-                d_p[l] -= a[l];
-            }
+            lanes::axial(rhs_i, rhs_p, d_i, d_p, v, a, b);
         }
     }
 
     /// Gaussian elimination over each cell's tree (triang, bksub), then v += dv.
     #[inline(always)]
-    #[allow(clippy::needless_range_loop)] // node i and its parent's rows, by index
     pub fn solve(&mut self) {
         let n = self.lanes;
         let nn = self.template.nnode as usize;
@@ -502,32 +490,15 @@ impl Tile {
             let (rhs_p, rhs_i) = (&mut lo[p * n..(p + 1) * n], &hi[..n]);
             let (lo, hi) = self.d.split_at_mut(i * n);
             let (d_p, d_i) = (&mut lo[p * n..(p + 1) * n], &hi[..n]);
-            let (a, b) = (&self.a[i * n..(i + 1) * n], &self.b[i * n..(i + 1) * n]);
-            for l in 0..n {
-                let pv = a[l] / d_i[l];
-                d_p[l] -= pv * b[l];
-                rhs_p[l] -= pv * rhs_i[l];
-            }
+            lanes::triang(rhs_p, d_p, rhs_i, d_i, &self.a[i * n..(i + 1) * n], &self.b[i * n..(i + 1) * n]);
         }
-        {
-            let (rhs, d) = (&mut self.rhs[..n], &self.d[..n]);
-            for l in 0..n {
-                rhs[l] /= d[l];
-            }
-        }
+        lanes::divide(&mut self.rhs[..n], &self.d[..n]);
         for i in 1..nn {
             let p = parent[i] as usize;
             let (lo, hi) = self.rhs.split_at_mut(i * n);
-            let (rhs_p, rhs_i) = (&lo[p * n..(p + 1) * n], &mut hi[..n]);
-            let (b, d) = (&self.b[i * n..(i + 1) * n], &self.d[i * n..(i + 1) * n]);
-            for l in 0..n {
-                rhs_i[l] -= b[l] * rhs_p[l];
-                rhs_i[l] /= d[l];
-            }
+            lanes::bksub(&mut hi[..n], &lo[p * n..(p + 1) * n], &self.b[i * n..(i + 1) * n], &self.d[i * n..(i + 1) * n]);
         }
-        for (v, dv) in self.v.iter_mut().zip(&self.rhs) {
-            *v += dv;
-        }
+        lanes::add(&mut self.v, &self.rhs);
     }
 
     /// The states of every block at the new v (cnexp, the synapses' decay).

@@ -31,6 +31,7 @@
 //! per step once the queue and the spike buffer have grown to their working size.
 
 pub mod cells;
+pub mod kernels;
 pub(crate) mod queue;
 pub mod random123;
 
@@ -41,6 +42,8 @@ use crate::mech::{hh, netstim::NetStim, vecstim::VecStim, Rates};
 use crate::model::{self, Model, Object, ParamRef};
 use crate::signal::{self, NodeVar, SignalSpec};
 use cells::Cells;
+pub use kernels::Kernels;
+use kernels::Work;
 pub use queue::{Event, EventKind};
 use queue::EventQueue;
 
@@ -279,6 +282,7 @@ pub struct Sim {
     delivered: u64,
     /// Raised from outside (a signal handler) to stop a long delivery.
     interrupt: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    kernels: Kernels,
 }
 
 impl Sim {
@@ -368,6 +372,7 @@ impl Sim {
             limits: Limits::default(),
             delivered: 0,
             interrupt: None,
+            kernels: Kernels::best(),
             model,
         };
         sim.refresh_all();
@@ -633,17 +638,9 @@ impl Sim {
                             self.t += 0.5 * dt;
                             let every = self.stops.scatter_gather;
                             let pause_sg = every > 0 && self.step.is_multiple_of(every);
-                            let t = self.t;
-                            if pause_sg {
-                                self.cells.tiles.iter_mut().for_each(|tile| tile.advance_v(t, dt));
-                            } else {
-                                // No pause inside the step: each tile's whole step at once.
-                                let rates = &self.rates;
-                                self.cells.tiles.iter_mut().for_each(|tile| {
-                                    tile.advance_v(t, dt);
-                                    tile.states(dt, rates);
-                                });
-                            }
+                            // Without a pause inside the step, each tile's whole step at once.
+                            let work = Work::Step { t: self.t, dt, states: !pause_sg };
+                            kernels::dispatch(self.kernels, &mut self.cells.tiles, work, &self.rates);
                             self.t += 0.5 * dt;
                             if pause_sg {
                                 self.phase = Phase::ScatterGather;
@@ -669,8 +666,8 @@ impl Sim {
                     self.open_window(Window::StepStart, self.t + 0.5 * self.dt_step);
                 }
                 Phase::ScatterGather => {
-                    let (dt, rates) = (self.dt_step, &self.rates);
-                    self.cells.tiles.iter_mut().for_each(|tile| tile.states(dt, rates));
+                    let work = Work::States { dt: self.dt_step };
+                    kernels::dispatch(self.kernels, &mut self.cells.tiles, work, &self.rates);
                     self.end_step(sample);
                 }
             }
@@ -880,6 +877,19 @@ impl Sim {
     /// delivery of events (checked every 1024 events); steps end at boundaries anyway.
     pub fn set_interrupt(&mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
         self.interrupt = Some(flag);
+    }
+
+    /// The instruction set of the step kernels (every one gives the same bits).
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
+    }
+
+    /// Chooses the step kernels; refused (false) if this CPU cannot run them.
+    pub fn set_kernels(&mut self, k: Kernels) -> bool {
+        if k.runs_here() {
+            self.kernels = k;
+        }
+        k.runs_here()
     }
 
     pub fn limits(&self) -> Limits {
