@@ -6,9 +6,21 @@ use std::ops::Range;
 
 use super::{exp2syn, expsyn, hh, iclamp, pas, MechDef};
 
+/// The lane count of a tile: `N` when the kernels were instantiated for N lanes (so that
+/// every loop over the lanes of a one-cell tile disappears at compile time), else `lanes`.
+#[inline(always)]
+pub fn lane_count<const N: usize>(lanes: usize) -> usize {
+    if N > 0 {
+        debug_assert_eq!(N, lanes);
+        N
+    } else {
+        lanes
+    }
+}
+
 /// What the current kernels see: a tile's node arrays (`[node * lanes + lane]`) and the time
-/// of the currents (t_n + dt/2).
-pub struct Cx<'a> {
+/// of the currents (t_n + dt/2); `N` as in `lane_count`.
+pub struct Cx<'a, const N: usize> {
     pub lanes: usize,
     pub v: &'a [f64],
     pub rhs: &'a mut [f64],
@@ -16,18 +28,24 @@ pub struct Cx<'a> {
     pub t: f64,
 }
 
-impl Cx<'_> {
+impl<const N: usize> Cx<'_, N> {
+    #[inline(always)]
+    pub fn n(&self) -> usize {
+        lane_count::<N>(self.lanes)
+    }
+
     /// v, rhs and d of node `nd`, one entry per lane.
     #[inline(always)]
     pub fn node(&mut self, nd: u32) -> (&[f64], &mut [f64], &mut [f64]) {
-        let r = nd as usize * self.lanes..(nd as usize + 1) * self.lanes;
+        let n = self.n();
+        let r = nd as usize * n..(nd as usize + 1) * n;
         (&self.v[r.clone()], &mut self.rhs[r.clone()], &mut self.d[r])
     }
 
     /// The entries of instance `k` in an instance array.
     #[inline(always)]
     pub fn inst(&self, k: usize) -> Range<usize> {
-        k * self.lanes..(k + 1) * self.lanes
+        k * self.n()..(k + 1) * self.n()
     }
 }
 
@@ -83,17 +101,17 @@ impl Block {
 
     /// BREAKPOINT: adds the currents and their conductances to rhs and d.
     #[inline(always)]
-    pub fn current(&mut self, cx: &mut Cx) {
+    pub fn current<const N: usize>(&mut self, cx: &mut Cx<N>) {
         each!(self, b => b.current(cx))
     }
 
     /// The SOLVE block (or the synapses' decay) with the new v.
     #[inline(always)]
-    pub fn state(&mut self, v: &[f64], dt: f64, rates: &Rates) {
+    pub fn state<const N: usize>(&mut self, v: &[f64], dt: f64, rates: &Rates) {
         match self {
             Block::ExpSyn(b) => b.state(dt),
             Block::Exp2Syn(b) => b.state(dt),
-            Block::Hh(b) => b.state(v, dt, rates),
+            Block::Hh(b) => b.state::<N>(v, dt, rates),
             Block::Pas(_) | Block::IClamp(_) => {}
         }
     }

@@ -86,7 +86,7 @@ impl Exp2Syn {
     }
 
     #[inline(always)]
-    pub fn current(&mut self, cx: &mut Cx) {
+    pub fn current<const N: usize>(&mut self, cx: &mut Cx<N>) {
         for (k, &nd) in self.base.node.iter().enumerate() {
             let ir = cx.inst(k);
             let (v, rhs, d) = cx.node(nd);

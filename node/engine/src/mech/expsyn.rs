@@ -48,7 +48,7 @@ impl ExpSyn {
 
     /// BREAKPOINT: `i = g*(v - e)` at v + .001 and at v, scaled to the node's area.
     #[inline(always)]
-    pub fn current(&mut self, cx: &mut Cx) {
+    pub fn current<const N: usize>(&mut self, cx: &mut Cx<N>) {
         for (k, &nd) in self.base.node.iter().enumerate() {
             let ir = cx.inst(k);
             let (v, rhs, d) = cx.node(nd);

@@ -77,19 +77,20 @@ const TABLE_MIN: f64 = -100.0;
 const TABLE_MAX: f64 = 100.0;
 const TABLE_N: usize = 200;
 
-/// NEURON's `TABLE minf, mtau, hinf, htau, ninf, ntau DEPEND celsius FROM -100 TO 100 WITH 200`,
-/// one array per quantity (minf, mtau, hinf, htau, ninf, ntau).
+/// NEURON's `TABLE minf, mtau, hinf, htau, ninf, ntau DEPEND celsius FROM -100 TO 100 WITH 200`:
+/// a row of the six quantities per voltage (padded to eight, so that a row is one vector and
+/// a lookup touches two neighbouring rows).
 #[derive(Debug, Clone)]
 pub struct RateTable {
     /// The celsius the table was made for; NaN before the first build.
     pub celsius: f64,
     mfac: f64,
-    cols: [[f64; TABLE_N + 1]; 6],
+    rows: Vec<[f64; 8]>,
 }
 
 impl Default for RateTable {
     fn default() -> Self {
-        RateTable { celsius: f64::NAN, mfac: 0.0, cols: [[0.0; TABLE_N + 1]; 6] }
+        RateTable { celsius: f64::NAN, mfac: 0.0, rows: vec![[0.0; 8]; TABLE_N + 1] }
     }
 }
 
@@ -103,46 +104,41 @@ impl RateTable {
         let dx = (TABLE_MAX - TABLE_MIN) / TABLE_N as f64;
         self.mfac = 1.0 / dx;
         let mut x = TABLE_MIN;
-        for i in 0..=TABLE_N {
+        for row in self.rows.iter_mut() {
             let r = rates_exact(x, q);
-            for (col, value) in self.cols.iter_mut().zip([r.minf, r.mtau, r.hinf, r.htau, r.ninf, r.ntau]) {
-                col[i] = value;
-            }
+            *row = [r.minf, r.mtau, r.hinf, r.htau, r.ninf, r.ntau, 0.0, 0.0];
             x += dx;
         }
         self.celsius = celsius;
     }
 
-    /// Linear interpolation as nocmodl's `_n_rates`: row 0 at or below -100 mV, row 200 at or
-    /// above 100 mV, else `a + theta*(b - a)` between the rows around v.
+    /// Linear interpolation as nocmodl's `_n_rates`.
     #[inline(always)]
     pub fn lookup(&self, v: f64) -> Rates {
-        let mut out = [0.0; 6];
-        self.lookup_into(v, &mut out);
-        let [minf, mtau, hinf, htau, ninf, ntau] = out;
-        Rates { minf, mtau, hinf, htau, ninf, ntau }
+        let r = self.lookup_row(v);
+        Rates { minf: r[0], mtau: r[1], hinf: r[2], htau: r[3], ninf: r[4], ntau: r[5] }
     }
 
-    /// `lookup`, the six quantities into `out`; written with selects rather than early
-    /// returns so that a loop over lanes can vectorize it (the values are the same: an index
-    /// out of the table's range is only used where the select discards it).
+    /// The six quantities at v (then two unused entries): row 0 at or below -100 mV, row 200
+    /// at or above 100 mV, else `a + theta*(b - a)` between the rows around v, all six at
+    /// once.
     #[inline(always)]
-    fn lookup_into(&self, v: f64, out: &mut [f64; 6]) {
+    fn lookup_row(&self, v: f64) -> [f64; 8] {
         let xi = self.mfac * (v - TABLE_MIN);
-        let inside = xi > 0.0 && xi < TABLE_N as f64;
-        let i = if inside { (xi as usize).min(TABLE_N - 1) } else { 0 };
-        let theta = xi - i as f64;
-        for (o, col) in out.iter_mut().zip(&self.cols) {
-            let (a, b) = (col[i], col[i + 1]);
-            let lerp = a + theta * (b - a);
-            *o = if xi <= 0.0 {
-                col[0]
-            } else if xi >= TABLE_N as f64 {
-                col[TABLE_N]
-            } else {
-                lerp
-            };
+        if xi <= 0.0 {
+            return self.rows[0];
         }
+        if xi >= TABLE_N as f64 {
+            return self.rows[TABLE_N];
+        }
+        let i = (xi as usize).min(TABLE_N - 1);
+        let theta = xi - i as f64;
+        let (a, b) = (&self.rows[i], &self.rows[i + 1]);
+        let mut r = [0.0; 8];
+        for g in 0..8 {
+            r[g] = a[g] + theta * (b[g] - a[g]);
+        }
+        r
     }
 }
 
@@ -231,10 +227,9 @@ impl Shared {
         let out = &mut out[..6 * n];
         if self.usetable {
             for (l, &v) in v.iter().enumerate() {
-                let mut r = [0.0; 6];
-                self.table.lookup_into(v, &mut r);
-                for (g, x) in r.into_iter().enumerate() {
-                    out[SLOT[g] * n + l] = x;
+                let r = self.table.lookup_row(v);
+                for g in 0..6 {
+                    out[SLOT[g] * n + l] = r[g];
                 }
             }
         } else {
@@ -313,12 +308,13 @@ impl Hh {
     /// BREAKPOINT at v + .001 and at v: `rhs -= i`, `d += di/dv`, summing ina, ik, il in
     /// nocmodl's order.
     #[inline(always)]
-    pub fn current(&mut self, cx: &mut Cx) {
+    pub fn current<const N: usize>(&mut self, cx: &mut Cx<N>) {
         for (k, &nd) in self.base.node.iter().enumerate() {
             let ir = cx.inst(k);
             let (v, rhs, d) = cx.node(nd);
             let [gnabar, gkbar, gl, el, ena, ek] = &self.p;
-            let p = [gnabar, gkbar, gl, el, ena, ek].map(|f| &f[ir.clone()]);
+            let r = ir.clone();
+            let p = [&gnabar[r.clone()], &gkbar[r.clone()], &gl[r.clone()], &el[r.clone()], &ena[r.clone()], &ek[r]];
             current_lanes(
                 v,
                 rhs,
@@ -341,8 +337,8 @@ impl Hh {
     /// over the lanes: the rates (table lookups), the divisions, then exp of every `dt*a` at
     /// once and the update.
     #[inline(always)]
-    pub fn state(&mut self, v: &[f64], dt: f64, rates: &Shared) {
-        let n = self.base.lanes;
+    pub fn state<const N: usize>(&mut self, v: &[f64], dt: f64, rates: &Shared) {
+        let n = super::block::lane_count::<N>(self.base.lanes);
         let s = &mut self.scratch[..6 * n];
         for (k, &nd) in self.base.node.iter().enumerate() {
             rates.fill(&v[nd as usize * n..(nd as usize + 1) * n], s);

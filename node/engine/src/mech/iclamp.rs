@@ -43,8 +43,8 @@ impl IClamp {
 
     /// An electrode current adds to rhs; its conductance is 0, so d is unchanged.
     #[inline(always)]
-    pub fn current(&mut self, cx: &mut Cx) {
-        let (n, t) = (self.base.lanes, cx.t);
+    pub fn current<const N: usize>(&mut self, cx: &mut Cx<N>) {
+        let (n, t) = (cx.n(), cx.t);
         for (k, &nd) in self.base.node.iter().enumerate() {
             let ir = cx.inst(k);
             let (_, rhs, _) = cx.node(nd);

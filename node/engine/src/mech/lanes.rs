@@ -116,3 +116,27 @@ pub fn synapse_current(v: &[f64], rhs: &mut [f64], d: &mut [f64], g: &[f64], e: 
         out[l] = i;
     }
 }
+
+/// `out[l] = v[l] - thresh[l] > 0` (NEURON's spike detector test); whether some `out[l]`
+/// differs from `flag[l]`.
+#[inline(always)]
+pub fn above(out: &mut [bool], flag: &[bool], v: &[f64], thresh: &[f64]) -> bool {
+    let (flag, v, thresh) = (&flag[..out.len()], &v[..out.len()], &thresh[..out.len()]);
+    let mut changed = false;
+    for l in 0..out.len() {
+        out[l] = v[l] - thresh[l] > 0.0;
+        changed |= out[l] != flag[l];
+    }
+    changed
+}
+
+/// `x[l] = 0` and `y[l] = 0` (one loop: for the few nodes of a small tile, cheaper than two
+/// calls of memset).
+#[inline(always)]
+pub fn zero2(x: &mut [f64], y: &mut [f64]) {
+    let y = &mut y[..x.len()];
+    for l in 0..x.len() {
+        x[l] = 0.0;
+        y[l] = 0.0;
+    }
+}

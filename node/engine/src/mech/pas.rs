@@ -34,7 +34,7 @@ impl Pas {
 
     /// BREAKPOINT, with nocmodl's numerical conductance: the current at v + .001 and at v.
     #[inline(always)]
-    pub fn current(&mut self, cx: &mut Cx) {
+    pub fn current<const N: usize>(&mut self, cx: &mut Cx<N>) {
         for (k, &nd) in self.base.node.iter().enumerate() {
             let ir = cx.inst(k);
             let (v, rhs, d) = cx.node(nd);

@@ -16,12 +16,13 @@ use std::f64::consts::PI;
 use std::ops::Range;
 use std::sync::Arc;
 
-use crate::mech::{lanes, Block, MechDef, MechId, MechKind, Rates};
+use crate::mech::block::lane_count;
+use crate::mech::{lanes, Block, Cx, MechDef, MechId, MechKind, Rates};
 use crate::model::{Model, SectionSpec};
 
 /// The most cells in one tile. A tile is the unit of work of a thread and its arrays stay in
 /// the first-level cache while a step runs over them.
-pub const TILE: usize = 64;
+pub const TILE: usize = 128;
 
 /// A section of a cell, in cell-local nodes: segment j's center is node `first + j`, the 1 end
 /// is node `first + nseg`, its 0 end sits on `parent_node`.
@@ -140,6 +141,16 @@ pub struct Tile {
     pub cm: Vec<f64>,
     cap_nodes: Vec<u32>,
     pub blocks: Vec<Block>,
+    /// The spike detector of each section (at its middle, NEURON's default for a NetCon
+    /// source): its node, and per (section, lane) its threshold, whether v is above it now
+    /// (kept up to date with v and the threshold), and whether it was at the last check.
+    det_nodes: Vec<u32>,
+    pub thresh: Vec<f64>,
+    pub above: Vec<bool>,
+    pub flag: Vec<bool>,
+    /// Some detector's `above` may differ from its `flag` (false: `crossings` has nothing to
+    /// do).
+    pub changed: bool,
 }
 
 /// Every cell of a model, in tiles, and where each section and point process went.
@@ -329,6 +340,8 @@ impl Tile {
             }
         }
         let cap_nodes: Vec<u32> = template.cap_nodes().collect();
+        let det_nodes: Vec<u32> = template.sections.iter().map(|s| s.segment_node(0.5)).collect();
+        let ndet = det_nodes.len() * lanes;
         let blocks = template.blocks.iter().map(|(id, nodes)| Block::new(id.def(), nodes.clone(), lanes)).collect();
         Tile {
             lanes,
@@ -346,6 +359,11 @@ impl Tile {
             cm: vec![0.0; cap_nodes.len() * lanes],
             cap_nodes,
             blocks,
+            det_nodes,
+            thresh: vec![0.0; ndet],
+            above: vec![false; ndet],
+            flag: vec![false; ndet],
+            changed: true,
             template,
         }
     }
@@ -429,6 +447,52 @@ impl Tile {
         }
     }
 
+    /// Where the detector of local section j, lane `lane`, reads v.
+    pub fn det_index(&self, j: usize, lane: usize) -> usize {
+        self.det_nodes[j] as usize * self.lanes + lane
+    }
+
+    /// Whether each detector's v is above its threshold (NEURON's `v - threshold > 0`).
+    #[inline(always)]
+    pub fn detect<const N: usize>(&mut self) {
+        let n = lane_count::<N>(self.lanes);
+        for (j, &nd) in self.det_nodes.iter().enumerate() {
+            let v = &self.v[nd as usize * n..(nd as usize + 1) * n];
+            let (above, flag) = (&mut self.above[j * n..(j + 1) * n], &self.flag[j * n..(j + 1) * n]);
+            self.changed |= lanes::above(above, flag, v, &self.thresh[j * n..(j + 1) * n]);
+        }
+    }
+
+    /// The threshold of the detector of local section j, lane `lane`.
+    pub fn set_threshold(&mut self, j: usize, lane: usize, thresh: f64) {
+        let x = j * self.lanes + lane;
+        self.thresh[x] = thresh;
+        self.above[x] = self.v[self.det_index(j, lane)] - thresh > 0.0;
+        self.changed = true;
+    }
+
+    /// The threshold detectors with a spike (above now, not at the last check), as model
+    /// sections, into `fired`; every detector's flag follows.
+    pub fn crossings(&mut self, fired: &mut Vec<u32>) {
+        if !std::mem::take(&mut self.changed) {
+            return;
+        }
+        // Eight detectors at a time: most steps nothing changes.
+        let (above, flag) = (&self.above, &mut self.flag);
+        for (c, (a, f)) in above.chunks(8).zip(flag.chunks_mut(8)).enumerate() {
+            if a.iter().zip(f.iter()).all(|(a, f)| a == f) {
+                continue;
+            }
+            for (k, (&a, f)) in a.iter().zip(f.iter_mut()).enumerate() {
+                if a && !*f {
+                    let x = c * 8 + k;
+                    fired.push(self.secs[x]);
+                }
+                *f = a;
+            }
+        }
+    }
+
     /// INITIAL of every block.
     pub fn initial(&mut self, rates: &Rates) {
         for block in &mut self.blocks {
@@ -438,10 +502,9 @@ impl Tile {
 
     /// The membrane currents at time t, in NEURON's mechanism-type order, into rhs and d.
     #[inline(always)]
-    pub fn currents(&mut self, t: f64) {
-        self.rhs.fill(0.0);
-        self.d.fill(0.0);
-        let mut cx = crate::mech::Cx { lanes: self.lanes, v: &self.v, rhs: &mut self.rhs, d: &mut self.d, t };
+    pub fn currents<const N: usize>(&mut self, t: f64) {
+        lanes::zero2(&mut self.rhs, &mut self.d);
+        let mut cx = Cx::<N> { lanes: self.lanes, v: &self.v, rhs: &mut self.rhs, d: &mut self.d, t };
         for block in &mut self.blocks {
             block.current(&mut cx);
         }
@@ -450,16 +513,17 @@ impl Tile {
     /// The first half of a step from t_n: currents at `t` = t_n + dt/2, the matrix, the solve,
     /// v = v_{n+1}.
     #[inline(always)]
-    pub fn advance_v(&mut self, t: f64, dt: f64) {
-        self.currents(t);
-        self.matrix(dt);
-        self.solve();
+    pub fn advance_v<const N: usize>(&mut self, t: f64, dt: f64) {
+        self.currents::<N>(t);
+        self.matrix::<N>(dt);
+        self.solve::<N>();
+        self.detect::<N>();
     }
 
     /// Capacitance and axial terms added to the currents (NEURON's nrn_rhs and nrn_lhs).
     #[inline(always)]
-    pub fn matrix(&mut self, dt: f64) {
-        let n = self.lanes;
+    pub fn matrix<const N: usize>(&mut self, dt: f64) {
+        let n = lane_count::<N>(self.lanes);
         let cfac = 0.001 * (1.0 / dt);
         for (c, &nd) in self.cap_nodes.iter().enumerate() {
             lanes::add_scaled(&mut self.d[nd as usize * n..(nd as usize + 1) * n], cfac, &self.cm[c * n..(c + 1) * n]);
@@ -480,8 +544,8 @@ impl Tile {
 
     /// Gaussian elimination over each cell's tree (triang, bksub), then v += dv.
     #[inline(always)]
-    pub fn solve(&mut self) {
-        let n = self.lanes;
+    pub fn solve<const N: usize>(&mut self) {
+        let n = lane_count::<N>(self.lanes);
         let nn = self.template.nnode as usize;
         let parent = &self.template.parent;
         for i in (1..nn).rev() {
@@ -503,9 +567,9 @@ impl Tile {
 
     /// The states of every block at the new v (cnexp, the synapses' decay).
     #[inline(always)]
-    pub fn states(&mut self, dt: f64, rates: &Rates) {
+    pub fn states<const N: usize>(&mut self, dt: f64, rates: &Rates) {
         for block in &mut self.blocks {
-            block.state(&self.v, dt, rates);
+            block.state::<N>(&self.v, dt, rates);
         }
     }
 }

@@ -64,15 +64,26 @@ pub enum Work {
 #[inline(always)]
 fn run(tiles: &mut [Tile], work: Work, rates: &Rates) {
     for tile in tiles {
-        match work {
-            Work::Step { t, dt, states } => {
-                tile.advance_v(t, dt);
-                if states {
-                    tile.states(dt, rates);
-                }
-            }
-            Work::States { dt } => tile.states(dt, rates),
+        // A tile of one cell (a model of one cell, or a cell unlike any other) gets kernels
+        // made for one lane: no loops over lanes at all.
+        if tile.lanes == 1 {
+            run_tile::<1>(tile, work, rates);
+        } else {
+            run_tile::<0>(tile, work, rates);
         }
+    }
+}
+
+#[inline(always)]
+fn run_tile<const N: usize>(tile: &mut Tile, work: Work, rates: &Rates) {
+    match work {
+        Work::Step { t, dt, states } => {
+            tile.advance_v::<N>(t, dt);
+            if states {
+                tile.states::<N>(dt, rates);
+            }
+        }
+        Work::States { dt } => tile.states::<N>(dt, rates),
     }
 }
 

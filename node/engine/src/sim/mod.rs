@@ -228,16 +228,16 @@ struct NetCons {
     source_range: Vec<Range<usize>>,
 }
 
-/// The spike detectors, one per section (NEURON's PreSyn of a NetCon whose source is the
-/// section's middle), indexed like the sections.
+/// Where the spike detector of each section is (its threshold and flags live in its tile).
 #[derive(Debug, Clone, Default)]
 struct Detectors {
-    /// Where the detector's v is: its tile and index in the tile's node arrays.
     tile: Vec<u32>,
+    /// The detector's entry in its tile's detector arrays.
+    x: Vec<u32>,
+    /// v of the detector's node: its index in the tile's node arrays.
     idx: Vec<u32>,
-    thresh: Vec<f64>,
-    /// Above threshold at the last check.
-    flag: Vec<bool>,
+    /// Sections whose detector fired in the current step's check, ascending.
+    fired: Vec<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -312,12 +312,12 @@ impl Sim {
             })
             .collect();
 
-        let mut det = Detectors { flag: vec![false; nsec], thresh: vec![0.0; nsec], ..Detectors::default() };
+        let mut det = Detectors::default();
         for at in &cells.sec_at {
             let tile = &cells.tiles[at.tile as usize];
-            let nd = tile.template.sections[at.local as usize].segment_node(0.5);
             det.tile.push(at.tile);
-            det.idx.push(nd * tile.lanes as u32 + at.lane);
+            det.x.push(at.local * tile.lanes as u32 + at.lane);
+            det.idx.push(tile.det_index(at.local as usize, at.lane as usize) as u32);
         }
 
         let nsrc = nsec + model.cells.len();
@@ -495,7 +495,10 @@ impl Sim {
     fn refresh_section_field(&mut self, s: usize, field: usize) {
         let spec = &self.model.sections[s];
         match field {
-            model::SEC_THRESHOLD => self.det.thresh[s] = spec.threshold,
+            model::SEC_THRESHOLD => {
+                let at = self.cells.sec_at[s];
+                self.cells.tiles[at.tile as usize].set_threshold(at.local as usize, at.lane as usize, spec.threshold);
+            }
             // cm is read by every step's matrix at once.
             model::SEC_CM => {
                 let at = self.cells.sec_at[s];
@@ -628,7 +631,7 @@ impl Sim {
                     match w {
                         Window::Init => {
                             let t = self.t;
-                            self.cells.tiles.iter_mut().for_each(|tile| tile.currents(t));
+                            self.cells.tiles.iter_mut().for_each(|tile| tile.currents::<0>(t));
                             sample(self);
                             self.open_window(Window::InitRecord, self.t);
                         }
@@ -746,9 +749,12 @@ impl Sim {
             p.2 = cvode_event_time(p.1, self.dt_step);
             self.queue.push(p.2, EventKind::At(p.0));
         }
-        self.det.flag.iter_mut().for_each(|f| *f = false);
         let v_init = self.v_init;
-        self.cells.tiles.iter_mut().for_each(|tile| tile.v.fill(v_init));
+        for tile in &mut self.cells.tiles {
+            tile.v.fill(v_init);
+            tile.flag.fill(false);
+            tile.detect::<0>();
+        }
     }
 
     /// The INITIAL blocks, mechanisms then artificial cells.
@@ -782,21 +788,38 @@ impl Sim {
         self.hoc_t = self.t;
     }
 
-    /// The threshold detectors from `first` on (NetCvode::check_thresh): a spike at
-    /// t + 1e-10 when v rises above threshold. Stops at a spike of a watched source.
+    /// The threshold detectors from `first` on (NetCvode::check_thresh), in section order: a
+    /// spike at t + 1e-10 when v rises above threshold. Stops at a spike of a watched source.
     fn check_thresholds(&mut self, first: usize) -> Option<Spike> {
-        for s in first..self.det.idx.len() {
-            let v = self.cells.tiles[self.det.tile[s] as usize].v[self.det.idx[s] as usize];
-            if v - self.det.thresh[s] > 0.0 {
-                if !self.det.flag[s] {
-                    self.det.flag[s] = true;
+        if first == 0 && !self.stops.on_spike[..self.det.x.len()].contains(&true) {
+            // No callback can run between two detectors: the tiles' crossings (computed with
+            // the step's v and the thresholds in force), fired in section order.
+            let mut fired = std::mem::take(&mut self.det.fired);
+            fired.clear();
+            self.cells.tiles.iter_mut().for_each(|tile| tile.crossings(&mut fired));
+            fired.sort_unstable();
+            for &s in &fired {
+                let spike = self.fire(s as usize, self.t + THRESHOLD_TEPS, AfterFire::Detector);
+                debug_assert!(spike.is_none(), "no source is watched");
+            }
+            self.det.fired = fired;
+            return None;
+        }
+        for s in first..self.det.x.len() {
+            let (tile, x) = (&mut self.cells.tiles[self.det.tile[s] as usize], self.det.x[s] as usize);
+            // The fast path compares `above` with `flag` again.
+            tile.changed = true;
+            let v = tile.v[self.det.idx[s] as usize];
+            if v - tile.thresh[x] > 0.0 {
+                if !tile.flag[x] {
+                    tile.flag[x] = true;
                     if let Some(spike) = self.fire(s, self.t + THRESHOLD_TEPS, AfterFire::Detector) {
                         self.phase = Phase::Thresholds(s + 1);
                         return Some(spike);
                     }
                 }
             } else {
-                self.det.flag[s] = false;
+                tile.flag[x] = false;
             }
         }
         None
