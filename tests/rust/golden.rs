@@ -73,14 +73,14 @@ fn spikes_by_source(sim: &mut Sim) -> BTreeMap<String, Vec<f64>> {
     spikes
 }
 
-fn run_variant(g: &Golden, kernels: Kernels) -> Run {
+fn run_variant(g: &Golden, kernels: Kernels, threads: usize) -> Run {
     let path = root().join(&g.model);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut model = parse_model(&text, &g.model).unwrap_or_else(|e| panic!("{e}"));
     for (name, value) in &g.set {
         model.set(name, *value).unwrap_or_else(|e| panic!("{e}"));
     }
-    let mut sim = Sim::new(model).unwrap_or_else(|e| panic!("{e}"));
+    let mut sim = Sim::with_threads(model, threads).unwrap_or_else(|e| panic!("{e}"));
     assert!(sim.set_kernels(kernels));
     let first_spikes = g.first_run.as_ref().map(|first| {
         sim.initialize(|_| {});
@@ -139,17 +139,20 @@ fn spike_failures(what: &str, got: &BTreeMap<String, Vec<f64>>, want: &BTreeMap<
     failures
 }
 
-/// Checks a variant with every instruction set of the step kernels this CPU runs.
+/// Checks a variant with every instruction set of the step kernels this CPU runs, on one
+/// thread, and with the best of them on 2 and 3 threads.
 fn check_variant(name: &str) {
     let g = load_golden(name);
-    let all: Vec<Kernels> = Kernels::ALL.into_iter().filter(|k| k.runs_here()).collect();
-    for k in all {
-        check_run(name, &g, k);
+    for k in Kernels::ALL.into_iter().filter(|k| k.runs_here()) {
+        check_run(name, &g, k, 1);
+    }
+    for threads in [2, 3] {
+        check_run(name, &g, Kernels::best(), threads);
     }
 }
 
-fn check_run(name: &str, g: &Golden, kernels: Kernels) {
-    let run = run_variant(g, kernels);
+fn check_run(name: &str, g: &Golden, kernels: Kernels, threads: usize) {
+    let run = run_variant(g, kernels, threads);
     let mut failures = vec![];
     for (k, sig) in g.signals.iter().enumerate() {
         let want = decode_trace(&g.traces[sig]);
@@ -177,7 +180,11 @@ fn check_run(name: &str, g: &Golden, kernels: Kernels) {
         }
     }
     let k = kernels.name();
-    assert!(failures.is_empty(), "variant {name} ({k} kernels) differs from NEURON 9.0.2:\n  {}", failures.join("\n  "));
+    assert!(
+        failures.is_empty(),
+        "variant {name} ({k} kernels, {threads} threads) differs from NEURON 9.0.2:\n  {}",
+        failures.join("\n  ")
+    );
 }
 
 macro_rules! golden {
@@ -206,6 +213,7 @@ golden!(
     netstim100_ids,
     seed_noise_ids_changed,
     netstim100_restart,
+    network200,
 );
 
 /// Every golden file is checked: a variant added to variants.toml must be added here too

@@ -38,6 +38,10 @@ enum Command {
         /// Output directory (created if missing).
         #[arg(long, value_name = "DIR", default_value = "out")]
         out: PathBuf,
+        /// Threads that run the steps (the results are the same, bit for bit, for every
+        /// number); at most 256.
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        threads: u16,
         #[command(flatten)]
         bus: Box<BusArgs>,
         #[command(flatten)]
@@ -235,13 +239,13 @@ fn print_summary(s: &RunSummary) {
 /// when an output could not be written).
 fn dispatch(command: Command) -> Result<u8, AppError> {
     match command {
-        Command::Run { model, sets, record, out, bus, limits } => {
+        Command::Run { model, sets, record, out, threads, bus, limits } => {
             let mut model = load_model(model.as_deref(), &sets)?;
             let sets: Vec<String> = sets;
             if let Some(names) = record {
                 model.record = names.into_iter().filter(|n| !n.is_empty()).collect();
             }
-            let mut sim = Sim::new(model)?;
+            let mut sim = Sim::with_threads(model, usize::from(threads))?;
             sim.set_limits(Limits {
                 max_steps: limits.max_steps,
                 max_events_per_step: limits.max_events_per_step,

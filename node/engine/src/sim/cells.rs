@@ -20,9 +20,20 @@ use crate::mech::block::lane_count;
 use crate::mech::{lanes, Block, Cx, MechDef, MechId, MechKind, Rates};
 use crate::model::{Model, SectionSpec};
 
-/// The most cells in one tile. A tile is the unit of work of a thread and its arrays stay in
-/// the first-level cache while a step runs over them.
+/// The most cells in one tile. A tile is the unit of work of a thread; 128 cells' arrays stay
+/// in the second-level cache while a step runs over them, and the loops over lanes are long
+/// enough that their set-up costs little.
 pub const TILE: usize = 128;
+
+/// Cells per tile for a group of `cells` cells run by `threads` threads: `TILE`, or fewer so
+/// that every thread gets about two tiles of the group.
+pub fn tile_lanes(cells: usize, threads: usize) -> usize {
+    if threads <= 1 {
+        TILE
+    } else {
+        cells.div_ceil(2 * threads).clamp(8, TILE)
+    }
+}
 
 /// A section of a cell, in cell-local nodes: segment j's center is node `first + j`, the 1 end
 /// is node `first + nseg`, its 0 end sits on `parent_node`.
@@ -170,7 +181,8 @@ struct CellShape {
 }
 
 impl Cells {
-    pub fn build(model: &Model) -> Cells {
+    /// The cells of `model` in tiles sized for `threads` threads (see `tile_lanes`).
+    pub fn build(model: &Model, threads: usize) -> Cells {
         let nsec = model.sections.len();
         let index_of = |name: &str| model.section_index(name).expect("checked parent");
         let parent_sec: Vec<Option<(usize, f64)>> = model
@@ -226,7 +238,7 @@ impl Cells {
             point_at: vec![PointAt { tile: 0, block: 0, at: 0 }; model.points.len()],
         };
         for (template, shapes) in groups {
-            for chunk in shapes.chunks(TILE) {
+            for chunk in shapes.chunks(tile_lanes(shapes.len(), threads)) {
                 let ti = cells.tiles.len() as u32;
                 let lanes = chunk.len();
                 for (lane, sh) in chunk.iter().enumerate() {
@@ -522,6 +534,7 @@ impl Tile {
 
     /// Capacitance and axial terms added to the currents (NEURON's nrn_rhs and nrn_lhs).
     #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // node i and its parent's rows, by index
     pub fn matrix<const N: usize>(&mut self, dt: f64) {
         let n = lane_count::<N>(self.lanes);
         let cfac = 0.001 * (1.0 / dt);
@@ -544,6 +557,7 @@ impl Tile {
 
     /// Gaussian elimination over each cell's tree (triang, bksub), then v += dv.
     #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // node i and its parent's rows, by index
     pub fn solve<const N: usize>(&mut self) {
         let n = lane_count::<N>(self.lanes);
         let nn = self.template.nnode as usize;

@@ -32,6 +32,7 @@
 
 pub mod cells;
 pub mod kernels;
+mod pool;
 pub(crate) mod queue;
 pub mod random123;
 
@@ -283,15 +284,56 @@ pub struct Sim {
     /// Raised from outside (a signal handler) to stop a long delivery.
     interrupt: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     kernels: Kernels,
+    threads: Threads,
 }
+
+/// The threads that run the step kernels (one: the caller alone).
+struct Threads {
+    n: usize,
+    /// Each thread's tiles.
+    shares: Vec<Range<usize>>,
+    /// Started at the first step that uses it.
+    pool: Option<pool::Pool>,
+}
+
+impl Clone for Threads {
+    /// A copy has its own threads, started when it first steps.
+    fn clone(&self) -> Self {
+        Threads { n: self.n, shares: self.shares.clone(), pool: None }
+    }
+}
+
+impl std::fmt::Debug for Threads {
+    /// Nothing: the state (`Sim::state_hash`) does not depend on the thread count.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Threads")
+    }
+}
+
+/// The most threads a simulation takes.
+pub const MAX_THREADS: usize = 256;
 
 impl Sim {
     /// Builds a simulation of `model`; `advance` (or `initialize`, then `step`) runs it.
     pub fn new(model: Model) -> Result<Sim> {
+        Sim::with_threads(model, 1)
+    }
+
+    /// A simulation whose steps run on `threads` threads (1 to `MAX_THREADS`): the results
+    /// are the same for every thread count.
+    pub fn with_threads(model: Model, threads: usize) -> Result<Sim> {
+        if !(1..=MAX_THREADS).contains(&threads) {
+            return Err(Error::InvalidValue {
+                name: "threads".into(),
+                value: threads as f64,
+                allowed: format!("an integer from 1 to {MAX_THREADS}"),
+            });
+        }
         for name in &model.record {
             signal::resolve(&model, name)?;
         }
-        let cells = Cells::build(&model);
+        let cells = Cells::build(&model, threads);
+        let shares = pool::shares(&cells.tiles, threads);
         let nsec = model.sections.len();
 
         let mut netstim = NetStim::default();
@@ -373,6 +415,7 @@ impl Sim {
             delivered: 0,
             interrupt: None,
             kernels: Kernels::best(),
+            threads: Threads { n: threads, shares, pool: None },
             model,
         };
         sim.refresh_all();
@@ -642,8 +685,7 @@ impl Sim {
                             let every = self.stops.scatter_gather;
                             let pause_sg = every > 0 && self.step.is_multiple_of(every);
                             // Without a pause inside the step, each tile's whole step at once.
-                            let work = Work::Step { t: self.t, dt, states: !pause_sg };
-                            kernels::dispatch(self.kernels, &mut self.cells.tiles, work, &self.rates);
+                            self.run_kernels(Work::Step { t: self.t, dt, states: !pause_sg });
                             self.t += 0.5 * dt;
                             if pause_sg {
                                 self.phase = Phase::ScatterGather;
@@ -669,12 +711,27 @@ impl Sim {
                     self.open_window(Window::StepStart, self.t + 0.5 * self.dt_step);
                 }
                 Phase::ScatterGather => {
-                    let work = Work::States { dt: self.dt_step };
-                    kernels::dispatch(self.kernels, &mut self.cells.tiles, work, &self.rates);
+                    self.run_kernels(Work::States { dt: self.dt_step });
                     self.end_step(sample);
                 }
             }
         }
+    }
+
+    /// Runs the step kernels over every tile, on the simulation's threads.
+    fn run_kernels(&mut self, work: Work) {
+        let th = &mut self.threads;
+        if th.n > 1 && self.cells.tiles.len() > 1 {
+            let pool = th.pool.get_or_insert_with(|| pool::Pool::new(th.n));
+            pool.run(&mut self.cells.tiles, &th.shares, work, &self.rates, self.kernels);
+        } else {
+            kernels::dispatch(self.kernels, &mut self.cells.tiles, work, &self.rates);
+        }
+    }
+
+    /// The threads that run the steps.
+    pub fn threads(&self) -> usize {
+        self.threads.n
     }
 
     /// After the states: the step is complete, its sample, then the events due by t_{n+1}.
