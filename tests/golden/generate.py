@@ -90,7 +90,7 @@ def is_number(x):
 
 def parse_location(text, sections, what):
     """'SEC(x)' -> (SEC, x)."""
-    m = re.fullmatch(r"\s*(\w+)\s*\(\s*([^)]+?)\s*\)\s*", str(text))
+    m = re.fullmatch(r"\s*([\w\[\].]+?)\s*\(\s*([^)]+?)\s*\)\s*", str(text))
     if not m:
         raise ModelError(f"{what}: expected \"SECTION(x)\", found {text!r}")
     name, x = m.group(1), float(m.group(2))
@@ -220,7 +220,7 @@ def resolve_thresholds(model):
 
 def parse_signal(model, name):
     """-> ('sec', SEC, x, var) or ('pp', NAME, var)."""
-    m = re.fullmatch(r"(\w+)(?:\(([^)]*)\))?\.(\w+)", name)
+    m = re.fullmatch(r"([\w\[\].]+?)(?:\(([^)]*)\))?\.(\w+)", name)
     if not m:
         raise ModelError(f"record: bad signal name {name!r}")
     obj, x, var = m.group(1), m.group(2), m.group(3)
@@ -621,7 +621,7 @@ class NeuronHost:
         h, b, model = self.h, self.b, self.model
         if name in RUN_DEFAULTS:
             return (lambda: getattr(h, name)), (lambda v: setattr(h, name, v))
-        m = re.fullmatch(r"(\w+)(?:\(([^)]*)\))?\.(\w+)", name)
+        m = re.fullmatch(r"([\w\[\].]+?)(?:\(([^)]*)\))?\.(\w+)", name)
         if not m:
             raise ModelError(f"program: bad name {name!r}")
         obj, x, field = m.group(1), m.group(2), m.group(3)

@@ -11,8 +11,10 @@
 pub mod error;
 pub mod mech;
 pub mod exp;
+pub mod expr;
 pub mod model;
 pub mod parse;
+pub mod population;
 pub mod signal;
 pub mod sim;
 

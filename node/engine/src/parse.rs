@@ -10,6 +10,8 @@ use toml::Spanned;
 use crate::error::{Error, Result};
 use crate::mech::{self, MechDef};
 use crate::model::*;
+use crate::expr::Expr;
+use crate::population::{Connect, PerCopySet, PerItem, Population, Populations, Rule, Selector, Template, MAX_COPIES, RULES};
 use crate::signal;
 
 /// Parses and checks a model. `origin` names the text in messages (usually its path).
@@ -19,7 +21,7 @@ pub fn parse_model(text: &str, origin: &str) -> Result<Model> {
         Error::Syntax { origin: origin.to_string(), line, col, msg: e.message().trim().to_string() }
     })?;
     let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
-    let mut p = Parser { origin, line_starts, lines: HashMap::new(), thresholds: vec![] };
+    let mut p = Parser { origin, line_starts, lines: HashMap::new(), thresholds: vec![], prefix: String::new(), netstims: 0 };
     let mut model = p.model(root.get_ref())?;
     p.check_references(&mut model)?;
     Ok(model)
@@ -42,9 +44,18 @@ struct Parser<'t> {
     lines: HashMap<String, usize>,
     /// `threshold` keys of NetCons: (netcon name, value, line).
     thresholds: Vec<(String, f64, usize)>,
+    /// Before every key path: `template.NAME.` inside a template.
+    prefix: String,
+    /// NetStims so far (their default stream ids count them).
+    netstims: usize,
 }
 
 impl<'t> Parser<'t> {
+    /// A key path, with the template it is in.
+    fn path(&self, rest: &str) -> String {
+        format!("{}{rest}", self.prefix)
+    }
+
     fn line(&self, span: Range<usize>) -> usize {
         self.line_starts.partition_point(|&start| start <= span.start)
     }
@@ -101,34 +112,30 @@ impl<'t> Parser<'t> {
 
     fn model(&mut self, root: &DeTable<'t>) -> Result<Model> {
         let mut m = Model::empty(self.origin);
-        const TOP: &[&str] = &["run", "section", "point", "cell", "netcon", "record"];
+        let mut pops = Populations::default();
+        const TOP: &[&str] = &["run", "section", "point", "cell", "netcon", "template", "population", "connect", "record"];
         for (k, v) in root {
             let key: &str = k.get_ref();
             match key {
                 "run" => self.run(v, &mut m.run)?,
-                "section" => {
-                    for (name, sv) in self.named_tables(v, "section")? {
-                        let s = self.section(&name, sv)?;
-                        m.sections.push(s);
+                "section" | "point" | "cell" | "netcon" => self.objects(key, v, &mut m)?,
+                "template" => {
+                    for (name, tv) in self.named_tables(v, "template")? {
+                        let line = self.line(tv.span());
+                        let t = self.template(&name, tv, line)?;
+                        pops.templates.push(t);
                     }
                 }
-                "point" => {
-                    for (name, pv) in self.named_tables(v, "point")? {
-                        let p = self.point(&name, pv)?;
-                        m.points.push(p);
+                "population" => {
+                    for (name, pv) in self.named_tables(v, "population")? {
+                        let p = self.population(&name, pv, &pops.templates)?;
+                        pops.populations.push(p);
                     }
                 }
-                "cell" => {
-                    for (name, cv) in self.named_tables(v, "cell")? {
-                        let netstims = m.cells.iter().filter(|c| c.mech == mech::netstim::DEF.id()).count();
-                        let c = self.cell(&name, cv, netstims)?;
-                        m.cells.push(c);
-                    }
-                }
-                "netcon" => {
-                    for (name, nv) in self.named_tables(v, "netcon")? {
-                        let n = self.netcon(&name, nv)?;
-                        m.netcons.push(n);
+                "connect" => {
+                    for (name, cv) in self.named_tables(v, "connect")? {
+                        let c = self.connect(&name, cv)?;
+                        pops.connects.push(c);
                     }
                 }
                 "record" => {
@@ -150,7 +157,70 @@ impl<'t> Parser<'t> {
                 _ => return Err(self.unknown_key(k, key, TOP)),
             }
         }
+        pops.expand(&mut m)?;
         Ok(m)
+    }
+
+    /// `[section.NAME]`, `[point.NAME]`, `[cell.NAME]`, `[netcon.NAME]` tables into `m`.
+    fn objects(&mut self, key: &str, v: &Val<'t>, m: &mut Model) -> Result<()> {
+        for (name, ov) in self.named_tables(v, key)? {
+            match key {
+                "section" => {
+                    let s = self.section(&name, ov)?;
+                    m.sections.push(s);
+                }
+                "point" => {
+                    let p = self.point(&name, ov)?;
+                    m.points.push(p);
+                }
+                "cell" => {
+                    let c = self.cell(&name, ov, self.netstims)?;
+                    self.netstims += usize::from(c.mech == mech::netstim::DEF.id());
+                    m.cells.push(c);
+                }
+                _ => {
+                    let n = self.netcon(&name, ov)?;
+                    m.netcons.push(n);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `[template.NAME]`: a cell's sections, point processes, artificial cells and NetCons
+    /// with names of their own, checked like a model of their own.
+    fn template(&mut self, name: &str, v: &Val<'t>, line: usize) -> Result<Template> {
+        let t = self.table(v, name)?;
+        let mut sub = Parser {
+            origin: self.origin,
+            line_starts: self.line_starts.clone(),
+            lines: HashMap::new(),
+            thresholds: vec![],
+            prefix: format!("template.{name}."),
+            netstims: 0,
+        };
+        let mut m = Model::empty(self.origin);
+        let mut default_id3 = vec![];
+        for (k, ov) in t {
+            let key: &str = k.get_ref();
+            match key {
+                "section" | "point" | "cell" | "netcon" => sub.objects(key, ov, &mut m)?,
+                _ => {
+                    let path = sub.path(key);
+                    return Err(self.unknown_key(k, &path, &["section", "point", "cell", "netcon"]));
+                }
+            }
+            if key == "cell" {
+                for (_, cv) in sub.table(ov, "cell")? {
+                    default_id3.push(cv.get_ref().as_table().is_some_and(|c| !c.contains_key("id3")));
+                }
+            }
+        }
+        if m.sections.is_empty() && m.cells.is_empty() {
+            return Err(self.err_at_line(line, &format!("template.{name}"), "a template needs a section or an artificial cell"));
+        }
+        sub.check_references(&mut m)?;
+        Ok(Template { name: name.to_string(), model: m, default_id3, line })
     }
 
     fn run(&self, v: &Val<'t>, run: &mut RunSettings) -> Result<()> {
@@ -172,12 +242,18 @@ impl<'t> Parser<'t> {
         let mut out = vec![];
         for (k, sv) in t {
             let name: &str = k.get_ref();
-            let path = format!("{kind}.{name}");
-            if !is_identifier(name) {
+            let path = self.path(&format!("{kind}.{name}"));
+            // Objects may carry the names `spikebus expand` gives population copies.
+            let plain = matches!(kind, "template" | "population" | "connect");
+            if !(if plain { is_identifier(name) } else { is_object_name(name) }) {
                 return Err(self.err(
                     k.span(),
                     &path,
-                    "a name must start with a letter and hold only letters, digits and _",
+                    if plain {
+                        "a name must start with a letter and hold only letters, digits and _"
+                    } else {
+                        "a name must start with a letter and hold only letters, digits and _ (or be a population copy's name, such as p[3].soma)"
+                    },
                 ));
             }
             if sv.get_ref().as_table().is_none() {
@@ -194,7 +270,7 @@ impl<'t> Parser<'t> {
         let mut s = SectionSpec::new(name);
         // `insert` first: mechanism parameters are only valid for inserted mechanisms.
         if let Some(iv) = t.get("insert") {
-            let path = format!("section.{name}.insert");
+            let path = self.path(&format!("section.{name}.insert"));
             let arr = iv.get_ref().as_array().ok_or_else(|| {
                 self.err(iv.span(), &path, "expected an array of mechanism names, e.g. [\"hh\", \"pas\"]")
             })?;
@@ -209,7 +285,7 @@ impl<'t> Parser<'t> {
         }
         for (k, val) in t {
             let key: &str = k.get_ref();
-            let path = format!("section.{name}.{key}");
+            let path = self.path(&format!("section.{name}.{key}"));
             match key {
                 "insert" => {}
                 "parent" => {
@@ -307,7 +383,7 @@ impl<'t> Parser<'t> {
 
     fn point(&mut self, name: &str, v: &Val<'t>) -> Result<PointSpec> {
         let t = self.table(v, name)?;
-        let path = format!("point.{name}");
+        let path = self.path(&format!("point.{name}"));
         let def = self.type_key(t, v, &path, MechKind::Point)?;
         let at = t.get("at").ok_or_else(|| self.err(v.span(), &path, "missing key `at`, e.g. at = \"soma(0.5)\""))?;
         let at_path = format!("{path}.at");
@@ -325,7 +401,7 @@ impl<'t> Parser<'t> {
     /// random stream.
     fn cell(&mut self, name: &str, v: &Val<'t>, netstims_before: usize) -> Result<CellSpec> {
         let t = self.table(v, name)?;
-        let path = format!("cell.{name}");
+        let path = self.path(&format!("cell.{name}"));
         let def = self.type_key(t, v, &path, MechKind::Artificial)?;
         let mut c = CellSpec::new(name, def, netstims_before);
         let is_vecstim = def.name == "VecStim";
@@ -352,7 +428,7 @@ impl<'t> Parser<'t> {
 
     fn netcon(&mut self, name: &str, v: &Val<'t>) -> Result<NetConSpec> {
         let t = self.table(v, name)?;
-        let path = format!("netcon.{name}");
+        let path = self.path(&format!("netcon.{name}"));
         let mut n = NetConSpec { name: name.to_string(), source: String::new(), target: String::new(), delay: 1.0, weight: 0.0 };
         for req in ["source", "target"] {
             if !t.contains_key(req) {
@@ -381,19 +457,170 @@ impl<'t> Parser<'t> {
         Ok(n)
     }
 
+    /// A value given per copy or per pair: a number, an expression (a string) in `vars`, or
+    /// (with `list_len`) an array of that many numbers.
+    fn per_item(&self, v: &Val<'t>, path: &str, vars: &[&str], list_len: Option<usize>, allowed: Allowed) -> Result<PerItem> {
+        match v.get_ref() {
+            DeValue::String(text) => Expr::parse(text, vars)
+                .map(PerItem::Expr)
+                .map_err(|e| self.err(v.span(), path, format!("expression \"{text}\": {e}"))),
+            DeValue::Array(items) => {
+                let Some(n) = list_len else {
+                    return Err(self.err(v.span(), path, "expected a number or an expression (a string)"));
+                };
+                if items.len() != n {
+                    return Err(self.err(v.span(), path, format!("a list needs one value per copy: {n}, found {}", items.len())));
+                }
+                items.iter().map(|x| self.number(x, path, allowed)).collect::<Result<_>>().map(PerItem::List)
+            }
+            _ => self.number(v, path, allowed).map(PerItem::Const),
+        }
+    }
+
+    /// `[population.NAME]`: `count` copies of a template, with per-copy parameters (`set`).
+    fn population(&mut self, name: &str, v: &Val<'t>, templates: &[Template]) -> Result<Population> {
+        let t = self.table(v, name)?;
+        let path = format!("population.{name}");
+        for req in ["template", "count"] {
+            if !t.contains_key(req) {
+                return Err(self.err(v.span(), &path, format!("missing key `{req}`")));
+            }
+        }
+        let tv = &t["template"];
+        let tname = self.string(tv, &format!("{path}.template"), "a template name")?;
+        let template = templates.iter().position(|x| x.name == tname).ok_or_else(|| {
+            let known: Vec<&str> = templates.iter().map(|x| x.name.as_str()).collect();
+            self.err(tv.span(), &format!("{path}.template"), format!("no template `{tname}` before this population; templates: {}", known.join(", ")))
+        })?;
+        let count = self.number(&t["count"], &format!("{path}.count"), Allowed::NonNegative)?;
+        if count.fract() != 0.0 || count > MAX_COPIES as f64 {
+            return Err(self.err(t["count"].span(), &format!("{path}.count"), format!("expected an integer from 0 to {MAX_COPIES}")));
+        }
+        let count = count as usize;
+        let mut sets = vec![];
+        for (k, val) in t {
+            let key: &str = k.get_ref();
+            match key {
+                "template" | "count" => {}
+                "set" => {
+                    let st = self.table(val, &format!("{path}.set"))?;
+                    for (pk, pv) in st {
+                        let param: &str = pk.get_ref();
+                        let ppath = format!("{path}.set.{param}");
+                        let (r, field) = templates[template].model.resolve(param).map_err(|e| self.err(pk.span(), &ppath, e.to_string()))?;
+                        if matches!(r, ParamRef::Global(_)) {
+                            return Err(self.err(pk.span(), &ppath, "a global is not a copy's: set it in [run]"));
+                        }
+                        let value = self.per_item(pv, &ppath, &["i", "n"], Some(count), field.allowed)?;
+                        sets.push(PerCopySet { path: ppath, line: self.line(pv.span()), param: r, field, value });
+                    }
+                }
+                _ => return Err(self.unknown_key(k, &format!("{path}.{key}"), &["template", "count", "set"])),
+            }
+        }
+        Ok(Population { name: name.to_string(), template, count, sets, line: self.line(v.span()) })
+    }
+
+    /// `[connect.NAME]`: NetCons from a set of sources to a set of targets by a rule.
+    fn connect(&mut self, name: &str, v: &Val<'t>) -> Result<Connect> {
+        let t = self.table(v, name)?;
+        let path = format!("connect.{name}");
+        for req in ["source", "target", "rule"] {
+            if !t.contains_key(req) {
+                return Err(self.err(v.span(), &path, format!("missing key `{req}`")));
+            }
+        }
+        let sel = |key: &str| -> Result<Selector> {
+            let val = &t[key];
+            let kpath = format!("{path}.{key}");
+            let text = self.string(val, &kpath, "POPULATION[*].NAME, POPULATION[a:b].NAME or an object's name")?;
+            Selector::parse(text).map_err(|msg| self.err(val.span(), &kpath, msg))
+        };
+        let (source, target) = (sel("source")?, sel("target")?);
+        let rv = &t["rule"];
+        let rule_name = self.string(rv, &format!("{path}.rule"), RULES)?;
+        let mut c = Connect {
+            name: name.to_string(),
+            source,
+            target,
+            rule: Rule::AllToAll,
+            autapses: false,
+            delay: PerItem::Const(NETCON_FIELDS[NC_DELAY].default),
+            weight: PerItem::Const(NETCON_FIELDS[NC_WEIGHT].default),
+            line: self.line(v.span()),
+        };
+        let (mut prob, mut seed, mut pairs) = (None, None, None);
+        for (k, val) in t {
+            let key: &str = k.get_ref();
+            let kpath = format!("{path}.{key}");
+            match key {
+                "source" | "target" | "rule" => {}
+                "p" => prob = Some((self.number(val, &kpath, Allowed::UnitInterval)?, val.span())),
+                "seed" => {
+                    let x = self.number(val, &kpath, Allowed::NonNegative)?;
+                    if x.fract() != 0.0 || x > 9007199254740992.0 {
+                        return Err(self.err(val.span(), &kpath, "expected an integer from 0 to 2^53"));
+                    }
+                    seed = Some(x as u64);
+                }
+                "pairs" => {
+                    let arr = val.get_ref().as_array().ok_or_else(|| self.err(val.span(), &kpath, "expected a list of [i, j] pairs"))?;
+                    let mut list = Vec::with_capacity(arr.len());
+                    for item in arr.iter() {
+                        let pair = item.get_ref().as_array().filter(|a| a.len() == 2).ok_or_else(|| self.err(item.span(), &kpath, "expected [i, j]: a source and a target index"))?;
+                        let ix = |x: &Val<'t>| -> Result<usize> {
+                            let n = self.number(x, &kpath, Allowed::NonNegative)?;
+                            if n.fract() != 0.0 {
+                                return Err(self.err(x.span(), &kpath, format!("an index is an integer, found {n}")));
+                            }
+                            Ok(n as usize)
+                        };
+                        list.push((ix(&pair[0])?, ix(&pair[1])?));
+                    }
+                    pairs = Some(list);
+                }
+                "autapses" => {
+                    c.autapses = val.get_ref().as_bool().ok_or_else(|| self.err(val.span(), &kpath, "expected true or false"))?;
+                }
+                "delay" => c.delay = self.per_item(val, &kpath, &["i", "j"], None, Allowed::NonNegative)?,
+                "weight" => c.weight = self.per_item(val, &kpath, &["i", "j"], None, Allowed::Any)?,
+                _ => {
+                    return Err(self.unknown_key(
+                        k,
+                        &kpath,
+                        &["source", "target", "rule", "p", "seed", "pairs", "autapses", "delay", "weight"],
+                    ))
+                }
+            }
+        }
+        let rpath = format!("{path}.rule");
+        let need = |what: &str| self.err(rv.span(), &rpath, format!("rule `{rule_name}` needs `{what}`"));
+        c.rule = match rule_name {
+            "all_to_all" => Rule::AllToAll,
+            "one_to_one" => Rule::OneToOne,
+            "probability" => {
+                let (p, _) = prob.ok_or_else(|| need("p"))?;
+                Rule::Probability { p, seed: seed.ok_or_else(|| need("seed"))? }
+            }
+            "pairs" => Rule::Pairs(pairs.ok_or_else(|| need("pairs"))?),
+            other => return Err(self.err(rv.span(), &rpath, format!("unknown rule `{other}`; rules: {RULES}"))),
+        };
+        Ok(c)
+    }
+
     fn line_of(&self, key: &str) -> usize {
         self.lines.get(key).copied().unwrap_or(1)
     }
 
     /// Names, connections and recordings refer to things that exist and fit together.
     fn check_references(&self, m: &mut Model) -> Result<()> {
-        let mut seen: HashMap<&str, &str> = HashMap::new();
+        let mut seen: HashMap<&str, &str, FastHash> = HashMap::with_capacity_and_hasher(m.sections.len() + m.points.len() + m.cells.len() + m.netcons.len(), FastHash::default());
         let kinds = m.sections.iter().map(|s| (s.name.as_str(), "section"))
             .chain(m.points.iter().map(|s| (s.name.as_str(), "point")))
             .chain(m.cells.iter().map(|s| (s.name.as_str(), "cell")))
             .chain(m.netcons.iter().map(|s| (s.name.as_str(), "netcon")));
         for (name, kind) in kinds {
-            let path = format!("{kind}.{name}");
+            let path = self.path(&format!("{kind}.{name}"));
             if GLOBAL_FIELDS.iter().any(|g| g.name == name) {
                 return Err(self.err_at_line(self.line_of(&path), &path, format!("`{name}` is a global parameter name; choose another name")));
             }
@@ -404,7 +631,7 @@ impl<'t> Parser<'t> {
         // Parents exist and form a tree.
         for s in &m.sections {
             let Some(p) = &s.parent else { continue };
-            let path = format!("section.{}.parent", s.name);
+            let path = self.path(&format!("section.{}.parent", s.name));
             let line = self.line_of(&path);
             let Some(pi) = m.section_index(&p.section) else {
                 return Err(self.err_at_line(line, &path, format!("no section named `{}`", p.section)));
@@ -421,20 +648,20 @@ impl<'t> Parser<'t> {
             }
         }
         for p in &m.points {
-            let path = format!("point.{}.at", p.name);
-            if !m.sections.iter().any(|s| s.name == p.at.section) {
+            if m.section_index(&p.at.section).is_none() {
+                let path = self.path(&format!("point.{}.at", p.name));
                 return Err(self.err_at_line(self.line_of(&path), &path, format!("no section named `{}`", p.at.section)));
             }
         }
         for n in &m.netcons {
-            let src_path = format!("netcon.{}.source", n.name);
+            let src_path = self.path(&format!("netcon.{}.source", n.name));
             match m.object(&n.source) {
                 Some(Object::Section(_)) | Some(Object::Cell(_)) => {}
                 _ => {
                     return Err(self.err_at_line(self.line_of(&src_path), &src_path, format!("`{}` is not a section or an artificial cell", n.source)))
                 }
             }
-            let tgt_path = format!("netcon.{}.target", n.name);
+            let tgt_path = self.path(&format!("netcon.{}.target", n.name));
             match m.object(&n.target) {
                 Some(Object::Point(pi)) if !m.points[pi].mech.def().receives => {
                     let targets: Vec<&str> = mech::MECHANISMS.iter().filter(|d| d.receives).map(|d| d.name).collect();
@@ -449,8 +676,9 @@ impl<'t> Parser<'t> {
         // NetCon thresholds set their source's detector; two different values conflict.
         let mut by_source: HashMap<String, (f64, String)> = HashMap::new();
         for (nc, x, line) in &self.thresholds {
-            let path = format!("netcon.{nc}.threshold");
-            let source = &m.netcons.iter().find(|n| &n.name == nc).expect("parsed netcon").source;
+            let path = self.path(&format!("netcon.{nc}.threshold"));
+            let Some(Object::NetCon(n)) = m.object(nc) else { unreachable!("a parsed netcon") };
+            let source = &m.netcons[n].source;
             let Some(Object::Section(si)) = m.object(source) else {
                 return Err(self.err_at_line(*line, &path, "only a section source has a threshold (an artificial cell fires by itself)"));
             };
@@ -470,7 +698,19 @@ impl<'t> Parser<'t> {
     }
 }
 
-fn is_identifier(s: &str) -> bool {
+/// An identifier, or identifiers each with an optional `[index]`, joined by dots: the names
+/// population copies get (`p[3].soma`).
+pub fn is_object_name(s: &str) -> bool {
+    s.split('.').all(|part| match part.split_once('[') {
+        None => is_identifier(part),
+        Some((head, rest)) => {
+            is_identifier(head)
+                && rest.strip_suffix(']').is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        }
+    })
+}
+
+pub fn is_identifier(s: &str) -> bool {
     let mut c = s.chars();
     c.next().is_some_and(|f| f.is_ascii_alphabetic()) && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
 }
@@ -479,7 +719,7 @@ fn is_identifier(s: &str) -> bool {
 pub fn parse_loc(text: &str) -> Option<Loc> {
     let (sec, rest) = text.trim().split_once('(')?;
     let x: f64 = rest.strip_suffix(')')?.trim().parse().ok()?;
-    if !is_identifier(sec.trim()) || !(0.0..=1.0).contains(&x) {
+    if !is_object_name(sec.trim()) || !(0.0..=1.0).contains(&x) {
         return None;
     }
     Some(Loc { section: sec.trim().to_string(), x })

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use crate::mech::block::lane_count;
 use crate::mech::{lanes, Block, Cx, MechDef, MechId, MechKind, Rates};
-use crate::model::{Model, SectionSpec};
+use crate::model::{FastHash, Model, SectionSpec};
 
 /// The most cells in one tile. A tile is the unit of work of a thread; 128 cells' arrays stay
 /// in the second-level cache while a step runs over them, and the loops over lanes are long
@@ -172,10 +172,9 @@ pub struct Cells {
     pub point_at: Vec<PointAt>,
 }
 
-/// One cell of the model: its template, its sections (model indices) in template order, its
-/// points in model order.
-struct CellShape {
-    template: Template,
+/// One cell of the model: its sections (model indices) in template order, its points in
+/// model order.
+struct Member {
     secs: Vec<u32>,
     points: Vec<u32>,
 }
@@ -220,16 +219,20 @@ impl Cells {
         }
 
         // Templates, grouped: lanes in the order of the cells' roots in the model.
-        let mut groups: Vec<(Arc<Template>, Vec<CellShape>)> = vec![];
-        let mut by_template: HashMap<Arc<Template>, usize> = HashMap::new();
+        let mut groups: Vec<(Arc<Template>, Vec<Member>)> = vec![];
+        let mut by_template: HashMap<Arc<Template>, usize, FastHash> = HashMap::default();
         for (order, points) in cell_sections.iter().zip(&cell_points) {
-            let shape = shape(model, order, points, &parent_sec);
-            let t = Arc::new(shape.template.clone());
-            let g = *by_template.entry(t.clone()).or_insert_with(|| {
-                groups.push((t, vec![]));
-                groups.len() - 1
-            });
-            groups[g].1.push(shape);
+            let (template, member) = shape(model, order, points, &parent_sec);
+            let g = match by_template.get(&template) {
+                Some(&g) => g,
+                None => {
+                    let t = Arc::new(template);
+                    by_template.insert(t.clone(), groups.len());
+                    groups.push((t, vec![]));
+                    groups.len() - 1
+                }
+            };
+            groups[g].1.push(member);
         }
 
         let mut cells = Cells {
@@ -258,7 +261,7 @@ impl Cells {
 }
 
 /// The template of one cell (sections `order`, NEURON's order; `points` in model order).
-fn shape(model: &Model, order: &[usize], points: &[usize], parent_sec: &[Option<(usize, f64)>]) -> CellShape {
+fn shape(model: &Model, order: &[usize], points: &[usize], parent_sec: &[Option<(usize, f64)>]) -> (Template, Member) {
     let mut local = HashMap::new();
     let mut sections = Vec::with_capacity(order.len());
     let mut next = 1u32;
@@ -330,15 +333,13 @@ fn shape(model: &Model, order: &[usize], points: &[usize], parent_sec: &[Option<
             MechKind::Ion | MechKind::Artificial => {}
         }
     }
-    CellShape {
-        template: Template { nnode: next, parent, sections, blocks, points: point_inst, inserted },
-        secs: order.iter().map(|&s| s as u32).collect(),
-        points: points.iter().map(|&p| p as u32).collect(),
-    }
+    let template = Template { nnode: next, parent, sections, blocks, points: point_inst, inserted };
+    let member = Member { secs: order.iter().map(|&s| s as u32).collect(), points: points.iter().map(|&p| p as u32).collect() };
+    (template, member)
 }
 
 impl Tile {
-    fn new(template: Arc<Template>, shapes: &[CellShape]) -> Tile {
+    fn new(template: Arc<Template>, shapes: &[Member]) -> Tile {
         let lanes = shapes.len();
         let nn = template.nnode as usize * lanes;
         let mut secs = vec![0; template.nsec() * lanes];

@@ -1147,7 +1147,11 @@ impl Sim {
 
     /// The index of a spike source by name (as in `Spike::source`).
     pub fn source_index(&self, name: &str) -> Option<usize> {
-        self.source_names().iter().position(|s| *s == name)
+        match self.model.object(name)? {
+            Object::Section(s) => Some(s),
+            Object::Cell(c) => Some(self.model.sections.len() + c),
+            _ => None,
+        }
     }
 
     pub fn pending_events(&self) -> usize {
