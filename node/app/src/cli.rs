@@ -15,6 +15,7 @@ use crate::lockstep::{controlled_run, ControlOptions, TimeoutPolicy};
 use crate::signals::Stop;
 use crate::error::AppError;
 use crate::run::{free_run, RunOptions, RunSummary, Session};
+use crate::traces::TraceFormat;
 
 #[derive(Parser)]
 #[command(name = "spikebus", version, about = "NEURON-exact fixed-step simulation, steerable over a message bus")]
@@ -25,7 +26,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a model to tstop and write DIR/traces.csv and DIR/spikes.csv.
+    /// Run a model to tstop and write DIR/traces.csv (or .npy) and DIR/spikes.csv.
     Run {
         /// Model file (TOML); without it, the built-in seed model (models/seed.toml).
         model: Option<PathBuf>,
@@ -35,6 +36,13 @@ enum Command {
         /// Record these signals instead of the model's [record] list (comma-separated).
         #[arg(long, value_name = "NAMES", value_delimiter = ',')]
         record: Option<Vec<String>>,
+        /// Record at t = 0, DT, 2 DT, ... ms (NEURON's Vector.record(&x, DT)) instead of after
+        /// every step; overrides the model's [record] dt.
+        #[arg(long, value_name = "DT")]
+        record_dt: Option<f64>,
+        /// The traces file: csv (traces.csv) or npy (traces.npy, a NumPy float64 array).
+        #[arg(long, value_enum, default_value = "csv")]
+        format: TraceFormat,
         /// Output directory (created if missing).
         #[arg(long, value_name = "DIR", default_value = "out")]
         out: PathBuf,
@@ -70,7 +78,7 @@ struct LimitArgs {
     /// request beyond it is refused.
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_queue)]
     max_queue: usize,
-    /// Most bytes of traces.csv; more end the run (reason `limit`).
+    /// Most bytes of the traces file; a sample that would pass it ends the run (reason `limit`).
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 30)]
     max_output: u64,
     /// Most names in a `watch` or `get` request.
@@ -235,11 +243,19 @@ fn print_summary(s: &RunSummary) {
 /// when an output could not be written).
 fn dispatch(command: Command) -> Result<u8, AppError> {
     match command {
-        Command::Run { model, sets, record, out, bus, limits } => {
+        Command::Run { model, sets, record, record_dt, format, out, bus, limits } => {
             let mut model = load_model(model.as_deref(), &sets)?;
             let sets: Vec<String> = sets;
             if let Some(names) = record {
                 model.record = names.into_iter().filter(|n| !n.is_empty()).collect();
+            }
+            if let Some(d) = record_dt {
+                // Vector.record's bounds for Dt.
+                if !(1e-9..=1e10).contains(&d) {
+                    let d = crate::output::format_f64(&mut ryu::Buffer::new(), d).to_string();
+                    return Err(AppError::Usage(format!("--record-dt {d}: expected 1e-9 to 1e10 ms")));
+                }
+                model.record_dt = Some(d);
             }
             let mut sim = Sim::new(model)?;
             sim.set_limits(Limits {
@@ -262,6 +278,7 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
                 pub_signals: bus.pub_signals.clone(),
                 sets: sets.clone(),
                 max_output: limits.max_output,
+                format,
             };
             // Output files are made before anything is bound: an --out that cannot be
             // written is a start-up error.

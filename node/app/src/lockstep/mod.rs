@@ -723,6 +723,7 @@ mod fuzz {
             pub_signals: None,
             sets: vec![],
             max_output: u64::MAX,
+            format: crate::traces::TraceFormat::Csv,
         };
         Session::new(sim, &opts).unwrap()
     }
