@@ -91,7 +91,8 @@ impl CsvFile {
 
     fn write_raw(&mut self, bytes: &[u8]) -> Result<(), AppError> {
         self.written += bytes.len() as u64;
-        self.out.write_all(bytes).map_err(write_error(&self.tmp))
+        // The error's path is made only on error: this runs for every row.
+        self.out.write_all(bytes).map_err(|source| AppError::Write { path: self.tmp.clone(), source })
     }
 
     /// One row: an optional leading text field, then numbers.
@@ -207,7 +208,7 @@ impl NpyFile {
         for v in &values[..n * self.columns] {
             self.bytes.extend_from_slice(&v.to_le_bytes());
         }
-        self.out.write_all(&self.bytes).map_err(write_error(&self.tmp))?;
+        self.out.write_all(&self.bytes).map_err(|source| AppError::Write { path: self.tmp.clone(), source })?;
         self.rows += n as u64;
         Ok(n * self.columns == values.len())
     }

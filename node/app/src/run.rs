@@ -39,7 +39,8 @@ pub struct RunSummary {
     pub t: f64,
     /// Spike counts per source, in source order.
     pub spikes: Vec<(String, usize)>,
-    /// Wall time of initialization and stepping, without parsing or file set-up.
+    /// Wall time of initialization, stepping and writing the samples (until the traces writer
+    /// has handed the last one to the file), without parsing, file set-up or the final sync.
     pub sim_seconds: f64,
     /// The files written (None: the file could not be completed, or nothing was recorded).
     pub traces_path: Option<PathBuf>,
@@ -356,16 +357,18 @@ impl Session {
         let published = self.published();
         // After a write error the traces stay `.partial`; after a limit they are whole.
         let mut traces = None;
+        let mut drained = Instant::now();
         let traces_expected = self.rec.traces.is_some();
         if let Some(file) = self.rec.traces.take() {
-            let (written, limit) = file.finish();
-            if let Some(limit) = limit {
+            let finished = file.finish();
+            if let Some(limit) = finished.limit {
                 error.get_or_insert(limit);
             }
-            traces = written.map_err(|e| error = Some(e)).ok();
+            traces = finished.file.map_err(|e| error = Some(e)).ok();
+            drained = finished.drained;
         }
-        // The run's time includes the writer's: every sample written (and synced).
-        let sim_seconds = self.started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+        // The run's time includes writing every sample (not the file's final sync).
+        let sim_seconds = self.started.map_or(0.0, |s| drained.saturating_duration_since(s).as_secs_f64());
         // Spikes are found in step order; a stable sort puts them in time order across sources.
         self.spikes.sort_by(|a, b| a.t.total_cmp(&b.t));
         let mut counts = vec![0usize; self.sources.len()];

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use spikebus_protocol as proto;
 
@@ -69,10 +70,22 @@ enum Sink {
     Npy(NpyFile),
 }
 
-/// How the writer ended: the file (or why it could not be completed) and the limit it met.
+/// How the writer ended: the file (or why it could not be completed), the limit it met, and
+/// when it had handed every sample to the file (before the final flush and sync).
 struct Outcome {
     file: Result<Written, AppError>,
     limit: Option<AppError>,
+    drained: Instant,
+}
+
+/// How the traces file ended (`Traces::finish`).
+pub struct Finished {
+    /// The file, or the error that left it `.partial`.
+    pub file: Result<Written, AppError>,
+    /// `--max-output` was reached.
+    pub limit: Option<AppError>,
+    /// When every sample had been handed to the file (before its final flush and sync).
+    pub drained: Instant,
 }
 
 /// The stepping thread's side of the traces file.
@@ -167,9 +180,8 @@ impl Traces {
         }
     }
 
-    /// Hands over what is left, waits for the writer, and says how the file ended: written
-    /// (or the error that left it `.partial`), and the limit it met, if any.
-    pub fn finish(mut self) -> (Result<Written, AppError>, Option<AppError>) {
+    /// Hands over what is left, waits for the writer, and says how the file ended.
+    pub fn finish(mut self) -> Finished {
         self.shared.closing.store(true, Ordering::Relaxed);
         let last = std::mem::take(&mut self.block);
         if let Some(tx) = self.full.take() {
@@ -179,10 +191,10 @@ impl Traces {
         }
         let writer = self.writer.take().expect("the writer runs until finish");
         match writer.join() {
-            Ok(o) => (o.file, o.limit),
+            Ok(o) => Finished { file: o.file, limit: o.limit, drained: o.drained },
             Err(_) => {
                 let source = std::io::Error::other("the traces writer thread panicked");
-                (Err(AppError::Write { path: self.path.clone(), source }), None)
+                Finished { file: Err(AppError::Write { path: self.path.clone(), source }), limit: None, drained: Instant::now() }
             }
         }
     }
@@ -244,6 +256,7 @@ fn write(
         block.clear();
         let _ = free.send(block);
     }
+    let drained = Instant::now();
     let file = match failed {
         Some(e) => Err(e),
         // Nobody waits for this answer; what matters is that the file is not completed.
@@ -253,7 +266,7 @@ fn write(
             Sink::Npy(f) => f.finish(),
         },
     };
-    Outcome { file, limit }
+    Outcome { file, limit, drained }
 }
 
 #[cfg(test)]
@@ -275,9 +288,9 @@ mod tests {
             assert!(traces.made <= BLOCKS);
         }
         assert_eq!(traces.must_end(), None);
-        let (written, limit) = traces.finish();
-        let written = written.unwrap();
-        assert!(limit.is_none());
+        let finished = traces.finish();
+        let written = finished.file.unwrap();
+        assert!(finished.limit.is_none());
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(written.bytes, bytes.len() as u64);
         assert_eq!(&bytes[..crate::output::NPY_HEADER], &crate::output::npy_header(n as u64, 3));
