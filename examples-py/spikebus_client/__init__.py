@@ -34,12 +34,15 @@ becomes, over the bus (a ``scatter_gather`` sync point is where that callback ru
         c.cont()  # after the end point: done
 """
 
+import logging
+
 from .actions import Action, event, schedule, set_, stop, watch
-from .controller import Controller, pack, unpack
+from .controller import Controller, pack, steps_of, unpack
 from .messages import (
     PROTOCOL_VERSION,
     Done,
     Hello,
+    NodeUnreachable,
     Param,
     ProtocolViolation,
     Schedule,
@@ -56,6 +59,9 @@ from .stream import TOPICS, Observer, StreamMessage
 
 __version__ = "0.1.0"
 
+# A library logs, the application decides where to (logging.basicConfig(level=...)).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
 __all__ = [
     "Action",
     "Controller",
@@ -63,6 +69,7 @@ __all__ = [
     "Hello",
     "Node",
     "NodeError",
+    "NodeUnreachable",
     "Observer",
     "PROTOCOL_VERSION",
     "Param",
@@ -83,6 +90,7 @@ __all__ = [
     "parse_reply",
     "schedule",
     "set_",
+    "steps_of",
     "stop",
     "unpack",
     "watch",

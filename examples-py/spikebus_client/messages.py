@@ -22,6 +22,7 @@ __all__ = [
     "Hello",
     "SpikebusError",
     "SpikebusTimeout",
+    "NodeUnreachable",
     "ProtocolViolation",
     "parse_reply",
 ]
@@ -62,6 +63,29 @@ class SpikebusError(Exception):
 
 class SpikebusTimeout(TimeoutError):
     """No reply from the node after every retry of a request."""
+
+
+class NodeUnreachable(SpikebusTimeout):
+    """Nothing answered the first exchange (``hello``) within the connect timeout: no node
+    listens at the endpoint, or it is busy running for another controller.
+
+    Raised by the first request of a :class:`~spikebus_client.Controller` (within
+    ``connect_timeout_ms``, 2 s by default) instead of waiting out the per-request timeout and
+    its retries.
+
+    Attributes:
+        endpoint: the endpoint that did not answer.
+        timeout_s: how long it was given, in seconds.
+    """
+
+    def __init__(self, endpoint: str, timeout_s: float) -> None:
+        self.endpoint = endpoint
+        self.timeout_s = timeout_s
+        super().__init__(
+            f"no spikebus node answered at {endpoint} within {timeout_s:g} s "
+            "(is a node running with --control at that endpoint? "
+            "a node started with `spikebus run --control tcp://127.0.0.1:0` prints the port it bound)"
+        )
 
 
 class ProtocolViolation(RuntimeError):
