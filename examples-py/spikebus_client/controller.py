@@ -323,15 +323,16 @@ class Controller:
         Where the points are (``schemas/README.md``, "Sync points"), by ``kind``:
 
         - ``"every"`` (default): at the step boundary, after the step's events, where
-          stdrun's ``advance()`` returns: NEURON's ``while h.t < tstop: h.fadvance();
-          callback()``, every N steps.
+          stdrun's ``advance()`` returns, at steps 0, N, 2N, ... (step 0: after
+          ``finitialize()``): NEURON's ``h.finitialize(); callback(); while h.t < tstop:
+          h.fadvance(); callback()`` with the callback run every Nth step.
         - ``"scatter_gather"``: inside the step, as ``CVode.extra_scatter_gather(0, f)``:
           v already updated, gating states not yet, ``h.t`` still t_n.
 
         Args:
             every_ms: the period in ms; it must be a whole number N of steps of the run's
                 ``dt`` (N = round(every_ms / dt), accepted when N * dt is within 1e-9 ms of
-                it): the points are at steps N, 2N, ..., and each reports NEURON's own ``t``
+                it): the points are at steps 0, N, 2N, ..., and each reports NEURON's own ``t``
                 there (t_N accumulates dt the way NEURON does, so it may differ from N *
                 every_ms in the last bits).
             every_steps: the period in steps instead (exactly one of the two, or neither:
