@@ -108,15 +108,15 @@ class Controller:
         self._ctx = context if context is not None else zmq.Context.instance()
         self._next_id = secrets.randbelow(1 << 30) if first_id is None else int(first_id)
         self._sock: "zmq.Socket[bytes] | None" = None
-        #: How many resends were needed so far (for logs and tests).
         self.resends = 0
-        #: The last sync report or done received from ``cont`` (or ``hello.pending``).
+        """How many resends were needed so far (for logs and tests)."""
         self.last: Sync | Done | None = None
+        """The last sync report or done received from ``cont`` (or ``hello.pending``)."""
         self.connect_timeout_ms = None if connect_timeout_ms is None else int(connect_timeout_ms)
-        #: Whether the node has answered (the handshake is done).
         self.connected = False
-        #: The ``done`` that ended the run, once received.
+        """Whether the node has answered (the handshake is done)."""
         self.done: Done | None = None
+        """The ``done`` that ended the run, once received."""
         # Actions queued with act() for the next continue.
         self._queued: list[Action] = []
 

@@ -234,20 +234,22 @@ class Node:
     ) -> None:
         self.binary = Path(binary) if binary is not None else find_binary()
         self.argv = [str(self.binary), *([subcommand] if subcommand else []), *map(str, args)]
+        """The command line the node runs with."""
         self.cwd = cwd
         self.env = {**os.environ, **env} if env else None
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self.die_with_parent = die_with_parent
         self.process: subprocess.Popen[str] | None = None
+        """The node's process, once started."""
         self._finalizer: weakref.finalize | None = None
-        #: Every stdout line so far (without newlines).
         self.stdout_lines: list[str] = []
+        """Every stdout line so far (without newlines)."""
         self._stderr_chunks: list[str] = []
         self._lines: "queue.Queue[str | None]" = queue.Queue()
         self._threads: list[threading.Thread] = []
-        #: The endpoints from the ``listening`` line.
         self.endpoints: dict[str, str] = {}
+        """The endpoints from the ``listening`` line."""
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -359,6 +361,7 @@ class Node:
 
     @property
     def pid(self) -> int:
+        """The node's process id."""
         if self.process is None:
             raise NodeError("node not started")
         return self.process.pid

@@ -3,6 +3,7 @@ endpoint, yielding typed messages (topic + map)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
@@ -10,12 +11,14 @@ from typing import Any, Iterable, Iterator
 import msgpack
 import zmq
 
-from .messages import ProtocolViolation, SpikebusTimeout
+from .messages import NodeUnreachable, ProtocolViolation, SpikebusTimeout
 
-__all__ = ["StreamMessage", "Observer", "TOPICS"]
+__all__ = ["StreamMessage", "Observer", "TOPICS", "decode_frames"]
 
-#: The topics of protocol version 1.
+log = logging.getLogger("spikebus_client.stream")
+
 TOPICS = ("started", "state", "spike", "sync", "owner", "done")
+"""The topics of protocol version 2."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,24 @@ class StreamMessage:
             yield int(step), float(t), {n: float(self.data[n][k]) for n in names}
 
 
+def decode_frames(frames: list[bytes]) -> StreamMessage:
+    """One stream message from its two frames (topic, MessagePack map).
+
+    Raises:
+        ProtocolViolation: not two frames, or not a map.
+    """
+    if len(frames) != 2:
+        raise ProtocolViolation(f"a stream message has {len(frames)} frames, not 2: {frames!r}")
+    try:
+        topic = frames[0].decode("ascii")
+        data = msgpack.unpackb(frames[1], raw=False)
+    except Exception as e:
+        raise ProtocolViolation(f"undecodable stream message: {frames!r}") from e
+    if not isinstance(data, dict):
+        raise ProtocolViolation(f"stream message is not a map: {data!r}")
+    return StreamMessage(topic, data)
+
+
 class Observer:
     """A subscriber to a node's ``--pub`` endpoint.
 
@@ -65,6 +86,10 @@ class Observer:
             the start should subscribe to everything (one subscription) and filter locally.
         rcvhwm: the SUB socket's receive high-water mark (messages; 0 = unbounded).
         context: a ZeroMQ context (default: the process-wide one).
+        connect_timeout_ms: if given, wait this long for the ZeroMQ handshake with the node
+            (a node listens at the endpoint) and raise
+            :class:`~spikebus_client.NodeUnreachable` if none came; ``None`` (default):
+            connect in the background (a subscriber may start before its node).
 
     Iterate to receive messages; :meth:`messages` can stop at ``done`` and bound each wait.
     """
@@ -75,6 +100,7 @@ class Observer:
         topics: Iterable[str | bytes] = (b"",),
         rcvhwm: int = 1_000_000,
         context: "zmq.Context[Any] | None" = None,
+        connect_timeout_ms: int | None = None,
     ) -> None:
         self.endpoint = endpoint
         self._ctx = context if context is not None else zmq.Context.instance()
@@ -84,12 +110,26 @@ class Observer:
         self.topics = [t.encode("ascii") if isinstance(t, str) else bytes(t) for t in topics]
         for t in self.topics:
             self._sock.setsockopt(zmq.SUBSCRIBE, t)
+        monitor = None
+        if connect_timeout_ms is not None:
+            # Watched from before the connect, so that the handshake cannot be missed.
+            monitor = self._sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
         self._sock.connect(endpoint)
-        #: Messages received so far.
+        if monitor is not None:
+            try:
+                ok = monitor.poll(connect_timeout_ms, zmq.POLLIN)
+            finally:
+                # Stopped before either socket closes (libzmq's I/O thread could block).
+                self._sock.disable_monitor()
+                monitor.close(linger=0)
+            if not ok:
+                self._sock.close(linger=0)
+                raise NodeUnreachable(endpoint, connect_timeout_ms / 1000, option="--pub")
+            log.info("%s: subscribed (handshake done)", endpoint)
         self.received = 0
-        #: Messages missing according to ``seq`` (with a prefix subscription, messages of
-        #: other topics count as gaps: subscribe to everything to measure losses).
+        """Messages received so far."""
         self.gaps = 0
+        """Messages missing according to ``seq`` (with a prefix subscription, messages of other topics count as gaps: subscribe to everything to measure losses)."""
         self._last_seq: int | None = None
 
     def close(self) -> None:
@@ -107,22 +147,15 @@ class Observer:
         forever)."""
         if timeout_ms is not None and not self._sock.poll(timeout_ms, zmq.POLLIN):
             return None
-        frames = self._sock.recv_multipart()
-        if len(frames) != 2:
-            raise ProtocolViolation(f"a stream message has {len(frames)} frames, not 2: {frames!r}")
-        try:
-            topic = frames[0].decode("ascii")
-            data = msgpack.unpackb(frames[1], raw=False)
-        except Exception as e:
-            raise ProtocolViolation(f"undecodable stream message: {frames!r}") from e
-        if not isinstance(data, dict):
-            raise ProtocolViolation(f"stream message is not a map: {data!r}")
-        msg = StreamMessage(topic, data)
+        return self._count(decode_frames(self._sock.recv_multipart()))
+
+    def _count(self, msg: StreamMessage) -> StreamMessage:
         self.received += 1
-        seq = data.get("seq")
+        seq = msg.data.get("seq")
         if isinstance(seq, int):
             if self._last_seq is not None and seq > self._last_seq + 1:
                 self.gaps += seq - self._last_seq - 1
+                log.debug("%s: %d message(s) lost before seq %d", self.endpoint, seq - self._last_seq - 1, seq)
             self._last_seq = seq
         return msg
 

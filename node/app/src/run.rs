@@ -2,7 +2,7 @@
 //! stream). `Session` advances the engine from pause to pause and records what NEURON would;
 //! `free_run` drives it to the end, `lockstep` pauses it at sync points for a controller.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use spikebus_engine::{Pause, SignalRef, Sim, Spike};
@@ -14,7 +14,8 @@ use crate::output::{clear_outputs, create_dir, write_atomic, CsvFile, Written};
 use crate::signals::Stop;
 
 pub struct RunOptions {
-    pub out_dir: PathBuf,
+    /// Where traces.csv, spikes.csv and manifest.json go; None: no files (`--out /dev/null`).
+    pub out_dir: Option<PathBuf>,
     /// Show a progress bar (only sensible on a terminal).
     pub progress: bool,
     /// State stream: publish every N steps, K samples per message, these signals.
@@ -95,7 +96,7 @@ impl StateStream {
 
 /// Everything a sample is written to; kept apart from the `Sim` so both can be borrowed.
 struct Recorder {
-    /// traces.csv until it is finished.
+    /// traces.csv until it is finished (None without files, or once finished).
     traces: Option<CsvFile>,
     max_output: u64,
     refs: Vec<SignalRef>,
@@ -105,9 +106,8 @@ struct Recorder {
 
 impl Recorder {
     fn sample(&mut self, sim: &Sim) {
-        if self.error.is_none() {
+        if let (None, Some(traces)) = (&self.error, self.traces.as_mut()) {
             let row = std::iter::once(sim.t()).chain(self.refs.iter().map(|r| sim.value(*r)));
-            let traces = self.traces.as_mut().expect("the traces are open while the run samples");
             if let Err(e) = traces.row(None, row) {
                 self.error = Some(e);
             } else if traces.bytes() > self.max_output {
@@ -127,7 +127,7 @@ pub struct Session {
     spikes: Vec<Spike>,
     fresh: Vec<Spike>,
     sources: Vec<String>,
-    out_dir: PathBuf,
+    out_dir: Option<PathBuf>,
     sets: Vec<String>,
     bar: indicatif::ProgressBar,
     started: Option<Instant>,
@@ -145,11 +145,16 @@ impl Session {
             }
         }
         let stream = None;
-        create_dir(&opts.out_dir)?;
-        clear_outputs(&opts.out_dir)?;
-        let mut header = vec!["t"];
-        header.extend(names.iter().map(String::as_str));
-        let traces = CsvFile::create(&opts.out_dir.join("traces.csv"), &header)?;
+        let traces = match &opts.out_dir {
+            Some(dir) => {
+                create_dir(dir)?;
+                clear_outputs(dir)?;
+                let mut header = vec!["t"];
+                header.extend(names.iter().map(String::as_str));
+                Some(CsvFile::create(&dir.join("traces.csv"), &header)?)
+            }
+            None => None,
+        };
         let bar = if opts.progress {
             let bar = indicatif::ProgressBar::new(sim.planned_steps());
             bar.set_style(
@@ -163,7 +168,7 @@ impl Session {
         let sources = sim.source_names().iter().map(|s| s.to_string()).collect();
         Ok(Session {
             sim,
-            rec: Recorder { traces: Some(traces), max_output: opts.max_output, refs, stream, error: None },
+            rec: Recorder { traces, max_output: opts.max_output, refs, stream, error: None },
             spikes: Vec::with_capacity(1024),
             fresh: Vec::with_capacity(64),
             sources,
@@ -309,13 +314,18 @@ impl Session {
         for s in &self.spikes {
             counts[s.source as usize] += 1;
         }
-        let spikes = self.write_spikes().map_err(|e| error = error.take().or(Some(e))).ok();
+        let spikes = match &self.out_dir {
+            Some(dir) => self.write_spikes(dir).map_err(|e| error = error.take().or(Some(e))).ok(),
+            None => None,
+        };
         let reason = error.as_ref().map_or(reason, end_reason);
         let (t, steps) = (self.sim.t(), self.sim.step_index());
         let files: Vec<&Written> = [&traces, &spikes].into_iter().flatten().collect();
         let complete = files.len() == 2;
-        if let Err(e) = self.write_manifest(reason, complete, t, steps, &files, error.as_ref()) {
-            error.get_or_insert(e);
+        if let Some(dir) = &self.out_dir {
+            if let Err(e) = self.write_manifest(dir, reason, complete, t, steps, &files, error.as_ref()) {
+                error.get_or_insert(e);
+            }
         }
         let error = error.map(|e| e.to_string());
         if let Some(e) = &error {
@@ -345,8 +355,8 @@ impl Session {
         }
     }
 
-    fn write_spikes(&mut self) -> Result<Written, AppError> {
-        let mut file = CsvFile::create(&self.out_dir.join("spikes.csv"), &["source", "t"])?;
+    fn write_spikes(&self, dir: &Path) -> Result<Written, AppError> {
+        let mut file = CsvFile::create(&dir.join("spikes.csv"), &["source", "t"])?;
         for s in &self.spikes {
             file.row(Some(&self.sources[s.source as usize]), [s.t])?;
         }
@@ -355,8 +365,10 @@ impl Session {
 
     /// manifest.json, written last and atomically: a run's outputs are complete and its own
     /// exactly when the manifest is there and every file's SHA-256 matches it.
+    #[allow(clippy::too_many_arguments)]
     fn write_manifest(
         &self,
+        dir: &Path,
         reason: proto::EndReason,
         complete: bool,
         t: f64,
@@ -380,7 +392,7 @@ impl Session {
             "files": files.iter().map(|w| file(w)).collect::<serde_json::Map<_, _>>(),
         });
         let text = serde_json::to_string_pretty(&manifest).expect("a JSON value serializes");
-        write_atomic(&self.out_dir.join("manifest.json"), text.as_bytes())
+        write_atomic(&dir.join("manifest.json"), text.as_bytes())
     }
 }
 
