@@ -22,7 +22,7 @@ import argparse
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,6 +35,11 @@ INTERACTIVE_HINT = (
 )
 
 
+def fail(message: str) -> NoReturn:
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
+
+
 def load_pyplot(interactive: bool) -> Any:
     """matplotlib.pyplot, with the non-interactive Agg backend unless a live plot is wanted.
 
@@ -45,7 +50,7 @@ def load_pyplot(interactive: bool) -> Any:
     try:
         import matplotlib
     except ImportError:
-        raise SystemExit("observer: --plot and --save need matplotlib: pip install matplotlib") from None
+        fail("observer: --plot and --save need matplotlib: pip install matplotlib")
     if not interactive:
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -55,7 +60,7 @@ def load_pyplot(interactive: bool) -> Any:
         if backend.lower() in NON_INTERACTIVE:
             display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
             why = f"matplotlib's backend is {backend}" + ("" if display else " (DISPLAY is not set)")
-            raise SystemExit(f"observer: --plot: no live plot is possible here: {why}; {INTERACTIVE_HINT}")
+            fail(f"observer: --plot: no live plot is possible here: {why}; {INTERACTIVE_HINT}")
     return plt
 
 
@@ -80,7 +85,7 @@ def draw(fig: Any, rec: Recording) -> None:
     fig.clear()
     ax, raster = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     ax.plot(rec.t, rec.v, lw=0.8, color="tab:blue")
-    ax.set_ylabel(rec.signal)
+    ax.set_ylabel(f"{rec.signal} (mV)" if rec.signal.endswith(".v") else rec.signal)
     ax.set_title(f"spikebus: {rec.model or 'model'} - {rec.signal}" + (f" ({rec.done})" if rec.done else ""))
     sources = sorted({s for s, _ in rec.spikes})
     for row, src in enumerate(sources):
