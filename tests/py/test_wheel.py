@@ -162,3 +162,12 @@ def test_pytest_plugin_from_the_wheel(built_wheel: Path, tmp_path: Path) -> None
                        cwd=tmp_path / "proj", env=no_rust_env(venv), capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
     assert "2 passed" in p.stdout, p.stdout
+
+
+def test_wheel_on_python_310(built_wheel: Path, tmp_path: Path) -> None:
+    """ROS 2 Humble's and Ubuntu 22.04's Python: the same wheel installs and runs there."""
+    from test_python310 import require_python310
+
+    venv = make_venv(require_python310(), tmp_path / "venv310")
+    pip_install(venv, str(built_wheel))
+    run_seed_program_outside_the_checkout(venv, tmp_path)
