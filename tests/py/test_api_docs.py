@@ -23,6 +23,7 @@ MODULES = [
     "spikebus_client.messages",
     "spikebus_client.node",
     "spikebus_client.pytest_plugin",
+    "spikebus_client.ros2_bridge",
     "spikebus_client.stream",
 ]
 

@@ -94,7 +94,8 @@ def run_seed_program_outside_the_checkout(venv: Path, work: Path) -> None:
 def test_wheel_contents(built_wheel: Path) -> None:
     names = zipfile.ZipFile(built_wheel).namelist()
     assert "spikebus-0.1.0.data/scripts/spikebus" in names, names
-    for mod in ("__init__", "controller", "node", "stream", "messages", "actions", "aio", "data", "pytest_plugin"):
+    for mod in ("__init__", "controller", "node", "stream", "messages", "actions", "aio", "data", "pytest_plugin",
+                "ros2_bridge"):
         assert f"spikebus_client/{mod}.py" in names, (mod, names)
     assert "spikebus_client/py.typed" in names
     meta = zipfile.ZipFile(built_wheel).read("spikebus-0.1.0.dist-info/METADATA").decode()
