@@ -22,6 +22,7 @@ import pytest
 
 from helpers import EXAMPLES, REPO_ROOT, assert_matches_golden, load_golden
 from spikebus_client import parse_listening
+from test_docker import build_args  # noqa: F401 (the fixture: a Docker daemon and the local base images)
 
 # The seed program's final NetStim spikes (tests/golden/seed_interval.json).
 SEED_NS_SPIKES = [0.0, 20.0, 450.0]
@@ -172,3 +173,50 @@ def test_wheel_on_python_310(built_wheel: Path, tmp_path: Path) -> None:
     venv = make_venv(require_python310(), tmp_path / "venv310")
     pip_install(venv, str(built_wheel))
     run_seed_program_outside_the_checkout(venv, tmp_path)
+
+
+CONTAINER_CHECK = r'''
+set -eu
+for tool in cargo rustc rustup gcc cc; do
+    if command -v "$tool" >/dev/null; then echo "found $tool"; exit 3; fi
+done
+python3 -m venv /tmp/v
+/tmp/v/bin/pip install --quiet --no-index --find-links /deps /wheel/*.whl
+cd /tmp
+/tmp/v/bin/python - <<'PY'
+import sys
+from spikebus_client import Controller, Node, find_binary, set_
+print("binary", find_binary())
+with Node(["--control", "tcp://127.0.0.1:0", "--set", "soma.threshold=0", "--out", "/out"]) as node:
+    with Controller(node.control) as c:
+        for sync in c.run(every_ms=0.025, kind="scatter_gather", watch_values=["ns.interval"]):
+            if int(sync.t) % 50 == 0:
+                c.act(set_("ns.interval", sync.values["ns.interval"] + 10))
+    print("exit", node.wait(60))
+PY
+'''
+
+
+def test_wheel_in_a_container_without_rust(built_wheel: Path, tmp_path: Path, build_args: dict[str, str]) -> None:
+    """A machine without Rust or a C compiler: Debian with python3 and nothing else (the
+    Docker test's python base image), no network: pip installs the wheel (its dependencies
+    downloaded beforehand), and the seed program runs against the installed node."""
+    image = build_args.get("PYTHON_IMAGE")
+    if not image:
+        pytest.skip("no local python base image (scripts/docker-setup makes it as root)")
+    deps = tmp_path / "deps"
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+                    "--only-binary=:all:", "-d", str(deps), "pyzmq>=25.0", "msgpack>=1.0.5"], check=True, timeout=600)
+    wheel_dir = tmp_path / "wheel"
+    wheel_dir.mkdir()
+    shutil.copy(built_wheel, wheel_dir)
+    out = tmp_path / "out"
+    out.mkdir()
+    p = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", "-v", f"{wheel_dir}:/wheel:ro", "-v", f"{deps}:/deps:ro",
+         "-v", f"{out}:/out", image, "sh", "-c", CONTAINER_CHECK],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "binary /tmp/v/bin/spikebus" in p.stdout and "exit 0" in p.stdout, p.stdout
+    assert_matches_golden(out, load_golden("seed_interval"))
