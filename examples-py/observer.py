@@ -122,7 +122,11 @@ class LivePlot:
     def finish(self, hold: bool) -> None:
         self.draw()
         if hold:
-            print("observer: close the plot window to exit", flush=True)
+            # Said from inside the window's event loop, once the final picture is on screen.
+            timer = self.fig.canvas.new_timer(interval=200)
+            timer.single_shot = True
+            timer.add_callback(lambda: print("observer: close the plot window to exit", flush=True))
+            timer.start()
             self.plt.ioff()
             self.plt.show()
 

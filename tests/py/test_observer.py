@@ -5,10 +5,13 @@ answers fails within its 2 s connect timeout."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from helpers import EXAMPLES, REPO_ROOT, load_golden
 
@@ -62,3 +65,62 @@ def test_wrong_pub_endpoint_fails_in_2_s(tmp_path: Path) -> None:
     assert f"no spikebus node answered at ipc://{tmp_path}/nobody.sock within 2 s" in err, err
     assert "--pub" in err
     assert time.monotonic() - t0 < 10
+
+
+def start_xvfb() -> tuple[subprocess.Popen[bytes], str]:
+    """An X server on a free display; -displayfd writes its number when it is ready (a
+    handshake, no sleeping)."""
+    xvfb = shutil.which("Xvfb")
+    if xvfb is None:
+        pytest.skip("Xvfb is not installed (Debian: apt-get install xvfb; scripts/test installs it as root)")
+    r, w = os.pipe()
+    p = subprocess.Popen([xvfb, "-displayfd", str(w), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+                         pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(w)
+    with os.fdopen(r) as f:
+        number = f.readline().strip()
+    assert number.isdigit(), f"Xvfb gave no display number ({number!r})"
+    return p, f":{number}"
+
+
+def test_live_plot_where_a_display_exists(start_node, tmp_path: Path) -> None:
+    """Under an X server: --plot draws a live window (an interactive backend), which stays
+    up after done until closed; a screenshot of the screen shows the trace."""
+    from PIL import ImageGrab
+
+    xvfb, display = start_xvfb()
+    obs = None
+    try:
+        node = start_node(["--control", "tcp://127.0.0.1:0", "--pub", "tcp://127.0.0.1:0", "--set", "soma.threshold=0",
+                           "--set", "tstop=100", "--out", tmp_path / "d", "--wait-subscribers", "1"])
+        env = {**headless_env(), "DISPLAY": display}
+        obs = observer("--pub", node.pub, "--plot", "--every", "100000", "--quiet-spikes", env=env)
+        assert obs.stdout is not None
+        first = obs.stdout.readline()
+        assert first.startswith("observer: live plot (") and "agg" not in first.lower().replace("tkagg", "tk"), first
+        from spikebus_client import Controller
+
+        with Controller(node.control) as c:
+            list(c.run())
+        lines = []
+        for line in obs.stdout:
+            lines.append(line)
+            if line.startswith("observer: close the plot window to exit"):
+                break
+        assert any(line.startswith("observer: done (end)") for line in lines), lines
+        shot = ImageGrab.grab(xdisplay=display)
+        shot.save(tmp_path / "screen.png")
+        # The window shows the trace: matplotlib's tab:blue (31, 119, 180) line, and the
+        # black spike ticks on the figure's white.
+        rgb = shot.convert("RGB")
+        pixels = list(getattr(rgb, "get_flattened_data", rgb.getdata)())
+        blue = sum(1 for r, g, b in pixels if abs(r - 31) < 40 and abs(g - 119) < 40 and abs(b - 180) < 40)
+        white = sum(1 for p in pixels if p == (255, 255, 255))
+        assert blue > 1000 and white > 100_000, f"no trace on screen ({blue} blue, {white} white): {tmp_path}/screen.png"
+        assert obs.poll() is None, "the window should stay up after done until it is closed"
+    finally:
+        if obs is not None and obs.poll() is None:
+            obs.terminate()
+            obs.communicate(timeout=30)
+        xvfb.terminate()
+        xvfb.wait(30)
