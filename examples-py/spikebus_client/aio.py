@@ -37,8 +37,8 @@ from typing import Any, AsyncIterator, Iterable, Mapping, Sequence
 import zmq
 import zmq.asyncio
 
-from .actions import Action, schedule, stop, watch
-from .controller import Controller, _summary, pack, steps_of
+from .actions import Action, stop
+from .controller import Controller, _summary, check_options, check_period, pack, run_setup
 from .messages import (
     PROTOCOL_VERSION,
     Done,
@@ -50,7 +50,7 @@ from .messages import (
     Values,
     parse_reply,
 )
-from .stream import StreamMessage, decode_frames
+from .stream import SeqCounter, StreamMessage, decode_frames
 
 __all__ = ["AsyncController", "AsyncObserver"]
 
@@ -83,14 +83,7 @@ class AsyncController:
         client: str | None = None,
         connect_timeout_ms: int | None = 2_000,
     ) -> None:
-        if timeout_ms <= 0:
-            raise ValueError("timeout_ms must be > 0")
-        if retries < 0:
-            raise ValueError("retries must be >= 0")
-        if connect_timeout_ms is not None and connect_timeout_ms <= 0:
-            raise ValueError("connect_timeout_ms must be > 0 (or None: no handshake)")
-        if client is not None and not (1 <= len(client.encode()) <= 64):
-            raise ValueError("client must be 1 to 64 bytes")
+        check_options(timeout_ms, retries, connect_timeout_ms, client)
         self.endpoint = endpoint
         self.timeout_ms = int(timeout_ms)
         self.retries = int(retries)
@@ -259,23 +252,9 @@ class AsyncController:
     ) -> AsyncIterator[Sync]:
         """The loop helper, as :meth:`Controller.run <spikebus_client.Controller.run>`
         (the same points, arguments and ending): ``async for sync in c.run(...)``."""
-        if kind not in ("every", "scatter_gather"):
-            raise ValueError(f"kind must be 'every' or 'scatter_gather', got {kind!r}")
-        if every_ms is not None and every_steps is not None:
-            raise ValueError("give every_ms or every_steps, not both")
+        check_period(every_ms, every_steps, kind)
         h = await self.hello(takeover=takeover)
-        n = 0
-        if every_ms is not None:
-            n = steps_of(every_ms, h.dt)
-        elif every_steps is not None:
-            if isinstance(every_steps, bool) or not isinstance(every_steps, int) or every_steps < 0:
-                raise ValueError(f"every_steps must be an integer >= 0, got {every_steps!r}")
-            n = every_steps
-        setup: list[Action] = [
-            schedule(**{kind: n}, add_at=list(at) or None, on_spike=list(on_spike)),
-            watch(values=list(watch_values or ()), spikes=spikes),
-            *actions,
-        ]
+        setup = run_setup(h, every_ms, every_steps, kind, watch_values, spikes, at, on_spike, actions)
         r: Sync | Done
         if h.pending.is_start:
             r = await self.cont(setup)
@@ -287,7 +266,7 @@ class AsyncController:
             r = await self.cont()
 
 
-class AsyncObserver:
+class AsyncObserver(SeqCounter):
     """A subscriber to a node's ``--pub`` endpoint, with ``async`` receives (arguments as
     :class:`~spikebus_client.Observer`).  Use with ``async with``, or call :meth:`close`.
 
@@ -312,11 +291,7 @@ class AsyncObserver:
         for t in self.topics:
             self._sock.setsockopt(zmq.SUBSCRIBE, t)
         self._sock.connect(endpoint)
-        self.received = 0
-        """Messages received so far."""
-        self.gaps = 0
-        """Messages missing according to ``seq``."""
-        self._last_seq: int | None = None
+        SeqCounter.__init__(self)
 
     def close(self) -> None:
         """Close the socket."""
@@ -332,14 +307,7 @@ class AsyncObserver:
         """Receive one message; ``None`` if ``timeout_ms`` passed first."""
         if timeout_ms is not None and not await self._sock.poll(timeout_ms, zmq.POLLIN):
             return None
-        msg = decode_frames(await self._sock.recv_multipart())
-        self.received += 1
-        seq = msg.data.get("seq")
-        if isinstance(seq, int):
-            if self._last_seq is not None and seq > self._last_seq + 1:
-                self.gaps += seq - self._last_seq - 1
-            self._last_seq = seq
-        return msg
+        return self._count(decode_frames(await self._sock.recv_multipart()))
 
     async def messages(self, until_done: bool = True, timeout_ms: int | None = None) -> AsyncIterator[StreamMessage]:
         """Yield messages in arrival order, up to and including ``done`` (``until_done``);

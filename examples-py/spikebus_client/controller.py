@@ -26,7 +26,7 @@ from .messages import (
 
 log = logging.getLogger("spikebus_client.controller")
 
-__all__ = ["Controller", "pack", "unpack", "steps_of"]
+__all__ = ["Controller", "pack", "unpack", "steps_of", "check_options", "check_period", "run_setup"]
 
 
 def pack(msg: Mapping[str, Any]) -> bytes:
@@ -93,14 +93,7 @@ class Controller:
         client: str | None = None,
         connect_timeout_ms: int | None = 2_000,
     ) -> None:
-        if timeout_ms <= 0:
-            raise ValueError("timeout_ms must be > 0")
-        if connect_timeout_ms is not None and connect_timeout_ms <= 0:
-            raise ValueError("connect_timeout_ms must be > 0 (or None: no handshake)")
-        if retries < 0:
-            raise ValueError("retries must be >= 0")
-        if client is not None and not (1 <= len(client.encode()) <= 64):
-            raise ValueError("client must be 1 to 64 bytes")
+        check_options(timeout_ms, retries, connect_timeout_ms, client)
         self.endpoint = endpoint
         self.timeout_ms = int(timeout_ms)
         self.retries = int(retries)
@@ -350,24 +343,10 @@ class Controller:
             NodeUnreachable: nothing answered the handshake.
             SpikebusError: the node refused a request.
         """
-        if kind not in ("every", "scatter_gather"):
-            raise ValueError(f"kind must be 'every' or 'scatter_gather', got {kind!r}")
-        if every_ms is not None and every_steps is not None:
-            raise ValueError("give every_ms or every_steps, not both")
+        check_period(every_ms, every_steps, kind)
         h = self.hello(takeover=takeover)
-        n = 0
-        if every_ms is not None:
-            n = steps_of(every_ms, h.dt)
-        elif every_steps is not None:
-            if isinstance(every_steps, bool) or not isinstance(every_steps, int) or every_steps < 0:
-                raise ValueError(f"every_steps must be an integer >= 0, got {every_steps!r}")
-            n = every_steps
-        setup: list[Action] = [
-            schedule(**{kind: n}, add_at=list(at) or None, on_spike=list(on_spike)),
-            watch(values=list(watch_values or ()), spikes=spikes),
-            *actions,
-        ]
-        log.info("%s: run %s every %d step(s) (dt=%r), from t=%r", self.endpoint, kind, n, h.dt, h.t)
+        setup = run_setup(h, every_ms, every_steps, kind, watch_values, spikes, at, on_spike, actions)
+        log.info("%s: run from t=%r: %r", self.endpoint, h.t, setup[0])
         if h.pending.is_start:
             r = self.cont(setup)
         else:
@@ -378,6 +357,57 @@ class Controller:
         while isinstance(r, Sync):
             yield r
             r = self.cont()
+
+
+def check_options(timeout_ms: int, retries: int, connect_timeout_ms: int | None, client: str | None) -> None:
+    """A controller's options (sync or asyncio), checked.
+
+    Raises:
+        ValueError: one out of range.
+    """
+    if timeout_ms <= 0:
+        raise ValueError("timeout_ms must be > 0")
+    if connect_timeout_ms is not None and connect_timeout_ms <= 0:
+        raise ValueError("connect_timeout_ms must be > 0 (or None: no handshake)")
+    if retries < 0:
+        raise ValueError("retries must be >= 0")
+    if client is not None and not (1 <= len(client.encode()) <= 64):
+        raise ValueError("client must be 1 to 64 bytes")
+
+
+def check_period(every_ms: float | None, every_steps: int | None, kind: str) -> None:
+    """The loop helper's period and kind, checked before anything is sent.
+
+    Raises:
+        ValueError: an unknown kind, both periods, or ``every_steps`` not an integer >= 0.
+    """
+    if kind not in ("every", "scatter_gather"):
+        raise ValueError(f"kind must be 'every' or 'scatter_gather', got {kind!r}")
+    if every_ms is not None and every_steps is not None:
+        raise ValueError("give every_ms or every_steps, not both")
+    if every_steps is not None and (isinstance(every_steps, bool) or not isinstance(every_steps, int) or every_steps < 0):
+        raise ValueError(f"every_steps must be an integer >= 0, got {every_steps!r}")
+
+
+def run_setup(
+    h: Hello,
+    every_ms: float | None,
+    every_steps: int | None,
+    kind: str,
+    watch_values: Iterable[str] | None,
+    spikes: bool,
+    at: Iterable[float],
+    on_spike: Iterable[str],
+    actions: Sequence[Action],
+) -> list[Action]:
+    """The loop helper's first actions (see :meth:`Controller.run`): the schedule, the watch,
+    then ``actions``."""
+    n = steps_of(every_ms, h.dt) if every_ms is not None else (every_steps or 0)
+    return [
+        schedule(**{kind: n}, add_at=list(at) or None, on_spike=list(on_spike)),
+        watch(values=list(watch_values or ()), spikes=spikes),
+        *actions,
+    ]
 
 
 def steps_of(every_ms: float, dt: float) -> int:

@@ -4,13 +4,14 @@ own integration tests), and find the ``spikebus`` command.
 A :class:`Node` never outlives the Python process that started it: leaving its ``with``
 block or calling :meth:`Node.stop` ends the run gracefully (SIGTERM: the node writes its
 files and ``manifest.json`` with reason ``signal``); a ``Node`` never stopped is stopped when
-it is garbage-collected or at interpreter exit; and on Linux the node gets SIGTERM from the
-kernel if the Python process dies without cleaning up (``PR_SET_PDEATHSIG``).
+it is garbage-collected or at interpreter exit; and if the Python process dies without
+cleaning up (even by SIGKILL), the node stops as on one SIGTERM: it holds the read end of a
+pipe (``spikebus run --lifeline FD``) whose write end only this process holds, and the end of
+that pipe is its signal.
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import queue
@@ -128,46 +129,27 @@ def _read_stderr(f: IO[str], chunks: list[str], pid: int) -> None:
         log.info("node pid %d: %s", pid, line.rstrip("\r\n"))
 
 
-# -- the node dies with its parent -------------------------------------------------------------
-
-PR_SET_PDEATHSIG = 1
+# -- the node never outlives this process ------------------------------------------------------
 
 
-def _pdeathsig_setter(sig: int) -> Callable[[], None] | None:
-    """A ``preexec_fn`` that asks the kernel to send ``sig`` to the child when the parent
-    dies (Linux), or ``None`` where that does not exist.  ``prctl`` is looked up here, before
-    the fork: loading a library in the forked child could deadlock."""
-    if not sys.platform.startswith("linux"):
-        return None
+def _stop_process(p: "subprocess.Popen[str]", timeout: float, why: str, lifeline: int | None = None) -> None:
+    """SIGTERM, wait up to ``timeout`` s, then SIGKILL; then close the lifeline's write end
+    (only once the node is gone: its end of file would be a second signal).  A finalizer:
+    holds no Node."""
     try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def set_pdeathsig() -> None:
-        prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
-        # The parent may have died between fork and prctl: then nobody will signal us.
-        if os.getppid() != parent:
-            os.kill(os.getpid(), sig)
-
-    return set_pdeathsig
-
-
-def _stop_process(p: "subprocess.Popen[str]", timeout: float, why: str) -> None:
-    """SIGTERM, wait up to ``timeout`` s, then SIGKILL (a finalizer: holds no Node)."""
-    if p.poll() is not None:
-        return
-    log.info("stopping node pid %d (%s)", p.pid, why)
-    try:
-        p.send_signal(signal.SIGTERM)
-        p.wait(timeout=timeout)
+        if p.poll() is None:
+            log.info("stopping node pid %d (%s)", p.pid, why)
+            p.send_signal(signal.SIGTERM)
+            p.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         log.warning("node pid %d still running %s s after SIGTERM: killed", p.pid, timeout)
         p.kill()
         p.wait(timeout=10)
     except OSError:
         pass
+    finally:
+        if lifeline is not None and p.poll() is not None:
+            os.close(lifeline)
 
 
 def parse_listening(line: str) -> dict[str, str]:
@@ -193,8 +175,8 @@ class Node:
     as :attr:`control` and :attr:`pub`.  On exit the node is stopped gracefully if still
     running (:meth:`stop`: SIGTERM, its files complete), and killed only if it does not end
     within ``stop_timeout`` seconds.  A ``Node`` that is never stopped is stopped when
-    garbage-collected or at interpreter exit, and (Linux) the node gets SIGTERM if this
-    process dies (``die_with_parent``).
+    garbage-collected or at interpreter exit, and the node of ``run`` stops by itself if this
+    process dies (``die_with_parent``: the ``--lifeline`` pipe).
 
     The node's stderr lines are logged on the ``spikebus_client.node`` logger (INFO).
 
@@ -208,10 +190,12 @@ class Node:
         start_timeout: seconds to wait for the ``listening`` line.
         stop_timeout: seconds :meth:`stop` (and leaving the ``with`` block) waits after
             SIGTERM before killing the node.
-        die_with_parent: on Linux, have the kernel send SIGTERM to the node when the thread
-            that started it ends (``PR_SET_PDEATHSIG``; for the main thread: when the process
-            dies, even by SIGKILL).  Turn it off to start a node from a short-lived thread
-            that must outlive it.
+        die_with_parent: for ``run``, pass the node ``--lifeline FD``, the read end of a pipe
+            whose write end this process keeps: when this process ends, however it ends, the
+            node stops as on one SIGTERM (files complete).  A child made with a bare
+            ``fork()`` (multiprocessing's fork start method) inherits the write end and keeps
+            the node alive while it lives.  Turn it off for a node that must outlive this
+            process.
 
     Example::
 
@@ -243,6 +227,7 @@ class Node:
         self.process: subprocess.Popen[str] | None = None
         """The node's process, once started."""
         self._finalizer: weakref.finalize | None = None
+        self._lifeline: int | None = None  # the write end, open while the node should live
         self.stdout_lines: list[str] = []
         """Every stdout line so far (without newlines)."""
         self._stderr_chunks: list[str] = []
@@ -257,20 +242,45 @@ class Node:
         """Start the process and, with ``--control``/``--pub``, wait for its endpoints."""
         if self.process is not None:
             raise NodeError("node already started")
-        self.process = subprocess.Popen(
-            self.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-            cwd=self.cwd,
-            env=self.env,
-            preexec_fn=_pdeathsig_setter(signal.SIGTERM) if self.die_with_parent else None,
-        )
+        argv, pass_fds = list(self.argv), ()
+        read_end = None
+        if self.die_with_parent and len(argv) > 1 and argv[1] == "run" and os.name == "posix":
+            read_end, self._lifeline = os.pipe()  # neither is inherited by other children
+            argv[2:2] = ["--lifeline", str(read_end)]
+            pass_fds = (read_end,)
+        try:
+            self.process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                bufsize=1,
+                cwd=self.cwd,
+                env=self.env,
+                pass_fds=pass_fds,
+            )
+        except BaseException:
+            self._close_lifeline()
+            raise
+        finally:
+            if read_end is not None:
+                os.close(read_end)  # the node's copy is the one that counts
+        self._started_process()
+        return self
+
+    def _close_lifeline(self) -> None:
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
+
+    def _started_process(self) -> None:
+        assert self.process is not None
         log.info("started node pid %d: %s", self.process.pid, " ".join(self.argv))
         # Stops the node when this object is collected or the interpreter exits (atexit).
-        self._finalizer = weakref.finalize(self, _stop_process, self.process, self.stop_timeout, "not stopped")
+        self._finalizer = weakref.finalize(
+            self, _stop_process, self.process, self.stop_timeout, "not stopped", self._lifeline
+        )
         assert self.process.stdout is not None and self.process.stderr is not None
         # The readers hold no reference to this Node (so that it can be collected, and the
         # finalizer above run, while the node lives).
@@ -290,7 +300,6 @@ class Node:
             except BaseException:
                 self.kill()
                 raise
-        return self
 
     def _await_listening(self) -> None:
         deadline = time.monotonic() + self.start_timeout
@@ -430,6 +439,7 @@ class Node:
             p.kill()
         try:
             p.wait(timeout=10)
+            self._close_lifeline()
         finally:
             self._join_readers(5)
             for f in (p.stdout, p.stderr):

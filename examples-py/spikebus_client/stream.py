@@ -13,7 +13,7 @@ import zmq
 
 from .messages import NodeUnreachable, ProtocolViolation, SpikebusTimeout
 
-__all__ = ["StreamMessage", "Observer", "TOPICS", "decode_frames"]
+__all__ = ["StreamMessage", "Observer", "TOPICS", "decode_frames", "SeqCounter"]
 
 log = logging.getLogger("spikebus_client.stream")
 
@@ -75,7 +75,32 @@ def decode_frames(frames: list[bytes]) -> StreamMessage:
     return StreamMessage(topic, data)
 
 
-class Observer:
+class SeqCounter:
+    """Counts what a subscriber received, and what it lost by the gaps in ``seq``."""
+
+    endpoint: str
+    """The endpoint subscribed to."""
+
+    def __init__(self) -> None:
+        self.received = 0
+        """Messages received so far."""
+        self.gaps = 0
+        """Messages missing according to ``seq`` (with a prefix subscription, messages of other
+        topics count as gaps: subscribe to everything to measure losses)."""
+        self._last_seq: int | None = None
+
+    def _count(self, msg: StreamMessage) -> StreamMessage:
+        self.received += 1
+        seq = msg.data.get("seq")
+        if isinstance(seq, int):
+            if self._last_seq is not None and seq > self._last_seq + 1:
+                self.gaps += seq - self._last_seq - 1
+                log.debug("%s: %d message(s) lost before seq %d", self.endpoint, seq - self._last_seq - 1, seq)
+            self._last_seq = seq
+        return msg
+
+
+class Observer(SeqCounter):
     """A subscriber to a node's ``--pub`` endpoint.
 
     Args:
@@ -126,11 +151,7 @@ class Observer:
                 self._sock.close(linger=0)
                 raise NodeUnreachable(endpoint, connect_timeout_ms / 1000, option="--pub")
             log.info("%s: subscribed (handshake done)", endpoint)
-        self.received = 0
-        """Messages received so far."""
-        self.gaps = 0
-        """Messages missing according to ``seq`` (with a prefix subscription, messages of other topics count as gaps: subscribe to everything to measure losses)."""
-        self._last_seq: int | None = None
+        SeqCounter.__init__(self)
 
     def close(self) -> None:
         """Close the socket."""
@@ -149,15 +170,6 @@ class Observer:
             return None
         return self._count(decode_frames(self._sock.recv_multipart()))
 
-    def _count(self, msg: StreamMessage) -> StreamMessage:
-        self.received += 1
-        seq = msg.data.get("seq")
-        if isinstance(seq, int):
-            if self._last_seq is not None and seq > self._last_seq + 1:
-                self.gaps += seq - self._last_seq - 1
-                log.debug("%s: %d message(s) lost before seq %d", self.endpoint, seq - self._last_seq - 1, seq)
-            self._last_seq = seq
-        return msg
 
     def messages(self, until_done: bool = True, timeout_ms: int | None = None) -> Iterator[StreamMessage]:
         """Yield messages in arrival order.

@@ -183,10 +183,14 @@ HOLDER = textwrap.dedent(
 
 
 @pytest.mark.parametrize("how", ["sigkill", "exit"])
-def test_a_node_never_outlives_its_python(how: str, spikebus_bin: Path, tmp_path: Path) -> None:
-    """SIGKILL of the Python process that holds a Node (the kernel's PR_SET_PDEATHSIG
-    sends SIGTERM), or an interpreter that exits without stopping it (the finalizer at
-    exit): the node, waiting for a controller, ends within seconds with its files complete."""
+@pytest.mark.parametrize("attempt", range(5))
+def test_a_node_never_outlives_its_python(how: str, attempt: int, spikebus_bin: Path, tmp_path: Path) -> None:
+    """SIGKILL of the Python process that holds a Node (the node's --lifeline pipe ends:
+    one SIGTERM), or an interpreter that exits without stopping it (the finalizer at exit):
+    the node, waiting for a controller, ends within seconds with its files complete.  The
+    holder has threads (the Node's readers), so the node's parent thread is not the last
+    of its process to die: a parent-death signal would come twice (and the second signal
+    ends a node at once, writing nothing); repeated to catch that."""
     out = tmp_path / "d"
     p = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(EXAMPLES), str(spikebus_bin), str(out),
@@ -203,6 +207,29 @@ def test_a_node_never_outlives_its_python(how: str, spikebus_bin: Path, tmp_path
     finally:
         if p.poll() is None:
             p.kill()
+    assert_complete_outputs(out, "signal")
+
+
+def test_lifeline_option(spikebus_bin: Path, tmp_path: Path) -> None:
+    """--lifeline FD: a bad descriptor is a start-up error (exit 2); a pipe whose writer
+    closes it stops a free run as SIGTERM does (exit 143, files complete)."""
+    for fd, why in (("2", "above 2"), ("999", "not an open descriptor")):
+        p = subprocess.run([str(spikebus_bin), "run", "--lifeline", fd, "--out", str(tmp_path / "x")],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 2 and f"--lifeline {fd}: " in p.stderr and why in p.stderr, p.stderr
+    r, w = os.pipe()
+    out = tmp_path / "d"
+    node = subprocess.Popen([str(spikebus_bin), "run", "--lifeline", str(r), "--set", "tstop=1e6",
+                             "--max-steps", "100000000", "--out", str(out)], pass_fds=(r,),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    os.close(r)
+    try:
+        os.close(w)  # the writer is gone
+        assert node.wait(60) == 143, node.stderr.read() if node.stderr else ""
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.wait()
     assert_complete_outputs(out, "signal")
 
 

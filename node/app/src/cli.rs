@@ -127,6 +127,11 @@ struct BusArgs {
     /// request; the node exits sooner once no controller is connected.
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
     linger: f64,
+    /// Stop as on SIGTERM (once) when file descriptor FD, the read end of a pipe, reaches end
+    /// of file: when the process holding its write end, the one that started the node, is
+    /// gone, however it ended (the Python client's Node passes one).
+    #[arg(long, value_name = "FD")]
+    lifeline: Option<i32>,
 }
 
 /// The most samples one state message may carry.
@@ -293,6 +298,9 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
             // written is a start-up error.
             let mut session = Session::new(sim, &opts).map_err(|e| AppError::Usage(e.to_string()))?;
             let stop = Stop::install()?;
+            if let Some(fd) = bus.lifeline {
+                crate::signals::watch_lifeline(fd)?;
+            }
             session.sim.set_interrupt(stop.shared_flag());
             let creds = bus.auth_file.as_deref().map(Credentials::load).transpose()?;
             let net = Bus::new(bus.allow_remote, creds)?;
