@@ -3,7 +3,7 @@
 //! NEURON would (`record`), handing the samples to the traces writer thread (`traces`);
 //! `free_run` drives it to the end, `lockstep` pauses it at sync points for a controller.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use spikebus_engine::{Pause, SignalRef, Sim, Spike};
@@ -17,7 +17,8 @@ use crate::signals::Stop;
 use crate::traces::{Plan, TraceFormat, Traces};
 
 pub struct RunOptions {
-    pub out_dir: PathBuf,
+    /// Where traces.csv, spikes.csv and manifest.json go; None: no files (`--out /dev/null`).
+    pub out_dir: Option<PathBuf>,
     /// Show a progress bar (only sensible on a terminal).
     pub progress: bool,
     /// State stream: publish every N steps, K samples per message, these signals.
@@ -151,7 +152,7 @@ pub struct Session {
     spikes: Vec<Spike>,
     fresh: Vec<Spike>,
     sources: Vec<String>,
-    out_dir: PathBuf,
+    out_dir: Option<PathBuf>,
     sets: Vec<String>,
     bar: indicatif::ProgressBar,
     started: Option<Instant>,
@@ -190,17 +191,22 @@ impl Session {
             }
         }
         let stream = None;
-        create_dir(&opts.out_dir)?;
-        clear_outputs(&opts.out_dir)?;
         let mut columns = vec!["t".to_string()];
         columns.extend(names.iter().cloned());
-        // Nothing recorded, no traces file.
-        let traces = if names.is_empty() {
-            None
-        } else {
-            let header: Vec<&str> = columns.iter().map(String::as_str).collect();
-            let plan = Plan { dt: sim.dt(), tstop: sim.tstop(), record_dt };
-            Some(Traces::start(&opts.out_dir.join(opts.format.file_name()), opts.format, &header, opts.max_output, plan)?)
+        let traces = match &opts.out_dir {
+            Some(dir) => {
+                create_dir(dir)?;
+                clear_outputs(dir)?;
+                // Nothing recorded, no traces file.
+                if names.is_empty() {
+                    None
+                } else {
+                    let header: Vec<&str> = columns.iter().map(String::as_str).collect();
+                    let plan = Plan { dt: sim.dt(), tstop: sim.tstop(), record_dt };
+                    Some(Traces::start(&dir.join(opts.format.file_name()), opts.format, &header, opts.max_output, plan)?)
+                }
+            }
+            None => None,
         };
         let bar = if opts.progress {
             let bar = indicatif::ProgressBar::new(sim.planned_steps());
@@ -375,13 +381,18 @@ impl Session {
         for s in &self.spikes {
             counts[s.source as usize] += 1;
         }
-        let spikes = self.write_spikes().map_err(|e| error = error.take().or(Some(e))).ok();
+        let spikes = match &self.out_dir {
+            Some(dir) => self.write_spikes(dir).map_err(|e| error = error.take().or(Some(e))).ok(),
+            None => None,
+        };
         let reason = error.as_ref().map_or(reason, end_reason);
         let (t, steps) = (self.sim.t(), self.sim.step_index());
         let files: Vec<&Written> = [&traces, &spikes].into_iter().flatten().collect();
         let complete = files.len() == 1 + usize::from(traces_expected);
-        if let Err(e) = self.write_manifest(reason, complete, t, steps, &files, error.as_ref()) {
-            error.get_or_insert(e);
+        if let Some(dir) = &self.out_dir {
+            if let Err(e) = self.write_manifest(dir, reason, complete, t, steps, &files, error.as_ref()) {
+                error.get_or_insert(e);
+            }
         }
         let error = error.map(|e| e.to_string());
         if let Some(e) = &error {
@@ -411,8 +422,8 @@ impl Session {
         }
     }
 
-    fn write_spikes(&mut self) -> Result<Written, AppError> {
-        let mut file = CsvFile::create(&self.out_dir.join("spikes.csv"), &["source", "t"])?;
+    fn write_spikes(&self, dir: &Path) -> Result<Written, AppError> {
+        let mut file = CsvFile::create(&dir.join("spikes.csv"), &["source", "t"])?;
         for s in &self.spikes {
             file.row(Some(&self.sources[s.source as usize]), [s.t])?;
         }
@@ -421,8 +432,10 @@ impl Session {
 
     /// manifest.json, written last and atomically: a run's outputs are complete and its own
     /// exactly when the manifest is there and every file's SHA-256 matches it.
+    #[allow(clippy::too_many_arguments)]
     fn write_manifest(
         &self,
+        dir: &Path,
         reason: proto::EndReason,
         complete: bool,
         t: f64,
@@ -450,7 +463,7 @@ impl Session {
             "files": files.iter().map(|w| file(w)).collect::<serde_json::Map<_, _>>(),
         });
         let text = serde_json::to_string_pretty(&manifest).expect("a JSON value serializes");
-        write_atomic(&self.out_dir.join("manifest.json"), text.as_bytes())
+        write_atomic(&dir.join("manifest.json"), text.as_bytes())
     }
 }
 
