@@ -4,14 +4,17 @@
 //! on a model file plus overrides. Here the engine runs the same variant; every recorded
 //! sample (t, v, conductances, gates, currents) and every spike time must be the same double.
 //! A variant with a first run (a restart, or parameters changed between two runs) is run the
-//! same way here: initialize, step to `until`, set `between`, then the recorded run.
+//! same way here: initialize, step to `until`, set `between`, then the recorded run. A variant
+//! with `record_dt` (NEURON's `Vector.record(&x, Dt)`) is sampled by the node's own rule
+//! (`spikebus_app::record::DtClock`), as `spikebus run --record-dt` does.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use serde::Deserialize;
-use spikebus_engine::{parse_model, Kernels, Pause, Sim, Spike};
+use spikebus_app::record::DtClock;
+use spikebus_engine::{parse_model, Kernels, Pause, SignalRef, Sim, Spike};
 
 #[derive(Deserialize)]
 pub struct Golden {
@@ -25,6 +28,7 @@ pub struct Golden {
     #[serde(default)]
     pub r#final: BTreeMap<String, f64>,
     pub first_run: Option<FirstRun>,
+    pub record_dt: Option<f64>,
 }
 
 /// A run before the recorded one: `h.stdinit(); h.continuerun(until)`, then `between` set.
@@ -51,6 +55,44 @@ pub fn decode_trace(b64: &str) -> Vec<f64> {
     let mut raw = vec![];
     flate2::read::ZlibDecoder::new(&z[..]).read_to_end(&mut raw).expect("zlib");
     raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect()
+}
+
+/// The samples NEURON records: after every step, or at its Dt record events.
+struct Recording {
+    refs: Vec<SignalRef>,
+    traces: Vec<Vec<f64>>,
+    clock: Option<DtClock>,
+}
+
+impl Recording {
+    fn push(&mut self, t: f64, s: &Sim) {
+        self.traces[0].push(t);
+        for (k, r) in self.refs.iter().enumerate() {
+            self.traces[k + 1].push(s.value(*r));
+        }
+    }
+
+    /// The sample at t = 0 and at the end of every step.
+    fn sample(&mut self, s: &Sim) {
+        let Some(mut clock) = self.clock else { return self.push(s.t(), s) };
+        if s.step_index() == 0 {
+            clock.restart();
+        }
+        while let Some(te) = clock.take_due(s.t()) {
+            self.push(te, s);
+        }
+        self.clock = Some(clock);
+    }
+
+    /// A step begins from the boundary where `s` is.
+    fn step_begins(&mut self, s: &Sim) {
+        if let Some(mut clock) = self.clock {
+            while let Some(te) = clock.take_due(s.t() + 0.5 * s.dt()) {
+                self.push(te, s);
+            }
+            self.clock = Some(clock);
+        }
+    }
 }
 
 /// What spikebus produced for a variant.
@@ -97,13 +139,8 @@ fn run_variant(g: &Golden, kernels: Kernels, threads: usize) -> Run {
         spikes
     });
     let refs: Vec<_> = g.signals[1..].iter().map(|s| sim.signal(s).unwrap_or_else(|e| panic!("{e}"))).collect();
-    let mut traces: Vec<Vec<f64>> = vec![Vec::with_capacity(g.steps + 1); g.signals.len()];
-    let mut sample = |s: &Sim| {
-        traces[0].push(s.t());
-        for (k, r) in refs.iter().enumerate() {
-            traces[k + 1].push(s.value(*r));
-        }
-    };
+    let traces: Vec<Vec<f64>> = vec![Vec::with_capacity(g.steps + 1); g.signals.len()];
+    let mut rec = Recording { refs, traces, clock: g.record_dt.map(DtClock::new) };
     // The seed document's callback runs in extra_scatter_gather: inside every step, where
     // h.t is still t_n.
     let seed_interval = match g.callback.as_deref() {
@@ -112,8 +149,14 @@ fn run_variant(g: &Golden, kernels: Kernels, threads: usize) -> Run {
         Some(other) => panic!("unknown callback {other}"),
     };
     sim.stops_mut().scatter_gather = u64::from(seed_interval);
+    let mut at_boundary = false;
     loop {
-        match sim.advance(&mut sample) {
+        if at_boundary && sim.running() {
+            rec.step_begins(&sim);
+        }
+        let pause = sim.advance(&mut |s: &Sim| rec.sample(s));
+        at_boundary = matches!(pause, Pause::Boundary(_));
+        match pause {
             Pause::ScatterGather if (sim.now() as i64) % 50 == 0 => {
                 let interval = sim.get("ns.interval").unwrap();
                 sim.set("ns.interval", interval + 10.0).unwrap();
@@ -123,7 +166,7 @@ fn run_variant(g: &Golden, kernels: Kernels, threads: usize) -> Run {
         }
     }
     let spikes = spikes_by_source(&mut sim);
-    Run { traces, spikes, first_spikes, sim }
+    Run { traces: rec.traces, spikes, first_spikes, sim }
 }
 
 /// Spike times that differ from NEURON's, one message per source.
@@ -213,6 +256,12 @@ golden!(
     netstim100_ids,
     seed_noise_ids_changed,
     netstim100_restart,
+    recdt_seed,
+    recdt_seed_dt,
+    recdt_seed_003,
+    recdt_seed_001,
+    recdt_exp2syn,
+    recdt_iclamp,
     network200,
 );
 

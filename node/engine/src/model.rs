@@ -247,6 +247,9 @@ pub struct Model {
     pub netcons: Vec<NetConSpec>,
     /// Signals recorded into traces, in order.
     pub record: Vec<String>,
+    /// `[record] dt`: record at t = 0, Dt, 2 Dt, ... as NEURON's `Vector.record(&x, Dt)`
+    /// (none: at t = 0 and after every step). The engine only carries it; the app samples.
+    pub record_dt: Option<f64>,
     /// Name lookups, built on first use (see `object`).
     pub index: NameIndex,
 }
@@ -401,6 +404,7 @@ impl Model {
             cells: vec![],
             netcons: vec![],
             record: vec![],
+            record_dt: None,
             index: NameIndex::default(),
         }
     }

@@ -141,8 +141,17 @@ impl<'t> Parser<'t> {
                 "record" => {
                     let t = self.table(v, "record")?;
                     for (rk, rv) in t {
+                        if rk.get_ref() == "dt" {
+                            // Vector.record's bounds for Dt (nrn_vecsim_add: chkarg 1e-9 to 1e10).
+                            let dt = self.number(rv, "record.dt", Allowed::Positive)?;
+                            if !(1e-9..=1e10).contains(&dt) {
+                                return Err(self.err(rv.span(), "record.dt", format!("expected 1e-9 to 1e10 ms, found {dt}")));
+                            }
+                            m.record_dt = Some(dt);
+                            continue;
+                        }
                         if rk.get_ref() != "signals" {
-                            return Err(self.unknown_key(rk, "record", &["signals"]));
+                            return Err(self.unknown_key(rk, "record", &["signals", "dt"]));
                         }
                         let arr = rv.get_ref().as_array().ok_or_else(|| {
                             self.err(rv.span(), "record.signals", "expected an array of signal names")

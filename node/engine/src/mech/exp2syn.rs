@@ -17,6 +17,7 @@ pub static DEF: MechDef = MechDef {
     ions: &[],
     receives: true,
     // INITIAL keeps tau1 below tau2 and writes it back, as NEURON does.
+    receive_writes: &[2, 3],
     initial_writes: &[TAU1],
 };
 

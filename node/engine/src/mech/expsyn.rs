@@ -12,6 +12,7 @@ pub static DEF: MechDef = MechDef {
     vars: &["g", "i"],
     ions: &[],
     receives: true,
+    receive_writes: &[0],
     initial_writes: &[],
 };
 

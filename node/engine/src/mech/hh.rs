@@ -19,6 +19,7 @@ pub static DEF: MechDef = MechDef {
     vars: &["m_hh", "h_hh", "n_hh", "ina", "ik", "il_hh", "gna_hh", "gk_hh"],
     ions: &[&ion::NA, &ion::K],
     receives: false,
+    receive_writes: &[],
     initial_writes: &[],
 };
 

@@ -15,6 +15,7 @@ pub static DEF: MechDef = MechDef {
     vars: &["i"],
     ions: &[],
     receives: false,
+    receive_writes: &[],
     initial_writes: &[],
 };
 

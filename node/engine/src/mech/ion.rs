@@ -11,6 +11,7 @@ pub static NA: MechDef = MechDef {
     vars: &[],
     ions: &[],
     receives: false,
+    receive_writes: &[],
     initial_writes: &[],
 };
 
@@ -21,5 +22,6 @@ pub static K: MechDef = MechDef {
     vars: &[],
     ions: &[],
     receives: false,
+    receive_writes: &[],
     initial_writes: &[],
 };

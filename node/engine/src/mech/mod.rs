@@ -122,6 +122,8 @@ pub struct MechDef {
     pub ions: &'static [&'static MechDef],
     /// Has a NET_RECEIVE block: can be a NetCon's target.
     pub receives: bool,
+    /// The variables (indices in `vars`) that NET_RECEIVE writes.
+    pub receive_writes: &'static [usize],
     /// Parameters that INITIAL may change (NEURON's Exp2Syn keeps tau1 below tau2): copied
     /// back to the model after initialization.
     pub initial_writes: &'static [usize],

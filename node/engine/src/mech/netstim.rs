@@ -26,6 +26,7 @@ pub static DEF: MechDef = MechDef {
     vars: &[],
     ions: &[],
     receives: true,
+    receive_writes: &[],
     initial_writes: &[],
 };
 

@@ -13,6 +13,7 @@ pub static DEF: MechDef = MechDef {
     vars: &["i_pas"],
     ions: &[],
     receives: false,
+    receive_writes: &[],
     initial_writes: &[],
 };
 

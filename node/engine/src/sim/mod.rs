@@ -1201,6 +1201,17 @@ impl Sim {
         fnv1a(format!("{self:?}").as_bytes())
     }
 
+    /// Whether a synaptic event (NET_RECEIVE) writes the signal's value.
+    pub fn written_by_events(&self, s: SignalRef) -> bool {
+        match s {
+            SignalRef::V { .. } => false,
+            SignalRef::Var { tile, block, var, .. } => {
+                let t = &self.cells.tiles[tile as usize].template;
+                t.blocks[block as usize].0.def().receive_writes.contains(&usize::from(var))
+            }
+        }
+    }
+
     #[inline]
     pub fn value(&self, s: SignalRef) -> f64 {
         match s {
