@@ -61,6 +61,16 @@ enum Command {
         /// NetCons and recordings are checked, and a simulation is built from it.
         model: PathBuf,
     },
+    /// Print a model with every object and value written out: populations and connection
+    /// rules expanded (names as their copies have them), every default made explicit. The
+    /// output is a model file that gives the same run.
+    Expand {
+        /// Model file (TOML); without it, the built-in seed model (models/seed.toml).
+        model: Option<PathBuf>,
+        /// Override a parameter first, e.g. --set soma.gnabar_hh=0.1 (repeatable).
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        sets: Vec<String>,
+    },
     /// List the parameters of a model (name, value, unit, writable while running), then its
     /// recordable signals (names for --record, --pub-signals, `watch` and `get`).
     Params {
@@ -366,6 +376,13 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
                 m.netcons.len(),
                 m.record.len()
             );
+            Ok(0)
+        }
+        Command::Expand { model, sets } => {
+            let m = load_model(model.as_deref(), &sets)?;
+            let text = spikebus_engine::write::write_model(&m);
+            // A closed pipe (`spikebus expand | head`) ends the output quietly.
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
             Ok(0)
         }
         Command::Params { model, sets } => {
