@@ -281,6 +281,12 @@ impl Session {
         self.rec.error.as_ref().map(end_reason)
     }
 
+    /// Ends the run because something outside it failed (a HELICS federation): the run is
+    /// written up to here with reason `stop`, and the manifest's `error` says what failed.
+    pub fn fail(&mut self, e: AppError) {
+        self.rec.error.get_or_insert(e);
+    }
+
     /// Ends the run at a limit the engine met.
     pub fn limit(&mut self, hit: spikebus_engine::LimitHit) {
         self.rec.error.get_or_insert(AppError::Limit(hit.to_string()));
@@ -300,7 +306,7 @@ impl Session {
         let published = self.published();
         // After a write error the traces stay `.partial`; after a limit they are whole.
         let traces = match (self.rec.traces.take(), &error) {
-            (Some(file), None | Some(AppError::Limit(_))) => file.finish().map_err(|e| error = Some(e)).ok(),
+            (Some(file), None | Some(AppError::Limit(_) | AppError::Helics(_))) => file.finish().map_err(|e| error = Some(e)).ok(),
             _ => None,
         };
         // Spikes are found in step order; a stable sort puts them in time order across sources.
@@ -413,6 +419,7 @@ pub fn free_run(mut session: Session, wait_subscribers: usize, stop: &Stop) -> R
 fn end_reason(e: &AppError) -> proto::EndReason {
     match e {
         AppError::Limit(_) => proto::EndReason::Limit,
+        AppError::Helics(_) => proto::EndReason::Stop,
         _ => proto::EndReason::IoError,
     }
 }
