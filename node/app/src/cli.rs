@@ -272,10 +272,10 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
             // Output files are made before anything is bound: an --out that cannot be
             // written is a start-up error.
             let helics_cfg = bus.helics.as_deref().map(|p| helics::Config::load(p, &sim).map_err(AppError::Usage)).transpose()?;
+            let helics_lib = helics_cfg.as_ref().map(helics::load).transpose()?;
             let mut session = Session::new(sim, &opts).map_err(|e| AppError::Usage(e.to_string()))?;
             let stop = Stop::install()?;
             session.sim.set_interrupt(stop.shared_flag());
-            let helics_lib = helics_cfg.as_ref().map(helics::load).transpose()?;
             let creds = bus.auth_file.as_deref().map(Credentials::load).transpose()?;
             let net = Bus::new(bus.allow_remote, creds)?;
             let control = bus.control.as_deref().map(|ep| net.control(ep, bus.max_message)).transpose()?;
