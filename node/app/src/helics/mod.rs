@@ -4,11 +4,14 @@
 //! N steps: `config`), at step n_k, and is HELICS time n_k × `step_ns`. The node, paused at
 //! sync point k (granted time n_k), publishes its values there, then requests the time of
 //! the next sync point and, once granted, applies every input update and event message that
-//! arrived *at sync point k* (where NEURON would run the callback that sets them), and only
+//! arrived, *at sync point k* (where NEURON would run the callback that sets them), and only
 //! then simulates on: it never computes past a time HELICS has not granted. The federate is
-//! uninterruptible (granted exactly the times it requests) and waits for the federates
-//! executing at the same time (`wait_for_current_time_update`), so an answer published at
-//! the very time of the next sync point is applied deterministically at this one.
+//! uninterruptible (granted exactly the times it requests). An answer to sync point k is
+//! published at a time strictly between the two sync times (a federate half a step behind,
+//! e.g.): HELICS grants the node its next time only after such a value has been delivered.
+//! HELICS's `wait_for_current_time_update` flag would make answers at exactly the next sync
+//! time deterministic too, but with endpoints in the federation HELICS 3.6.1 deadlocks on
+//! it (measured: docs/helics.md), so the node does not set it.
 //!
 //! A refused input (a value the parameter does not allow, an event in the past, a message
 //! that is not an event) changes nothing and is named on stderr; the run goes on.
