@@ -3,7 +3,7 @@
 (`spikebus run --helics`), against the plain ZeroMQ lockstep.
 
 Usage (from the repository root, after `cargo build --release` and
-`pip install -r bench/requirements.txt helics==3.6.1`):
+`pip install -r bench/requirements.txt`):
 
     python bench/helics_lockstep.py [--spikebus PATH] [--repeat N] [--tstop MS] [--core zmq|tcp|...]
 
