@@ -10,7 +10,8 @@ the same callback programs, bit for bit (never with spikebus's own output).
 - the golden program ``sg_event`` (tests/golden/prog_sg_event.json), driven by
   tests/py/helics_sg_event.py through an event endpoint, an event input and a parameter
   input; the federate saw every callback's h.t as NEURON's callbacks did;
-- start-up errors: no HELICS library, a bad config (exit 2, one line, before anything runs).
+- start-up errors: no HELICS library, a bad config (exit 2, one line, before anything runs);
+- the broker killed mid-run: the node ends the run with its outputs (NEURON's up to there), exit 6.
 
 Skipped only where the ``helics`` package is not installed (it says so); under CI
 (``$CI`` set) a missing package fails instead, so that the skip cannot hide a failure.
@@ -85,10 +86,11 @@ class Federation:
         self.procs: list[subprocess.Popen] = []
         self.env = {**os.environ, "HELICS_LIBRARY": str(install / "lib64" / "libhelics.so.3")}
 
-    def start(self, name: str, cmd: list, **kw) -> subprocess.Popen:
-        out = open(self.tmp / f"{name}.out", "w")
+    def start(self, name: str, cmd: list, pipe: bool = False) -> subprocess.Popen:
+        """Starts a process, its stderr (and stdout, unless `pipe`) to files in tmp."""
+        out = subprocess.PIPE if pipe else open(self.tmp / f"{name}.out", "w")
         err = open(self.tmp / f"{name}.err", "w")
-        p = subprocess.Popen([str(c) for c in cmd], stdout=out, stderr=err, cwd=REPO_ROOT, env=self.env, **kw)
+        p = subprocess.Popen([str(c) for c in cmd], stdout=out, stderr=err, cwd=REPO_ROOT, env=self.env, text=True)
         p.name = name  # type: ignore[attr-defined]
         self.procs.append(p)
         return p
@@ -227,3 +229,35 @@ def test_a_bad_config_is_a_one_line_startup_error(cfg: dict, key: str, spikebus_
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and f"key `{key}`" in lines[0], r.stderr
     assert not (tmp_path / "out").exists(), "a start-up error wrote outputs"
+
+
+def test_a_federation_that_breaks_mid_run_ends_the_run_with_its_outputs(
+    federation: Federation, spikebus_bin: Path, tmp_path: Path
+) -> None:
+    """The broker is killed while the node runs: the node's time request fails (HELICS
+    notices the lost broker after its own timeout), the node raises a global error, writes
+    what it simulated (still NEURON's numbers) with the error in its manifest, and exits 6."""
+    g = load_golden("seed_interval")
+    cfg = json.loads((EXAMPLES / "helics" / "seed_interval.json").read_text())
+    cfg["broker"] = federation.broker_address
+    config = write_config(tmp_path / "node.json", cfg)
+    out = tmp_path / "out"
+    broker = federation.broker()
+    node = federation.start("node", [spikebus_bin, "run", "--helics", config, "--set", "soma.threshold=0", "--out", out], pipe=True)
+    federation.start("federate", [sys.executable, EXAMPLES / "helics_seed_interval.py", "--broker", federation.broker_address])
+    # Handshake: the node says when it is executing (every federate has joined).
+    line = node.stdout.readline()
+    assert "executing" in line, (line, federation.text("node"))
+    broker.kill()
+    assert federation.wait(node) == 6, federation.text("node")
+    err = federation.text("node")
+    assert "HELICS: time request failed" in err, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["reason"] == "stop" and "HELICS" in manifest["error"], manifest
+    from helpers import read_traces
+
+    header, cols = read_traces(out / "traces.csv")
+    n = len(cols["t"])
+    assert 1 <= n < len(g.traces["t"]), n
+    for name in header:
+        assert_same_doubles(cols[name], g.traces[name][:n], f"traces.csv column {name} (the run up to the failure)")
