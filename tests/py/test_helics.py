@@ -8,8 +8,9 @@ the same callback programs, bit for bit (never with spikebus's own output).
   examples-py/helics_seed_interval.py: traces, spikes, the spikes the federate received as
   HELICS messages, and the final ns.interval;
 - the golden program ``sg_event`` (tests/golden/prog_sg_event.json), driven by
-  tests/py/helics_sg_event.py through an event endpoint, an event input and a parameter
-  input; the federate saw every callback's h.t as NEURON's callbacks did;
+  tests/py/helics_programs.py through an event endpoint, an event input and a parameter
+  input, and ``sg_every_3`` (a sync every third step); the federate saw every callback's
+  h.t (and the values it read) as NEURON's callbacks did;
 - start-up errors: no HELICS library, a bad config (exit 2, one line, before anything runs);
 - the broker killed mid-run: the node ends the run with its outputs (NEURON's up to there), exit 6.
 
@@ -162,14 +163,31 @@ def test_seed_program_from_a_helics_federate_is_neurons(federation: Federation, 
     assert manifest["complete"] and manifest["reason"] == "end"
 
 
+def run_program(federation: Federation, spikebus_bin: Path, tmp_path: Path, program: str, cfg: dict):
+    """A golden program's variant run with the node as a federate and
+    tests/py/helics_programs.py PROGRAM as the other; -> (golden, the federate's log)."""
+    g = load_golden(f"prog_{program}")
+    config = write_config(tmp_path / "node.json", {"federate": "node", "broker": federation.broker_address, **cfg})
+    out = tmp_path / "out"
+    log = tmp_path / "federate.json"
+    sets = [a for k, v in g.set.items() for a in ("--set", f"{k}={v!r}")]
+    broker = federation.broker()
+    node = federation.start("node", [spikebus_bin, "run", "--helics", config, *sets, "--out", out])
+    script = Path(__file__).parent / "helics_programs.py"
+    fed = federation.start("federate", [sys.executable, script, program, federation.broker_address, 25_000, log])
+    assert federation.wait(fed) == 0, federation.text("federate")
+    assert federation.wait(node) == 0, federation.text("node")
+    federation.wait(broker)
+    assert "refused" not in federation.text("node"), federation.text("node")
+    assert_matches_golden(out, g)
+    return g, json.loads(log.read_text())
+
+
 def test_events_and_inputs_from_a_helics_federate_are_neurons(federation: Federation, spikebus_bin: Path, tmp_path: Path) -> None:
     """The golden program sg_event, its events and parameter changes sent by a HELICS
     federate: as an event message (with and without a weight), an event input and a
     parameter input, each applied at the scatter_gather point it answers."""
-    g = load_golden("prog_sg_event")
     cfg = {
-        "federate": "node",
-        "broker": federation.broker_address,
         "publications": [{"key": "node/t", "value": "t"}, {"key": "node/end", "value": "end"}],
         "inputs": [
             {"key": "ctl/delay", "event": "syn", "weight": 0.02, "time": "delay"},
@@ -177,20 +195,27 @@ def test_events_and_inputs_from_a_helics_federate_are_neurons(federation: Federa
         ],
         "events": {"endpoint": "node/events"},
     }
-    config = write_config(tmp_path / "node.json", cfg)
-    out = tmp_path / "out"
-    log = tmp_path / "federate.json"
-    sets = [a for k, v in g.set.items() for a in ("--set", f"{k}={v!r}")]
-    broker = federation.broker()
-    node = federation.start("node", [spikebus_bin, "run", "--helics", config, *sets, "--out", out])
-    fed = federation.start("federate", [sys.executable, Path(__file__).parent / "helics_sg_event.py", federation.broker_address, 25_000, log])
-    assert federation.wait(fed) == 0, federation.text("federate")
-    assert federation.wait(node) == 0, federation.text("node")
-    federation.wait(broker)
-    assert "refused" not in federation.text("node"), federation.text("node")
-    assert_matches_golden(out, g)
+    _, seen = run_program(federation, spikebus_bin, tmp_path, "sg_event", cfg)
     want_t = [entry[2] for entry in golden_log("prog_sg_event")]
-    assert_same_doubles(json.loads(log.read_text())["t"], want_t, "h.t of every callback, as the federate saw it")
+    assert_same_doubles(seen["t"], want_t, "h.t of every callback, as the federate saw it")
+
+
+def test_a_sync_every_third_step_is_neurons(federation: Federation, spikebus_bin: Path, tmp_path: Path) -> None:
+    """`steps: 3`: the golden program sg_every_3 (an extra_scatter_gather callback every third
+    step multiplying soma.gl_hh by 1.001); the federate saw NEURON's h.t and gl_hh at each."""
+    cfg = {
+        "steps": 3,
+        "publications": [{"key": "node/t", "value": "t"}, {"key": "node/end", "value": "end"},
+                         {"key": "node/gl", "value": "soma.gl_hh"}],
+        "inputs": [{"key": "ctl/gl", "set": "soma.gl_hh"}],
+    }
+    _, seen = run_program(federation, spikebus_bin, tmp_path, "sg_every_3", cfg)
+    log = golden_log("prog_sg_every_3")
+    want_t = [e[2] for e in log if e[:2] == ["cb", "scatter_gather"]]
+    want_gl = [e[2] for e in log if e[:2] == ["get", "soma.gl_hh"]]
+    assert len(want_t) == 267  # steps 0, 3, ..., 798 of 800
+    assert_same_doubles(seen["t"], want_t, "h.t of every callback, as the federate saw it")
+    assert_same_doubles(seen["reads"], want_gl, "soma.gl_hh read by every callback")
 
 
 def test_without_the_library_the_node_says_what_to_install(spikebus_bin: Path, tmp_path: Path) -> None:
