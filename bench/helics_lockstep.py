@@ -126,18 +126,29 @@ def pynode_worker(core, broker, steps):
 
 # ---------------------------------------------------------------------------------------------
 
-def free_port_pair():
-    for _ in range(50):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-            try:
-                with socket.socket() as b:
-                    b.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no pair of free ports")
+def free_port_block(n=10):
+    """A port P with P to P + n - 1 free on 127.0.0.1. A zmq broker binds P and P + 1 and
+    hands the federates' cores ports above them (P + 5, P + 6, ... measured), and it cannot
+    bind port 0 and report it: so the ports are probed and released, and P is drawn below
+    the kernel's ephemeral range (32768 and up), where outgoing connections of other
+    processes take their ports. A race remains with processes binding fixed ports there."""
+    import random
+
+    for _ in range(200):
+        port = random.randrange(20000, 32700 - n)
+        socks = []
+        try:
+            for p in range(port, port + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+        return port
+    raise RuntimeError(f"no block of {n} free ports")
 
 
 def helics_paths():
@@ -149,19 +160,24 @@ def helics_paths():
 
 def run_helics(binary, tstop, core, tmp, tag, python_node=False):
     broker_bin, lib, _ = helics_paths()
-    port = free_port_pair()
+    port = free_port_block()
     address = f"tcp://127.0.0.1:{port}" if core in ("zmq", "tcp", "zmq_ss", "tcp_ss") else ""
     env = {**os.environ, "HELICS_LIBRARY": lib}
     broker_cmd = [broker_bin, "--federates=2", f"--core_type={core}", "--loglevel=warning"]
     broker_cmd += [f"--port={port}"] if address else [f"--name=bench{tag}"]
     if not address:
         address = f"bench{tag}"
-    procs = [subprocess.Popen(broker_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)]
+    # Output to files, never to pipes read only at the end: a chatty process would block on a
+    # full pipe and stall the federation.
+    def logfile(who):
+        return open(os.path.join(tmp, f"{who}-{tag}.log"), "w")
+
+    procs = [subprocess.Popen(broker_cmd, stdout=subprocess.DEVNULL, stderr=logfile("broker"))]
     steps = round(tstop / 0.025)
     try:
         if python_node:
             node = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--pynode-worker", core, address,
-                                     str(steps)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                     str(steps)], stdout=logfile("node"), stderr=subprocess.STDOUT)
             prefix = "pynode"
         else:
             cfg = {"federate": "spikebus", "core_type": core, "broker": address, "sync": "every", "steps": 1,
@@ -172,20 +188,23 @@ def run_helics(binary, tstop, core, tmp, tag, python_node=False):
             with open(path, "w") as f:
                 json.dump(cfg, f)
             node = subprocess.Popen([binary, "run", "--helics", path, "--set", f"tstop={tstop!r}", "--out",
-                                     os.path.join(tmp, f"out-{tag}")], stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True, env=env)
+                                     os.path.join(tmp, f"out-{tag}")], stdout=logfile("node"),
+                                    stderr=subprocess.STDOUT, env=env)
             prefix = "spikebus"
         procs.append(node)
         fed = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--federate-worker", core, address, prefix,
                                 "bench"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         procs.append(fed)
-        out, err = fed.communicate(timeout=600)
+        try:
+            out, err = fed.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"run {tag}: the federate did not finish in 300 s; logs in {tmp} (broker-, node-{tag}.log)")
         if fed.returncode != 0:
             raise RuntimeError(f"the federate exited {fed.returncode}: {err}")
-        nout, nerr = node.communicate(timeout=60)
-        if node.returncode != 0:
-            raise RuntimeError(f"the node exited {node.returncode}: {nout} {nerr}")
-        procs[0].communicate(timeout=60)
+        if node.wait(timeout=60) != 0:
+            with open(os.path.join(tmp, f"node-{tag}.log")) as f:
+                raise RuntimeError(f"the node exited {node.returncode}: {f.read()}")
+        procs[0].wait(timeout=60)
         r = json.loads(out.strip().splitlines()[-1])
     finally:
         for p in procs:

@@ -57,23 +57,29 @@ def helics_install() -> Path:
     return install
 
 
-def free_port_pair() -> int:
-    """A port P with P and P + 1 free on 127.0.0.1 (the zmq broker binds both). The broker
-    cannot bind port 0 and report it, so the ports are probed and released: a small race with
-    other processes, which would show as a broker failing to start."""
-    for _ in range(50):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-            if port >= 65535:
-                continue
-            try:
-                with socket.socket() as b:
-                    b.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no pair of free ports")
+def free_port_block(n: int = 10) -> int:
+    """A port P with P to P + n - 1 free on 127.0.0.1. A zmq broker binds P and P + 1 and
+    hands the federates' cores ports above them (P + 5, P + 6, ... measured), and it cannot
+    bind port 0 and report it: so the ports are probed and released, and P is drawn below
+    the kernel's ephemeral range (32768 and up), where outgoing connections of other
+    processes take their ports. A race remains with processes binding fixed ports there."""
+    import random
+
+    for _ in range(200):
+        port = random.randrange(20000, 32700 - n)
+        socks = []
+        try:
+            for p in range(port, port + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+        return port
+    raise RuntimeError(f"no block of {n} free ports")
 
 
 class Federation:
@@ -82,7 +88,7 @@ class Federation:
     def __init__(self, install: Path, tmp: Path):
         self.install = install
         self.tmp = tmp
-        self.port = free_port_pair()
+        self.port = free_port_block()
         self.broker_address = f"tcp://127.0.0.1:{self.port}"
         self.procs: list[subprocess.Popen] = []
         self.env = {**os.environ, "HELICS_LIBRARY": str(install / "lib64" / "libhelics.so.3")}
