@@ -1,7 +1,7 @@
 //! spikebus-app: the node around the engine. `cli` parses arguments and dispatches; `run`
 //! holds a run's outputs and drives a free run; `lockstep` serves controllers at sync points
-//! through a `transport::Transport`; `bus` is all the socket code (ZeroMQ); `output` writes
-//! files that are never torn.
+//! through a `transport::Transport`; `bus` is all the ZeroMQ code and `unix` the control
+//! channel over a Unix-domain socket; `output` writes files that are never torn.
 
 pub mod bus;
 pub mod cli;
@@ -11,5 +11,6 @@ pub mod output;
 pub mod run;
 pub mod signals;
 pub mod transport;
+pub mod unix;
 
 pub use error::AppError;
