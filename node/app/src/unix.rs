@@ -236,6 +236,8 @@ impl UnixControl {
 
     /// Accepts waiting connections; false if no more can be accepted now (out of descriptors).
     fn accept(&mut self) -> bool {
+        // Connections that ended make room first.
+        self.sweep();
         for _ in 0..64 {
             // SAFETY: a valid listening fd; null address arguments are allowed.
             let fd = unsafe {
