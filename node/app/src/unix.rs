@@ -354,7 +354,13 @@ impl Transport for UnixControl {
             if let Some(msg) = self.take_ready() {
                 return Ok(Some(msg));
             }
+            let before = self.conns.len();
             self.sweep();
+            if self.conns.len() < before {
+                // A peer has gone: the caller may be waiting for that (the linger after `done`
+                // ends once no controller is connected).
+                return Ok(None);
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             // Whole milliseconds, rounded up: a wait of 0 would spin until the deadline.
             let timeout = left.as_micros().div_ceil(1000) as libc::c_int;
