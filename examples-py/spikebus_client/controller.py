@@ -144,24 +144,31 @@ class Controller:
         on a fresh socket after each timeout (see the class docstring)."""
         timeout = self.timeout_ms if timeout_ms is None else int(timeout_ms)
         why = ""
+        stale: UnixChannel | None = None
         for attempt in range(self.retries + 1):
             sock = self._socket()
             if attempt:
                 self.resends += 1
             if isinstance(sock, UnixChannel):
                 # A broken connection ends the attempt at once (the node closed it, or has
-                # gone); a node not listening is waited for until the timeout.
-                reply = sock.exchange(data, timeout)
+                # gone); a node not listening is waited for until the timeout.  The previous
+                # attempt's connection is closed only once this one is in: a node lingering
+                # after `done` exits when no controller is connected.
+                reply = sock.exchange(data, timeout, replacing=stale)
+                stale = None
                 if reply is not None:
                     return reply
                 why = f" ({sock.failure})"
+                stale, self._sock = sock, None
+                continue
             else:
                 sock.send(data)
                 if sock.poll(timeout, zmq.POLLIN):
                     return sock.recv()
-            # REQ is now stuck waiting for this reply (and a stream connection may yet carry
-            # it): throw the socket away.
+            # REQ is now stuck waiting for this reply: throw the socket away.
             self._drop_socket()
+        if stale is not None:
+            stale.close()
         raise SpikebusTimeout(
             f"no reply from {self.endpoint} within {timeout} ms, {self.retries + 1} attempt(s){why}"
         )

@@ -92,14 +92,17 @@ class UnixChannel:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
             self._timeout_ms = ms
 
-    def exchange(self, data: bytes, timeout_ms: int) -> bytes | None:
+    def exchange(self, data: bytes, timeout_ms: int, replacing: UnixChannel | None = None) -> bytes | None:
         """Sends ``data`` as one frame and returns the reply frame's bytes; None if no whole
         reply came within ``timeout_ms`` or the connection failed (``failure`` says which).
         After None the connection is unusable (a reply may still be on its way): close it and
-        use a new channel."""
+        use a new channel.  ``replacing``: a channel this one replaces, closed once this one
+        has connected (or failed to)."""
         deadline = time.monotonic() + timeout_ms / 1000
         self.failure = None
         s = self._sock or self._connect(deadline)
+        if replacing is not None:
+            replacing.close()
         if s is None:
             return None
         buf = self._buf
