@@ -1,7 +1,7 @@
 //! The control channel over a Unix-domain stream socket (`--control unix:///path`): the same
 //! protocol as over ZeroMQ, for controllers on the same machine that want the cheapest round
-//! trip (no ZeroMQ I/O thread on either side: a request costs the node one poll, one read and
-//! one write). All Unix-socket code of the node is here; the lockstep sees it through
+//! trip (no ZeroMQ I/O thread on either side: a request costs the node one read and one
+//! write, and a poll when more than one connection is open). All Unix-socket code of the node is here; the lockstep sees it through
 //! `transport::Transport`, as it sees `bus::ZmqControl`.
 //!
 //! Framing (schemas/README.md, "The unix:// transport"): every message, in both directions, is
@@ -10,8 +10,12 @@
 //! twice --max-message) closes its connection before its body is read; one within it but over
 //! --max-message is read and answered `too_large` by the lockstep, as over ZeroMQ.
 //!
-//! One thread, non-blocking sockets, poll(2) over the listener and the connections; each
-//! connection is a peer. What a connection can cost the node is bounded:
+//! One thread; poll(2) over the listener and the connections, every socket call but one not
+//! blocking; each connection is a peer. The one exception is the fast lane: while a single
+//! connection is open and the node waits for its request, it waits in the read itself (the
+//! socket's receive timeout bounds it to RECV_TIMEOUT_MS), and polls the listener again every
+//! `FAST_READS` requests or after an idle wait, so a new connection waits at most that long
+//! to be accepted. What a connection can cost the node is bounded:
 //! - input: a connection is read only while it has no complete request waiting and no reply
 //!   unsent, so its buffer holds at most one request (up to `limit`) and 64 KiB read ahead;
 //! - output: at most one reply (its next request is read only once that reply is written), so
