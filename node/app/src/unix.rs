@@ -1,7 +1,7 @@
 //! The control channel over a Unix-domain stream socket (`--control unix:///path`): the same
 //! protocol as over ZeroMQ, for controllers on the same machine that want the cheapest round
-//! trip (no ZeroMQ I/O thread on either side: a request costs the node one read and one
-//! write, and a poll when more than one connection is open). All Unix-socket code of the node is here; the lockstep sees it through
+//! trip (no ZeroMQ I/O thread on either side: a request costs the node one poll, one read and
+//! one write). All Unix-socket code of the node is here; the lockstep sees it through
 //! `transport::Transport`, as it sees `bus::ZmqControl`.
 //!
 //! Framing (schemas/README.md, "The unix:// transport"): every message, in both directions, is
@@ -10,12 +10,8 @@
 //! twice --max-message) closes its connection before its body is read; one within it but over
 //! --max-message is read and answered `too_large` by the lockstep, as over ZeroMQ.
 //!
-//! One thread; poll(2) over the listener and the connections, every socket call but one not
-//! blocking; each connection is a peer. The one exception is the fast lane: while a single
-//! connection is open and the node waits for its request, it waits in the read itself (the
-//! socket's receive timeout bounds it to RECV_TIMEOUT_MS), and polls the listener again every
-//! `FAST_READS` requests or after an idle wait, so a new connection waits at most that long
-//! to be accepted. What a connection can cost the node is bounded:
+//! One thread, non-blocking sockets, poll(2) over the listener and the connections; each
+//! connection is a peer. What a connection can cost the node is bounded:
 //! - input: a connection is read only while it has no complete request waiting and no reply
 //!   unsent, so its buffer holds at most one request (up to `limit`) and 64 KiB read ahead;
 //! - output: at most one reply (its next request is read only once that reply is written), so
@@ -54,10 +50,6 @@ const FLUSH_ON_EXIT: Duration = Duration::from_secs(2);
 
 /// The length of a frame's header.
 const HEADER: usize = 4;
-
-/// Requests read in the fast lane (a blocking read on the only connection) between two polls
-/// of the listener and the connection.
-const FAST_READS: u32 = 64;
 
 /// The path of a `unix://` endpoint, checked: not empty, not abstract, fits in a socket
 /// address. `Ok(None)` when `endpoint` is not a `unix://` one.
@@ -142,8 +134,7 @@ impl Conn {
             let rest = &self.out[self.sent..];
             // SAFETY: a valid fd and a valid buffer of rest.len() bytes. MSG_NOSIGNAL: a peer
             // that has gone is an EPIPE error here, not a SIGPIPE.
-            let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
-            let n = unsafe { libc::send(self.fd.as_raw_fd(), rest.as_ptr().cast(), rest.len(), flags) };
+            let n = unsafe { libc::send(self.fd.as_raw_fd(), rest.as_ptr().cast(), rest.len(), libc::MSG_NOSIGNAL) };
             if n >= 0 {
                 self.sent += n as usize;
                 continue;
@@ -175,8 +166,6 @@ pub struct UnixControl {
     cursor: usize,
     scratch: Vec<u8>,
     pollfds: Vec<libc::pollfd>,
-    /// Requests that may still be waited for in the fast lane before the next poll.
-    fast: u32,
     /// Connections closed because `MAX_CONNECTIONS` were open, not yet reported.
     refused: u64,
     refusal_reported: Option<Instant>,
@@ -211,7 +200,6 @@ impl UnixControl {
             cursor: 0,
             scratch: vec![0; CHUNK],
             pollfds: Vec::new(),
-            fast: 0,
             refused: 0,
             refusal_reported: None,
         })
@@ -257,7 +245,7 @@ impl UnixControl {
                     self.listener.as_raw_fd(),
                     std::ptr::null_mut(),
                     std::ptr::null_mut(),
-                    libc::SOCK_CLOEXEC,
+                    libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
                 )
             };
             if fd < 0 {
@@ -282,22 +270,6 @@ impl UnixControl {
                 self.note_refusal();
                 continue;
             }
-            // Blocking, so that `recv` can wait in a read (the fast lane), but never longer
-            // than RECV_TIMEOUT_MS; every other call passes MSG_DONTWAIT.
-            let tv = libc::timeval { tv_sec: 0, tv_usec: libc::suseconds_t::from(RECV_TIMEOUT_MS) * 1000 };
-            // SAFETY: a valid fd and a timeval of the size given.
-            let rc = unsafe {
-                libc::setsockopt(
-                    fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_RCVTIMEO,
-                    (&tv as *const libc::timeval).cast(),
-                    std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-                )
-            };
-            if rc != 0 {
-                continue;
-            }
             let id = self.next_id;
             self.next_id += 1;
             self.conns.push(Conn { fd, id, inbuf: Vec::new(), out: Vec::new(), sent: 0, eof: false, dead: false });
@@ -320,31 +292,25 @@ impl UnixControl {
     }
 
     /// Reads what connection `i` has sent (up to the end of one frame and CHUNK bytes more).
-    /// `wait`: the first read may wait for data (up to RECV_TIMEOUT_MS, the socket's receive
-    /// timeout). Returns why it stopped early: a timeout or a signal (`WouldBlock`,
-    /// `Interrupted`) during that wait.
-    fn read(&mut self, i: usize, mut wait: bool) -> Option<io::ErrorKind> {
+    fn read(&mut self, i: usize) {
         let (limit, endpoint) = (self.limit, &self.endpoint);
         let c = &mut self.conns[i];
         loop {
-            let flags = if wait { 0 } else { libc::MSG_DONTWAIT };
             // SAFETY: a valid fd, and scratch has CHUNK writable bytes.
-            let n = unsafe { libc::recv(c.fd.as_raw_fd(), self.scratch.as_mut_ptr().cast(), CHUNK, flags) };
+            let n = unsafe { libc::recv(c.fd.as_raw_fd(), self.scratch.as_mut_ptr().cast(), CHUNK, 0) };
             if n < 0 {
                 match io::Error::last_os_error().kind() {
-                    kind @ (io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock) if wait => return Some(kind),
                     io::ErrorKind::Interrupted => continue,
-                    io::ErrorKind::WouldBlock => return None,
+                    io::ErrorKind::WouldBlock => return,
                     _ => {
                         c.dead = true;
-                        return None;
+                        return;
                     }
                 }
             }
-            wait = false;
             if n == 0 {
                 c.eof = true;
-                return None;
+                return;
             }
             let n = n as usize;
             c.inbuf.extend_from_slice(&self.scratch[..n]);
@@ -356,11 +322,11 @@ impl UnixControl {
                 );
                 c.dead = true;
                 c.inbuf = Vec::new();
-                return None;
+                return;
             }
             // A whole request is here, or the socket had no more: the rest waits for poll.
             if c.complete() || n < CHUNK {
-                return None;
+                return;
             }
         }
     }
@@ -382,22 +348,6 @@ fn bind_private(path: &Path) -> io::Result<UnixListener> {
 
 impl Transport for UnixControl {
     fn recv(&mut self) -> Result<Option<Inbound>, AppError> {
-        // The fast lane: with one connection, waiting for its next request, wait in the read
-        // itself (one system call per request instead of poll and read). The listener is not
-        // watched meanwhile: a new connection waits for the next poll, at most FAST_READS
-        // requests or one RECV_TIMEOUT_MS wait away.
-        if self.fast > 0 && self.conns.len() == 1 && self.conns[0].wants_input() {
-            self.fast -= 1;
-            match self.read(0, true) {
-                Some(io::ErrorKind::WouldBlock) => {
-                    // A whole wait without a request: next time, poll (and accept).
-                    self.fast = 0;
-                    return Ok(None);
-                }
-                Some(_) => return Ok(None),
-                None => {}
-            }
-        }
         let deadline = Instant::now() + Duration::from_millis(RECV_TIMEOUT_MS as u64);
         let mut accepting = true;
         loop {
@@ -432,8 +382,6 @@ impl Transport for UnixControl {
                 };
                 self.pollfds.push(fd(c.fd.as_raw_fd(), events));
             }
-            // The listener is watched again: the fast lane may serve more requests.
-            self.fast = FAST_READS;
             // SAFETY: pollfds is a valid array of pollfds.len() entries.
             let rc = unsafe { libc::poll(self.pollfds.as_mut_ptr(), self.pollfds.len() as libc::nfds_t, timeout) };
             if rc < 0 {
@@ -459,7 +407,7 @@ impl Transport for UnixControl {
                         c.dead = true;
                     }
                 } else if c.wants_input() {
-                    self.read(i, false);
+                    self.read(i);
                 } else if !c.complete() && revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
                     // A request already here is still served (its reply may find the peer gone).
                     c.dead = true;
