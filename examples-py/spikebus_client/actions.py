@@ -10,8 +10,8 @@ from typing import Any, Iterable
 
 __all__ = ["Action", "set_", "event", "schedule", "watch", "stop"]
 
-#: One action of a ``continue`` request: a map with ``op`` and its fields.
 Action = dict[str, Any]
+"""One action of a ``continue`` request: a map with ``op`` and its fields."""
 
 
 def _number(x: float | int) -> float | int:

@@ -22,12 +22,13 @@ __all__ = [
     "Hello",
     "SpikebusError",
     "SpikebusTimeout",
+    "NodeUnreachable",
     "ProtocolViolation",
     "parse_reply",
 ]
 
-#: The protocol version this client speaks (sent in ``hello``).
 PROTOCOL_VERSION = 2
+"""The protocol version this client speaks (sent in ``hello``)."""
 
 
 class SpikebusError(Exception):
@@ -64,6 +65,29 @@ class SpikebusTimeout(TimeoutError):
     """No reply from the node after every retry of a request."""
 
 
+class NodeUnreachable(SpikebusTimeout):
+    """Nothing answered the first exchange (``hello``) within the connect timeout: no node
+    listens at the endpoint, or it is busy running for another controller.
+
+    Raised by the first request of a :class:`~spikebus_client.Controller` (within
+    ``connect_timeout_ms``, 2 s by default) instead of waiting out the per-request timeout and
+    its retries.
+
+    Attributes:
+        endpoint: the endpoint that did not answer.
+        timeout_s: how long it was given, in seconds.
+    """
+
+    def __init__(self, endpoint: str, timeout_s: float, option: str = "--control") -> None:
+        self.endpoint = endpoint
+        self.timeout_s = timeout_s
+        super().__init__(
+            f"no spikebus node answered at {endpoint} within {timeout_s:g} s "
+            f"(is a node running with {option} at that endpoint? "
+            f"a node started with `spikebus run {option} tcp://127.0.0.1:0` prints the port it bound)"
+        )
+
+
 class ProtocolViolation(RuntimeError):
     """The node sent something protocol version 2 does not allow (e.g. a reply to another
     request id, or a reply that is not a map).  Raised instead of guessing."""
@@ -74,10 +98,13 @@ class Spike:
     """One spike: ``source`` (a section's detector or an artificial cell) at time ``t`` (ms)."""
 
     source: str
+    """The source: a section (its detector) or an artificial cell."""
     t: float
+    """The spike time, ms."""
 
     @classmethod
     def from_wire(cls, m: Mapping[str, Any]) -> "Spike":
+        """The typed view of a decoded wire map."""
         return cls(source=str(m["source"]), t=float(m["t"]))
 
 
@@ -108,9 +135,11 @@ class Sync:
     at: tuple[float, ...] = ()
     spike: Spike | None = None
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    """The decoded map as it came (fields of later versions included)."""
 
     @classmethod
     def from_wire(cls, m: Mapping[str, Any]) -> "Sync":
+        """The typed view of a decoded wire map."""
         spike = m.get("spike")
         return cls(
             id=m.get("id"),
@@ -153,15 +182,20 @@ class Done:
     """
 
     id: int | None
+    """The id of the request answered (``None`` on the stream)."""
     reason: str
     t: float
+    """The time the run ended at, ms."""
     step: int
+    """The step index it ended at."""
     published: int
     error: str | None = None
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    """The decoded map as it came."""
 
     @classmethod
     def from_wire(cls, m: Mapping[str, Any]) -> "Done":
+        """The typed view of a decoded wire map."""
         return cls(
             id=m.get("id"),
             reason=str(m["reason"]),
@@ -178,13 +212,19 @@ class Values:
     """The reply to ``get``: values read at (``t``, ``step``) without advancing."""
 
     id: int | None
+    """The id of the ``get`` answered."""
     t: float
+    """The pending sync point's t, ms."""
     step: int
+    """The pending sync point's step."""
     values: dict[str, float]
+    """The values read, by name."""
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    """The decoded map as it came (with ``hash``, the node's state digest)."""
 
     @classmethod
     def from_wire(cls, m: Mapping[str, Any]) -> "Values":
+        """The typed view of a decoded wire map."""
         return cls(
             id=m.get("id"),
             t=float(m["t"]),
@@ -202,12 +242,17 @@ class Param:
     """A model parameter as ``hello`` lists it."""
 
     name: str
+    """NEURON's name, e.g. ``soma.gnabar_hh``."""
     unit: str
+    """Its unit, e.g. ``S/cm2``."""
     writable: bool
+    """Whether a running simulation accepts it (``set``)."""
     value: float
+    """Its current value."""
 
     @classmethod
     def from_wire(cls, m: Mapping[str, Any]) -> "Param":
+        """The typed view of a decoded wire map."""
         return cls(
             name=str(m["name"]),
             unit=str(m.get("unit", "")),
@@ -221,13 +266,19 @@ class Schedule:
     """The node's sync schedule (it outlives a controller)."""
 
     init: tuple[int, ...] = ()
+    """FInitializeHandler types with a sync point."""
     every: int = 0
+    """A sync at every Nth step boundary (0: off)."""
     scatter_gather: int = 0
+    """A sync inside every Nth step (0: off)."""
     at: tuple[float, ...] = ()
+    """The ``at`` times not yet reached."""
     on_spike: tuple[str, ...] = ()
+    """Sources whose spikes are sync points."""
 
     @classmethod
     def from_wire(cls, m: Mapping[str, Any] | None) -> "Schedule":
+        """The typed view of a decoded wire map."""
         m = m or {}
         return cls(
             init=tuple(int(x) for x in m.get("init") or ()),
@@ -243,10 +294,13 @@ class Watch:
     """What the node's sync reports carry."""
 
     values: tuple[str, ...] = ()
+    """Parameters and signals each report carries."""
     spikes: bool = True
+    """Whether reports carry the spikes since the previous one."""
 
     @classmethod
     def from_wire(cls, m: Mapping[str, Any] | None) -> "Watch":
+        """The typed view of a decoded wire map."""
         m = m or {}
         return cls(
             values=tuple(str(x) for x in m.get("values") or ()),
@@ -265,26 +319,45 @@ class Hello:
     """
 
     id: int | None
+    """The id of the ``hello`` answered."""
     protocol: int
+    """The protocol version the node speaks."""
     node: str
+    """The node's name and version."""
     client: str
+    """The name the node knows the sender by."""
     owner: str | None
+    """The client that owns the run (``None`` before the first ``continue``)."""
     model: str
+    """The model (file path, or ``<seed>``)."""
     dt: float
+    """The time step, ms."""
     tstop: float
+    """The end of the run, ms."""
     t: float
+    """The pending point's t, ms."""
     step: int
+    """The pending point's step."""
     params: dict[str, Param]
+    """Every parameter, by name."""
     signals: tuple[str, ...]
+    """The recordable signals."""
     sources: tuple[str, ...]
+    """The spike sources."""
     targets: tuple[str, ...]
+    """What events can be sent to (synapses, artificial cells, NetCons)."""
     schedule: Schedule
+    """The current sync schedule."""
     watch: Watch
+    """What reports carry now."""
     pending: Sync
+    """The report of the sync point the node is paused at."""
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    """The decoded map as it came."""
 
     @classmethod
     def from_wire(cls, m: Mapping[str, Any]) -> "Hello":
+        """The typed view of a decoded wire map."""
         params = [Param.from_wire(p) for p in m.get("params") or ()]
         return cls(
             id=m.get("id"),

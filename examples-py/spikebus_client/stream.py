@@ -3,6 +3,7 @@ endpoint, yielding typed messages (topic + map)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
@@ -10,12 +11,14 @@ from typing import Any, Iterable, Iterator
 import msgpack
 import zmq
 
-from .messages import ProtocolViolation, SpikebusTimeout
+from .messages import NodeUnreachable, ProtocolViolation, SpikebusTimeout
 
-__all__ = ["StreamMessage", "Observer", "TOPICS"]
+__all__ = ["StreamMessage", "Observer", "TOPICS", "decode_frames", "SeqCounter"]
 
-#: The topics of protocol version 1.
+log = logging.getLogger("spikebus_client.stream")
+
 TOPICS = ("started", "state", "spike", "sync", "owner", "done")
+"""The topics of protocol version 2."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,50 @@ class StreamMessage:
             yield int(step), float(t), {n: float(self.data[n][k]) for n in names}
 
 
-class Observer:
+def decode_frames(frames: list[bytes]) -> StreamMessage:
+    """One stream message from its two frames (topic, MessagePack map).
+
+    Raises:
+        ProtocolViolation: not two frames, or not a map.
+    """
+    if len(frames) != 2:
+        raise ProtocolViolation(f"a stream message has {len(frames)} frames, not 2: {frames!r}")
+    try:
+        topic = frames[0].decode("ascii")
+        data = msgpack.unpackb(frames[1], raw=False)
+    except Exception as e:
+        raise ProtocolViolation(f"undecodable stream message: {frames!r}") from e
+    if not isinstance(data, dict):
+        raise ProtocolViolation(f"stream message is not a map: {data!r}")
+    return StreamMessage(topic, data)
+
+
+class SeqCounter:
+    """Counts what a subscriber received, and what it lost by the gaps in ``seq``."""
+
+    endpoint: str
+    """The endpoint subscribed to."""
+
+    def __init__(self) -> None:
+        self.received = 0
+        """Messages received so far."""
+        self.gaps = 0
+        """Messages missing according to ``seq`` (with a prefix subscription, messages of other
+        topics count as gaps: subscribe to everything to measure losses)."""
+        self._last_seq: int | None = None
+
+    def _count(self, msg: StreamMessage) -> StreamMessage:
+        self.received += 1
+        seq = msg.data.get("seq")
+        if isinstance(seq, int):
+            if self._last_seq is not None and seq > self._last_seq + 1:
+                self.gaps += seq - self._last_seq - 1
+                log.debug("%s: %d message(s) lost before seq %d", self.endpoint, seq - self._last_seq - 1, seq)
+            self._last_seq = seq
+        return msg
+
+
+class Observer(SeqCounter):
     """A subscriber to a node's ``--pub`` endpoint.
 
     Args:
@@ -65,6 +111,10 @@ class Observer:
             the start should subscribe to everything (one subscription) and filter locally.
         rcvhwm: the SUB socket's receive high-water mark (messages; 0 = unbounded).
         context: a ZeroMQ context (default: the process-wide one).
+        connect_timeout_ms: if given, wait this long for the ZeroMQ handshake with the node
+            (a node listens at the endpoint) and raise
+            :class:`~spikebus_client.NodeUnreachable` if none came; ``None`` (default):
+            connect in the background (a subscriber may start before its node).
 
     Iterate to receive messages; :meth:`messages` can stop at ``done`` and bound each wait.
     """
@@ -75,6 +125,7 @@ class Observer:
         topics: Iterable[str | bytes] = (b"",),
         rcvhwm: int = 1_000_000,
         context: "zmq.Context[Any] | None" = None,
+        connect_timeout_ms: int | None = None,
     ) -> None:
         self.endpoint = endpoint
         self._ctx = context if context is not None else zmq.Context.instance()
@@ -84,13 +135,23 @@ class Observer:
         self.topics = [t.encode("ascii") if isinstance(t, str) else bytes(t) for t in topics]
         for t in self.topics:
             self._sock.setsockopt(zmq.SUBSCRIBE, t)
+        monitor = None
+        if connect_timeout_ms is not None:
+            # Watched from before the connect, so that the handshake cannot be missed.
+            monitor = self._sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
         self._sock.connect(endpoint)
-        #: Messages received so far.
-        self.received = 0
-        #: Messages missing according to ``seq`` (with a prefix subscription, messages of
-        #: other topics count as gaps: subscribe to everything to measure losses).
-        self.gaps = 0
-        self._last_seq: int | None = None
+        if monitor is not None:
+            try:
+                ok = monitor.poll(connect_timeout_ms, zmq.POLLIN)
+            finally:
+                # Stopped before either socket closes (libzmq's I/O thread could block).
+                self._sock.disable_monitor()
+                monitor.close(linger=0)
+            if not ok:
+                self._sock.close(linger=0)
+                raise NodeUnreachable(endpoint, connect_timeout_ms / 1000, option="--pub")
+            log.info("%s: subscribed (handshake done)", endpoint)
+        SeqCounter.__init__(self)
 
     def close(self) -> None:
         """Close the socket."""
@@ -107,24 +168,8 @@ class Observer:
         forever)."""
         if timeout_ms is not None and not self._sock.poll(timeout_ms, zmq.POLLIN):
             return None
-        frames = self._sock.recv_multipart()
-        if len(frames) != 2:
-            raise ProtocolViolation(f"a stream message has {len(frames)} frames, not 2: {frames!r}")
-        try:
-            topic = frames[0].decode("ascii")
-            data = msgpack.unpackb(frames[1], raw=False)
-        except Exception as e:
-            raise ProtocolViolation(f"undecodable stream message: {frames!r}") from e
-        if not isinstance(data, dict):
-            raise ProtocolViolation(f"stream message is not a map: {data!r}")
-        msg = StreamMessage(topic, data)
-        self.received += 1
-        seq = data.get("seq")
-        if isinstance(seq, int):
-            if self._last_seq is not None and seq > self._last_seq + 1:
-                self.gaps += seq - self._last_seq - 1
-            self._last_seq = seq
-        return msg
+        return self._count(decode_frames(self._sock.recv_multipart()))
+
 
     def messages(self, until_done: bool = True, timeout_ms: int | None = None) -> Iterator[StreamMessage]:
         """Yield messages in arrival order.

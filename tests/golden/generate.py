@@ -90,7 +90,7 @@ def is_number(x):
 
 def parse_location(text, sections, what):
     """'SEC(x)' -> (SEC, x)."""
-    m = re.fullmatch(r"\s*(\w+)\s*\(\s*([^)]+?)\s*\)\s*", str(text))
+    m = re.fullmatch(r"\s*([\w\[\].]+?)\s*\(\s*([^)]+?)\s*\)\s*", str(text))
     if not m:
         raise ModelError(f"{what}: expected \"SECTION(x)\", found {text!r}")
     name, x = m.group(1), float(m.group(2))
@@ -220,7 +220,7 @@ def resolve_thresholds(model):
 
 def parse_signal(model, name):
     """-> ('sec', SEC, x, var) or ('pp', NAME, var)."""
-    m = re.fullmatch(r"(\w+)(?:\(([^)]*)\))?\.(\w+)", name)
+    m = re.fullmatch(r"([\w\[\].]+?)(?:\(([^)]*)\))?\.(\w+)", name)
     if not m:
         raise ModelError(f"record: bad signal name {name!r}")
     obj, x, var = m.group(1), m.group(2), m.group(3)
@@ -296,7 +296,8 @@ def build_mechanisms():
 # ---------------------------------------------------------------------------------------------
 # One variant, in this process (a worker started by main()).
 
-VARIANT_KEYS = {"model", "set", "callback", "program", "first_run_until", "between"}
+VARIANT_KEYS = {"model", "set", "callback", "program", "first_run_until", "between", "record",
+                "record_dt"}
 
 
 def set_ids(cell, params):
@@ -355,10 +356,18 @@ def run_variant(name, spec, mechlib):
         raise ModelError(f"variant {name}: first_run_until must be a number (and no callback)")
     if first_run_until is not None and program is not None:
         raise ModelError(f"variant {name}: first_run_until and a program cannot be combined")
+    record_dt = spec.get("record_dt")
+    if record_dt is not None and (not is_number(record_dt) or not 1e-9 <= record_dt <= 1e10
+                                  or program is not None or first_run_until is not None):
+        raise ModelError(f"variant {name}: record_dt must be a number from 1e-9 to 1e10 (and no "
+                         "program or first run)")
     model = load_model(model_path)
+    if "record" in spec:
+        # the variant's own recordings instead of the model file's
+        model["record"]["signals"] = list(spec["record"])
     apply_overrides(model, overrides)
     validate(model)
-    built = build(h, model, mechlib, event_pool=program is not None)
+    built = build(h, model, mechlib, event_pool=program is not None, record_dt=record_dt)
     traces, spikes, arts = built["traces"], built["spikes"], built["arts"]
     dt = float(model["run"].get("dt", RUN_DEFAULTS["dt"]))
 
@@ -417,6 +426,8 @@ def run_variant(name, spec, mechlib):
     if program is not None:
         out["program"] = program
         out["log"] = encode_log(log)
+    if record_dt is not None:
+        out["record_dt"] = record_dt
     if first_spikes is not None:
         out["first_run"] = {"until": first_run_until, "between": between, "spikes": first_spikes}
     path = os.path.join(GOLDEN, name + ".json")
@@ -433,9 +444,10 @@ def run_variant(name, spec, mechlib):
           f"{os.path.getsize(path)} bytes", flush=True)
 
 
-def build(h, model, mechlib, event_pool=False):
+def build(h, model, mechlib, event_pool=False, record_dt=None):
     """Builds `model` in NEURON in the fixed order that decides NEURON's internal orderings;
-    returns its objects by name, the spike recorders and the recordings."""
+    returns its objects by name, the spike recorders and the recordings (every step, or
+    Vector.record(&x, record_dt) for every variable, t included)."""
     thresholds = resolve_thresholds(model)
     run = model["run"]
     cells = model["cell"]
@@ -555,8 +567,9 @@ def build(h, model, mechlib, event_pool=False):
     signals = ["t"] + list(model["record"].get("signals", []))
     if len(set(signals)) != len(signals):
         raise ModelError("record: duplicate signal names (or `t`)")
+    every = () if record_dt is None else (record_dt,)
     traces = {"t": h.Vector()}
-    traces["t"].record(h._ref_t)
+    traces["t"].record(h._ref_t, *every)
     for sig in signals[1:]:
         parsed = parse_signal(model, sig)
         if parsed[0] == "sec":
@@ -566,7 +579,7 @@ def build(h, model, mechlib, event_pool=False):
             _, pname, var = parsed
             ref = getattr(pps[pname], "_ref_" + var)
         vec = h.Vector()
-        vec.record(ref)
+        vec.record(ref, *every)
         traces[sig] = vec
     return {"secs": secs, "pps": pps, "arts": arts, "ncs": ncs, "recorders": recorders, "pool": pool,
             "spikes": spikes, "traces": traces, "keep": keep}
@@ -621,7 +634,7 @@ class NeuronHost:
         h, b, model = self.h, self.b, self.model
         if name in RUN_DEFAULTS:
             return (lambda: getattr(h, name)), (lambda v: setattr(h, name, v))
-        m = re.fullmatch(r"(\w+)(?:\(([^)]*)\))?\.(\w+)", name)
+        m = re.fullmatch(r"([\w\[\].]+?)(?:\(([^)]*)\))?\.(\w+)", name)
         if not m:
             raise ModelError(f"program: bad name {name!r}")
         obj, x, field = m.group(1), m.group(2), m.group(3)

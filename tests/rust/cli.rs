@@ -161,3 +161,53 @@ fn check_and_params_describe_a_good_model() {
     assert!(line.contains(" 7 ") && line.contains("ms") && line.contains("writable"), "{line}");
     assert!(text.lines().any(|l| l.starts_with("soma.nseg ") && l.contains("model only")));
 }
+
+/// `--threads N` runs the 200-cell network golden to NEURON's numbers on any thread count:
+/// the files of 1, 2 and 3 threads are identical byte for byte, and their traces and spikes
+/// are NEURON's.
+#[test]
+fn threads_give_the_same_files_and_neurons_numbers() {
+    let model = root().join("tests/models/network200.toml");
+    let golden = load_golden("network200");
+    let mut first: Option<(Vec<u8>, Vec<u8>)> = None;
+    for threads in ["1", "2", "3"] {
+        let dir = tempfile::tempdir().unwrap();
+        run_ok(spikebus().arg("run").arg(&model).args(["--threads", threads, "--out"]).arg(dir.path()));
+        let traces = std::fs::read(dir.path().join("traces.csv")).unwrap();
+        let spikes = std::fs::read(dir.path().join("spikes.csv")).unwrap();
+        match &first {
+            None => {
+                let (header, rows) = read_csv(&dir.path().join("traces.csv"));
+                for name in &golden.signals {
+                    let want = decode_trace(&golden.traces[name]);
+                    let got = column(&header, &rows, name);
+                    let differ = got.iter().zip(&want).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+                    assert_eq!((got.len(), differ), (want.len(), 0), "{name}");
+                }
+                let (_, rows) = read_csv(&dir.path().join("spikes.csv"));
+                let total: usize = golden.spikes.values().map(Vec::len).sum();
+                assert_eq!(rows.len(), total, "every spike of NEURON's run");
+                first = Some((traces, spikes));
+            }
+            Some((t1, s1)) => {
+                assert!(&traces == t1, "traces.csv of {threads} threads differs from 1 thread's");
+                assert!(&spikes == s1, "spikes.csv of {threads} threads differs from 1 thread's");
+            }
+        }
+    }
+}
+
+/// `spikebus expand` writes a model file that runs exactly as the populations it expands.
+#[test]
+fn expanded_populations_run_the_same() {
+    let model = root().join("tests/models/network200_pop.toml");
+    let out = run_ok(spikebus().arg("expand").arg(&model));
+    let dir = tempfile::tempdir().unwrap();
+    let flat = write_model(dir.path(), &String::from_utf8(out.stdout).unwrap());
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    run_ok(spikebus().arg("run").arg(&model).arg("--out").arg(&a));
+    run_ok(spikebus().arg("run").arg(&flat).arg("--out").arg(&b));
+    for f in ["traces.csv", "spikes.csv"] {
+        assert!(std::fs::read(a.join(f)).unwrap() == std::fs::read(b.join(f)).unwrap(), "{f} differs");
+    }
+}

@@ -4,14 +4,17 @@
 //! on a model file plus overrides. Here the engine runs the same variant; every recorded
 //! sample (t, v, conductances, gates, currents) and every spike time must be the same double.
 //! A variant with a first run (a restart, or parameters changed between two runs) is run the
-//! same way here: initialize, step to `until`, set `between`, then the recorded run.
+//! same way here: initialize, step to `until`, set `between`, then the recorded run. A variant
+//! with `record_dt` (NEURON's `Vector.record(&x, Dt)`) is sampled by the node's own rule
+//! (`spikebus_app::record::DtClock`), as `spikebus run --record-dt` does.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use serde::Deserialize;
-use spikebus_engine::{parse_model, Pause, Sim, Spike};
+use spikebus_app::record::DtClock;
+use spikebus_engine::{parse_model, Kernels, Pause, SignalRef, Sim, Spike};
 
 #[derive(Deserialize)]
 pub struct Golden {
@@ -25,6 +28,7 @@ pub struct Golden {
     #[serde(default)]
     pub r#final: BTreeMap<String, f64>,
     pub first_run: Option<FirstRun>,
+    pub record_dt: Option<f64>,
 }
 
 /// A run before the recorded one: `h.stdinit(); h.continuerun(until)`, then `between` set.
@@ -53,6 +57,44 @@ pub fn decode_trace(b64: &str) -> Vec<f64> {
     raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect()
 }
 
+/// The samples NEURON records: after every step, or at its Dt record events.
+struct Recording {
+    refs: Vec<SignalRef>,
+    traces: Vec<Vec<f64>>,
+    clock: Option<DtClock>,
+}
+
+impl Recording {
+    fn push(&mut self, t: f64, s: &Sim) {
+        self.traces[0].push(t);
+        for (k, r) in self.refs.iter().enumerate() {
+            self.traces[k + 1].push(s.value(*r));
+        }
+    }
+
+    /// The sample at t = 0 and at the end of every step.
+    fn sample(&mut self, s: &Sim) {
+        let Some(mut clock) = self.clock else { return self.push(s.t(), s) };
+        if s.step_index() == 0 {
+            clock.restart();
+        }
+        while let Some(te) = clock.take_due(s.t()) {
+            self.push(te, s);
+        }
+        self.clock = Some(clock);
+    }
+
+    /// A step begins from the boundary where `s` is.
+    fn step_begins(&mut self, s: &Sim) {
+        if let Some(mut clock) = self.clock {
+            while let Some(te) = clock.take_due(s.t() + 0.5 * s.dt()) {
+                self.push(te, s);
+            }
+            self.clock = Some(clock);
+        }
+    }
+}
+
 /// What spikebus produced for a variant.
 struct Run {
     traces: Vec<Vec<f64>>,
@@ -73,14 +115,15 @@ fn spikes_by_source(sim: &mut Sim) -> BTreeMap<String, Vec<f64>> {
     spikes
 }
 
-fn run_variant(g: &Golden) -> Run {
+fn run_variant(g: &Golden, kernels: Kernels, threads: usize) -> Run {
     let path = root().join(&g.model);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut model = parse_model(&text, &g.model).unwrap_or_else(|e| panic!("{e}"));
     for (name, value) in &g.set {
         model.set(name, *value).unwrap_or_else(|e| panic!("{e}"));
     }
-    let mut sim = Sim::new(model).unwrap_or_else(|e| panic!("{e}"));
+    let mut sim = Sim::with_threads(model, threads).unwrap_or_else(|e| panic!("{e}"));
+    assert!(sim.set_kernels(kernels));
     let first_spikes = g.first_run.as_ref().map(|first| {
         sim.initialize(|_| {});
         // stdrun's continuerun(until): steps while t < until - dt/2.
@@ -96,13 +139,8 @@ fn run_variant(g: &Golden) -> Run {
         spikes
     });
     let refs: Vec<_> = g.signals[1..].iter().map(|s| sim.signal(s).unwrap_or_else(|e| panic!("{e}"))).collect();
-    let mut traces: Vec<Vec<f64>> = vec![Vec::with_capacity(g.steps + 1); g.signals.len()];
-    let mut sample = |s: &Sim| {
-        traces[0].push(s.t());
-        for (k, r) in refs.iter().enumerate() {
-            traces[k + 1].push(s.value(*r));
-        }
-    };
+    let traces: Vec<Vec<f64>> = vec![Vec::with_capacity(g.steps + 1); g.signals.len()];
+    let mut rec = Recording { refs, traces, clock: g.record_dt.map(DtClock::new) };
     // The seed document's callback runs in extra_scatter_gather: inside every step, where
     // h.t is still t_n.
     let seed_interval = match g.callback.as_deref() {
@@ -111,8 +149,14 @@ fn run_variant(g: &Golden) -> Run {
         Some(other) => panic!("unknown callback {other}"),
     };
     sim.stops_mut().scatter_gather = u64::from(seed_interval);
+    let mut at_boundary = false;
     loop {
-        match sim.advance(&mut sample) {
+        if at_boundary && sim.running() {
+            rec.step_begins(&sim);
+        }
+        let pause = sim.advance(&mut |s: &Sim| rec.sample(s));
+        at_boundary = matches!(pause, Pause::Boundary(_));
+        match pause {
             Pause::ScatterGather if (sim.now() as i64) % 50 == 0 => {
                 let interval = sim.get("ns.interval").unwrap();
                 sim.set("ns.interval", interval + 10.0).unwrap();
@@ -122,7 +166,7 @@ fn run_variant(g: &Golden) -> Run {
         }
     }
     let spikes = spikes_by_source(&mut sim);
-    Run { traces, spikes, first_spikes, sim }
+    Run { traces: rec.traces, spikes, first_spikes, sim }
 }
 
 /// Spike times that differ from NEURON's, one message per source.
@@ -138,9 +182,20 @@ fn spike_failures(what: &str, got: &BTreeMap<String, Vec<f64>>, want: &BTreeMap<
     failures
 }
 
+/// Checks a variant with every instruction set of the step kernels this CPU runs, on one
+/// thread, and with the best of them on 2 and 3 threads.
 fn check_variant(name: &str) {
     let g = load_golden(name);
-    let run = run_variant(&g);
+    for k in Kernels::ALL.into_iter().filter(|k| k.runs_here()) {
+        check_run(name, &g, k, 1);
+    }
+    for threads in [2, 3] {
+        check_run(name, &g, Kernels::best(), threads);
+    }
+}
+
+fn check_run(name: &str, g: &Golden, kernels: Kernels, threads: usize) {
+    let run = run_variant(g, kernels, threads);
     let mut failures = vec![];
     for (k, sig) in g.signals.iter().enumerate() {
         let want = decode_trace(&g.traces[sig]);
@@ -167,7 +222,12 @@ fn check_variant(name: &str) {
             failures.push(format!("final {param}: spikebus {got:?}, NEURON {want:?}"));
         }
     }
-    assert!(failures.is_empty(), "variant {name} differs from NEURON 9.0.2:\n  {}", failures.join("\n  "));
+    let k = kernels.name();
+    assert!(
+        failures.is_empty(),
+        "variant {name} ({k} kernels, {threads} threads) differs from NEURON 9.0.2:\n  {}",
+        failures.join("\n  ")
+    );
 }
 
 macro_rules! golden {
@@ -196,6 +256,13 @@ golden!(
     netstim100_ids,
     seed_noise_ids_changed,
     netstim100_restart,
+    recdt_seed,
+    recdt_seed_dt,
+    recdt_seed_003,
+    recdt_seed_001,
+    recdt_exp2syn,
+    recdt_iclamp,
+    network200,
 );
 
 /// Every golden file is checked: a variant added to variants.toml must be added here too

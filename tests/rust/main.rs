@@ -4,6 +4,7 @@ mod bus;
 mod cli;
 mod golden;
 mod node;
+mod recording;
 mod redteam;
 mod reliability;
 mod unix;

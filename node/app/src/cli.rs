@@ -15,7 +15,9 @@ use crate::unix::{self, UnixControl};
 use crate::lockstep::{controlled_run, ControlOptions, TimeoutPolicy};
 use crate::signals::Stop;
 use crate::error::AppError;
+use crate::helics::{self, helics_run};
 use crate::run::{free_run, RunOptions, RunSummary, Session};
+use crate::traces::TraceFormat;
 
 #[derive(Parser)]
 #[command(name = "spikebus", version, about = "NEURON-exact fixed-step simulation, steerable over a message bus")]
@@ -26,7 +28,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a model to tstop and write DIR/traces.csv and DIR/spikes.csv.
+    /// Run a model to tstop and write DIR/traces.csv (or .npy) and DIR/spikes.csv.
     Run {
         /// Model file (TOML); without it, the built-in seed model (models/seed.toml).
         model: Option<PathBuf>,
@@ -36,9 +38,20 @@ enum Command {
         /// Record these signals instead of the model's [record] list (comma-separated).
         #[arg(long, value_name = "NAMES", value_delimiter = ',')]
         record: Option<Vec<String>>,
-        /// Output directory (created if missing).
+        /// Record at t = 0, DT, 2 DT, ... ms (NEURON's Vector.record(&x, DT)) instead of after
+        /// every step; overrides the model's [record] dt.
+        #[arg(long, value_name = "DT")]
+        record_dt: Option<f64>,
+        /// The traces file: csv (traces.csv) or npy (traces.npy, a NumPy float64 array).
+        #[arg(long, value_enum, default_value = "csv")]
+        format: TraceFormat,
+        /// Output directory (created if missing); /dev/null: write no files.
         #[arg(long, value_name = "DIR", default_value = "out")]
         out: PathBuf,
+        /// Threads that run the steps (the results are the same, bit for bit, for every
+        /// number); at most 256.
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        threads: u16,
         #[command(flatten)]
         bus: Box<BusArgs>,
         #[command(flatten)]
@@ -46,11 +59,27 @@ enum Command {
     },
     /// Check a model file and print a summary; exit 2 with the problem if it is invalid.
     Check {
+        /// The model file (TOML, docs/model-format.md): its sections, point processes, cells,
+        /// NetCons and recordings are checked, and a simulation is built from it.
         model: PathBuf,
     },
-    /// List the parameters of a model (name, unit, value, writable while running).
-    Params {
+    /// Print a model with every object and value written out: populations and connection
+    /// rules expanded (names as their copies have them), every default made explicit. The
+    /// output is a model file that gives the same run.
+    Expand {
+        /// Model file (TOML); without it, the built-in seed model (models/seed.toml).
         model: Option<PathBuf>,
+        /// Override a parameter first, e.g. --set soma.gnabar_hh=0.1 (repeatable).
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        sets: Vec<String>,
+    },
+    /// List the parameters of a model (name, value, unit, writable while running), then its
+    /// recordable signals (names for --record, --pub-signals, `watch` and `get`).
+    Params {
+        /// Model file (TOML); without it, the built-in seed model (models/seed.toml).
+        model: Option<PathBuf>,
+        /// Override a parameter first and list the values that result, e.g. --set
+        /// soma.gnabar_hh=0.1 (repeatable).
         #[arg(long = "set", value_name = "NAME=VALUE")]
         sets: Vec<String>,
     },
@@ -71,7 +100,7 @@ struct LimitArgs {
     /// request beyond it is refused.
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_queue)]
     max_queue: usize,
-    /// Most bytes of traces.csv; more end the run (reason `limit`).
+    /// Most bytes of the traces file; a sample that would pass it ends the run (reason `limit`).
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 30)]
     max_output: u64,
     /// Most names in a `watch` or `get` request.
@@ -87,6 +116,11 @@ struct BusArgs {
     /// before initialization.
     #[arg(long, value_name = "ENDPOINT")]
     control: Option<String>,
+    /// Be a HELICS federate, configured by this JSON file (docs/helics.md): sync points are
+    /// HELICS time steps, values and spikes go out as publications and messages, inputs come
+    /// back as parameters and events. Needs libhelics (`pip install helics`) at run time.
+    #[arg(long, value_name = "CONFIG", conflicts_with = "control")]
+    helics: Option<PathBuf>,
     /// Publish the state stream on a PUB socket here.
     #[arg(long = "pub", value_name = "ENDPOINT")]
     pub_endpoint: Option<String>,
@@ -124,6 +158,11 @@ struct BusArgs {
     /// request; the node exits sooner once no controller is connected.
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
     linger: f64,
+    /// Stop as on SIGTERM (once) when file descriptor FD, the read end of a pipe, reaches end
+    /// of file: when the process holding its write end, the one that started the node, is
+    /// gone, however it ended (the Python client's Node passes one).
+    #[arg(long, value_name = "FD")]
+    lifeline: Option<i32>,
 }
 
 /// The most samples one state message may carry.
@@ -237,11 +276,25 @@ pub fn parse_set(s: &str) -> Result<(&str, f64), AppError> {
     let (name, value) = s
         .split_once('=')
         .ok_or_else(|| AppError::Usage(format!("--set {s}: expected NAME=VALUE, e.g. --set soma.gnabar_hh=0.1")))?;
+    let name = name.trim();
+    if let Some((section, rest)) = name.split_once('(') {
+        // SEC(x).VAR: a value per segment, which a model cannot hold yet (parameters are per
+        // section); said plainly instead of "no object `dend(0`".
+        let var = rest.split_once(").").map_or("VAR", |(_, v)| v);
+        return Err(AppError::Usage(format!(
+            "--set {s}: per-segment values like `{name}` are not supported yet: set `{section}.{var}` for the whole section"
+        )));
+    }
     let v: f64 = value
         .trim()
         .parse()
         .map_err(|_| AppError::Usage(format!("--set {s}: `{value}` is not a number")))?;
-    Ok((name.trim(), v))
+    Ok((name, v))
+}
+
+/// `--out /dev/null`: the run writes no files (a run watched only on the bus).
+fn writes_no_files(out: &Path) -> bool {
+    out == Path::new("/dev/null")
 }
 
 pub fn main() -> ExitCode {
@@ -255,7 +308,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn print_summary(s: &RunSummary) {
+fn print_summary(s: &RunSummary, writes_files: bool) {
     let total: usize = s.spikes.iter().map(|(_, n)| n).sum();
     let spikes = if s.spikes.len() <= 8 {
         s.spikes.iter().map(|(s, n)| format!("{s} {n}")).collect::<Vec<_>>().join(", ")
@@ -270,7 +323,13 @@ fn print_summary(s: &RunSummary) {
         s.t,
         s.sim_seconds,
         if s.spikes.is_empty() { "none".to_string() } else { spikes },
-        if wrote.is_empty() { "no complete file".to_string() } else { wrote.join(" and ") }
+        if !writes_files {
+            "no files (--out /dev/null)".to_string()
+        } else if wrote.is_empty() {
+            "no complete file".to_string()
+        } else {
+            wrote.join(" and ")
+        }
     );
 }
 
@@ -278,13 +337,21 @@ fn print_summary(s: &RunSummary) {
 /// when an output could not be written).
 fn dispatch(command: Command) -> Result<u8, AppError> {
     match command {
-        Command::Run { model, sets, record, out, bus, limits } => {
+        Command::Run { model, sets, record, record_dt, format, out, threads, bus, limits } => {
             let mut model = load_model(model.as_deref(), &sets)?;
             let sets: Vec<String> = sets;
             if let Some(names) = record {
                 model.record = names.into_iter().filter(|n| !n.is_empty()).collect();
             }
-            let mut sim = Sim::new(model)?;
+            if let Some(d) = record_dt {
+                // Vector.record's bounds for Dt.
+                if !(1e-9..=1e10).contains(&d) {
+                    let d = crate::output::format_f64(&mut ryu::Buffer::new(), d).to_string();
+                    return Err(AppError::Usage(format!("--record-dt {d}: expected 1e-9 to 1e10 ms")));
+                }
+                model.record_dt = Some(d);
+            }
+            let mut sim = Sim::with_threads(model, usize::from(threads))?;
             sim.set_limits(Limits {
                 max_steps: limits.max_steps,
                 max_events_per_step: limits.max_events_per_step,
@@ -298,18 +365,24 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
                 return Err(AppError::Usage(format!("--pub-batch {}: at most {MAX_PUB_BATCH} samples per message", bus.pub_batch)));
             }
             let opts = RunOptions {
-                out_dir: out,
-                progress: std::io::stderr().is_terminal() && bus.control.is_none(),
+                out_dir: (!writes_no_files(&out)).then_some(out),
+                progress: std::io::stderr().is_terminal() && bus.control.is_none() && bus.helics.is_none(),
                 pub_every: bus.pub_every,
                 pub_batch: bus.pub_batch as usize,
                 pub_signals: bus.pub_signals.clone(),
                 sets: sets.clone(),
                 max_output: limits.max_output,
+                format,
             };
             // Output files are made before anything is bound: an --out that cannot be
             // written is a start-up error.
+            let helics_cfg = bus.helics.as_deref().map(|p| helics::Config::load(p, &sim).map_err(AppError::Usage)).transpose()?;
+            let helics_lib = helics_cfg.as_ref().map(helics::load).transpose()?;
             let mut session = Session::new(sim, &opts).map_err(|e| AppError::Usage(e.to_string()))?;
             let stop = Stop::install()?;
+            if let Some(fd) = bus.lifeline {
+                crate::signals::watch_lifeline(fd)?;
+            }
             session.sim.set_interrupt(stop.shared_flag());
             let creds = bus.auth_file.as_deref().map(Credentials::load).transpose()?;
             let net = Bus::new(bus.allow_remote, creds)?;
@@ -333,13 +406,22 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
             if let Some(p) = publisher {
                 session.attach_stream(p, &opts)?;
             }
-            let summary = match control {
-                Some(Control::Zmq(c)) => controlled_run(session, c, &copts, &stop)?,
-                Some(Control::Unix(c)) => controlled_run(session, c, &copts, &stop)?,
-                None => free_run(session, bus.wait_subscribers, &stop)?,
+            let summary = match (control, helics_cfg, helics_lib) {
+                (Some(Control::Zmq(c)), ..) => controlled_run(session, c, &copts, &stop)?,
+                (Some(Control::Unix(c)), ..) => controlled_run(session, c, &copts, &stop)?,
+                (None, Some(cfg), Some(lib)) => {
+                    let about = format!("HELICS {} ({})", lib.version, lib.path.display());
+                    let joined = helics::join(lib, &cfg, &stop)?;
+                    println!("spikebus: HELICS federate `{}` executing with {about}", cfg.federate);
+                    let _ = std::io::stdout().flush();
+                    helics_run(session, &cfg, joined, bus.wait_subscribers, &stop)?
+                }
+                _ => free_run(session, bus.wait_subscribers, &stop)?,
             };
-            print_summary(&summary);
+            print_summary(&summary, opts.out_dir.is_some());
             Ok(match summary.reason {
+                // A HELICS federation that failed mid-run (the manifest's error says how).
+                proto::EndReason::Stop if summary.error.is_some() => 6,
                 proto::EndReason::End | proto::EndReason::Stop => 0,
                 proto::EndReason::Signal => 128 + stop.signal().unwrap_or(2) as u8,
                 proto::EndReason::Timeout => 3,
@@ -361,15 +443,28 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
             );
             Ok(0)
         }
+        Command::Expand { model, sets } => {
+            let m = load_model(model.as_deref(), &sets)?;
+            let text = spikebus_engine::write::write_model(&m);
+            // A closed pipe (`spikebus expand | head`) ends the output quietly.
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
+            Ok(0)
+        }
         Command::Params { model, sets } => {
             let m = load_model(model.as_deref(), &sets)?;
             let mut buf = ryu::Buffer::new();
-            println!("{:<24} {:>22} {:<8} at run time", "name", "value", "unit");
+            let mut text = format!("{:<24} {:>22} {:<8} at run time\n", "name", "value", "unit");
             for p in m.params() {
                 let v = crate::output::format_f64(&mut buf, p.value).to_string();
                 let rt = if p.runtime { "writable" } else { "model only" };
-                println!("{:<24} {:>22} {:<8} {}", p.name, v, p.unit, rt);
+                text += &format!("{:<24} {:>22} {:<8} {}\n", p.name, v, p.unit, rt);
             }
+            text += "\nsignals (recordable: --record, --pub-signals, watch, get; SEC(x).VAR too, 0 <= x <= 1):\n";
+            for name in spikebus_engine::signal::names(&m) {
+                text += &format!("{name}\n");
+            }
+            // A closed pipe (`spikebus params | head`) ends the listing quietly.
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
             Ok(0)
         }
     }

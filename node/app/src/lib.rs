@@ -1,15 +1,20 @@
 //! spikebus-app: the node around the engine. `cli` parses arguments and dispatches; `run`
 //! holds a run's outputs and drives a free run; `lockstep` serves controllers at sync points
-//! through a `transport::Transport`; `bus` is all the ZeroMQ code and `unix` the control
-//! channel over a Unix-domain socket; `output` writes files that are never torn.
+//! through a `transport::Transport`; `helics` makes the node a HELICS federate; `bus` is all
+//! the ZeroMQ code and `unix` the control channel over a Unix-domain socket; `output` writes
+//! files that are never torn, `traces` writes the samples on a thread of its own, `record`
+//! says which samples NEURON records.
 
 pub mod bus;
 pub mod cli;
 mod error;
+pub mod helics;
 pub mod lockstep;
 pub mod output;
+pub mod record;
 pub mod run;
 pub mod signals;
+pub mod traces;
 pub mod transport;
 pub mod unix;
 

@@ -1,8 +1,9 @@
-//! A run of one model: the simulation with its outputs (traces.csv, spikes.csv, the state
-//! stream). `Session` advances the engine from pause to pause and records what NEURON would;
+//! A run of one model: the simulation with its outputs (traces.csv or traces.npy, spikes.csv,
+//! the state stream). `Session` advances the engine from pause to pause and records what
+//! NEURON would (`record`), handing the samples to the traces writer thread (`traces`);
 //! `free_run` drives it to the end, `lockstep` pauses it at sync points for a controller.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use spikebus_engine::{Pause, SignalRef, Sim, Spike};
@@ -11,10 +12,13 @@ use spikebus_protocol as proto;
 use crate::bus::Publisher;
 use crate::error::AppError;
 use crate::output::{clear_outputs, create_dir, write_atomic, CsvFile, Written};
+use crate::record::{event_written, DtClock};
 use crate::signals::Stop;
+use crate::traces::{Plan, TraceFormat, Traces};
 
 pub struct RunOptions {
-    pub out_dir: PathBuf,
+    /// Where traces.csv, spikes.csv and manifest.json go; None: no files (`--out /dev/null`).
+    pub out_dir: Option<PathBuf>,
     /// Show a progress bar (only sensible on a terminal).
     pub progress: bool,
     /// State stream: publish every N steps, K samples per message, these signals.
@@ -23,8 +27,10 @@ pub struct RunOptions {
     pub pub_signals: Option<Vec<String>>,
     /// The command line's --set overrides, for the manifest.
     pub sets: Vec<String>,
-    /// Most bytes of traces.csv.
+    /// Most bytes of the traces file.
     pub max_output: u64,
+    /// The traces file's format.
+    pub format: TraceFormat,
 }
 
 #[derive(Debug)]
@@ -34,9 +40,10 @@ pub struct RunSummary {
     pub t: f64,
     /// Spike counts per source, in source order.
     pub spikes: Vec<(String, usize)>,
-    /// Wall time of initialization and stepping, without parsing or file set-up.
+    /// Wall time of initialization, stepping and writing the samples (until the traces writer
+    /// has handed the last one to the file), without parsing, file set-up or the final sync.
     pub sim_seconds: f64,
-    /// The files written (None: the file could not be completed).
+    /// The files written (None: the file could not be completed, or nothing was recorded).
     pub traces_path: Option<PathBuf>,
     pub spikes_path: Option<PathBuf>,
     pub published: u64,
@@ -95,27 +102,45 @@ impl StateStream {
 
 /// Everything a sample is written to; kept apart from the `Sim` so both can be borrowed.
 struct Recorder {
-    /// traces.csv until it is finished.
-    traces: Option<CsvFile>,
-    max_output: u64,
+    /// The traces file until it is finished (none when nothing is recorded).
+    traces: Option<Traces>,
+    /// `[record] dt`: NEURON's record event (none: every step).
+    clock: Option<DtClock>,
     refs: Vec<SignalRef>,
     stream: Option<StateStream>,
     error: Option<AppError>,
 }
 
 impl Recorder {
+    /// The sample at t = 0 and at the end of every step.
     fn sample(&mut self, sim: &Sim) {
-        if self.error.is_none() {
-            let row = std::iter::once(sim.t()).chain(self.refs.iter().map(|r| sim.value(*r)));
-            let traces = self.traces.as_mut().expect("the traces are open while the run samples");
-            if let Err(e) = traces.row(None, row) {
-                self.error = Some(e);
-            } else if traces.bytes() > self.max_output {
-                self.error = Some(AppError::Limit(format!("traces.csv passed {} bytes (--max-output)", self.max_output)));
+        if let Some(traces) = self.traces.as_mut() {
+            let refs = &self.refs;
+            match self.clock.as_mut() {
+                None => traces.push(sim.t(), refs.iter().map(|r| sim.value(*r))),
+                Some(clock) => {
+                    if sim.step_index() == 0 {
+                        clock.restart();
+                    }
+                    // Record events due by t_n, delivered at the end of the step.
+                    while let Some(te) = clock.take_due(sim.t()) {
+                        traces.push(te, refs.iter().map(|r| sim.value(*r)));
+                    }
+                }
             }
         }
         if let Some(s) = self.stream.as_mut() {
             s.sample(sim);
+        }
+    }
+
+    /// A step begins from the boundary where `sim` is: record events due by t_n + dt/2 are
+    /// delivered first, with the boundary's values.
+    fn step_begins(&mut self, sim: &Sim) {
+        if let (Some(traces), Some(clock)) = (self.traces.as_mut(), self.clock.as_mut()) {
+            while let Some(te) = clock.take_due(sim.t() + 0.5 * sim.dt()) {
+                traces.push(te, self.refs.iter().map(|r| sim.value(*r)));
+            }
         }
     }
 }
@@ -127,10 +152,14 @@ pub struct Session {
     spikes: Vec<Spike>,
     fresh: Vec<Spike>,
     sources: Vec<String>,
-    out_dir: PathBuf,
+    out_dir: Option<PathBuf>,
     sets: Vec<String>,
     bar: indicatif::ProgressBar,
     started: Option<Instant>,
+    /// The last pause was a step boundary (the next `advance` begins a step).
+    at_boundary: bool,
+    /// The traces file's columns: `t`, then the recorded signals.
+    columns: Vec<String>,
 }
 
 impl Session {
@@ -144,12 +173,41 @@ impl Session {
                 sim.signal(n)?;
             }
         }
+        let record_dt = sim.model().record_dt;
+        if let Some(d) = record_dt {
+            if let Some((name, _)) = names.iter().zip(&refs).find(|(_, r)| event_written(&sim, **r)) {
+                return Err(AppError::Usage(format!(
+                    "record dt {d}: `{name}` cannot be recorded with a Dt: NEURON's Vector.record(&x, Dt) \
+                     reads it after the synaptic events delivered just before, which a step boundary \
+                     does not show; record it every step or leave it out"
+                )));
+            }
+            let samples = sim.tstop() / d;
+            if samples > sim.limits().max_steps as f64 {
+                return Err(AppError::Usage(format!(
+                    "record dt {d}: {samples} samples to tstop, more than --max-steps {}",
+                    sim.limits().max_steps
+                )));
+            }
+        }
         let stream = None;
-        create_dir(&opts.out_dir)?;
-        clear_outputs(&opts.out_dir)?;
-        let mut header = vec!["t"];
-        header.extend(names.iter().map(String::as_str));
-        let traces = CsvFile::create(&opts.out_dir.join("traces.csv"), &header)?;
+        let mut columns = vec!["t".to_string()];
+        columns.extend(names.iter().cloned());
+        let traces = match &opts.out_dir {
+            Some(dir) => {
+                create_dir(dir)?;
+                clear_outputs(dir)?;
+                // Nothing recorded, no traces file.
+                if names.is_empty() {
+                    None
+                } else {
+                    let header: Vec<&str> = columns.iter().map(String::as_str).collect();
+                    let plan = Plan { dt: sim.dt(), tstop: sim.tstop(), record_dt };
+                    Some(Traces::start(&dir.join(opts.format.file_name()), opts.format, &header, opts.max_output, plan)?)
+                }
+            }
+            None => None,
+        };
         let bar = if opts.progress {
             let bar = indicatif::ProgressBar::new(sim.planned_steps());
             bar.set_style(
@@ -163,7 +221,7 @@ impl Session {
         let sources = sim.source_names().iter().map(|s| s.to_string()).collect();
         Ok(Session {
             sim,
-            rec: Recorder { traces: Some(traces), max_output: opts.max_output, refs, stream, error: None },
+            rec: Recorder { traces, clock: record_dt.map(DtClock::new), refs, stream, error: None },
             spikes: Vec::with_capacity(1024),
             fresh: Vec::with_capacity(64),
             sources,
@@ -171,6 +229,8 @@ impl Session {
             sets: opts.sets.clone(),
             bar,
             started: None,
+            at_boundary: false,
+            columns,
         })
     }
 
@@ -219,8 +279,12 @@ impl Session {
     pub fn advance(&mut self) -> (Pause, &[Spike]) {
         self.started.get_or_insert_with(Instant::now);
         let (sim, rec) = (&mut self.sim, &mut self.rec);
+        if self.at_boundary && sim.running() {
+            rec.step_begins(sim);
+        }
         let pause = sim.advance(&mut |s: &Sim| rec.sample(s));
-        if matches!(pause, Pause::Boundary(_)) {
+        self.at_boundary = matches!(pause, Pause::Boundary(_));
+        if self.at_boundary {
             let n = self.sim.step_index();
             if n.is_multiple_of(1024) {
                 self.bar.set_position(n);
@@ -278,7 +342,13 @@ impl Session {
     /// Why the run must end now, if it must: an output could not be written (what follows
     /// could not be recorded) or went past its limit.
     pub fn must_end(&self) -> Option<proto::EndReason> {
-        self.rec.error.as_ref().map(end_reason)
+        self.rec.error.as_ref().map(end_reason).or_else(|| self.rec.traces.as_ref()?.must_end())
+    }
+
+    /// Ends the run because something outside it failed (a HELICS federation): the run is
+    /// written up to here with reason `stop`, and the manifest's `error` says what failed.
+    pub fn fail(&mut self, e: AppError) {
+        self.rec.error.get_or_insert(e);
     }
 
     /// Ends the run at a limit the engine met.
@@ -291,7 +361,6 @@ impl Session {
     /// written stays (`traces.csv.partial` if the traces could not be completed), the manifest
     /// says which, and the error is in the summary.
     pub fn finish(mut self, reason: proto::EndReason) -> RunSummary {
-        let sim_seconds = self.started.map_or(0.0, |s| s.elapsed().as_secs_f64());
         self.bar.finish_and_clear();
         if let Some(stream) = self.rec.stream.as_mut() {
             stream.flush();
@@ -299,23 +368,37 @@ impl Session {
         let mut error = self.rec.error.take();
         let published = self.published();
         // After a write error the traces stay `.partial`; after a limit they are whole.
-        let traces = match (self.rec.traces.take(), &error) {
-            (Some(file), None | Some(AppError::Limit(_))) => file.finish().map_err(|e| error = Some(e)).ok(),
-            _ => None,
-        };
+        let mut traces = None;
+        let mut drained = Instant::now();
+        let traces_expected = self.rec.traces.is_some();
+        if let Some(file) = self.rec.traces.take() {
+            let finished = file.finish();
+            if let Some(limit) = finished.limit {
+                error.get_or_insert(limit);
+            }
+            traces = finished.file.map_err(|e| error = Some(e)).ok();
+            drained = finished.drained;
+        }
+        // The run's time includes writing every sample (not the file's final sync).
+        let sim_seconds = self.started.map_or(0.0, |s| drained.saturating_duration_since(s).as_secs_f64());
         // Spikes are found in step order; a stable sort puts them in time order across sources.
         self.spikes.sort_by(|a, b| a.t.total_cmp(&b.t));
         let mut counts = vec![0usize; self.sources.len()];
         for s in &self.spikes {
             counts[s.source as usize] += 1;
         }
-        let spikes = self.write_spikes().map_err(|e| error = error.take().or(Some(e))).ok();
+        let spikes = match &self.out_dir {
+            Some(dir) => self.write_spikes(dir).map_err(|e| error = error.take().or(Some(e))).ok(),
+            None => None,
+        };
         let reason = error.as_ref().map_or(reason, end_reason);
         let (t, steps) = (self.sim.t(), self.sim.step_index());
         let files: Vec<&Written> = [&traces, &spikes].into_iter().flatten().collect();
-        let complete = files.len() == 2;
-        if let Err(e) = self.write_manifest(reason, complete, t, steps, &files, error.as_ref()) {
-            error.get_or_insert(e);
+        let complete = files.len() == 1 + usize::from(traces_expected);
+        if let Some(dir) = &self.out_dir {
+            if let Err(e) = self.write_manifest(dir, reason, complete, t, steps, &files, error.as_ref()) {
+                error.get_or_insert(e);
+            }
         }
         let error = error.map(|e| e.to_string());
         if let Some(e) = &error {
@@ -345,8 +428,8 @@ impl Session {
         }
     }
 
-    fn write_spikes(&mut self) -> Result<Written, AppError> {
-        let mut file = CsvFile::create(&self.out_dir.join("spikes.csv"), &["source", "t"])?;
+    fn write_spikes(&self, dir: &Path) -> Result<Written, AppError> {
+        let mut file = CsvFile::create(&dir.join("spikes.csv"), &["source", "t"])?;
         for s in &self.spikes {
             file.row(Some(&self.sources[s.source as usize]), [s.t])?;
         }
@@ -355,8 +438,10 @@ impl Session {
 
     /// manifest.json, written last and atomically: a run's outputs are complete and its own
     /// exactly when the manifest is there and every file's SHA-256 matches it.
+    #[allow(clippy::too_many_arguments)]
     fn write_manifest(
         &self,
+        dir: &Path,
         reason: proto::EndReason,
         complete: bool,
         t: f64,
@@ -366,7 +451,11 @@ impl Session {
     ) -> Result<(), AppError> {
         let file = |w: &Written| {
             let name = w.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            (name, serde_json::json!({"bytes": w.bytes, "sha256": w.sha256}))
+            let mut entry = serde_json::json!({"bytes": w.bytes, "sha256": w.sha256});
+            if name.starts_with("traces.") {
+                entry["columns"] = serde_json::json!(self.columns);
+            }
+            (name, entry)
         };
         let manifest = serde_json::json!({
             "spikebus": env!("CARGO_PKG_VERSION"),
@@ -380,7 +469,7 @@ impl Session {
             "files": files.iter().map(|w| file(w)).collect::<serde_json::Map<_, _>>(),
         });
         let text = serde_json::to_string_pretty(&manifest).expect("a JSON value serializes");
-        write_atomic(&self.out_dir.join("manifest.json"), text.as_bytes())
+        write_atomic(&dir.join("manifest.json"), text.as_bytes())
     }
 }
 
@@ -413,6 +502,7 @@ pub fn free_run(mut session: Session, wait_subscribers: usize, stop: &Stop) -> R
 fn end_reason(e: &AppError) -> proto::EndReason {
     match e {
         AppError::Limit(_) => proto::EndReason::Limit,
+        AppError::Helics(_) => proto::EndReason::Stop,
         _ => proto::EndReason::IoError,
     }
 }

@@ -9,13 +9,17 @@
 //! - `exp`: libm's `exp`, bit for bit, over whole slices.
 
 pub mod error;
+pub mod mech;
 pub mod exp;
+pub mod expr;
 pub mod model;
 pub mod parse;
+pub mod population;
 pub mod signal;
+pub mod write;
 pub mod sim;
 
 pub use error::{Error, Result};
 pub use model::Model;
 pub use parse::parse_model;
-pub use sim::{Boundary, LimitHit, Limits, Pause, SignalRef, Sim, Spike, Stops};
+pub use sim::{Boundary, Kernels, LimitHit, Limits, Pause, SignalRef, Sim, Spike, Stops};

@@ -2,8 +2,13 @@
 //! TOML file (`parse`) or is the built-in seed model; `--set` edits it through `Model::set`
 //! before a simulation is built, and a running `Sim` keeps its `Model` as the one source of
 //! truth for parameter values.
+//!
+//! Mechanisms are described by their field tables (`mech::MechDef`): a section holds the
+//! mechanisms inserted in it with one value per field, a point process or artificial cell its
+//! type and values. Names, ranges, defaults and listings all come from those tables.
 
 use crate::error::{Error, Result};
+pub use crate::mech::{Allowed, Field, MechDef, MechId, MechKind};
 
 /// The built-in default model, the same file the repository ships as `models/seed.toml`.
 pub const SEED_TOML: &str = include_str!("../../../models/seed.toml");
@@ -27,40 +32,81 @@ impl Default for RunSettings {
     }
 }
 
-/// hh parameters of a section (NEURON's `gnabar_hh` ..., and the ion reversal potentials).
-#[derive(Debug, Clone, PartialEq)]
-pub struct HhParams {
-    pub gnabar: f64,
-    pub gkbar: f64,
-    pub gl: f64,
-    pub el: f64,
-    pub ena: f64,
-    pub ek: f64,
-}
+impl RunSettings {
+    /// Global `f` (an index in `GLOBAL_FIELDS`).
+    pub fn get(&self, f: usize) -> f64 {
+        [
+            self.dt,
+            self.tstop,
+            self.v_init,
+            self.celsius,
+            f64::from(u8::from(self.usetable_hh)),
+            f64::from(self.random123_globalindex),
+        ][f]
+    }
 
-impl Default for HhParams {
-    fn default() -> Self {
-        HhParams { gnabar: 0.12, gkbar: 0.036, gl: 0.0003, el: -54.3, ena: 50.0, ek: -77.0 }
+    /// Sets global `f` to an already checked value.
+    pub fn set(&mut self, f: usize, value: f64) {
+        match f {
+            0 => self.dt = value,
+            1 => self.tstop = value,
+            2 => self.v_init = value,
+            3 => self.celsius = value,
+            4 => self.usetable_hh = value != 0.0,
+            _ => self.random123_globalindex = value as u32,
+        }
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct PasParams {
-    pub g: f64,
-    pub e: f64,
-}
+/// The globals, in the order of `RunSettings`.
+pub static GLOBAL_FIELDS: &[Field] = &[
+    Field::new("dt", "ms", 0.025, Allowed::Positive),
+    Field::new("tstop", "ms", 5.0, Allowed::NonNegative),
+    Field::new("v_init", "mV", -65.0, Allowed::Any),
+    Field::new("celsius", "degC", 6.3, Allowed::Any),
+    Field::new("usetable_hh", "1", 1.0, Allowed::Flag),
+    Field::new("Random123_globalindex", "1", 0.0, Allowed::Uint32),
+];
 
-impl Default for PasParams {
-    fn default() -> Self {
-        PasParams { g: 0.001, e: -70.0 }
-    }
-}
+/// A section's own fields (its mechanisms' follow).
+pub static SECTION_FIELDS: &[Field] = &[
+    Field::new("L", "um", 100.0, Allowed::Positive),
+    Field::new("diam", "um", 500.0, Allowed::Positive),
+    Field { name: "nseg", unit: "1", default: 1.0, allowed: Allowed::Count, runtime: false },
+    Field::new("cm", "uF/cm2", 1.0, Allowed::NonNegative),
+    Field::new("Ra", "ohm cm", 35.4, Allowed::Positive),
+    // The detector at the section's middle (NEURON's NetCon default).
+    Field::new("threshold", "mV", 10.0, Allowed::Any),
+];
+pub const SEC_L: usize = 0;
+pub const SEC_DIAM: usize = 1;
+pub const SEC_NSEG: usize = 2;
+pub const SEC_CM: usize = 3;
+pub const SEC_RA: usize = 4;
+pub const SEC_THRESHOLD: usize = 5;
+
+/// A NetCon's fields; `threshold` only when its source is a section (it is the source's).
+pub static NETCON_FIELDS: &[Field] = &[
+    Field::new("delay", "ms", 1.0, Allowed::NonNegative),
+    Field::new("weight", "uS", 0.0, Allowed::Any),
+    Field::new("threshold", "mV", 10.0, Allowed::Any),
+];
+pub const NC_DELAY: usize = 0;
+pub const NC_WEIGHT: usize = 1;
+pub const NC_THRESHOLD: usize = 2;
 
 /// A location on a section: `soma(0.5)`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Loc {
     pub section: String,
     pub x: f64,
+}
+
+/// A mechanism inserted in a section: a value per field of its table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inserted {
+    pub mech: MechId,
+    pub params: Vec<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -73,52 +119,76 @@ pub struct SectionSpec {
     pub ra: f64,
     /// This section's 0 end attaches to `parent` (NEURON's `connect child(0), parent(x)`).
     pub parent: Option<Loc>,
-    pub hh: Option<HhParams>,
-    pub pas: Option<PasParams>,
     /// Threshold of the spike detector at the section's middle, mV.
     pub threshold: f64,
+    /// Inserted mechanisms, in the order of `insert`, each followed by the ions it uses (once).
+    pub mechs: Vec<Inserted>,
 }
 
 impl SectionSpec {
     pub fn new(name: &str) -> Self {
+        let d = |f: usize| SECTION_FIELDS[f].default;
         SectionSpec {
             name: name.to_string(),
-            l: 100.0,
-            diam: 500.0,
-            nseg: 1,
-            cm: 1.0,
-            ra: 35.4,
+            l: d(SEC_L),
+            diam: d(SEC_DIAM),
+            nseg: d(SEC_NSEG) as u32,
+            cm: d(SEC_CM),
+            ra: d(SEC_RA),
             parent: None,
-            hh: None,
-            pas: None,
-            threshold: 10.0,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum PointKind {
-    ExpSyn { tau: f64, e: f64 },
-    Exp2Syn { tau1: f64, tau2: f64, e: f64 },
-    IClamp { del: f64, dur: f64, amp: f64 },
-}
-
-impl PointKind {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            PointKind::ExpSyn { .. } => "ExpSyn",
-            PointKind::Exp2Syn { .. } => "Exp2Syn",
-            PointKind::IClamp { .. } => "IClamp",
+            threshold: d(SEC_THRESHOLD),
+            mechs: vec![],
         }
     }
 
-    /// NEURON's defaults for a point process of type `name`.
-    pub fn default_for(name: &str) -> Option<Self> {
-        match name {
-            "ExpSyn" => Some(PointKind::ExpSyn { tau: 0.1, e: 0.0 }),
-            "Exp2Syn" => Some(PointKind::Exp2Syn { tau1: 0.1, tau2: 10.0, e: 0.0 }),
-            "IClamp" => Some(PointKind::IClamp { del: 0.0, dur: 0.0, amp: 0.0 }),
-            _ => None,
+    /// `insert NAME`: the mechanism with its defaults, and the ions it uses; inserting again
+    /// changes nothing (as in NEURON).
+    pub fn insert(&mut self, def: &'static MechDef) {
+        for d in std::iter::once(def).chain(def.ions.iter().copied()) {
+            if self.slot(d.id()).is_none() {
+                self.mechs.push(Inserted { mech: d.id(), params: d.defaults() });
+            }
+        }
+    }
+
+    /// Where mechanism `id` is in `mechs`.
+    pub fn slot(&self, id: MechId) -> Option<usize> {
+        self.mechs.iter().position(|m| m.mech == id)
+    }
+
+    pub fn has(&self, id: MechId) -> bool {
+        self.slot(id).is_some()
+    }
+
+    fn own(&self, f: usize) -> f64 {
+        match f {
+            SEC_L => self.l,
+            SEC_DIAM => self.diam,
+            SEC_NSEG => f64::from(self.nseg),
+            SEC_CM => self.cm,
+            SEC_RA => self.ra,
+            SEC_THRESHOLD => self.threshold,
+            _ => unreachable!("section field {f}"),
+        }
+    }
+
+    /// Sets one of `SECTION_FIELDS` (an already checked value).
+    pub fn set_own(&mut self, f: usize, value: f64) {
+        if f == SEC_NSEG {
+            self.nseg = value as u32;
+        } else {
+            *self.own_mut(f) = value;
+        }
+    }
+
+    fn own_mut(&mut self, f: usize) -> &mut f64 {
+        match f {
+            SEC_L => &mut self.l,
+            SEC_DIAM => &mut self.diam,
+            SEC_CM => &mut self.cm,
+            SEC_RA => &mut self.ra,
+            SEC_THRESHOLD => &mut self.threshold,
+            _ => unreachable!("section field {f} is not a number"),
         }
     }
 }
@@ -127,49 +197,31 @@ impl PointKind {
 pub struct PointSpec {
     pub name: String,
     pub at: Loc,
-    pub kind: PointKind,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum CellKind {
-    /// `id1`, `id2`, `id3` identify the Random123 stream of its noise (NEURON's `ranvar`).
-    NetStim { interval: f64, number: f64, start: f64, noise: f64, id1: f64, id2: f64, id3: f64 },
-    VecStim { times: Vec<f64> },
-}
-
-impl CellKind {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            CellKind::NetStim { .. } => "NetStim",
-            CellKind::VecStim { .. } => "VecStim",
-        }
-    }
-
-    /// NEURON's defaults for an artificial cell of type `name`, with `netstims_before`
-    /// NetStims before it in the model. NEURON gives each new RANDOM stream the ids
-    /// (1, MPI rank, n), n counting the streams created in the process (`nrnran123_newstream()`),
-    /// so a model's NetStims, created in file order in one process, get id3 = 1, 2, 3 and so on.
-    pub fn default_for(name: &str, netstims_before: usize) -> Option<Self> {
-        match name {
-            "NetStim" => Some(CellKind::NetStim {
-                interval: 10.0,
-                number: 10.0,
-                start: 50.0,
-                noise: 0.0,
-                id1: 1.0,
-                id2: 0.0,
-                id3: (netstims_before + 1) as f64,
-            }),
-            "VecStim" => Some(CellKind::VecStim { times: Vec::new() }),
-            _ => None,
-        }
-    }
+    pub mech: MechId,
+    pub params: Vec<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CellSpec {
     pub name: String,
-    pub kind: CellKind,
+    pub mech: MechId,
+    pub params: Vec<f64>,
+    /// A VecStim's spike times (empty for other types).
+    pub times: Vec<f64>,
+}
+
+impl CellSpec {
+    /// An artificial cell with NEURON's defaults, with `netstims_before` NetStims before it in
+    /// the model. NEURON gives each new RANDOM stream the ids (1, MPI rank, n), n counting the
+    /// streams created in the process (`nrnran123_newstream()`), so a model's NetStims, created
+    /// in file order in one process, get id3 = 1, 2, 3 and so on.
+    pub fn new(name: &str, def: &'static MechDef, netstims_before: usize) -> CellSpec {
+        let mut params = def.defaults();
+        if std::ptr::eq(def, &crate::mech::netstim::DEF) {
+            params[crate::mech::netstim::ID1 + 2] = (netstims_before + 1) as f64;
+        }
+        CellSpec { name: name.to_string(), mech: def.id(), params, times: vec![] }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -177,7 +229,7 @@ pub struct NetConSpec {
     pub name: String,
     /// An artificial cell or a section (its spike detector).
     pub source: String,
-    /// A synapse (ExpSyn, Exp2Syn) or an artificial cell (NetStim, VecStim).
+    /// A synapse (a point process that receives events) or an artificial cell.
     pub target: String,
     pub delay: f64,
     pub weight: f64,
@@ -195,14 +247,65 @@ pub struct Model {
     pub netcons: Vec<NetConSpec>,
     /// Signals recorded into traces, in order.
     pub record: Vec<String>,
+    /// `[record] dt`: record at t = 0, Dt, 2 Dt, ... as NEURON's `Vector.record(&x, Dt)`
+    /// (none: at t = 0 and after every step). The engine only carries it; the app samples.
+    pub record_dt: Option<f64>,
     /// Name lookups, built on first use (see `object`).
     pub index: NameIndex,
 }
 
+/// FxHash (rustc's hasher): several times faster than std's SipHash on the short names and
+/// keys of a model; a model file is trusted input, so resistance to chosen collisions is not
+/// needed.
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        for &b in chunks.remainder() {
+            self.add(u64::from(b));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+/// Hash maps keyed by names and structures of a model.
+pub type FastHash = std::hash::BuildHasherDefault<FxHasher>;
+
 /// A cache from object names to objects. Lookups are checked against the vectors, so a
 /// model edited after the cache was built is still answered correctly (by a scan).
 #[derive(Default)]
-pub struct NameIndex(std::sync::OnceLock<std::collections::HashMap<String, Object>>);
+pub struct NameIndex(std::sync::OnceLock<std::collections::HashMap<String, Object, FastHash>>);
 
 impl Clone for NameIndex {
     fn clone(&self) -> Self {
@@ -231,55 +334,6 @@ pub enum Object {
     NetCon(usize),
 }
 
-/// What a numeric parameter allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Allowed {
-    Any,
-    Positive,
-    NonNegative,
-    UnitInterval,
-    /// An integer >= 1.
-    Count,
-    /// 0 or 1.
-    Flag,
-    /// An integer in 0..=2^32 - 1 (a Random123 stream identifier).
-    Uint32,
-}
-
-impl Allowed {
-    pub fn check(self, v: f64) -> std::result::Result<(), &'static str> {
-        if !v.is_finite() {
-            return Err("a finite number");
-        }
-        let ok = match self {
-            Allowed::Any => true,
-            Allowed::Positive => v > 0.0,
-            Allowed::NonNegative => v >= 0.0,
-            Allowed::UnitInterval => (0.0..=1.0).contains(&v),
-            Allowed::Count => v >= 1.0 && v.fract() == 0.0 && v <= 32767.0,
-            Allowed::Flag => v == 0.0 || v == 1.0,
-            Allowed::Uint32 => v >= 0.0 && v.fract() == 0.0 && v <= f64::from(u32::MAX),
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(self.describe())
-        }
-    }
-
-    pub fn describe(self) -> &'static str {
-        match self {
-            Allowed::Any => "a finite number",
-            Allowed::Positive => "a finite number > 0",
-            Allowed::NonNegative => "a finite number >= 0",
-            Allowed::UnitInterval => "a number from 0 to 1",
-            Allowed::Count => "an integer from 1 to 32767",
-            Allowed::Flag => "0 or 1",
-            Allowed::Uint32 => "an integer from 0 to 4294967295",
-        }
-    }
-}
-
 /// Description of one settable parameter: name, unit, range, whether a running simulation
 /// accepts it.
 #[derive(Debug, Clone, PartialEq)]
@@ -292,164 +346,47 @@ pub struct ParamInfo {
     pub value: f64,
 }
 
-/// The fields of each object kind: (field, unit, allowed, writable at run time).
-type FieldTable = &'static [(&'static str, &'static str, Allowed, bool)];
+/// A resolved parameter: which object and which field of its table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamRef {
+    /// An index in `GLOBAL_FIELDS`.
+    Global(usize),
+    /// An index in `SECTION_FIELDS`.
+    Section { section: usize, field: usize },
+    /// Field `field` of the mechanism in the section's `mechs[slot]`.
+    Mech { section: usize, slot: usize, field: usize },
+    Point { point: usize, field: usize },
+    Cell { cell: usize, field: usize },
+    /// An index in `NETCON_FIELDS`.
+    NetCon { netcon: usize, field: usize },
+}
 
-pub const GLOBAL_FIELDS: FieldTable = &[
-    ("dt", "ms", Allowed::Positive, true),
-    ("tstop", "ms", Allowed::NonNegative, true),
-    ("v_init", "mV", Allowed::Any, true),
-    ("celsius", "degC", Allowed::Any, true),
-    ("usetable_hh", "1", Allowed::Flag, true),
-    ("Random123_globalindex", "1", Allowed::Uint32, true),
-];
-const SECTION_FIELDS: FieldTable = &[
-    ("L", "um", Allowed::Positive, true),
-    ("diam", "um", Allowed::Positive, true),
-    ("nseg", "1", Allowed::Count, false),
-    ("cm", "uF/cm2", Allowed::NonNegative, true),
-    ("Ra", "ohm cm", Allowed::Positive, true),
-    ("threshold", "mV", Allowed::Any, true),
-];
-const HH_FIELDS: FieldTable = &[
-    ("gnabar_hh", "S/cm2", Allowed::NonNegative, true),
-    ("gkbar_hh", "S/cm2", Allowed::NonNegative, true),
-    ("gl_hh", "S/cm2", Allowed::NonNegative, true),
-    ("el_hh", "mV", Allowed::Any, true),
-    ("ena", "mV", Allowed::Any, true),
-    ("ek", "mV", Allowed::Any, true),
-];
-const PAS_FIELDS: FieldTable = &[
-    ("g_pas", "S/cm2", Allowed::NonNegative, true),
-    ("e_pas", "mV", Allowed::Any, true),
-];
-const EXPSYN_FIELDS: FieldTable =
-    &[("tau", "ms", Allowed::Positive, true), ("e", "mV", Allowed::Any, true)];
-const EXP2SYN_FIELDS: FieldTable = &[
-    ("tau1", "ms", Allowed::Positive, true),
-    ("tau2", "ms", Allowed::Positive, true),
-    ("e", "mV", Allowed::Any, true),
-];
-const ICLAMP_FIELDS: FieldTable = &[
-    ("del", "ms", Allowed::Any, true),
-    ("dur", "ms", Allowed::NonNegative, true),
-    ("amp", "nA", Allowed::Any, true),
-];
-const NETSTIM_FIELDS: FieldTable = &[
-    ("interval", "ms", Allowed::Positive, true),
-    ("number", "1", Allowed::NonNegative, true),
-    ("start", "ms", Allowed::Any, true),
-    ("noise", "1", Allowed::UnitInterval, true),
-    ("id1", "1", Allowed::Uint32, true),
-    ("id2", "1", Allowed::Uint32, true),
-    ("id3", "1", Allowed::Uint32, true),
-];
-const NETCON_FIELDS: FieldTable = &[("delay", "ms", Allowed::NonNegative, true), ("weight", "uS", Allowed::Any, true)];
-/// Only a NetCon whose source is a section has a threshold (its source's).
-const NETCON_THRESHOLD: FieldTable = &[("threshold", "mV", Allowed::Any, true)];
+/// A field table with the `ParamRef` of each of its fields.
+type Table = (&'static [Field], Box<dyn Fn(usize) -> ParamRef>);
 
-/// The field table of an object, for lookups and for listing parameters.
-fn fields_of(model: &Model, obj: Object) -> Vec<FieldTable> {
+/// The field tables of an object.
+fn tables_of(model: &Model, obj: Object) -> Vec<Table> {
     match obj {
-        Object::Section(i) => {
-            let s = &model.sections[i];
-            let mut v = vec![SECTION_FIELDS];
-            if s.hh.is_some() {
-                v.push(HH_FIELDS);
-            }
-            if s.pas.is_some() {
-                v.push(PAS_FIELDS);
+        Object::Section(section) => {
+            let s = &model.sections[section];
+            let mut v: Vec<Table> =
+                vec![(SECTION_FIELDS, Box::new(move |field| ParamRef::Section { section, field }))];
+            for (slot, m) in s.mechs.iter().enumerate() {
+                v.push((m.mech.def().params, Box::new(move |field| ParamRef::Mech { section, slot, field })));
             }
             v
         }
-        Object::Point(i) => vec![match model.points[i].kind {
-            PointKind::ExpSyn { .. } => EXPSYN_FIELDS,
-            PointKind::Exp2Syn { .. } => EXP2SYN_FIELDS,
-            PointKind::IClamp { .. } => ICLAMP_FIELDS,
-        }],
-        Object::Cell(i) => match model.cells[i].kind {
-            CellKind::NetStim { .. } => vec![NETSTIM_FIELDS],
-            CellKind::VecStim { .. } => vec![],
-        },
-        Object::NetCon(i) => match model.object(&model.netcons[i].source) {
-            Some(Object::Section(_)) => vec![NETCON_FIELDS, NETCON_THRESHOLD],
-            _ => vec![NETCON_FIELDS],
-        },
-    }
-}
-
-/// A resolved parameter: which object and which field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ParamRef {
-    Global(&'static str),
-    Field(Object, &'static str),
-}
-
-/// The place of a numeric field, written once for both `&` and `&mut` access.
-macro_rules! field_slot {
-    ($model:ident, $obj:ident, $f:ident $(, $m:tt)?) => {
-        match $obj {
-            Object::Section(i) => {
-                let s = & $($m)? $model.sections[i];
-                match $f {
-                    "L" => & $($m)? s.l,
-                    "diam" => & $($m)? s.diam,
-                    "cm" => & $($m)? s.cm,
-                    "Ra" => & $($m)? s.ra,
-                    "threshold" => & $($m)? s.threshold,
-                    "gnabar_hh" | "gkbar_hh" | "gl_hh" | "el_hh" | "ena" | "ek" => {
-                        let Some(hh) = & $($m)? s.hh else { unreachable!("hh field of a section without hh") };
-                        match $f {
-                            "gnabar_hh" => & $($m)? hh.gnabar,
-                            "gkbar_hh" => & $($m)? hh.gkbar,
-                            "gl_hh" => & $($m)? hh.gl,
-                            "el_hh" => & $($m)? hh.el,
-                            "ena" => & $($m)? hh.ena,
-                            _ => & $($m)? hh.ek,
-                        }
-                    }
-                    "g_pas" | "e_pas" => {
-                        let Some(pas) = & $($m)? s.pas else { unreachable!("pas field of a section without pas") };
-                        if $f == "g_pas" { & $($m)? pas.g } else { & $($m)? pas.e }
-                    }
-                    _ => unreachable!("section field {}", $f),
-                }
-            }
-            Object::Point(i) => match & $($m)? $model.points[i].kind {
-                PointKind::ExpSyn { tau, e } => if $f == "tau" { tau } else { e },
-                PointKind::Exp2Syn { tau1, tau2, e } => match $f {
-                    "tau1" => tau1,
-                    "tau2" => tau2,
-                    _ => e,
-                },
-                PointKind::IClamp { del, dur, amp } => match $f {
-                    "del" => del,
-                    "dur" => dur,
-                    _ => amp,
-                },
-            },
-            Object::Cell(i) => match & $($m)? $model.cells[i].kind {
-                CellKind::NetStim { interval, number, start, noise, id1, id2, id3 } => match $f {
-                    "interval" => interval,
-                    "number" => number,
-                    "start" => start,
-                    "noise" => noise,
-                    "id1" => id1,
-                    "id2" => id2,
-                    _ => id3,
-                },
-                CellKind::VecStim { .. } => unreachable!("VecStim has no numeric fields"),
-            },
-            Object::NetCon(i) => {
-                let n = & $($m)? $model.netcons[i];
-                match $f {
-                    "delay" => & $($m)? n.delay,
-                    "weight" => & $($m)? n.weight,
-                    _ => unreachable!("netcon field {}", $f),
-                }
-            }
+        Object::Point(point) => {
+            vec![(model.points[point].mech.def().params, Box::new(move |field| ParamRef::Point { point, field }))]
         }
-    };
+        Object::Cell(cell) => {
+            vec![(model.cells[cell].mech.def().params, Box::new(move |field| ParamRef::Cell { cell, field }))]
+        }
+        Object::NetCon(netcon) => {
+            let n = if model.netcon_source_section(netcon).is_some() { 3 } else { 2 };
+            vec![(&NETCON_FIELDS[..n], Box::new(move |field| ParamRef::NetCon { netcon, field }))]
+        }
+    }
 }
 
 impl Model {
@@ -458,10 +395,24 @@ impl Model {
         crate::parse::parse_model(SEED_TOML, "<seed>").expect("the embedded seed model is valid")
     }
 
+    pub fn empty(origin: &str) -> Self {
+        Model {
+            origin: origin.to_string(),
+            run: RunSettings::default(),
+            sections: vec![],
+            points: vec![],
+            cells: vec![],
+            netcons: vec![],
+            record: vec![],
+            record_dt: None,
+            index: NameIndex::default(),
+        }
+    }
+
     /// Finds an object by name.
     pub fn object(&self, name: &str) -> Option<Object> {
         let index = self.index.0.get_or_init(|| {
-            let mut m = std::collections::HashMap::new();
+            let mut m = std::collections::HashMap::with_capacity_and_hasher(self.object_count(), FastHash::default());
             for obj in self.all_objects() {
                 m.entry(self.object_name(obj).to_string()).or_insert(obj);
             }
@@ -481,6 +432,11 @@ impl Model {
         }
     }
 
+    /// The section a NetCon's source is, if it is one.
+    pub fn netcon_source_section(&self, netcon: usize) -> Option<usize> {
+        self.section_index(&self.netcons[netcon].source)
+    }
+
     fn holds(&self, obj: Object, name: &str) -> bool {
         match obj {
             Object::Section(i) => self.sections.get(i).is_some_and(|s| s.name == name),
@@ -488,6 +444,10 @@ impl Model {
             Object::Cell(i) => self.cells.get(i).is_some_and(|s| s.name == name),
             Object::NetCon(i) => self.netcons.get(i).is_some_and(|s| s.name == name),
         }
+    }
+
+    fn object_count(&self) -> usize {
+        self.sections.len() + self.points.len() + self.cells.len() + self.netcons.len()
     }
 
     fn all_objects(&self) -> impl Iterator<Item = Object> {
@@ -520,28 +480,29 @@ impl Model {
         }
     }
 
-    /// Resolves a parameter name (`dt`, `soma.gnabar_hh`, `nc.weight`) with its metadata.
-    pub fn resolve(&self, name: &str) -> Result<(ParamRef, &'static str, Allowed, bool)> {
-        if let Some(&(f, unit, allowed, rt)) = GLOBAL_FIELDS.iter().find(|e| e.0 == name) {
-            return Ok((ParamRef::Global(f), unit, allowed, rt));
+    /// Resolves a parameter name (`dt`, `soma.gnabar_hh`, `nc.weight`) to its place and field.
+    pub fn resolve(&self, name: &str) -> Result<(ParamRef, &'static Field)> {
+        if let Some(i) = GLOBAL_FIELDS.iter().position(|f| f.name == name) {
+            return Ok((ParamRef::Global(i), &GLOBAL_FIELDS[i]));
         }
         let unknown = |hint: String| Error::UnknownName { what: "parameter", name: name.to_string(), hint };
-        let Some((obj_name, field)) = name.split_once('.') else {
-            let globals: Vec<&str> = GLOBAL_FIELDS.iter().map(|e| e.0).collect();
+        let Some((obj_name, field)) = name.rsplit_once('.') else {
+            let globals: Vec<&str> = GLOBAL_FIELDS.iter().map(|f| f.name).collect();
             return Err(unknown(format!(
                 "a parameter is a global ({}) or OBJECT.FIELD such as soma.gnabar_hh",
                 globals.join(", ")
             )));
         };
         let obj = self.object(obj_name).ok_or_else(|| {
-            unknown(format!("there is no object `{obj_name}`; objects are {}", self.object_names().join(", ")))
+            unknown(format!("there is no object `{obj_name}`; objects are {}", self.object_names_hint()))
         })?;
-        for table in fields_of(self, obj) {
-            if let Some(&(f, unit, allowed, rt)) = table.iter().find(|e| e.0 == field) {
-                return Ok((ParamRef::Field(obj, f), unit, allowed, rt));
+        let tables = tables_of(self, obj);
+        for (table, make) in &tables {
+            if let Some(i) = table.iter().position(|f| f.name == field) {
+                return Ok((make(i), &table[i]));
             }
         }
-        let fields: Vec<&str> = fields_of(self, obj).iter().flat_map(|t| t.iter().map(|e| e.0)).collect();
+        let fields: Vec<&str> = tables.iter().flat_map(|(t, _)| t.iter().map(|f| f.name)).collect();
         Err(unknown(if fields.is_empty() {
             format!("`{obj_name}` has no parameters")
         } else {
@@ -549,32 +510,38 @@ impl Model {
         }))
     }
 
+    /// The object names, for a message: all of them for a small model, else the first few.
+    fn object_names_hint(&self) -> String {
+        let names = self.object_names();
+        if names.len() <= 40 {
+            names.join(", ")
+        } else {
+            format!("{}, ... ({} in all)", names[..20].join(", "), names.len())
+        }
+    }
+
     pub fn object_names(&self) -> Vec<&str> {
-        let s = self.sections.iter().map(|s| s.name.as_str());
-        let p = self.points.iter().map(|s| s.name.as_str());
-        let c = self.cells.iter().map(|s| s.name.as_str());
-        let n = self.netcons.iter().map(|s| s.name.as_str());
-        s.chain(p).chain(c).chain(n).collect()
+        self.all_objects().map(|o| self.object_name(o)).collect()
     }
 
     /// Reads a parameter by name.
     pub fn get(&self, name: &str) -> Result<f64> {
-        let (r, ..) = self.resolve(name)?;
+        let (r, _) = self.resolve(name)?;
         Ok(self.get_ref(r))
     }
 
     pub fn get_ref(&self, r: ParamRef) -> f64 {
         match r {
-            ParamRef::Global(f) => match f {
-                "dt" => self.run.dt,
-                "tstop" => self.run.tstop,
-                "v_init" => self.run.v_init,
-                "celsius" => self.run.celsius,
-                "usetable_hh" => f64::from(u8::from(self.run.usetable_hh)),
-                "Random123_globalindex" => f64::from(self.run.random123_globalindex),
-                _ => unreachable!("global field {f}"),
+            ParamRef::Global(f) => self.run.get(f),
+            ParamRef::Section { section, field } => self.sections[section].own(field),
+            ParamRef::Mech { section, slot, field } => self.sections[section].mechs[slot].params[field],
+            ParamRef::Point { point, field } => self.points[point].params[field],
+            ParamRef::Cell { cell, field } => self.cells[cell].params[field],
+            ParamRef::NetCon { netcon, field } => match field {
+                NC_DELAY => self.netcons[netcon].delay,
+                NC_WEIGHT => self.netcons[netcon].weight,
+                _ => self.sections[self.netcon_source_section(netcon).expect("resolved: a section source")].threshold,
             },
-            ParamRef::Field(obj, f) => self.value_of(obj, f),
         }
     }
 
@@ -588,84 +555,57 @@ impl Model {
     /// Resolves a parameter and checks a value against its range, changing nothing; also says
     /// whether a running simulation accepts it.
     pub fn check(&self, name: &str, value: f64) -> Result<(ParamRef, bool)> {
-        let (r, _, allowed, runtime) = self.resolve(name)?;
-        allowed.check(value).map_err(|a| Error::InvalidValue {
+        let (r, field) = self.resolve(name)?;
+        field.allowed.check(value).map_err(|a| Error::InvalidValue {
             name: name.to_string(),
             value,
             allowed: a.to_string(),
         })?;
-        Ok((r, runtime))
+        Ok((r, field.runtime))
     }
 
     /// Stores an already checked value.
     pub(crate) fn set_ref(&mut self, r: ParamRef, value: f64) {
         match r {
-            ParamRef::Global(f) => match f {
-                "dt" => self.run.dt = value,
-                "tstop" => self.run.tstop = value,
-                "v_init" => self.run.v_init = value,
-                "celsius" => self.run.celsius = value,
-                "usetable_hh" => self.run.usetable_hh = value != 0.0,
-                "Random123_globalindex" => self.run.random123_globalindex = value as u32,
-                _ => unreachable!("global field {f}"),
-            },
-            ParamRef::Field(Object::Section(i), "nseg") => self.sections[i].nseg = value as u32,
-            ParamRef::Field(Object::NetCon(i), "threshold") => {
+            ParamRef::Global(f) => self.run.set(f, value),
+            ParamRef::Section { section, field } => self.sections[section].set_own(field, value),
+            ParamRef::Mech { section, slot, field } => self.sections[section].mechs[slot].params[field] = value,
+            ParamRef::Point { point, field } => self.points[point].params[field] = value,
+            ParamRef::Cell { cell, field } => self.cells[cell].params[field] = value,
+            ParamRef::NetCon { netcon, field } => match field {
+                NC_DELAY => self.netcons[netcon].delay = value,
+                NC_WEIGHT => self.netcons[netcon].weight = value,
                 // NEURON: a threshold belongs to the source, shared by all its NetCons.
-                let Some(Object::Section(s)) = self.object(&self.netcons[i].source) else {
-                    unreachable!("resolve offers threshold only for section sources")
-                };
-                self.sections[s].threshold = value;
-            }
-            ParamRef::Field(obj, f) => *self.field_slot(obj, f) = value,
+                _ => {
+                    let s = self.netcon_source_section(netcon).expect("resolved: a section source");
+                    self.sections[s].threshold = value;
+                }
+            },
         }
-    }
-
-    fn field_slot_ro(&self, obj: Object, f: &str) -> &f64 {
-        field_slot!(self, obj, f)
-    }
-
-    fn field_slot(&mut self, obj: Object, f: &str) -> &mut f64 {
-        field_slot!(self, obj, f, mut)
     }
 
     /// Every parameter with its metadata and current value, in model order.
     pub fn params(&self) -> Vec<ParamInfo> {
+        let info = |name: String, f: &Field, value: f64| ParamInfo {
+            name,
+            unit: f.unit,
+            allowed: f.allowed,
+            runtime: f.runtime,
+            value,
+        };
         let mut out: Vec<ParamInfo> = GLOBAL_FIELDS
             .iter()
-            .map(|&(f, unit, allowed, runtime)| ParamInfo {
-                name: f.to_string(),
-                unit,
-                allowed,
-                runtime,
-                value: self.get_ref(ParamRef::Global(f)),
-            })
+            .enumerate()
+            .map(|(i, f)| info(f.name.to_string(), f, self.get_ref(ParamRef::Global(i))))
             .collect();
         for obj in self.all_objects() {
-            for table in fields_of(self, obj) {
-                for &(f, unit, allowed, runtime) in table {
-                    let name = format!("{}.{f}", self.object_name(obj));
-                    let value = self.value_of(obj, f);
-                    out.push(ParamInfo { name, unit, allowed, runtime, value });
+            for (table, make) in tables_of(self, obj) {
+                for (i, f) in table.iter().enumerate() {
+                    let name = format!("{}.{}", self.object_name(obj), f.name);
+                    out.push(info(name, f, self.get_ref(make(i))));
                 }
             }
         }
         out
-    }
-
-    fn value_of(&self, obj: Object, f: &str) -> f64 {
-        match (obj, f) {
-            (Object::Section(i), "nseg") => f64::from(self.sections[i].nseg),
-            (Object::NetCon(i), "threshold") => self.netcon_threshold(i),
-            _ => *self.field_slot_ro(obj, f),
-        }
-    }
-
-    /// A NetCon's threshold is its source section's.
-    fn netcon_threshold(&self, i: usize) -> f64 {
-        match self.object(&self.netcons[i].source) {
-            Some(Object::Section(s)) => self.sections[s].threshold,
-            _ => unreachable!("resolve offers threshold only for section sources"),
-        }
     }
 }

@@ -8,7 +8,10 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use crate::error::{Error, Result};
+use crate::mech::{self, MechDef};
 use crate::model::*;
+use crate::expr::Expr;
+use crate::population::{Connect, PerCopySet, PerItem, Population, Populations, Rule, Selector, Template, MAX_COPIES, RULES};
 use crate::signal;
 
 /// Parses and checks a model. `origin` names the text in messages (usually its path).
@@ -18,7 +21,7 @@ pub fn parse_model(text: &str, origin: &str) -> Result<Model> {
         Error::Syntax { origin: origin.to_string(), line, col, msg: e.message().trim().to_string() }
     })?;
     let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
-    let mut p = Parser { origin, line_starts, lines: HashMap::new(), thresholds: vec![] };
+    let mut p = Parser { origin, line_starts, lines: HashMap::new(), thresholds: vec![], prefix: String::new(), netstims: 0 };
     let mut model = p.model(root.get_ref())?;
     p.check_references(&mut model)?;
     Ok(model)
@@ -41,9 +44,18 @@ struct Parser<'t> {
     lines: HashMap<String, usize>,
     /// `threshold` keys of NetCons: (netcon name, value, line).
     thresholds: Vec<(String, f64, usize)>,
+    /// Before every key path: `template.NAME.` inside a template.
+    prefix: String,
+    /// NetStims so far (their default stream ids count them).
+    netstims: usize,
 }
 
 impl<'t> Parser<'t> {
+    /// A key path, with the template it is in.
+    fn path(&self, rest: &str) -> String {
+        format!("{}{rest}", self.prefix)
+    }
+
     fn line(&self, span: Range<usize>) -> usize {
         self.line_starts.partition_point(|&start| start <= span.start)
     }
@@ -99,51 +111,47 @@ impl<'t> Parser<'t> {
     }
 
     fn model(&mut self, root: &DeTable<'t>) -> Result<Model> {
-        let mut m = Model {
-            origin: self.origin.to_string(),
-            run: RunSettings::default(),
-            sections: vec![],
-            points: vec![],
-            cells: vec![],
-            netcons: vec![],
-            record: vec![],
-            index: NameIndex::default(),
-        };
-        const TOP: &[&str] = &["run", "section", "point", "cell", "netcon", "record"];
+        let mut m = Model::empty(self.origin);
+        let mut pops = Populations::default();
+        const TOP: &[&str] = &["run", "section", "point", "cell", "netcon", "template", "population", "connect", "record"];
         for (k, v) in root {
             let key: &str = k.get_ref();
             match key {
                 "run" => self.run(v, &mut m.run)?,
-                "section" => {
-                    for (name, sv) in self.named_tables(v, "section")? {
-                        let s = self.section(&name, sv)?;
-                        m.sections.push(s);
+                "section" | "point" | "cell" | "netcon" => self.objects(key, v, &mut m)?,
+                "template" => {
+                    for (name, tv) in self.named_tables(v, "template")? {
+                        let line = self.line(tv.span());
+                        let t = self.template(&name, tv, line)?;
+                        pops.templates.push(t);
                     }
                 }
-                "point" => {
-                    for (name, pv) in self.named_tables(v, "point")? {
-                        let p = self.point(&name, pv)?;
-                        m.points.push(p);
+                "population" => {
+                    for (name, pv) in self.named_tables(v, "population")? {
+                        let p = self.population(&name, pv, &pops.templates)?;
+                        pops.populations.push(p);
                     }
                 }
-                "cell" => {
-                    for (name, cv) in self.named_tables(v, "cell")? {
-                        let netstims = m.cells.iter().filter(|c| matches!(c.kind, CellKind::NetStim { .. })).count();
-                        let c = self.cell(&name, cv, netstims)?;
-                        m.cells.push(c);
-                    }
-                }
-                "netcon" => {
-                    for (name, nv) in self.named_tables(v, "netcon")? {
-                        let n = self.netcon(&name, nv)?;
-                        m.netcons.push(n);
+                "connect" => {
+                    for (name, cv) in self.named_tables(v, "connect")? {
+                        let c = self.connect(&name, cv)?;
+                        pops.connects.push(c);
                     }
                 }
                 "record" => {
                     let t = self.table(v, "record")?;
                     for (rk, rv) in t {
+                        if rk.get_ref() == "dt" {
+                            // Vector.record's bounds for Dt (nrn_vecsim_add: chkarg 1e-9 to 1e10).
+                            let dt = self.number(rv, "record.dt", Allowed::Positive)?;
+                            if !(1e-9..=1e10).contains(&dt) {
+                                return Err(self.err(rv.span(), "record.dt", format!("expected 1e-9 to 1e10 ms, found {dt}")));
+                            }
+                            m.record_dt = Some(dt);
+                            continue;
+                        }
                         if rk.get_ref() != "signals" {
-                            return Err(self.unknown_key(rk, "record", &["signals"]));
+                            return Err(self.unknown_key(rk, "record", &["signals", "dt"]));
                         }
                         let arr = rv.get_ref().as_array().ok_or_else(|| {
                             self.err(rv.span(), "record.signals", "expected an array of signal names")
@@ -158,27 +166,81 @@ impl<'t> Parser<'t> {
                 _ => return Err(self.unknown_key(k, key, TOP)),
             }
         }
+        pops.expand(&mut m)?;
         Ok(m)
+    }
+
+    /// `[section.NAME]`, `[point.NAME]`, `[cell.NAME]`, `[netcon.NAME]` tables into `m`.
+    fn objects(&mut self, key: &str, v: &Val<'t>, m: &mut Model) -> Result<()> {
+        for (name, ov) in self.named_tables(v, key)? {
+            match key {
+                "section" => {
+                    let s = self.section(&name, ov)?;
+                    m.sections.push(s);
+                }
+                "point" => {
+                    let p = self.point(&name, ov)?;
+                    m.points.push(p);
+                }
+                "cell" => {
+                    let c = self.cell(&name, ov, self.netstims)?;
+                    self.netstims += usize::from(c.mech == mech::netstim::DEF.id());
+                    m.cells.push(c);
+                }
+                _ => {
+                    let n = self.netcon(&name, ov)?;
+                    m.netcons.push(n);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `[template.NAME]`: a cell's sections, point processes, artificial cells and NetCons
+    /// with names of their own, checked like a model of their own.
+    fn template(&mut self, name: &str, v: &Val<'t>, line: usize) -> Result<Template> {
+        let t = self.table(v, name)?;
+        let mut sub = Parser {
+            origin: self.origin,
+            line_starts: self.line_starts.clone(),
+            lines: HashMap::new(),
+            thresholds: vec![],
+            prefix: format!("template.{name}."),
+            netstims: 0,
+        };
+        let mut m = Model::empty(self.origin);
+        let mut default_id3 = vec![];
+        for (k, ov) in t {
+            let key: &str = k.get_ref();
+            match key {
+                "section" | "point" | "cell" | "netcon" => sub.objects(key, ov, &mut m)?,
+                _ => {
+                    let path = sub.path(key);
+                    return Err(self.unknown_key(k, &path, &["section", "point", "cell", "netcon"]));
+                }
+            }
+            if key == "cell" {
+                for (_, cv) in sub.table(ov, "cell")? {
+                    default_id3.push(cv.get_ref().as_table().is_some_and(|c| !c.contains_key("id3")));
+                }
+            }
+        }
+        if m.sections.is_empty() && m.cells.is_empty() {
+            return Err(self.err_at_line(line, &format!("template.{name}"), "a template needs a section or an artificial cell"));
+        }
+        sub.check_references(&mut m)?;
+        Ok(Template { name: name.to_string(), model: m, default_id3, line })
     }
 
     fn run(&self, v: &Val<'t>, run: &mut RunSettings) -> Result<()> {
         for (k, val) in self.table(v, "run")? {
             let key: &str = k.get_ref();
             let path = format!("run.{key}");
-            let Some(&(_, _, allowed, _)) = GLOBAL_FIELDS.iter().find(|e| e.0 == key) else {
-                let names: Vec<&str> = GLOBAL_FIELDS.iter().map(|e| e.0).collect();
+            let Some(f) = GLOBAL_FIELDS.iter().position(|f| f.name == key) else {
+                let names: Vec<&str> = GLOBAL_FIELDS.iter().map(|f| f.name).collect();
                 return Err(self.unknown_key(k, &path, &names));
             };
-            let x = self.number(val, &path, allowed)?;
-            match key {
-                "dt" => run.dt = x,
-                "tstop" => run.tstop = x,
-                "v_init" => run.v_init = x,
-                "celsius" => run.celsius = x,
-                "usetable_hh" => run.usetable_hh = x != 0.0,
-                "Random123_globalindex" => run.random123_globalindex = x as u32,
-                _ => unreachable!("run key {key} is in GLOBAL_FIELDS"),
-            }
+            run.set(f, self.number(val, &path, GLOBAL_FIELDS[f].allowed)?);
         }
         Ok(())
     }
@@ -189,12 +251,18 @@ impl<'t> Parser<'t> {
         let mut out = vec![];
         for (k, sv) in t {
             let name: &str = k.get_ref();
-            let path = format!("{kind}.{name}");
-            if !is_identifier(name) {
+            let path = self.path(&format!("{kind}.{name}"));
+            // Objects may carry the names `spikebus expand` gives population copies.
+            let plain = matches!(kind, "template" | "population" | "connect");
+            if !(if plain { is_identifier(name) } else { is_object_name(name) }) {
                 return Err(self.err(
                     k.span(),
                     &path,
-                    "a name must start with a letter and hold only letters, digits and _",
+                    if plain {
+                        "a name must start with a letter and hold only letters, digits and _"
+                    } else {
+                        "a name must start with a letter and hold only letters, digits and _ (or be a population copy's name, such as p[3].soma)"
+                    },
                 ));
             }
             if sv.get_ref().as_table().is_none() {
@@ -211,23 +279,22 @@ impl<'t> Parser<'t> {
         let mut s = SectionSpec::new(name);
         // `insert` first: mechanism parameters are only valid for inserted mechanisms.
         if let Some(iv) = t.get("insert") {
-            let path = format!("section.{name}.insert");
+            let path = self.path(&format!("section.{name}.insert"));
             let arr = iv.get_ref().as_array().ok_or_else(|| {
                 self.err(iv.span(), &path, "expected an array of mechanism names, e.g. [\"hh\", \"pas\"]")
             })?;
             for m in arr.iter() {
-                match self.string(m, &path, "a mechanism name")? {
-                    "hh" => s.hh = Some(HhParams::default()),
-                    "pas" => s.pas = Some(PasParams::default()),
-                    other => {
-                        return Err(self.err(m.span(), &path, format!("unknown mechanism `{other}`; allowed: hh, pas")))
-                    }
-                }
+                let mech = self.string(m, &path, "a mechanism name")?;
+                let def = mech::find(mech, MechKind::Density).ok_or_else(|| {
+                    let allowed = mech::names(MechKind::Density).join(", ");
+                    self.err(m.span(), &path, format!("unknown mechanism `{mech}`; allowed: {allowed}"))
+                })?;
+                s.insert(def);
             }
         }
         for (k, val) in t {
             let key: &str = k.get_ref();
-            let path = format!("section.{name}.{key}");
+            let path = self.path(&format!("section.{name}.{key}"));
             match key {
                 "insert" => {}
                 "parent" => {
@@ -244,70 +311,89 @@ impl<'t> Parser<'t> {
                     }
                     s.nseg = self.number(val, &path, Allowed::Count)? as u32;
                 }
-                "L" => s.l = self.number(val, &path, Allowed::Positive)?,
-                "diam" => s.diam = self.number(val, &path, Allowed::Positive)?,
-                "cm" => s.cm = self.number(val, &path, Allowed::NonNegative)?,
-                "Ra" => s.ra = self.number(val, &path, Allowed::Positive)?,
-                "threshold" => s.threshold = self.number(val, &path, Allowed::Any)?,
-                "gnabar_hh" | "gkbar_hh" | "gl_hh" | "el_hh" | "ena" | "ek" => {
-                    let allowed = if key.starts_with('g') { Allowed::NonNegative } else { Allowed::Any };
-                    let x = self.number(val, &path, allowed)?;
-                    let hh = s
-                        .hh
-                        .as_mut()
-                        .ok_or_else(|| self.err(k.span(), &path, "needs hh: add \"hh\" to this section's insert"))?;
-                    match key {
-                        "gnabar_hh" => hh.gnabar = x,
-                        "gkbar_hh" => hh.gkbar = x,
-                        "gl_hh" => hh.gl = x,
-                        "el_hh" => hh.el = x,
-                        "ena" => hh.ena = x,
-                        _ => hh.ek = x,
-                    }
-                }
-                "g_pas" | "e_pas" => {
-                    let allowed = if key == "g_pas" { Allowed::NonNegative } else { Allowed::Any };
-                    let x = self.number(val, &path, allowed)?;
-                    let pas = s
-                        .pas
-                        .as_mut()
-                        .ok_or_else(|| self.err(k.span(), &path, "needs pas: add \"pas\" to this section's insert"))?;
-                    if key == "g_pas" {
-                        pas.g = x
-                    } else {
-                        pas.e = x
-                    }
-                }
                 _ => {
-                    return Err(self.unknown_key(
-                        k,
-                        &path,
-                        &[
-                            "L", "diam", "nseg", "cm", "Ra", "parent", "insert", "threshold", "gnabar_hh",
-                            "gkbar_hh", "gl_hh", "el_hh", "ena", "ek", "g_pas", "e_pas",
-                        ],
-                    ))
+                    if let Some(f) = SECTION_FIELDS.iter().position(|f| f.name == key) {
+                        let x = self.number(val, &path, SECTION_FIELDS[f].allowed)?;
+                        s.set_own(f, x);
+                        continue;
+                    }
+                    let found = s.mechs.iter().enumerate().find_map(|(slot, m)| {
+                        m.mech.def().param(key).map(|f| (slot, f))
+                    });
+                    if let Some((slot, f)) = found {
+                        let x = self.number(val, &path, s.mechs[slot].mech.def().params[f].allowed)?;
+                        s.mechs[slot].params[f] = x;
+                        continue;
+                    }
+                    // A field of a mechanism that is not inserted: say which one.
+                    let owner = mech::MECHANISMS
+                        .iter()
+                        .find(|m| matches!(m.kind, MechKind::Density | MechKind::Ion) && m.param(key).is_some());
+                    if let Some(owner) = owner {
+                        let users: Vec<&str> = if owner.kind == MechKind::Ion {
+                            mech::MECHANISMS.iter().filter(|m| m.ions.iter().any(|i| std::ptr::eq(*i, *owner))).map(|m| m.name).collect()
+                        } else {
+                            vec![owner.name]
+                        };
+                        return Err(self.err(
+                            k.span(),
+                            &path,
+                            format!("needs {0}: add \"{0}\" to this section's insert", users.join(" or ")),
+                        ));
+                    }
+                    let mut allowed: Vec<&str> = SECTION_FIELDS.iter().map(|f| f.name).collect();
+                    allowed.extend(["parent", "insert"]);
+                    allowed.extend(s.mechs.iter().flat_map(|m| m.mech.def().params.iter().map(|f| f.name)));
+                    return Err(self.unknown_key(k, &path, &allowed));
                 }
             }
         }
         Ok(s)
     }
 
-    /// The `type` key of a point process or artificial cell, required.
-    fn type_key<'a>(&self, t: &'a DeTable<'t>, v: &Val<'t>, path: &str, allowed: &str) -> Result<&'a str> {
+    /// The `type` key of a point process or artificial cell, required, as a mechanism.
+    fn type_key(&self, t: &DeTable<'t>, v: &Val<'t>, path: &str, kind: MechKind) -> Result<&'static MechDef> {
+        let allowed = mech::names(kind).join(", ");
         let tv = t
             .get("type")
             .ok_or_else(|| self.err(v.span(), path, format!("missing key `type` ({allowed})")))?;
-        self.string(tv, &format!("{path}.type"), allowed)
+        let tpath = format!("{path}.type");
+        let ty = self.string(tv, &tpath, &allowed)?;
+        mech::find(ty, kind)
+            .ok_or_else(|| self.err(tv.span(), &tpath, format!("unknown type `{ty}`; allowed: {allowed}")))
+    }
+
+    /// The numeric keys of a point process or artificial cell: its mechanism's fields.
+    fn fields(&self, t: &DeTable<'t>, path: &str, def: &MechDef, skip: &[&str], params: &mut [f64]) -> Result<()> {
+        for (k, val) in t {
+            let key: &str = k.get_ref();
+            if skip.contains(&key) {
+                continue;
+            }
+            let kpath = format!("{path}.{key}");
+            let Some(f) = def.param(key) else {
+                if key == "seed" && def.name == "NetStim" {
+                    return Err(self.err(
+                        k.span(),
+                        &kpath,
+                        "NetStim has no seed: its noise is NEURON's Random123 stream, \
+                         identified by id1, id2, id3 and the global Random123_globalindex \
+                         (docs/model-format.md)",
+                    ));
+                }
+                let mut allowed: Vec<&str> = skip.to_vec();
+                allowed.extend(def.params.iter().map(|f| f.name));
+                return Err(self.unknown_key(k, &kpath, &allowed));
+            };
+            params[f] = self.number(val, &kpath, def.params[f].allowed)?;
+        }
+        Ok(())
     }
 
     fn point(&mut self, name: &str, v: &Val<'t>) -> Result<PointSpec> {
         let t = self.table(v, name)?;
-        let path = format!("point.{name}");
-        let ty = self.type_key(t, v, &path, "ExpSyn, Exp2Syn or IClamp")?;
-        let mut kind = PointKind::default_for(ty).ok_or_else(|| {
-            self.err(t["type"].span(), &format!("{path}.type"), format!("unknown type `{ty}`; allowed: ExpSyn, Exp2Syn, IClamp"))
-        })?;
+        let path = self.path(&format!("point.{name}"));
+        let def = self.type_key(t, v, &path, MechKind::Point)?;
         let at = t.get("at").ok_or_else(|| self.err(v.span(), &path, "missing key `at`, e.g. at = \"soma(0.5)\""))?;
         let at_path = format!("{path}.at");
         let at_text = self.string(at, &at_path, "a location such as \"soma(0.5)\"")?;
@@ -315,105 +401,43 @@ impl<'t> Parser<'t> {
             self.err(at.span(), &at_path, format!("expected SECTION(x) with 0 <= x <= 1, found \"{at_text}\""))
         })?;
         self.lines.insert(at_path, self.line(at.span()));
-        for (k, val) in t {
-            let key: &str = k.get_ref();
-            let kpath = format!("{path}.{key}");
-            if key == "type" || key == "at" {
-                continue;
-            }
-            let slot: Option<(&mut f64, Allowed)> = match (&mut kind, key) {
-                (PointKind::ExpSyn { tau, .. }, "tau") => Some((tau, Allowed::Positive)),
-                (PointKind::ExpSyn { e, .. }, "e") => Some((e, Allowed::Any)),
-                (PointKind::Exp2Syn { tau1, .. }, "tau1") => Some((tau1, Allowed::Positive)),
-                (PointKind::Exp2Syn { tau2, .. }, "tau2") => Some((tau2, Allowed::Positive)),
-                (PointKind::Exp2Syn { e, .. }, "e") => Some((e, Allowed::Any)),
-                (PointKind::IClamp { del, .. }, "del") => Some((del, Allowed::Any)),
-                (PointKind::IClamp { dur, .. }, "dur") => Some((dur, Allowed::NonNegative)),
-                (PointKind::IClamp { amp, .. }, "amp") => Some((amp, Allowed::Any)),
-                _ => None,
-            };
-            let Some((slot, allowed)) = slot else {
-                let allowed_keys: &[&str] = match kind {
-                    PointKind::ExpSyn { .. } => &["type", "at", "tau", "e"],
-                    PointKind::Exp2Syn { .. } => &["type", "at", "tau1", "tau2", "e"],
-                    PointKind::IClamp { .. } => &["type", "at", "del", "dur", "amp"],
-                };
-                return Err(self.unknown_key(k, &kpath, allowed_keys));
-            };
-            *slot = self.number(val, &kpath, allowed)?;
-        }
-        Ok(PointSpec { name: name.to_string(), at: loc, kind })
+        let mut params = def.defaults();
+        self.fields(t, &path, def, &["type", "at"], &mut params)?;
+        Ok(PointSpec { name: name.to_string(), at: loc, mech: def.id(), params })
     }
 
     /// `[cell.NAME]`; `netstims_before` (NetStims earlier in the file) numbers its default
     /// random stream.
     fn cell(&mut self, name: &str, v: &Val<'t>, netstims_before: usize) -> Result<CellSpec> {
         let t = self.table(v, name)?;
-        let path = format!("cell.{name}");
-        let ty = self.type_key(t, v, &path, "NetStim or VecStim")?;
-        let mut kind = CellKind::default_for(ty, netstims_before).ok_or_else(|| {
-            self.err(t["type"].span(), &format!("{path}.type"), format!("unknown type `{ty}`; allowed: NetStim, VecStim"))
-        })?;
-        for (k, val) in t {
-            let key: &str = k.get_ref();
-            let kpath = format!("{path}.{key}");
-            if key == "type" {
-                continue;
-            }
-            match &mut kind {
-                CellKind::NetStim { interval, number, start, noise, id1, id2, id3 } => {
-                    let (slot, allowed) = match key {
-                        "interval" => (interval, Allowed::Positive),
-                        "number" => (number, Allowed::NonNegative),
-                        "start" => (start, Allowed::Any),
-                        "noise" => (noise, Allowed::UnitInterval),
-                        "id1" => (id1, Allowed::Uint32),
-                        "id2" => (id2, Allowed::Uint32),
-                        "id3" => (id3, Allowed::Uint32),
-                        "seed" => {
-                            return Err(self.err(
-                                k.span(),
-                                &kpath,
-                                "NetStim has no seed: its noise is NEURON's Random123 stream, \
-                                 identified by id1, id2, id3 and the global Random123_globalindex \
-                                 (docs/model-format.md)",
-                            ))
-                        }
-                        _ => {
-                            return Err(self.unknown_key(
-                                k,
-                                &kpath,
-                                &["type", "interval", "number", "start", "noise", "id1", "id2", "id3"],
-                            ))
-                        }
-                    };
-                    *slot = self.number(val, &kpath, allowed)?;
-                }
-                CellKind::VecStim { times } => {
-                    if key != "times" {
-                        return Err(self.unknown_key(k, &kpath, &["type", "times"]));
-                    }
-                    let arr = val
-                        .get_ref()
-                        .as_array()
-                        .ok_or_else(|| self.err(val.span(), &kpath, "expected an array of spike times (ms)"))?;
-                    times.clear();
-                    for item in arr.iter() {
-                        let x = self.number(item, &kpath, Allowed::NonNegative)?;
-                        if times.last().is_some_and(|&last| x < last) {
-                            return Err(self.err(item.span(), &kpath, format!("times must not decrease; {x} comes after {}", times.last().unwrap())));
-                        }
-                        times.push(x);
+        let path = self.path(&format!("cell.{name}"));
+        let def = self.type_key(t, v, &path, MechKind::Artificial)?;
+        let mut c = CellSpec::new(name, def, netstims_before);
+        let is_vecstim = def.name == "VecStim";
+        let skip: &[&str] = if is_vecstim { &["type", "times"] } else { &["type"] };
+        self.fields(t, &path, def, skip, &mut c.params)?;
+        if let (true, Some(val)) = (is_vecstim, t.get("times")) {
+            let kpath = format!("{path}.times");
+            let arr = val
+                .get_ref()
+                .as_array()
+                .ok_or_else(|| self.err(val.span(), &kpath, "expected an array of spike times (ms)"))?;
+            for item in arr.iter() {
+                let x = self.number(item, &kpath, Allowed::NonNegative)?;
+                if let Some(&last) = c.times.last() {
+                    if x < last {
+                        return Err(self.err(item.span(), &kpath, format!("times must not decrease; {x} comes after {last}")));
                     }
                 }
+                c.times.push(x);
             }
         }
-        Ok(CellSpec { name: name.to_string(), kind })
+        Ok(c)
     }
 
     fn netcon(&mut self, name: &str, v: &Val<'t>) -> Result<NetConSpec> {
         let t = self.table(v, name)?;
-        let path = format!("netcon.{name}");
+        let path = self.path(&format!("netcon.{name}"));
         let mut n = NetConSpec { name: name.to_string(), source: String::new(), target: String::new(), delay: 1.0, weight: 0.0 };
         for req in ["source", "target"] {
             if !t.contains_key(req) {
@@ -442,20 +466,171 @@ impl<'t> Parser<'t> {
         Ok(n)
     }
 
+    /// A value given per copy or per pair: a number, an expression (a string) in `vars`, or
+    /// (with `list_len`) an array of that many numbers.
+    fn per_item(&self, v: &Val<'t>, path: &str, vars: &[&str], list_len: Option<usize>, allowed: Allowed) -> Result<PerItem> {
+        match v.get_ref() {
+            DeValue::String(text) => Expr::parse(text, vars)
+                .map(PerItem::Expr)
+                .map_err(|e| self.err(v.span(), path, format!("expression \"{text}\": {e}"))),
+            DeValue::Array(items) => {
+                let Some(n) = list_len else {
+                    return Err(self.err(v.span(), path, "expected a number or an expression (a string)"));
+                };
+                if items.len() != n {
+                    return Err(self.err(v.span(), path, format!("a list needs one value per copy: {n}, found {}", items.len())));
+                }
+                items.iter().map(|x| self.number(x, path, allowed)).collect::<Result<_>>().map(PerItem::List)
+            }
+            _ => self.number(v, path, allowed).map(PerItem::Const),
+        }
+    }
+
+    /// `[population.NAME]`: `count` copies of a template, with per-copy parameters (`set`).
+    fn population(&mut self, name: &str, v: &Val<'t>, templates: &[Template]) -> Result<Population> {
+        let t = self.table(v, name)?;
+        let path = format!("population.{name}");
+        for req in ["template", "count"] {
+            if !t.contains_key(req) {
+                return Err(self.err(v.span(), &path, format!("missing key `{req}`")));
+            }
+        }
+        let tv = &t["template"];
+        let tname = self.string(tv, &format!("{path}.template"), "a template name")?;
+        let template = templates.iter().position(|x| x.name == tname).ok_or_else(|| {
+            let known: Vec<&str> = templates.iter().map(|x| x.name.as_str()).collect();
+            self.err(tv.span(), &format!("{path}.template"), format!("no template `{tname}` before this population; templates: {}", known.join(", ")))
+        })?;
+        let count = self.number(&t["count"], &format!("{path}.count"), Allowed::NonNegative)?;
+        if count.fract() != 0.0 || count > MAX_COPIES as f64 {
+            return Err(self.err(t["count"].span(), &format!("{path}.count"), format!("expected an integer from 0 to {MAX_COPIES}")));
+        }
+        let count = count as usize;
+        let mut sets = vec![];
+        for (k, val) in t {
+            let key: &str = k.get_ref();
+            match key {
+                "template" | "count" => {}
+                "set" => {
+                    let st = self.table(val, &format!("{path}.set"))?;
+                    for (pk, pv) in st {
+                        let param: &str = pk.get_ref();
+                        let ppath = format!("{path}.set.{param}");
+                        let (r, field) = templates[template].model.resolve(param).map_err(|e| self.err(pk.span(), &ppath, e.to_string()))?;
+                        if matches!(r, ParamRef::Global(_)) {
+                            return Err(self.err(pk.span(), &ppath, "a global is not a copy's: set it in [run]"));
+                        }
+                        let value = self.per_item(pv, &ppath, &["i", "n"], Some(count), field.allowed)?;
+                        sets.push(PerCopySet { path: ppath, line: self.line(pv.span()), param: r, field, value });
+                    }
+                }
+                _ => return Err(self.unknown_key(k, &format!("{path}.{key}"), &["template", "count", "set"])),
+            }
+        }
+        Ok(Population { name: name.to_string(), template, count, sets, line: self.line(v.span()) })
+    }
+
+    /// `[connect.NAME]`: NetCons from a set of sources to a set of targets by a rule.
+    fn connect(&mut self, name: &str, v: &Val<'t>) -> Result<Connect> {
+        let t = self.table(v, name)?;
+        let path = format!("connect.{name}");
+        for req in ["source", "target", "rule"] {
+            if !t.contains_key(req) {
+                return Err(self.err(v.span(), &path, format!("missing key `{req}`")));
+            }
+        }
+        let sel = |key: &str| -> Result<Selector> {
+            let val = &t[key];
+            let kpath = format!("{path}.{key}");
+            let text = self.string(val, &kpath, "POPULATION[*].NAME, POPULATION[a:b].NAME or an object's name")?;
+            Selector::parse(text).map_err(|msg| self.err(val.span(), &kpath, msg))
+        };
+        let (source, target) = (sel("source")?, sel("target")?);
+        let rv = &t["rule"];
+        let rule_name = self.string(rv, &format!("{path}.rule"), RULES)?;
+        let mut c = Connect {
+            name: name.to_string(),
+            source,
+            target,
+            rule: Rule::AllToAll,
+            autapses: false,
+            delay: PerItem::Const(NETCON_FIELDS[NC_DELAY].default),
+            weight: PerItem::Const(NETCON_FIELDS[NC_WEIGHT].default),
+            line: self.line(v.span()),
+        };
+        let (mut prob, mut seed, mut pairs) = (None, None, None);
+        for (k, val) in t {
+            let key: &str = k.get_ref();
+            let kpath = format!("{path}.{key}");
+            match key {
+                "source" | "target" | "rule" => {}
+                "p" => prob = Some((self.number(val, &kpath, Allowed::UnitInterval)?, val.span())),
+                "seed" => {
+                    let x = self.number(val, &kpath, Allowed::NonNegative)?;
+                    if x.fract() != 0.0 || x > 9007199254740992.0 {
+                        return Err(self.err(val.span(), &kpath, "expected an integer from 0 to 2^53"));
+                    }
+                    seed = Some(x as u64);
+                }
+                "pairs" => {
+                    let arr = val.get_ref().as_array().ok_or_else(|| self.err(val.span(), &kpath, "expected a list of [i, j] pairs"))?;
+                    let mut list = Vec::with_capacity(arr.len());
+                    for item in arr.iter() {
+                        let pair = item.get_ref().as_array().filter(|a| a.len() == 2).ok_or_else(|| self.err(item.span(), &kpath, "expected [i, j]: a source and a target index"))?;
+                        let ix = |x: &Val<'t>| -> Result<usize> {
+                            let n = self.number(x, &kpath, Allowed::NonNegative)?;
+                            if n.fract() != 0.0 {
+                                return Err(self.err(x.span(), &kpath, format!("an index is an integer, found {n}")));
+                            }
+                            Ok(n as usize)
+                        };
+                        list.push((ix(&pair[0])?, ix(&pair[1])?));
+                    }
+                    pairs = Some(list);
+                }
+                "autapses" => {
+                    c.autapses = val.get_ref().as_bool().ok_or_else(|| self.err(val.span(), &kpath, "expected true or false"))?;
+                }
+                "delay" => c.delay = self.per_item(val, &kpath, &["i", "j"], None, Allowed::NonNegative)?,
+                "weight" => c.weight = self.per_item(val, &kpath, &["i", "j"], None, Allowed::Any)?,
+                _ => {
+                    return Err(self.unknown_key(
+                        k,
+                        &kpath,
+                        &["source", "target", "rule", "p", "seed", "pairs", "autapses", "delay", "weight"],
+                    ))
+                }
+            }
+        }
+        let rpath = format!("{path}.rule");
+        let need = |what: &str| self.err(rv.span(), &rpath, format!("rule `{rule_name}` needs `{what}`"));
+        c.rule = match rule_name {
+            "all_to_all" => Rule::AllToAll,
+            "one_to_one" => Rule::OneToOne,
+            "probability" => {
+                let (p, _) = prob.ok_or_else(|| need("p"))?;
+                Rule::Probability { p, seed: seed.ok_or_else(|| need("seed"))? }
+            }
+            "pairs" => Rule::Pairs(pairs.ok_or_else(|| need("pairs"))?),
+            other => return Err(self.err(rv.span(), &rpath, format!("unknown rule `{other}`; rules: {RULES}"))),
+        };
+        Ok(c)
+    }
+
     fn line_of(&self, key: &str) -> usize {
         self.lines.get(key).copied().unwrap_or(1)
     }
 
     /// Names, connections and recordings refer to things that exist and fit together.
     fn check_references(&self, m: &mut Model) -> Result<()> {
-        let mut seen: HashMap<&str, &str> = HashMap::new();
+        let mut seen: HashMap<&str, &str, FastHash> = HashMap::with_capacity_and_hasher(m.sections.len() + m.points.len() + m.cells.len() + m.netcons.len(), FastHash::default());
         let kinds = m.sections.iter().map(|s| (s.name.as_str(), "section"))
             .chain(m.points.iter().map(|s| (s.name.as_str(), "point")))
             .chain(m.cells.iter().map(|s| (s.name.as_str(), "cell")))
             .chain(m.netcons.iter().map(|s| (s.name.as_str(), "netcon")));
         for (name, kind) in kinds {
-            let path = format!("{kind}.{name}");
-            if GLOBAL_FIELDS.iter().any(|g| g.0 == name) {
+            let path = self.path(&format!("{kind}.{name}"));
+            if GLOBAL_FIELDS.iter().any(|g| g.name == name) {
                 return Err(self.err_at_line(self.line_of(&path), &path, format!("`{name}` is a global parameter name; choose another name")));
             }
             if let Some(first) = seen.insert(name, kind) {
@@ -465,7 +640,7 @@ impl<'t> Parser<'t> {
         // Parents exist and form a tree.
         for s in &m.sections {
             let Some(p) = &s.parent else { continue };
-            let path = format!("section.{}.parent", s.name);
+            let path = self.path(&format!("section.{}.parent", s.name));
             let line = self.line_of(&path);
             let Some(pi) = m.section_index(&p.section) else {
                 return Err(self.err_at_line(line, &path, format!("no section named `{}`", p.section)));
@@ -482,23 +657,24 @@ impl<'t> Parser<'t> {
             }
         }
         for p in &m.points {
-            let path = format!("point.{}.at", p.name);
-            if !m.sections.iter().any(|s| s.name == p.at.section) {
+            if m.section_index(&p.at.section).is_none() {
+                let path = self.path(&format!("point.{}.at", p.name));
                 return Err(self.err_at_line(self.line_of(&path), &path, format!("no section named `{}`", p.at.section)));
             }
         }
         for n in &m.netcons {
-            let src_path = format!("netcon.{}.source", n.name);
+            let src_path = self.path(&format!("netcon.{}.source", n.name));
             match m.object(&n.source) {
                 Some(Object::Section(_)) | Some(Object::Cell(_)) => {}
                 _ => {
                     return Err(self.err_at_line(self.line_of(&src_path), &src_path, format!("`{}` is not a section or an artificial cell", n.source)))
                 }
             }
-            let tgt_path = format!("netcon.{}.target", n.name);
+            let tgt_path = self.path(&format!("netcon.{}.target", n.name));
             match m.object(&n.target) {
-                Some(Object::Point(pi)) if matches!(m.points[pi].kind, PointKind::IClamp { .. }) => {
-                    return Err(self.err_at_line(self.line_of(&tgt_path), &tgt_path, format!("`{}` is an IClamp, which receives no events; targets are ExpSyn, Exp2Syn, NetStim or VecStim", n.target)))
+                Some(Object::Point(pi)) if !m.points[pi].mech.def().receives => {
+                    let targets: Vec<&str> = mech::MECHANISMS.iter().filter(|d| d.receives).map(|d| d.name).collect();
+                    return Err(self.err_at_line(self.line_of(&tgt_path), &tgt_path, format!("`{}` is an {}, which receives no events; targets are {}", n.target, m.points[pi].mech.def().name, targets.join(", "))))
                 }
                 Some(Object::Point(_)) | Some(Object::Cell(_)) => {}
                 _ => {
@@ -509,8 +685,9 @@ impl<'t> Parser<'t> {
         // NetCon thresholds set their source's detector; two different values conflict.
         let mut by_source: HashMap<String, (f64, String)> = HashMap::new();
         for (nc, x, line) in &self.thresholds {
-            let path = format!("netcon.{nc}.threshold");
-            let source = &m.netcons.iter().find(|n| &n.name == nc).expect("parsed netcon").source;
+            let path = self.path(&format!("netcon.{nc}.threshold"));
+            let Some(Object::NetCon(n)) = m.object(nc) else { unreachable!("a parsed netcon") };
+            let source = &m.netcons[n].source;
             let Some(Object::Section(si)) = m.object(source) else {
                 return Err(self.err_at_line(*line, &path, "only a section source has a threshold (an artificial cell fires by itself)"));
             };
@@ -530,7 +707,19 @@ impl<'t> Parser<'t> {
     }
 }
 
-fn is_identifier(s: &str) -> bool {
+/// An identifier, or identifiers each with an optional `[index]`, joined by dots: the names
+/// population copies get (`p[3].soma`).
+pub fn is_object_name(s: &str) -> bool {
+    s.split('.').all(|part| match part.split_once('[') {
+        None => is_identifier(part),
+        Some((head, rest)) => {
+            is_identifier(head)
+                && rest.strip_suffix(']').is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        }
+    })
+}
+
+pub fn is_identifier(s: &str) -> bool {
     let mut c = s.chars();
     c.next().is_some_and(|f| f.is_ascii_alphabetic()) && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
 }
@@ -539,7 +728,7 @@ fn is_identifier(s: &str) -> bool {
 pub fn parse_loc(text: &str) -> Option<Loc> {
     let (sec, rest) = text.trim().split_once('(')?;
     let x: f64 = rest.strip_suffix(')')?.trim().parse().ok()?;
-    if !is_identifier(sec.trim()) || !(0.0..=1.0).contains(&x) {
+    if !is_object_name(sec.trim()) || !(0.0..=1.0).contains(&x) {
         return None;
     }
     Some(Loc { section: sec.trim().to_string(), x })

@@ -3,50 +3,23 @@
 //! file can name a bad signal with its line) and against a `Sim`'s arrays in `sim`.
 
 use crate::error::{Error, Result};
-use crate::model::{Model, Object, PointKind};
+use crate::mech::{MechId, MechKind, MECHANISMS};
+use crate::model::{Model, Object};
 
-/// A variable that lives on a node of a section.
+/// A variable that lives on a node of a section: v, or a variable of an inserted mechanism
+/// (the index in its `vars`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeVar {
     V,
-    MHh,
-    HHh,
-    NHh,
-    Ina,
-    Ik,
-    IlHh,
-    GnaHh,
-    GkHh,
-    IPas,
-}
-
-const NODE_VARS: &[(&str, NodeVar)] = &[
-    ("v", NodeVar::V),
-    ("m_hh", NodeVar::MHh),
-    ("h_hh", NodeVar::HHh),
-    ("n_hh", NodeVar::NHh),
-    ("ina", NodeVar::Ina),
-    ("ik", NodeVar::Ik),
-    ("il_hh", NodeVar::IlHh),
-    ("gna_hh", NodeVar::GnaHh),
-    ("gk_hh", NodeVar::GkHh),
-    ("i_pas", NodeVar::IPas),
-];
-
-/// A variable of a point process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PointVar {
-    G,
-    I,
-    A,
-    B,
+    Mech { mech: MechId, var: usize },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum SignalSpec {
     /// `x` is where on the section (0.5 when the name has no location).
     Node { section: usize, x: f64, var: NodeVar },
-    Point { point: usize, var: PointVar },
+    /// A variable of a point process (the index in its mechanism's `vars`).
+    Point { point: usize, var: usize },
 }
 
 /// Resolves a signal name against a model.
@@ -66,46 +39,37 @@ pub fn resolve(m: &Model, name: &str) -> Result<SignalSpec> {
     match m.object(&obj_name) {
         Some(Object::Section(si)) => {
             let s = &m.sections[si];
-            let &(_, nv) = NODE_VARS.iter().find(|(n, _)| *n == var).ok_or_else(|| {
-                unknown(format!(
-                    "section variables are {}",
-                    NODE_VARS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
-                ))
-            })?;
-            let needs = match nv {
-                NodeVar::V => None,
-                NodeVar::IPas => Some(("pas", s.pas.is_some())),
-                _ => Some(("hh", s.hh.is_some())),
-            };
             let x = x.unwrap_or(0.5);
-            if let Some((mech, present)) = needs {
-                if !present {
-                    return Err(unknown(format!("section `{obj_name}` has no {mech} (insert it)")));
-                }
-                if x <= 0.0 || x >= 1.0 {
-                    return Err(unknown(format!("{mech} lives inside the section: use 0 < x < 1")));
-                }
+            if var == "v" {
+                return Ok(SignalSpec::Node { section: si, x, var: NodeVar::V });
             }
-            Ok(SignalSpec::Node { section: si, x, var: nv })
+            let found = s.mechs.iter().find_map(|ins| {
+                let def = ins.mech.def();
+                def.vars.iter().position(|v| *v == var).map(|i| (ins.mech, i))
+            });
+            let Some((mech, i)) = found else {
+                let owner = MECHANISMS.iter().find(|d| d.kind == MechKind::Density && d.vars.contains(&var));
+                return Err(unknown(match owner {
+                    Some(d) => format!("section `{obj_name}` has no {} (insert it)", d.name),
+                    None => format!("section variables are {}", section_vars(m, si).join(", ")),
+                }));
+            };
+            if x <= 0.0 || x >= 1.0 {
+                return Err(unknown(format!("{} lives inside the section: use 0 < x < 1", mech.def().name)));
+            }
+            Ok(SignalSpec::Node { section: si, x, var: NodeVar::Mech { mech, var: i } })
         }
         Some(Object::Point(pi)) => {
             if x.is_some() {
                 return Err(unknown(format!("`{obj_name}` is a point process: name it without (x)")));
             }
-            let kind = &m.points[pi].kind;
-            let (vars, allowed): (&[(&str, PointVar)], &str) = match kind {
-                PointKind::ExpSyn { .. } => (&[("g", PointVar::G), ("i", PointVar::I)], "g, i"),
-                PointKind::Exp2Syn { .. } => (
-                    &[("g", PointVar::G), ("i", PointVar::I), ("A", PointVar::A), ("B", PointVar::B)],
-                    "g, i, A, B",
-                ),
-                PointKind::IClamp { .. } => (&[("i", PointVar::I)], "i"),
-            };
-            let &(_, pv) = vars
+            let def = m.points[pi].mech.def();
+            let i = def
+                .vars
                 .iter()
-                .find(|(n, _)| *n == var)
-                .ok_or_else(|| unknown(format!("{} `{obj_name}` has {allowed}", kind.type_name())))?;
-            Ok(SignalSpec::Point { point: pi, var: pv })
+                .position(|v| *v == var)
+                .ok_or_else(|| unknown(format!("{} `{obj_name}` has {}", def.name, def.vars.join(", "))))?;
+            Ok(SignalSpec::Point { point: pi, var: i })
         }
         Some(Object::Cell(_)) | Some(Object::NetCon(_)) => Err(unknown(format!(
             "`{obj_name}` has no recordable variables (its spikes are in spikes.csv)"
@@ -114,28 +78,20 @@ pub fn resolve(m: &Model, name: &str) -> Result<SignalSpec> {
     }
 }
 
+/// The variables of a section: v, then its mechanisms' in insertion order.
+fn section_vars(m: &Model, si: usize) -> Vec<&'static str> {
+    let mechs = m.sections[si].mechs.iter().flat_map(|ins| ins.mech.def().vars.iter().copied());
+    std::iter::once("v").chain(mechs).collect()
+}
+
 /// Every recordable signal of a model, by its plain name (sections at their middle).
 pub fn names(m: &Model) -> Vec<String> {
     let mut out = vec![];
-    for s in &m.sections {
-        for (var, nv) in NODE_VARS {
-            let present = match nv {
-                NodeVar::V => true,
-                NodeVar::IPas => s.pas.is_some(),
-                _ => s.hh.is_some(),
-            };
-            if present {
-                out.push(format!("{}.{var}", s.name));
-            }
-        }
+    for (si, s) in m.sections.iter().enumerate() {
+        out.extend(section_vars(m, si).iter().map(|var| format!("{}.{var}", s.name)));
     }
     for p in &m.points {
-        let vars: &[&str] = match p.kind {
-            PointKind::ExpSyn { .. } => &["g", "i"],
-            PointKind::Exp2Syn { .. } => &["g", "i", "A", "B"],
-            PointKind::IClamp { .. } => &["i"],
-        };
-        out.extend(vars.iter().map(|v| format!("{}.{v}", p.name)));
+        out.extend(p.mech.def().vars.iter().map(|v| format!("{}.{v}", p.name)));
     }
     out
 }

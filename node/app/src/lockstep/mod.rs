@@ -726,13 +726,14 @@ mod fuzz {
         model.set("soma.threshold", 0.0).unwrap();
         let sim = spikebus_engine::Sim::new(model).unwrap();
         let opts = RunOptions {
-            out_dir: dir.to_path_buf(),
+            out_dir: Some(dir.to_path_buf()),
             progress: false,
             pub_every: 1,
             pub_batch: 1,
             pub_signals: None,
             sets: vec![],
             max_output: u64::MAX,
+            format: crate::traces::TraceFormat::Csv,
         };
         Session::new(sim, &opts).unwrap()
     }

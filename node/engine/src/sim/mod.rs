@@ -30,53 +30,34 @@
 //! Samples are taken through a callback exactly where NEURON records. No allocation happens
 //! per step once the queue and the spike buffer have grown to their working size.
 
-mod artcell;
-pub mod hh;
-mod mech;
-mod queue;
+pub mod cells;
+pub mod kernels;
+mod pool;
+pub(crate) mod queue;
 pub mod random123;
-mod tree;
 
 use std::ops::Range;
 
 use crate::error::{Error, Result};
-use crate::model::{CellKind, Model, Object, ParamRef, PointKind};
-use crate::signal::{self, NodeVar, PointVar, SignalSpec};
-use artcell::{NetStim, VecStim};
-use hh::RateTable;
-use mech::{Exp2Syn, ExpSyn, Hh, IClamp, Pas};
+use crate::mech::{hh, netstim::NetStim, vecstim::VecStim, Rates};
+use crate::model::{self, Model, Object, ParamRef};
+use crate::signal::{self, NodeVar, SignalSpec};
+use cells::Cells;
+pub use kernels::Kernels;
+use kernels::Work;
 pub use queue::{Event, EventKind};
 use queue::EventQueue;
-use tree::Tree;
 
 /// NEURON's offset of a detected spike past the step time (PreSyn::check, teps).
 const THRESHOLD_TEPS: f64 = 1e-10;
 
-/// Something that receives events (has a NET_RECEIVE block), by its slot in the type's arrays.
+/// Something that receives events (has a NET_RECEIVE block).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
-    ExpSyn(u32),
-    Exp2Syn(u32),
+    /// A point process: its tile, block and entry.
+    Point { tile: u32, block: u16, at: u32 },
     NetStim(u32),
     VecStim(u32),
-}
-
-/// Where a model point process lives in its type's arrays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PointSlot {
-    ExpSyn(usize),
-    Exp2Syn(usize),
-    IClamp(usize),
-}
-
-impl PointSlot {
-    fn target(self) -> Option<Target> {
-        match self {
-            PointSlot::ExpSyn(k) => Some(Target::ExpSyn(k as u32)),
-            PointSlot::Exp2Syn(k) => Some(Target::Exp2Syn(k as u32)),
-            PointSlot::IClamp(_) => None,
-        }
-    }
 }
 
 /// A spike: its source (sections first, then artificial cells; see `Sim::source_name`) and time.
@@ -89,12 +70,10 @@ pub struct Spike {
 /// A resolved signal: where its value lives, for fast repeated reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignalRef {
-    V(usize),
-    Hh(NodeVar, usize),
-    Pas(usize),
-    ExpSyn(PointVar, usize),
-    Exp2Syn(PointVar, usize),
-    IClamp(usize),
+    /// v of a node: its tile and index in the tile's node arrays.
+    V { tile: u32, idx: u32 },
+    /// Variable `var` of entry `at` of a tile's block.
+    Var { tile: u32, block: u16, var: u16, at: u32 },
 }
 
 /// What `advance` pauses at besides step boundaries and `at` times: the callbacks a NEURON
@@ -250,31 +229,31 @@ struct NetCons {
     source_range: Vec<Range<usize>>,
 }
 
+/// Where the spike detector of each section is (its threshold and flags live in its tile).
+#[derive(Debug, Clone, Default)]
+struct Detectors {
+    tile: Vec<u32>,
+    /// The detector's entry in its tile's detector arrays.
+    x: Vec<u32>,
+    /// v of the detector's node: its index in the tile's node arrays.
+    idx: Vec<u32>,
+    /// Sections whose detector fired in the current step's check, ascending.
+    fired: Vec<u32>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Sim {
     model: Model,
-    tree: Tree,
-    pas: Pas,
-    hh: Hh,
-    iclamp: IClamp,
-    expsyn: ExpSyn,
-    exp2syn: Exp2Syn,
+    cells: Cells,
     netstim: NetStim,
     vecstim: VecStim,
-    /// Per section, its instances in `hh` and `pas`.
-    sec_hh: Vec<Range<usize>>,
-    sec_pas: Vec<Range<usize>>,
-    /// Per model point process / artificial cell, its slot.
-    point_slot: Vec<PointSlot>,
+    /// Per artificial cell of the model, its slot.
     cell_slot: Vec<Target>,
-    det_node: Vec<usize>,
-    det_thresh: Vec<f64>,
-    det_flag: Vec<bool>,
+    det: Detectors,
     nets: NetCons,
     queue: EventQueue,
     spikes: Vec<Spike>,
-    table: RateTable,
-    q10: f64,
+    rates: Rates,
     t: f64,
     step: u64,
     geometry_dirty: bool,
@@ -304,72 +283,58 @@ pub struct Sim {
     delivered: u64,
     /// Raised from outside (a signal handler) to stop a long delivery.
     interrupt: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    kernels: Kernels,
+    threads: Threads,
 }
+
+/// The threads that run the step kernels (one: the caller alone).
+struct Threads {
+    n: usize,
+    /// Each thread's tiles.
+    shares: Vec<Range<usize>>,
+    /// Started at the first step that uses it.
+    pool: Option<pool::Pool>,
+}
+
+impl Clone for Threads {
+    /// A copy has its own threads, started when it first steps.
+    fn clone(&self) -> Self {
+        Threads { n: self.n, shares: self.shares.clone(), pool: None }
+    }
+}
+
+impl std::fmt::Debug for Threads {
+    /// Nothing: the state (`Sim::state_hash`) does not depend on the thread count.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Threads")
+    }
+}
+
+/// The most threads a simulation takes.
+pub const MAX_THREADS: usize = 256;
 
 impl Sim {
     /// Builds a simulation of `model`; `advance` (or `initialize`, then `step`) runs it.
     pub fn new(model: Model) -> Result<Sim> {
+        Sim::with_threads(model, 1)
+    }
+
+    /// A simulation whose steps run on `threads` threads (1 to `MAX_THREADS`): the results
+    /// are the same for every thread count.
+    pub fn with_threads(model: Model, threads: usize) -> Result<Sim> {
+        if !(1..=MAX_THREADS).contains(&threads) {
+            return Err(Error::InvalidValue {
+                name: "threads".into(),
+                value: threads as f64,
+                allowed: format!("an integer from 1 to {MAX_THREADS}"),
+            });
+        }
         for name in &model.record {
             signal::resolve(&model, name)?;
         }
-        let tree = Tree::layout(&model);
+        let cells = Cells::build(&model, threads);
+        let shares = pool::shares(&cells.tiles, threads);
         let nsec = model.sections.len();
-
-        let mut pas = Pas::default();
-        let mut hh = Hh::default();
-        // Density mechanisms, in node order (sections are laid out contiguously).
-        let mut by_first: Vec<usize> = (0..nsec).collect();
-        by_first.sort_by_key(|&s| tree.sections[s].first);
-        let mut sec_hh = vec![0..0; nsec];
-        let mut sec_pas = vec![0..0; nsec];
-        for &s in &by_first {
-            let lay = tree.sections[s];
-            let spec = &model.sections[s];
-            if spec.hh.is_some() {
-                let start = hh.node.len();
-                (lay.first..lay.first + lay.nseg).for_each(|nd| hh.push(nd));
-                sec_hh[s] = start..hh.node.len();
-            }
-            if spec.pas.is_some() {
-                let start = pas.node.len();
-                (lay.first..lay.first + lay.nseg).for_each(|nd| pas.push(nd));
-                sec_pas[s] = start..pas.node.len();
-            }
-        }
-
-        // Point processes: per type, by node, newest first on a shared node (NEURON prepends
-        // new properties to a node's list).
-        let point_node: Vec<usize> = model
-            .points
-            .iter()
-            .map(|p| {
-                let s = model.section_index(&p.at.section).expect("checked section");
-                tree.sections[s].node_at(p.at.x)
-            })
-            .collect();
-        let mut order: Vec<usize> = (0..model.points.len()).collect();
-        order.sort_by_key(|&i| (point_node[i], std::cmp::Reverse(i)));
-        let mut iclamp = IClamp::default();
-        let mut expsyn = ExpSyn::default();
-        let mut exp2syn = Exp2Syn::default();
-        let mut point_slot = vec![PointSlot::IClamp(0); model.points.len()];
-        for &i in &order {
-            let nd = point_node[i];
-            point_slot[i] = match model.points[i].kind {
-                PointKind::IClamp { .. } => {
-                    iclamp.push(nd);
-                    PointSlot::IClamp(iclamp.node.len() - 1)
-                }
-                PointKind::ExpSyn { .. } => {
-                    expsyn.push(nd);
-                    PointSlot::ExpSyn(expsyn.node.len() - 1)
-                }
-                PointKind::Exp2Syn { .. } => {
-                    exp2syn.push(nd);
-                    PointSlot::Exp2Syn(exp2syn.node.len() - 1)
-                }
-            };
-        }
 
         let mut netstim = NetStim::default();
         let mut vecstim = VecStim::default();
@@ -377,19 +342,25 @@ impl Sim {
             .cells
             .iter()
             .enumerate()
-            .map(|(ci, c)| match &c.kind {
-                CellKind::NetStim { .. } => {
+            .map(|(ci, c)| match c.mech.def().name {
+                "NetStim" => {
                     netstim.push(ci as u32);
                     Target::NetStim(netstim.cell.len() as u32 - 1)
                 }
-                CellKind::VecStim { times } => {
-                    vecstim.push(ci as u32, times.clone());
+                _ => {
+                    vecstim.push(ci as u32, c.times.clone());
                     Target::VecStim(vecstim.cell.len() as u32 - 1)
                 }
             })
             .collect();
 
-        let det_node: Vec<usize> = tree.sections.iter().map(|l| l.segment_node(0.5)).collect();
+        let mut det = Detectors::default();
+        for at in &cells.sec_at {
+            let tile = &cells.tiles[at.tile as usize];
+            det.tile.push(at.tile);
+            det.x.push(at.local * tile.lanes as u32 + at.lane);
+            det.idx.push(tile.det_index(at.local as usize, at.lane as usize) as u32);
+        }
 
         let nsrc = nsec + model.cells.len();
         let source_of = |name: &str| match model.object(name) {
@@ -402,7 +373,7 @@ impl Sim {
         for (i, n) in model.netcons.iter().enumerate() {
             per_source[source_of(&n.source)].push(i as u32);
             nets.target.push(match model.object(&n.target) {
-                Some(Object::Point(p)) => point_slot[p].target().expect("checked: not an IClamp"),
+                Some(Object::Point(p)) => point_target(&cells, p),
                 Some(Object::Cell(c)) => cell_slot[c],
                 _ => unreachable!("checked target"),
             });
@@ -416,26 +387,15 @@ impl Sim {
         }
 
         let mut sim = Sim {
-            tree,
-            pas,
-            hh,
-            iclamp,
-            expsyn,
-            exp2syn,
+            cells,
             netstim,
             vecstim,
-            sec_hh,
-            sec_pas,
-            point_slot,
             cell_slot,
-            det_flag: vec![false; det_node.len()],
-            det_thresh: vec![0.0; det_node.len()],
-            det_node,
+            det,
             nets,
             queue: EventQueue::default(),
             spikes: Vec::with_capacity(1024),
-            table: RateTable::default(),
-            q10: 1.0,
+            rates: Rates { q10: 1.0, ..Rates::default() },
             t: 0.0,
             step: 0,
             geometry_dirty: true,
@@ -454,6 +414,8 @@ impl Sim {
             limits: Limits::default(),
             delivered: 0,
             interrupt: None,
+            kernels: Kernels::best(),
+            threads: Threads { n: threads, shares, pool: None },
             model,
         };
         sim.refresh_all();
@@ -483,8 +445,8 @@ impl Sim {
 
     /// Everything `set` checks, without changing anything.
     pub fn check_set(&self, name: &str, value: f64) -> Result<ParamRef> {
-        let (_, _, _, runtime) = self.model.resolve(name)?;
-        if !runtime {
+        let (_, field) = self.model.resolve(name)?;
+        if !field.runtime {
             return Err(Error::NotWritable {
                 name: name.to_string(),
                 reason: "it changes the model's structure: set it in the model file or with --set".into(),
@@ -501,106 +463,101 @@ impl Sim {
     }
 
     fn refresh_all(&mut self) {
-        self.refresh(ParamRef::Global("celsius"));
+        self.refresh(ParamRef::Global(3));
         for s in 0..self.model.sections.len() {
             self.refresh_section(s);
         }
-        for p in 0..self.model.points.len() {
-            self.refresh(ParamRef::Field(Object::Point(p), ""));
+        for point in 0..self.model.points.len() {
+            for field in 0..self.model.points[point].params.len() {
+                self.refresh_point(point, field);
+            }
         }
-        for c in 0..self.model.cells.len() {
-            self.refresh(ParamRef::Field(Object::Cell(c), ""));
+        for cell in 0..self.model.cells.len() {
+            for field in 0..self.model.cells[cell].params.len() {
+                self.refresh(ParamRef::Cell { cell, field });
+            }
         }
-        for n in 0..self.model.netcons.len() {
-            self.refresh(ParamRef::Field(Object::NetCon(n), ""));
+        for netcon in 0..self.model.netcons.len() {
+            self.refresh(ParamRef::NetCon { netcon, field: model::NC_DELAY });
+            self.refresh(ParamRef::NetCon { netcon, field: model::NC_WEIGHT });
         }
     }
 
-    /// Copies an object's parameters from the model into the arrays the kernels read.
+    /// Copies a parameter from the model into the arrays the kernels read.
     fn refresh(&mut self, r: ParamRef) {
         match r {
             // hh computes q10 at every exact-rate call, so a new celsius acts at once; its
             // tables are rebuilt only where NEURON checks them (`check_tables`).
             ParamRef::Global(_) => {
                 let run = &self.model.run;
-                self.q10 = hh::q10(run.celsius);
+                self.rates.q10 = hh::q10(run.celsius);
+                self.rates.usetable = run.usetable_hh;
                 self.netstim.globalindex = run.random123_globalindex;
             }
-            ParamRef::Field(Object::Section(s), _) => self.refresh_section(s),
-            ParamRef::Field(Object::Point(p), _) => match (self.model.points[p].kind.clone(), self.point_slot[p]) {
-                (PointKind::ExpSyn { tau, e }, PointSlot::ExpSyn(k)) => {
-                    self.expsyn.tau[k] = tau;
-                    self.expsyn.e[k] = e;
-                }
-                (PointKind::Exp2Syn { tau1, tau2, e }, PointSlot::Exp2Syn(k)) => {
-                    self.exp2syn.tau1[k] = tau1;
-                    self.exp2syn.tau2[k] = tau2;
-                    self.exp2syn.e[k] = e;
-                }
-                (PointKind::IClamp { del, dur, amp }, PointSlot::IClamp(k)) => {
-                    self.iclamp.del[k] = del;
-                    self.iclamp.dur[k] = dur;
-                    self.iclamp.amp[k] = amp;
-                }
-                _ => unreachable!("a point's slot matches its kind"),
-            },
-            ParamRef::Field(Object::Cell(c), field) => {
-                if let (CellKind::NetStim { interval, number, start, noise, id1, id2, id3 }, Target::NetStim(k)) =
-                    (&self.model.cells[c].kind, self.cell_slot[c])
-                {
-                    let k = k as usize;
-                    self.netstim.interval[k] = *interval;
-                    self.netstim.number[k] = *number;
-                    self.netstim.start[k] = *start;
-                    self.netstim.noise[k] = *noise;
-                    // `ranvar.set_ids(...)`, only when the ids are what changed: NEURON's
-                    // set_ids leaves the stream's position and computed block alone.
-                    if matches!(field, "" | "id1" | "id2" | "id3") {
-                        self.netstim.ranvar[k].set_ids([*id1 as u32, *id2 as u32, *id3 as u32]);
-                    }
+            ParamRef::Section { section, field } => self.refresh_section_field(section, field),
+            ParamRef::Mech { section, slot, field } => {
+                let at = self.cells.sec_at[section];
+                let ins = &self.model.sections[section].mechs[slot];
+                let tile = &mut self.cells.tiles[at.tile as usize];
+                tile.set_section_param(at.local as usize, at.lane as usize, ins.mech.def(), field, ins.params[field]);
+            }
+            ParamRef::Point { point, field } => self.refresh_point(point, field),
+            ParamRef::Cell { cell, field } => {
+                if let Target::NetStim(k) = self.cell_slot[cell] {
+                    self.netstim.set_param(field, k as usize, self.model.cells[cell].params[field]);
                 }
             }
-            ParamRef::Field(Object::NetCon(n), _) => {
-                let spec = &self.model.netcons[n];
-                self.nets.delay[n] = spec.delay;
-                self.nets.weight[n] = spec.weight;
-                if let Some(Object::Section(s)) = self.model.object(&spec.source) {
-                    self.det_thresh[s] = self.model.sections[s].threshold;
+            ParamRef::NetCon { netcon, field } => match field {
+                model::NC_DELAY => self.nets.delay[netcon] = self.model.netcons[netcon].delay,
+                model::NC_WEIGHT => self.nets.weight[netcon] = self.model.netcons[netcon].weight,
+                _ => {
+                    let s = self.model.netcon_source_section(netcon).expect("resolved: a section source");
+                    self.refresh_section_field(s, model::SEC_THRESHOLD);
                 }
+            },
+        }
+    }
+
+    fn refresh_point(&mut self, point: usize, field: usize) {
+        let at = self.cells.point_at[point];
+        let value = self.model.points[point].params[field];
+        self.cells.tiles[at.tile as usize].blocks[at.block as usize].set_param(field, at.at as usize, value);
+    }
+
+    fn refresh_section(&mut self, s: usize) {
+        for field in [model::SEC_CM, model::SEC_THRESHOLD, model::SEC_L] {
+            self.refresh_section_field(s, field);
+        }
+        for slot in 0..self.model.sections[s].mechs.len() {
+            for field in 0..self.model.sections[s].mechs[slot].params.len() {
+                self.refresh(ParamRef::Mech { section: s, slot, field });
             }
         }
     }
 
-    fn refresh_section(&mut self, s: usize) {
+    fn refresh_section_field(&mut self, s: usize, field: usize) {
         let spec = &self.model.sections[s];
-        self.det_thresh[s] = spec.threshold;
-        if let Some(p) = &spec.hh {
-            for k in self.sec_hh[s].clone() {
-                self.hh.gnabar[k] = p.gnabar;
-                self.hh.gkbar[k] = p.gkbar;
-                self.hh.gl[k] = p.gl;
-                self.hh.el[k] = p.el;
-                self.hh.ena[k] = p.ena;
-                self.hh.ek[k] = p.ek;
+        match field {
+            model::SEC_THRESHOLD => {
+                let at = self.cells.sec_at[s];
+                self.cells.tiles[at.tile as usize].set_threshold(at.local as usize, at.lane as usize, spec.threshold);
             }
-        }
-        if let Some(p) = &spec.pas {
-            for k in self.sec_pas[s].clone() {
-                self.pas.g[k] = p.g;
-                self.pas.e[k] = p.e;
+            // cm is read by every step's matrix at once.
+            model::SEC_CM => {
+                let at = self.cells.sec_at[s];
+                self.cells.tiles[at.tile as usize].set_cm(at.local as usize, at.lane as usize, spec.cm);
             }
+            // L, diam and Ra change the geometry, which NEURON recomputes (recalc_diam) only
+            // when the next step or initialization begins.
+            _ => self.geometry_dirty = true,
         }
-        // cm is read by every step's matrix at once; L, diam and Ra change the geometry, which
-        // NEURON recomputes (recalc_diam) only when the next step or initialization begins.
-        self.tree.refresh_cm(s, spec.cm);
-        self.geometry_dirty = true;
     }
 
     /// nocmodl's `_check_rates` through `nrn_thread_table_check`: at initialization and when
     /// a step begins, never inside one.
     fn check_tables(&mut self) {
         if self.model.run.usetable_hh {
-            self.table.check(self.model.run.celsius);
+            self.rates.table.check(self.model.run.celsius);
         }
     }
 
@@ -608,16 +565,8 @@ impl Sim {
         if !self.geometry_dirty {
             return;
         }
-        self.tree.geometry(&self.model.sections);
-        let area = &self.tree.area;
-        for (mf, &nd) in self.iclamp.mfact.iter_mut().zip(&self.iclamp.node) {
-            *mf = 1.0e2 / area[nd];
-        }
-        for (mf, &nd) in self.expsyn.mfact.iter_mut().zip(&self.expsyn.node) {
-            *mf = 1.0e2 / area[nd];
-        }
-        for (mf, &nd) in self.exp2syn.mfact.iter_mut().zip(&self.exp2syn.node) {
-            *mf = 1.0e2 / area[nd];
+        for tile in &mut self.cells.tiles {
+            tile.geometry(&self.model.sections);
         }
         self.geometry_dirty = false;
     }
@@ -724,7 +673,8 @@ impl Sim {
                     self.t = self.tsav;
                     match w {
                         Window::Init => {
-                            self.currents();
+                            let t = self.t;
+                            self.cells.tiles.iter_mut().for_each(|tile| tile.currents::<0>(t));
                             sample(self);
                             self.open_window(Window::InitRecord, self.t);
                         }
@@ -732,15 +682,17 @@ impl Sim {
                         Window::StepStart => {
                             let dt = self.dt_step;
                             self.t += 0.5 * dt;
-                            self.currents();
-                            self.tree.solve_and_update();
-                            self.t += 0.5 * dt;
-                            self.phase = Phase::ScatterGather;
                             let every = self.stops.scatter_gather;
-                            if every > 0 && self.step.is_multiple_of(every) {
+                            let pause_sg = every > 0 && self.step.is_multiple_of(every);
+                            // Without a pause inside the step, each tile's whole step at once.
+                            self.run_kernels(Work::Step { t: self.t, dt, states: !pause_sg });
+                            self.t += 0.5 * dt;
+                            if pause_sg {
+                                self.phase = Phase::ScatterGather;
                                 self.now = self.hoc_t;
                                 return Pause::ScatterGather;
                             }
+                            self.end_step(sample);
                         }
                         Window::StepEnd => return self.arrive_at_boundary(false),
                     }
@@ -759,17 +711,34 @@ impl Sim {
                     self.open_window(Window::StepStart, self.t + 0.5 * self.dt_step);
                 }
                 Phase::ScatterGather => {
-                    let dt = self.dt_step;
-                    self.expsyn.state(dt);
-                    self.exp2syn.state(dt);
-                    let table = self.model.run.usetable_hh.then_some(&self.table);
-                    self.hh.state(&self.tree, dt, table, self.q10);
-                    self.step += 1;
-                    sample(self);
-                    self.open_window(Window::StepEnd, self.t);
+                    self.run_kernels(Work::States { dt: self.dt_step });
+                    self.end_step(sample);
                 }
             }
         }
+    }
+
+    /// Runs the step kernels over every tile, on the simulation's threads.
+    fn run_kernels(&mut self, work: Work) {
+        let th = &mut self.threads;
+        if th.n > 1 && self.cells.tiles.len() > 1 {
+            let pool = th.pool.get_or_insert_with(|| pool::Pool::new(th.n));
+            pool.run(&mut self.cells.tiles, &th.shares, work, &self.rates, self.kernels);
+        } else {
+            kernels::dispatch(self.kernels, &mut self.cells.tiles, work, &self.rates);
+        }
+    }
+
+    /// The threads that run the steps.
+    pub fn threads(&self) -> usize {
+        self.threads.n
+    }
+
+    /// After the states: the step is complete, its sample, then the events due by t_{n+1}.
+    fn end_step(&mut self, sample: &mut impl FnMut(&Sim)) {
+        self.step += 1;
+        sample(self);
+        self.open_window(Window::StepEnd, self.t);
     }
 
     /// Makes the next `advance` initialize again (a second `finitialize`), wherever the run
@@ -837,27 +806,27 @@ impl Sim {
             p.2 = cvode_event_time(p.1, self.dt_step);
             self.queue.push(p.2, EventKind::At(p.0));
         }
-        self.det_flag.iter_mut().for_each(|f| *f = false);
         let v_init = self.v_init;
-        self.tree.v.iter_mut().for_each(|v| *v = v_init);
+        for tile in &mut self.cells.tiles {
+            tile.v.fill(v_init);
+            tile.flag.fill(false);
+            tile.detect::<0>();
+        }
     }
 
     /// The INITIAL blocks, mechanisms then artificial cells.
     fn init_states(&mut self) {
-        self.iclamp.i.iter_mut().for_each(|i| *i = 0.0);
-        self.expsyn.g.iter_mut().for_each(|g| *g = 0.0);
-        for (p, slot) in self.point_slot.iter().enumerate() {
-            if let PointSlot::Exp2Syn(k) = *slot {
-                // NEURON writes an adjusted tau1 back to the parameter; so does the model.
-                let tau1 = self.exp2syn.initial(k);
-                if let PointKind::Exp2Syn { tau1: t1, .. } = &mut self.model.points[p].kind {
-                    *t1 = tau1;
-                }
+        for tile in &mut self.cells.tiles {
+            tile.initial(&self.rates);
+        }
+        // NEURON writes what INITIAL changed in a parameter back (Exp2Syn's tau1); so does
+        // the model.
+        for (p, at) in self.cells.point_at.iter().enumerate() {
+            let spec = &mut self.model.points[p];
+            for &f in spec.mech.def().initial_writes {
+                spec.params[f] = self.cells.tiles[at.tile as usize].blocks[at.block as usize].param(f, at.at as usize);
             }
         }
-        let (usetable, q10) = (self.model.run.usetable_hh, self.q10);
-        let table = &self.table;
-        self.hh.initial(&self.tree, |v| if usetable { table.lookup(v) } else { hh::rates_exact(v, q10) });
         for k in 0..self.netstim.cell.len() {
             self.netstim.initial(k, &mut self.queue);
         }
@@ -876,34 +845,38 @@ impl Sim {
         self.hoc_t = self.t;
     }
 
-    /// The matrix of the step: membrane currents in NEURON's mechanism-type order, then
-    /// capacitance and axial terms.
-    fn currents(&mut self) {
-        self.tree.rhs.fill(0.0);
-        self.tree.d.fill(0.0);
-        self.pas.current(&mut self.tree);
-        self.iclamp.current(&mut self.tree, self.t);
-        self.expsyn.current(&mut self.tree);
-        self.exp2syn.current(&mut self.tree);
-        self.hh.current(&mut self.tree);
-        self.tree.add_cap_and_axial(self.dt_step);
-    }
-
-    /// The threshold detectors from `first` on (NetCvode::check_thresh): a spike at
-    /// t + 1e-10 when v rises above threshold. Stops at a spike of a watched source.
+    /// The threshold detectors from `first` on (NetCvode::check_thresh), in section order: a
+    /// spike at t + 1e-10 when v rises above threshold. Stops at a spike of a watched source.
     fn check_thresholds(&mut self, first: usize) -> Option<Spike> {
-        for s in first..self.det_node.len() {
-            let v = self.tree.v[self.det_node[s]];
-            if v - self.det_thresh[s] > 0.0 {
-                if !self.det_flag[s] {
-                    self.det_flag[s] = true;
+        if first == 0 && !self.stops.on_spike[..self.det.x.len()].contains(&true) {
+            // No callback can run between two detectors: the tiles' crossings (computed with
+            // the step's v and the thresholds in force), fired in section order.
+            let mut fired = std::mem::take(&mut self.det.fired);
+            fired.clear();
+            self.cells.tiles.iter_mut().for_each(|tile| tile.crossings(&mut fired));
+            fired.sort_unstable();
+            for &s in &fired {
+                let spike = self.fire(s as usize, self.t + THRESHOLD_TEPS, AfterFire::Detector);
+                debug_assert!(spike.is_none(), "no source is watched");
+            }
+            self.det.fired = fired;
+            return None;
+        }
+        for s in first..self.det.x.len() {
+            let (tile, x) = (&mut self.cells.tiles[self.det.tile[s] as usize], self.det.x[s] as usize);
+            // The fast path compares `above` with `flag` again.
+            tile.changed = true;
+            let v = tile.v[self.det.idx[s] as usize];
+            if v - tile.thresh[x] > 0.0 {
+                if !tile.flag[x] {
+                    tile.flag[x] = true;
                     if let Some(spike) = self.fire(s, self.t + THRESHOLD_TEPS, AfterFire::Detector) {
                         self.phase = Phase::Thresholds(s + 1);
                         return Some(spike);
                     }
                 }
             } else {
-                self.det_flag[s] = false;
+                tile.flag[x] = false;
             }
         }
         None
@@ -986,6 +959,19 @@ impl Sim {
         self.interrupt = Some(flag);
     }
 
+    /// The instruction set of the step kernels (every one gives the same bits).
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
+    }
+
+    /// Chooses the step kernels; refused (false) if this CPU cannot run them.
+    pub fn set_kernels(&mut self, k: Kernels) -> bool {
+        if k.runs_here() {
+            self.kernels = k;
+        }
+        k.runs_here()
+    }
+
     pub fn limits(&self) -> Limits {
         self.limits
     }
@@ -1016,12 +1002,8 @@ impl Sim {
         let t = self.t;
         let nsec = self.model.sections.len();
         match target {
-            Target::ExpSyn(k) => self.expsyn.g[k as usize] += w,
-            Target::Exp2Syn(k) => {
-                let k = k as usize;
-                let f = self.exp2syn.factor[k];
-                self.exp2syn.a[k] += w * f;
-                self.exp2syn.b[k] += w * f;
+            Target::Point { tile, block, at } => {
+                self.cells.tiles[tile as usize].blocks[block as usize].receive(at as usize, w);
             }
             Target::NetStim(k) => {
                 if self.netstim.receive(k as usize, flag, w, t, &mut self.queue) {
@@ -1108,11 +1090,14 @@ impl Sim {
         };
         let kind = match self.model.object(target) {
             Some(Object::Point(p)) => {
-                let tgt = self.point_slot[p].target().ok_or_else(|| Error::NotATarget {
-                    target: target.into(),
-                    reason: "an IClamp has no NET_RECEIVE".into(),
-                })?;
-                EventKind::External { target: tgt, weight: weight.ok_or_else(need_weight)? }
+                let def = self.model.points[p].mech.def();
+                if !def.receives {
+                    return Err(Error::NotATarget {
+                        target: target.into(),
+                        reason: format!("an {} has no NET_RECEIVE", def.name),
+                    });
+                }
+                EventKind::External { target: point_target(&self.cells, p), weight: weight.ok_or_else(need_weight)? }
             }
             Some(Object::Cell(c)) => EventKind::External { target: self.cell_slot[c], weight: weight.ok_or_else(need_weight)? },
             Some(Object::NetCon(n)) => match weight {
@@ -1152,9 +1137,9 @@ impl Sim {
     /// Names that can receive events: synapses, artificial cells, NetCons.
     pub fn targets(&self) -> Vec<&str> {
         let m = &self.model;
-        let points = m.points.iter().zip(&self.point_slot).filter(|(_, s)| s.target().is_some());
+        let points = m.points.iter().filter(|p| p.mech.def().receives);
         points
-            .map(|(p, _)| p.name.as_str())
+            .map(|p| p.name.as_str())
             .chain(m.cells.iter().map(|c| c.name.as_str()))
             .chain(m.netcons.iter().map(|n| n.name.as_str()))
             .collect()
@@ -1162,7 +1147,11 @@ impl Sim {
 
     /// The index of a spike source by name (as in `Spike::source`).
     pub fn source_index(&self, name: &str) -> Option<usize> {
-        self.source_names().iter().position(|s| *s == name)
+        match self.model.object(name)? {
+            Object::Section(s) => Some(s),
+            Object::Cell(c) => Some(self.model.sections.len() + c),
+            _ => None,
+        }
     }
 
     pub fn pending_events(&self) -> usize {
@@ -1186,28 +1175,23 @@ impl Sim {
     pub fn signal(&self, name: &str) -> Result<SignalRef> {
         Ok(match signal::resolve(&self.model, name)? {
             SignalSpec::Node { section, x, var } => {
-                let lay = self.tree.sections[section];
-                if var == NodeVar::V {
-                    SignalRef::V(lay.node_at(x))
-                } else {
-                    let nd = lay.segment_node(x);
-                    let k = if var == NodeVar::IPas {
-                        self.sec_pas[section].start
-                    } else {
-                        self.sec_hh[section].start
-                    } + (nd - lay.first);
-                    if var == NodeVar::IPas {
-                        SignalRef::Pas(k)
-                    } else {
-                        SignalRef::Hh(var, k)
+                let at = self.cells.sec_at[section];
+                let tile = &self.cells.tiles[at.tile as usize];
+                let (t, j, lanes) = (&tile.template, at.local as usize, tile.lanes as u32);
+                let lay = t.sections[j];
+                match var {
+                    NodeVar::V => SignalRef::V { tile: at.tile, idx: lay.node_at(x) * lanes + at.lane },
+                    NodeVar::Mech { mech, var } => {
+                        let b = t.blocks.iter().position(|(id, _)| *id == mech).expect("inserted: a block");
+                        let i = t.instances(b, j).start as u32 + (lay.segment_node(x) - lay.first);
+                        SignalRef::Var { tile: at.tile, block: b as u16, var: var as u16, at: i * lanes + at.lane }
                     }
                 }
             }
-            SignalSpec::Point { point, var } => match self.point_slot[point] {
-                PointSlot::IClamp(k) => SignalRef::IClamp(k),
-                PointSlot::ExpSyn(k) => SignalRef::ExpSyn(var, k),
-                PointSlot::Exp2Syn(k) => SignalRef::Exp2Syn(var, k),
-            },
+            SignalSpec::Point { point, var } => {
+                let at = self.cells.point_at[point];
+                SignalRef::Var { tile: at.tile, block: at.block, var: var as u16, at: at.at }
+            }
         })
     }
 
@@ -1217,38 +1201,32 @@ impl Sim {
         fnv1a(format!("{self:?}").as_bytes())
     }
 
+    /// Whether a synaptic event (NET_RECEIVE) writes the signal's value.
+    pub fn written_by_events(&self, s: SignalRef) -> bool {
+        match s {
+            SignalRef::V { .. } => false,
+            SignalRef::Var { tile, block, var, .. } => {
+                let t = &self.cells.tiles[tile as usize].template;
+                t.blocks[block as usize].0.def().receive_writes.contains(&usize::from(var))
+            }
+        }
+    }
+
     #[inline]
     pub fn value(&self, s: SignalRef) -> f64 {
         match s {
-            SignalRef::V(nd) => self.tree.v[nd],
-            SignalRef::Hh(var, k) => {
-                let h = &self.hh;
-                match var {
-                    NodeVar::MHh => h.m[k],
-                    NodeVar::HHh => h.h[k],
-                    NodeVar::NHh => h.n[k],
-                    NodeVar::Ina => h.ina[k],
-                    NodeVar::Ik => h.ik[k],
-                    NodeVar::IlHh => h.il[k],
-                    NodeVar::GnaHh => h.gna[k],
-                    NodeVar::GkHh => h.gk[k],
-                    NodeVar::V | NodeVar::IPas => unreachable!("not an hh variable"),
-                }
+            SignalRef::V { tile, idx } => self.cells.tiles[tile as usize].v[idx as usize],
+            SignalRef::Var { tile, block, var, at } => {
+                self.cells.tiles[tile as usize].blocks[block as usize].var(var as usize, at as usize)
             }
-            SignalRef::Pas(k) => self.pas.i[k],
-            SignalRef::ExpSyn(var, k) => match var {
-                PointVar::G => self.expsyn.g[k],
-                _ => self.expsyn.i[k],
-            },
-            SignalRef::Exp2Syn(var, k) => match var {
-                PointVar::G => self.exp2syn.g[k],
-                PointVar::I => self.exp2syn.i[k],
-                PointVar::A => self.exp2syn.a[k],
-                PointVar::B => self.exp2syn.b[k],
-            },
-            SignalRef::IClamp(k) => self.iclamp.i[k],
         }
     }
+}
+
+/// The event target of a model point process that receives events.
+fn point_target(cells: &Cells, p: usize) -> Target {
+    let at = cells.point_at[p];
+    Target::Point { tile: at.tile, block: at.block, at: at.at }
 }
 
 /// FNV-1a, 64 bits.

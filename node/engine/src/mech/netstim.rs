@@ -1,11 +1,40 @@
-//! Artificial cells: NetStim (netstim.mod of NEURON 9.0.2, statement for statement) and
-//! VecStim (the classic vecevent.mod: one spike at each time of a list).
+//! NetStim: NEURON's spike generator (`netstim.mod` of NEURON 9.0.2, statement for statement),
+//! its noise drawn from a Random123 stream (`RANDOM ranvar`).
 //!
-//! They talk to the rest of the simulation through the event queue: their own `net_send`
-//! self-events, and `net_event` (a `fire` callback from `Sim` that queues the NetCon events).
+//! An artificial cell talks to the rest of the simulation through the event queue: its own
+//! `net_send` self-events, and `net_event` (the caller records the spike and queues the NetCon
+//! events between `receive` and `after_event`).
 
-use super::queue::{EventKind, EventQueue};
-use super::random123::Stream;
+use super::{Allowed, Field, MechDef, MechKind};
+use crate::sim::queue::{EventKind, EventQueue};
+use crate::sim::random123::Stream;
+
+pub static DEF: MechDef = MechDef {
+    name: "NetStim",
+    kind: MechKind::Artificial,
+    params: &[
+        Field::new("interval", "ms", 10.0, Allowed::Positive),
+        Field::new("number", "1", 10.0, Allowed::NonNegative),
+        Field::new("start", "ms", 50.0, Allowed::Any),
+        Field::new("noise", "1", 0.0, Allowed::UnitInterval),
+        // The stream's identifiers; the default id3 counts the model's NetStims (see
+        // `model::CellSpec::new`), as NEURON numbers the streams it creates.
+        Field::new("id1", "1", 1.0, Allowed::Uint32),
+        Field::new("id2", "1", 0.0, Allowed::Uint32),
+        Field::new("id3", "1", 1.0, Allowed::Uint32),
+    ],
+    vars: &[],
+    ions: &[],
+    receives: true,
+    receive_writes: &[],
+    initial_writes: &[],
+};
+
+const INTERVAL: usize = 0;
+const NUMBER: usize = 1;
+const START: usize = 2;
+const NOISE: usize = 3;
+pub const ID1: usize = 4;
 
 /// NMODL flags of NetStim's self-events.
 pub const FLAG_SPIKE: u8 = 1;
@@ -13,15 +42,11 @@ pub const FLAG_INIT: u8 = 3;
 
 #[derive(Debug, Clone, Default)]
 pub struct NetStim {
-    pub interval: Vec<f64>,
-    pub number: Vec<f64>,
-    pub start: Vec<f64>,
-    pub noise: Vec<f64>,
-    pub on: Vec<bool>,
-    pub ispike: Vec<f64>,
-    pub event: Vec<f64>,
-    /// `RANDOM ranvar`: each NetStim's Random123 stream (ids set by `Sim` from the model).
-    pub ranvar: Vec<Stream>,
+    pub p: [Vec<f64>; 7],
+    on: Vec<bool>,
+    ispike: Vec<f64>,
+    event: Vec<f64>,
+    ranvar: Vec<Stream>,
     /// NEURON's `Random123_globalindex`, the key shared by every stream.
     pub globalindex: u32,
     /// This NetStim's index among all artificial cells (for its self-events).
@@ -30,22 +55,31 @@ pub struct NetStim {
 
 impl NetStim {
     pub fn push(&mut self, cell: u32) {
-        for f in [
-            &mut self.interval, &mut self.number, &mut self.start, &mut self.noise, &mut self.ispike,
-            &mut self.event,
-        ] {
-            f.push(0.0);
+        for (f, field) in self.p.iter_mut().zip(DEF.params) {
+            f.push(field.default);
         }
+        self.ispike.push(0.0);
+        self.event.push(0.0);
         self.on.push(false);
         self.ranvar.push(Stream::default());
         self.cell.push(cell);
+    }
+
+    /// A new value of a parameter. `ranvar.set_ids(...)` only when an id is what changed:
+    /// NEURON's set_ids leaves the stream's position and computed block alone.
+    pub fn set_param(&mut self, field: usize, k: usize, value: f64) {
+        self.p[field][k] = value;
+        if field >= ID1 {
+            let ids = [0, 1, 2].map(|i| self.p[ID1 + i][k] as u32);
+            self.ranvar[k].set_ids(ids);
+        }
     }
 
     fn invl(&mut self, k: usize, mut mean: f64) -> f64 {
         if mean <= 0.0 {
             mean = 0.01;
         }
-        let noise = self.noise[k];
+        let noise = self.p[NOISE][k];
         if noise == 0.0 {
             mean
         } else {
@@ -55,7 +89,7 @@ impl NetStim {
     }
 
     fn init_sequence(&mut self, k: usize) {
-        if self.number[k] > 0.0 {
+        if self.p[NUMBER][k] > 0.0 {
             self.on[k] = true;
             self.event[k] = 0.0;
             self.ispike[k] = 0.0;
@@ -63,10 +97,10 @@ impl NetStim {
     }
 
     fn next_invl(&mut self, k: usize) {
-        if self.number[k] > 0.0 {
-            self.event[k] = self.invl(k, self.interval[k]);
+        if self.p[NUMBER][k] > 0.0 {
+            self.event[k] = self.invl(k, self.p[INTERVAL][k]);
         }
-        if self.ispike[k] >= self.number[k] {
+        if self.ispike[k] >= self.p[NUMBER][k] {
             self.on[k] = false;
         }
     }
@@ -82,11 +116,11 @@ impl NetStim {
         self.ranvar[k].set_seq4which(0.0, self.globalindex);
         self.on[k] = false;
         self.ispike[k] = 0.0;
-        self.noise[k] = self.noise[k].clamp(0.0, 1.0);
-        if self.start[k] >= 0.0 && self.number[k] > 0.0 {
+        self.p[NOISE][k] = self.p[NOISE][k].clamp(0.0, 1.0);
+        if self.p[START][k] >= 0.0 && self.p[NUMBER][k] > 0.0 {
             self.on[k] = true;
-            let interval = self.interval[k];
-            let mut event = self.start[k] + self.invl(k, interval) - interval * (1.0 - self.noise[k]);
+            let interval = self.p[INTERVAL][k];
+            let mut event = self.p[START][k] + self.invl(k, interval) - interval * (1.0 - self.p[NOISE][k]);
             if event < 0.0 {
                 event = 0.0;
             }
@@ -104,7 +138,7 @@ impl NetStim {
             if w > 0.0 && !self.on[k] {
                 self.init_sequence(k);
                 self.next_invl(k);
-                self.event[k] -= self.interval[k] * (1.0 - self.noise[k]);
+                self.event[k] -= self.p[INTERVAL][k] * (1.0 - self.p[NOISE][k]);
                 self.send(k, queue, t, self.event[k], FLAG_SPIKE);
             } else if w < 0.0 {
                 self.on[k] = false;
@@ -127,60 +161,5 @@ impl NetStim {
         if self.on[k] {
             self.send(k, queue, t, self.event[k], FLAG_SPIKE);
         }
-    }
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct VecStim {
-    pub times: Vec<Vec<f64>>,
-    /// Next element to play; -1 when the list is exhausted (vecevent.mod's `index`).
-    pub index: Vec<f64>,
-    pub etime: Vec<f64>,
-    pub cell: Vec<u32>,
-}
-
-impl VecStim {
-    pub fn push(&mut self, cell: u32, times: Vec<f64>) {
-        self.times.push(times);
-        self.index.push(0.0);
-        self.etime.push(0.0);
-        self.cell.push(cell);
-    }
-
-    fn element(&mut self, k: usize) {
-        let i = self.index[k];
-        if i >= 0.0 {
-            if (i as usize) < self.times[k].len() {
-                self.etime[k] = self.times[k][i as usize];
-                self.index[k] += 1.0;
-            } else {
-                self.index[k] = -1.0;
-            }
-        }
-    }
-
-    fn send_next(&self, k: usize, t: f64, queue: &mut EventQueue) {
-        if self.index[k] > 0.0 {
-            // net_send(etime - t, 1): NEURON adds the delay back to t.
-            queue.push(t + (self.etime[k] - t), EventKind::SelfEvent { cell: self.cell[k], flag: FLAG_SPIKE });
-        }
-    }
-
-    pub fn initial(&mut self, k: usize, queue: &mut EventQueue) {
-        self.index[k] = 0.0;
-        self.element(k);
-        self.send_next(k, 0.0, queue);
-    }
-
-    /// NET_RECEIVE up to `net_event(t)`: only its own events make it fire (then the caller
-    /// records the spike, queues its NetCon events and calls `after_event`).
-    pub fn receive(&mut self, _k: usize, flag: u8) -> bool {
-        flag == FLAG_SPIKE
-    }
-
-    /// The rest of NET_RECEIVE after `net_event`: the next element, its self-event.
-    pub fn after_event(&mut self, k: usize, t: f64, queue: &mut EventQueue) {
-        self.element(k);
-        self.send_next(k, t, queue);
     }
 }

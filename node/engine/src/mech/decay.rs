@@ -1,0 +1,55 @@
+//! cnexp's update for a pure decay `y' = -y/tau`, which nocmodl writes
+//! `y = y + (1. - exp(dt*((-1.0)/tau)))*(-(0.0)/((-1.0)/tau) - y)`, with the constants of each
+//! instance computed once per (tau, dt) and reused: the same operations on the same operands,
+//! so the same bits, and no `exp` or division per synapse and step.
+
+/// The decay constants of every instance-lane of one time constant.
+#[derive(Debug, Clone)]
+pub struct Decay {
+    /// The dt they were made for (NaN: never made).
+    dt: f64,
+    /// `1 - exp(dt * a)` with `a = -1/tau`.
+    c: Vec<f64>,
+    /// `-(0.0)/a`.
+    z: Vec<f64>,
+}
+
+impl Decay {
+    pub fn new(n: usize) -> Decay {
+        Decay { dt: f64::NAN, c: vec![f64::NAN; n], z: vec![f64::NAN; n] }
+    }
+
+    fn make(&mut self, at: usize, tau: f64) {
+        let a = -1.0 / tau;
+        self.c[at] = 1.0 - crate::exp::exp(self.dt * a);
+        self.z[at] = -(0.0) / a;
+    }
+
+    /// tau of entry `at` changed: its constants follow (for the dt in use).
+    pub fn retau(&mut self, at: usize, tau: f64) {
+        if !self.dt.is_nan() {
+            self.make(at, tau);
+        }
+    }
+
+    /// Before the states of a step: every constant made for `dt`.
+    #[inline(always)]
+    pub fn for_dt(&mut self, dt: f64, tau: &[f64]) {
+        if self.dt.to_bits() != dt.to_bits() {
+            self.dt = dt;
+            for (at, &tau) in tau.iter().enumerate() {
+                self.make(at, tau);
+            }
+        }
+    }
+
+    /// `y = y + c*(z - y)` over entries `r`.
+    #[inline(always)]
+    pub fn apply(&self, y: &mut [f64]) {
+        let n = y.len();
+        let (c, z) = (&self.c[..n], &self.z[..n]);
+        for l in 0..n {
+            y[l] += c[l] * (z[l] - y[l]);
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! ExpSyn: NEURON's single-exponential synapse (`expsyn.mod`): `i = g*(v - e)`, `g' = -g/tau`,
+//! each event adds its weight to g.
+
+use super::block::{Base, Cx};
+use super::decay::Decay;
+use super::{lanes, Allowed, Field, MechDef, MechKind};
+
+pub static DEF: MechDef = MechDef {
+    name: "ExpSyn",
+    kind: MechKind::Point,
+    params: &[Field::new("tau", "ms", 0.1, Allowed::Positive), Field::new("e", "mV", 0.0, Allowed::Any)],
+    vars: &["g", "i"],
+    ions: &[],
+    receives: true,
+    receive_writes: &[0],
+    initial_writes: &[],
+};
+
+pub const TAU: usize = 0;
+const E: usize = 1;
+
+#[derive(Debug, Clone)]
+pub struct ExpSyn {
+    pub base: Base,
+    pub p: [Vec<f64>; 2],
+    pub mfact: Vec<f64>,
+    g: Vec<f64>,
+    i: Vec<f64>,
+    decay: Decay,
+}
+
+impl ExpSyn {
+    pub fn new(base: Base) -> ExpSyn {
+        let p = base.params(&DEF);
+        let n = base.node.len() * base.lanes;
+        ExpSyn { mfact: base.field(0.0), g: base.field(0.0), i: base.field(0.0), decay: Decay::new(n), p, base }
+    }
+
+    pub fn set_param(&mut self, field: usize, at: usize, value: f64) {
+        self.p[field][at] = value;
+        if field == TAU {
+            self.decay.retau(at, value);
+        }
+    }
+
+    pub fn initial(&mut self) {
+        self.g.fill(0.0);
+    }
+
+    /// BREAKPOINT: `i = g*(v - e)` at v + .001 and at v, scaled to the node's area.
+    #[inline(always)]
+    pub fn current<const N: usize>(&mut self, cx: &mut Cx<N>) {
+        for (k, &nd) in self.base.node.iter().enumerate() {
+            let ir = cx.inst(k);
+            let (v, rhs, d) = cx.node(nd);
+            lanes::synapse_current(v, rhs, d, &self.g[ir.clone()], &self.p[E][ir.clone()], &self.mfact[ir.clone()], &mut self.i[ir]);
+        }
+    }
+
+    #[inline(always)]
+    pub fn state(&mut self, dt: f64) {
+        self.decay.for_dt(dt, &self.p[TAU]);
+        self.decay.apply(&mut self.g);
+    }
+
+    /// NET_RECEIVE(weight): `g = g + weight`.
+    pub fn receive(&mut self, at: usize, w: f64) {
+        self.g[at] += w;
+    }
+
+    pub fn var(&self, var: usize, at: usize) -> f64 {
+        [&self.g, &self.i][var][at]
+    }
+}

@@ -1,0 +1,65 @@
+//! IClamp: NEURON's current pulse (`stim.mod`), an ELECTRODE_CURRENT of `amp` nA from `del`
+//! for `dur` ms.
+
+use super::block::{Base, Cx};
+use super::{Allowed, Field, MechDef, MechKind};
+
+pub static DEF: MechDef = MechDef {
+    name: "IClamp",
+    kind: MechKind::Point,
+    params: &[
+        Field::new("del", "ms", 0.0, Allowed::Any),
+        Field::new("dur", "ms", 0.0, Allowed::NonNegative),
+        Field::new("amp", "nA", 0.0, Allowed::Any),
+    ],
+    vars: &["i"],
+    ions: &[],
+    receives: false,
+    receive_writes: &[],
+    initial_writes: &[],
+};
+
+const DEL: usize = 0;
+const DUR: usize = 1;
+const AMP: usize = 2;
+
+#[derive(Debug, Clone)]
+pub struct IClamp {
+    pub base: Base,
+    pub p: [Vec<f64>; 3],
+    /// 100/area of the instance's node: nA to mA/cm2.
+    pub mfact: Vec<f64>,
+    i: Vec<f64>,
+}
+
+impl IClamp {
+    pub fn new(base: Base) -> IClamp {
+        let p = base.params(&DEF);
+        IClamp { mfact: base.field(0.0), i: base.field(0.0), p, base }
+    }
+
+    pub fn initial(&mut self) {
+        self.i.fill(0.0);
+    }
+
+    /// An electrode current adds to rhs; its conductance is 0, so d is unchanged.
+    #[inline(always)]
+    pub fn current<const N: usize>(&mut self, cx: &mut Cx<N>) {
+        let (n, t) = (cx.n(), cx.t);
+        for (k, &nd) in self.base.node.iter().enumerate() {
+            let ir = cx.inst(k);
+            let (_, rhs, _) = cx.node(nd);
+            let (del, dur, amp) = (&self.p[DEL][ir.clone()], &self.p[DUR][ir.clone()], &self.p[AMP][ir.clone()]);
+            let (mfact, out) = (&self.mfact[ir.clone()], &mut self.i[ir]);
+            for l in 0..n {
+                let i = if t < del[l] + dur[l] && t >= del[l] { amp[l] } else { 0.0 };
+                rhs[l] += i * mfact[l];
+                out[l] = i;
+            }
+        }
+    }
+
+    pub fn var(&self, _var: usize, at: usize) -> f64 {
+        self.i[at]
+    }
+}

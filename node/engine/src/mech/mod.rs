@@ -1,0 +1,184 @@
+//! The mechanism interface, after NEURON's `memb_func` list and Arbor's mechanism ABI.
+//!
+//! A mechanism is one file: a `MechDef` (its name, kind, field table of parameters with unit,
+//! default and allowed range, its recordable variables, the ions it uses) and, for membrane
+//! mechanisms and point processes, a kernel block (`Block`) with `initial`, `current`, `state`
+//! and, if it receives events, `receive` hooks over structure-of-arrays storage. Parsing,
+//! get/set by name, parameter listings, signals and the step loop all derive from the table
+//! and the registry below, so adding a mechanism is its file plus three lines here: its entry
+//! in `MECHANISMS`, its `Block` variant and the variant's arms in `block.rs`.
+//!
+//! Storage is over *lanes*: the cells of a group (`sim::group`) have the same structure, so a
+//! mechanism's instance `i` of every cell sits at `i * lanes + lane` and the kernels run the
+//! same operations on every lane (vectorized), each lane's arithmetic exactly NEURON's.
+
+pub mod block;
+mod decay;
+pub mod exp2syn;
+pub mod expsyn;
+pub mod hh;
+pub mod iclamp;
+pub mod lanes;
+pub mod ion;
+pub mod netstim;
+pub mod pas;
+pub mod vecstim;
+
+pub use block::{Block, Cx, Rates};
+
+/// What values a parameter accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allowed {
+    Any,
+    Positive,
+    NonNegative,
+    UnitInterval,
+    /// An integer >= 1.
+    Count,
+    /// 0 or 1.
+    Flag,
+    /// An integer in 0..=2^32 - 1 (a Random123 stream identifier).
+    Uint32,
+}
+
+impl Allowed {
+    pub fn check(self, v: f64) -> std::result::Result<(), &'static str> {
+        if !v.is_finite() {
+            return Err("a finite number");
+        }
+        let ok = match self {
+            Allowed::Any => true,
+            Allowed::Positive => v > 0.0,
+            Allowed::NonNegative => v >= 0.0,
+            Allowed::UnitInterval => (0.0..=1.0).contains(&v),
+            Allowed::Count => v >= 1.0 && v.fract() == 0.0 && v <= 32767.0,
+            Allowed::Flag => v == 0.0 || v == 1.0,
+            Allowed::Uint32 => v >= 0.0 && v.fract() == 0.0 && v <= f64::from(u32::MAX),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(self.describe())
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Allowed::Any => "a finite number",
+            Allowed::Positive => "a finite number > 0",
+            Allowed::NonNegative => "a finite number >= 0",
+            Allowed::UnitInterval => "a number from 0 to 1",
+            Allowed::Count => "an integer from 1 to 32767",
+            Allowed::Flag => "0 or 1",
+            Allowed::Uint32 => "an integer from 0 to 4294967295",
+        }
+    }
+}
+
+/// A parameter of a mechanism (or of a section, a NetCon, the run).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Field {
+    /// NEURON's name: with the mechanism's suffix for a membrane mechanism (`gnabar_hh`).
+    pub name: &'static str,
+    pub unit: &'static str,
+    /// NEURON's default.
+    pub default: f64,
+    pub allowed: Allowed,
+    /// Whether a running simulation accepts a new value (false: structural).
+    pub runtime: bool,
+}
+
+impl Field {
+    pub const fn new(name: &'static str, unit: &'static str, default: f64, allowed: Allowed) -> Field {
+        Field { name, unit, default, allowed, runtime: true }
+    }
+}
+
+/// Where a mechanism lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MechKind {
+    /// A membrane mechanism inserted in sections (hh, pas): an instance per segment.
+    Density,
+    /// An ion's per-segment state (na_ion, k_ion), inserted with the mechanisms that use it.
+    Ion,
+    /// A point process at a location (ExpSyn, Exp2Syn, IClamp).
+    Point,
+    /// An artificial cell (NetStim, VecStim): no membrane, only events.
+    Artificial,
+}
+
+/// A mechanism's description: what the model format, the parameter names and the signals
+/// know of it.
+#[derive(Debug, PartialEq)]
+pub struct MechDef {
+    /// NEURON's name: the `insert` name of a membrane mechanism, the type of a point process
+    /// or artificial cell.
+    pub name: &'static str,
+    pub kind: MechKind,
+    pub params: &'static [Field],
+    /// Recordable variables, by NEURON's names (`m_hh`, `ina`; `g`, `i`).
+    pub vars: &'static [&'static str],
+    /// Ion mechanisms inserted with this one (NEURON's USEION).
+    pub ions: &'static [&'static MechDef],
+    /// Has a NET_RECEIVE block: can be a NetCon's target.
+    pub receives: bool,
+    /// The variables (indices in `vars`) that NET_RECEIVE writes.
+    pub receive_writes: &'static [usize],
+    /// Parameters that INITIAL may change (NEURON's Exp2Syn keeps tau1 below tau2): copied
+    /// back to the model after initialization.
+    pub initial_writes: &'static [usize],
+}
+
+impl MechDef {
+    pub fn id(&'static self) -> MechId {
+        MechId(MECHANISMS.iter().position(|m| std::ptr::eq(*m, self)).expect("registered") as u16)
+    }
+
+    /// The index of a parameter by name.
+    pub fn param(&self, name: &str) -> Option<usize> {
+        self.params.iter().position(|f| f.name == name)
+    }
+
+    /// The defaults, in field order.
+    pub fn defaults(&self) -> Vec<f64> {
+        self.params.iter().map(|f| f.default).collect()
+    }
+}
+
+/// A mechanism by its place in `MECHANISMS`: NEURON's type number, which also orders the
+/// currents of a node (NEURON adds them type by type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MechId(pub u16);
+
+impl MechId {
+    pub fn def(self) -> &'static MechDef {
+        MECHANISMS[self.0 as usize]
+    }
+}
+
+/// Every mechanism, in NEURON 9.0.2's type order (the order of the currents at a node: pas,
+/// IClamp, ExpSyn, Exp2Syn, hh; ions and artificial cells add no current).
+pub static MECHANISMS: &[&MechDef] = &[
+    &pas::DEF,
+    &iclamp::DEF,
+    &expsyn::DEF,
+    &exp2syn::DEF,
+    &hh::DEF,
+    &ion::NA,
+    &ion::K,
+    &netstim::DEF,
+    &vecstim::DEF,
+];
+
+/// A mechanism by its NEURON name and kind.
+pub fn find(name: &str, kind: MechKind) -> Option<&'static MechDef> {
+    MECHANISMS.iter().copied().find(|m| m.name == name && m.kind == kind)
+}
+
+/// The names of the mechanisms of a kind, for messages.
+pub fn names(kind: MechKind) -> Vec<&'static str> {
+    MECHANISMS.iter().filter(|m| m.kind == kind).map(|m| m.name).collect()
+}
+
+/// NEURON's numerical derivative step for conductances: `(i(v + .001) - i(v)) / .001`.
+pub const DV: f64 = 0.001;

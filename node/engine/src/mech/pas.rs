@@ -1,0 +1,49 @@
+//! pas: NEURON's passive leak (`pas.mod`), `i = g*(v - e)`.
+
+use super::block::{Base, Cx};
+use super::{lanes, Allowed, Field, MechDef, MechKind};
+
+pub static DEF: MechDef = MechDef {
+    name: "pas",
+    kind: MechKind::Density,
+    params: &[
+        Field::new("g_pas", "S/cm2", 0.001, Allowed::NonNegative),
+        Field::new("e_pas", "mV", -70.0, Allowed::Any),
+    ],
+    vars: &["i_pas"],
+    ions: &[],
+    receives: false,
+    receive_writes: &[],
+    initial_writes: &[],
+};
+
+const G: usize = 0;
+const E: usize = 1;
+
+#[derive(Debug, Clone)]
+pub struct Pas {
+    pub base: Base,
+    pub p: [Vec<f64>; 2],
+    i: Vec<f64>,
+}
+
+impl Pas {
+    pub fn new(base: Base) -> Pas {
+        let p = base.params(&DEF);
+        Pas { i: base.field(0.0), p, base }
+    }
+
+    /// BREAKPOINT, with nocmodl's numerical conductance: the current at v + .001 and at v.
+    #[inline(always)]
+    pub fn current<const N: usize>(&mut self, cx: &mut Cx<N>) {
+        for (k, &nd) in self.base.node.iter().enumerate() {
+            let ir = cx.inst(k);
+            let (v, rhs, d) = cx.node(nd);
+            lanes::leak_current(v, rhs, d, &self.p[G][ir.clone()], &self.p[E][ir.clone()], &mut self.i[ir]);
+        }
+    }
+
+    pub fn var(&self, _var: usize, at: usize) -> f64 {
+        self.i[at]
+    }
+}

@@ -1,0 +1,590 @@
+//! Cells as lanes: the model's cells (a root section, the sections under it, the point
+//! processes on them) grouped by identical structure, each group stored in tiles of up to
+//! `TILE` cells whose arrays hold a value per cell side by side (`[node * lanes + lane]`), so
+//! that every kernel runs the same operations on all the cells of a tile at once, and each
+//! cell's arithmetic is exactly NEURON's.
+//!
+//! A cell's nodes are numbered as NEURON numbers them (`reorder_secorder`): its root node
+//! first, then a breadth-first walk of its sections, each section's nodes in order, children
+//! visited by connection position on the parent, the most recently connected first among
+//! equal positions. NEURON numbers all root nodes of the model first, then each cell's other
+//! nodes; restricted to one cell that is the same order, so every sum over a cell's nodes
+//! (the matrix, the tree solve) is done in NEURON's order.
+
+use std::collections::HashMap;
+use std::f64::consts::PI;
+use std::ops::Range;
+use std::sync::Arc;
+
+use crate::mech::block::lane_count;
+use crate::mech::{lanes, Block, Cx, MechDef, MechId, MechKind, Rates};
+use crate::model::{FastHash, Model, SectionSpec};
+
+/// The most cells in one tile. A tile is the unit of work of a thread; 128 cells' arrays stay
+/// in the second-level cache while a step runs over them, and the loops over lanes are long
+/// enough that their set-up costs little.
+pub const TILE: usize = 128;
+
+/// Cells per tile for a group of `cells` cells run by `threads` threads: `TILE`, or fewer so
+/// that every thread gets about two tiles of the group.
+pub fn tile_lanes(cells: usize, threads: usize) -> usize {
+    if threads <= 1 {
+        TILE
+    } else {
+        cells.div_ceil(2 * threads).clamp(8, TILE)
+    }
+}
+
+/// A section of a cell, in cell-local nodes: segment j's center is node `first + j`, the 1 end
+/// is node `first + nseg`, its 0 end sits on `parent_node`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LocalSec {
+    pub first: u32,
+    pub nseg: u32,
+    pub parent_node: u32,
+}
+
+impl LocalSec {
+    /// NEURON's `node_index`: the segment holding x (0 <= x <= 1).
+    pub fn segment_node(&self, x: f64) -> u32 {
+        let n = f64::from(self.nseg);
+        let mut i = (n * x) as u32;
+        if i == self.nseg {
+            i = self.nseg - 1;
+        }
+        self.first + i
+    }
+
+    /// NEURON's `node_exact`: like `segment_node`, but x = 0 and x = 1 are the end points.
+    pub fn node_at(&self, x: f64) -> u32 {
+        if x <= 0.0 {
+            self.parent_node
+        } else if x >= 1.0 {
+            self.first + self.nseg
+        } else {
+            self.segment_node(x)
+        }
+    }
+
+    pub fn end_node(&self) -> u32 {
+        self.first + self.nseg
+    }
+}
+
+/// The structure shared by the cells of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Template {
+    pub nnode: u32,
+    /// Each node's parent (node 0, the root, has none: u32::MAX).
+    pub parent: Vec<u32>,
+    /// The cell's sections in NEURON's order.
+    pub sections: Vec<LocalSec>,
+    /// Membrane mechanisms and point processes present, in NEURON's type order, each with the
+    /// node of each instance (by node, newest point first on a shared node).
+    pub blocks: Vec<(MechId, Vec<u32>)>,
+    /// Per local point process (the cell's points in model order): its block and instance.
+    pub points: Vec<(u16, u32)>,
+    /// Per local section: the density mechanisms inserted (ions included).
+    pub inserted: Vec<Vec<MechId>>,
+}
+
+impl Template {
+    pub fn nsec(&self) -> usize {
+        self.sections.len()
+    }
+
+    /// The nodes that carry membrane capacitance: every section's segment centers.
+    pub fn cap_nodes(&self) -> impl Iterator<Item = u32> + '_ {
+        self.sections.iter().flat_map(|s| s.first..s.first + s.nseg)
+    }
+
+    /// Section j's entries in the capacitance list.
+    pub fn cap_range(&self, j: usize) -> Range<usize> {
+        let start: u32 = self.sections[..j].iter().map(|s| s.nseg).sum();
+        start as usize..(start + self.sections[j].nseg) as usize
+    }
+
+    /// The instances of block `b` on section j's segments (a density mechanism's instances
+    /// follow the nodes, and a section's nodes are consecutive).
+    pub fn instances(&self, b: usize, j: usize) -> Range<usize> {
+        let s = self.sections[j];
+        let nodes = &self.blocks[b].1;
+        let start = nodes.partition_point(|&n| n < s.first);
+        let end = nodes.partition_point(|&n| n < s.first + s.nseg);
+        start..end
+    }
+}
+
+/// Where a section of the model lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecAt {
+    pub tile: u32,
+    pub lane: u32,
+    /// Its index among its cell's sections (`Template::sections`).
+    pub local: u32,
+}
+
+/// Where a point process of the model lives: a tile, a block, an entry `i * lanes + lane`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PointAt {
+    pub tile: u32,
+    pub block: u16,
+    pub at: u32,
+}
+
+/// A group's cells, side by side.
+#[derive(Debug, Clone)]
+pub struct Tile {
+    pub template: Arc<Template>,
+    pub lanes: usize,
+    /// The model sections of each (local section, lane): `[j * lanes + lane]`.
+    pub secs: Vec<u32>,
+    /// The model points of each (local point, lane).
+    pub points: Vec<u32>,
+    pub v: Vec<f64>,
+    pub rhs: Vec<f64>,
+    pub d: Vec<f64>,
+    pub a: Vec<f64>,
+    pub b: Vec<f64>,
+    pub area: Vec<f64>,
+    rinv: Vec<f64>,
+    /// cm of each capacitance node (`Template::cap_nodes`) and lane.
+    pub cm: Vec<f64>,
+    cap_nodes: Vec<u32>,
+    pub blocks: Vec<Block>,
+    /// The spike detector of each section (at its middle, NEURON's default for a NetCon
+    /// source): its node, and per (section, lane) its threshold, whether v is above it now
+    /// (kept up to date with v and the threshold), and whether it was at the last check.
+    det_nodes: Vec<u32>,
+    pub thresh: Vec<f64>,
+    pub above: Vec<bool>,
+    pub flag: Vec<bool>,
+    /// Some detector's `above` may differ from its `flag` (false: `crossings` has nothing to
+    /// do).
+    pub changed: bool,
+}
+
+/// Every cell of a model, in tiles, and where each section and point process went.
+#[derive(Debug, Clone, Default)]
+pub struct Cells {
+    pub tiles: Vec<Tile>,
+    pub sec_at: Vec<SecAt>,
+    pub point_at: Vec<PointAt>,
+}
+
+/// One cell of the model: its sections (model indices) in template order, its points in
+/// model order.
+struct Member {
+    secs: Vec<u32>,
+    points: Vec<u32>,
+}
+
+impl Cells {
+    /// The cells of `model` in tiles sized for `threads` threads (see `tile_lanes`).
+    pub fn build(model: &Model, threads: usize) -> Cells {
+        let nsec = model.sections.len();
+        let index_of = |name: &str| model.section_index(name).expect("checked parent");
+        let parent_sec: Vec<Option<(usize, f64)>> = model
+            .sections
+            .iter()
+            .map(|s| s.parent.as_ref().map(|p| (index_of(&p.section), p.x)))
+            .collect();
+        let mut children: Vec<Vec<usize>> = vec![vec![]; nsec];
+        for (i, p) in parent_sec.iter().enumerate() {
+            if let Some((pi, _)) = p {
+                children[*pi].push(i);
+            }
+        }
+        for kids in children.iter_mut() {
+            // Stable sort of the reversed creation order: newest first among equal positions.
+            kids.reverse();
+            kids.sort_by(|&x, &y| parent_sec[x].unwrap().1.total_cmp(&parent_sec[y].unwrap().1));
+        }
+        let roots: Vec<usize> = (0..nsec).filter(|&i| parent_sec[i].is_none()).collect();
+        let mut root_of = vec![0usize; nsec];
+        let mut cell_sections: Vec<Vec<usize>> = Vec::with_capacity(roots.len());
+        for (c, &r) in roots.iter().enumerate() {
+            let mut order = vec![];
+            let mut queue = std::collections::VecDeque::from([r]);
+            while let Some(s) = queue.pop_front() {
+                queue.extend(children[s].iter().copied());
+                root_of[s] = c;
+                order.push(s);
+            }
+            cell_sections.push(order);
+        }
+        let mut cell_points: Vec<Vec<usize>> = vec![vec![]; roots.len()];
+        for (p, spec) in model.points.iter().enumerate() {
+            cell_points[root_of[index_of(&spec.at.section)]].push(p);
+        }
+
+        // Templates, grouped: lanes in the order of the cells' roots in the model.
+        let mut groups: Vec<(Arc<Template>, Vec<Member>)> = vec![];
+        let mut by_template: HashMap<Arc<Template>, usize, FastHash> = HashMap::default();
+        for (order, points) in cell_sections.iter().zip(&cell_points) {
+            let (template, member) = shape(model, order, points, &parent_sec);
+            let g = match by_template.get(&template) {
+                Some(&g) => g,
+                None => {
+                    let t = Arc::new(template);
+                    by_template.insert(t.clone(), groups.len());
+                    groups.push((t, vec![]));
+                    groups.len() - 1
+                }
+            };
+            groups[g].1.push(member);
+        }
+
+        let mut cells = Cells {
+            tiles: vec![],
+            sec_at: vec![SecAt { tile: 0, lane: 0, local: 0 }; nsec],
+            point_at: vec![PointAt { tile: 0, block: 0, at: 0 }; model.points.len()],
+        };
+        for (template, shapes) in groups {
+            for chunk in shapes.chunks(tile_lanes(shapes.len(), threads)) {
+                let ti = cells.tiles.len() as u32;
+                let lanes = chunk.len();
+                for (lane, sh) in chunk.iter().enumerate() {
+                    for (j, &s) in sh.secs.iter().enumerate() {
+                        cells.sec_at[s as usize] = SecAt { tile: ti, lane: lane as u32, local: j as u32 };
+                    }
+                    for (k, &p) in sh.points.iter().enumerate() {
+                        let (block, i) = template.points[k];
+                        cells.point_at[p as usize] = PointAt { tile: ti, block, at: i * lanes as u32 + lane as u32 };
+                    }
+                }
+                cells.tiles.push(Tile::new(template.clone(), chunk));
+            }
+        }
+        cells
+    }
+}
+
+/// The template of one cell (sections `order`, NEURON's order; `points` in model order).
+fn shape(model: &Model, order: &[usize], points: &[usize], parent_sec: &[Option<(usize, f64)>]) -> (Template, Member) {
+    let mut local = HashMap::new();
+    let mut sections = Vec::with_capacity(order.len());
+    let mut next = 1u32;
+    for (j, &s) in order.iter().enumerate() {
+        local.insert(s, j);
+        let nseg = model.sections[s].nseg;
+        sections.push(LocalSec { first: next, nseg, parent_node: 0 });
+        next += nseg + 1;
+    }
+    // NEURON's nrn_parent_info: climb while the connection is at the parent's 0 end.
+    for j in 0..order.len() {
+        let mut sec = order[j];
+        sections[j].parent_node = loop {
+            match parent_sec[sec] {
+                None => break 0,
+                Some((p, x)) if x != 0.0 => {
+                    let lay = sections[local[&p]];
+                    break if x == 1.0 { lay.end_node() } else { lay.segment_node(x) };
+                }
+                Some((p, _)) => sec = p,
+            }
+        };
+    }
+    let mut parent = vec![u32::MAX; next as usize];
+    for s in &sections {
+        for j in 0..=s.nseg {
+            parent[(s.first + j) as usize] = if j == 0 { s.parent_node } else { s.first + j - 1 };
+        }
+    }
+    let inserted: Vec<Vec<MechId>> =
+        order.iter().map(|&s| model.sections[s].mechs.iter().map(|m| m.mech).collect()).collect();
+
+    // Blocks in type order; density instances by node, points by node, newest first on a
+    // shared node (NEURON prepends a new point process to its node's list).
+    let mut blocks: Vec<(MechId, Vec<u32>)> = vec![];
+    let mut point_inst = vec![(0u16, 0u32); points.len()];
+    for def in crate::mech::MECHANISMS.iter() {
+        let id = def.id();
+        match def.kind {
+            MechKind::Density => {
+                let nodes: Vec<u32> = sections
+                    .iter()
+                    .zip(&inserted)
+                    .filter(|(_, ins)| ins.contains(&id))
+                    .flat_map(|(s, _)| s.first..s.first + s.nseg)
+                    .collect();
+                if !nodes.is_empty() {
+                    blocks.push((id, nodes));
+                }
+            }
+            MechKind::Point => {
+                let mut mine: Vec<(u32, usize)> = points
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &p)| model.points[p].mech == id)
+                    .map(|(k, &p)| {
+                        let at = &model.points[p].at;
+                        (sections[local[&model.section_index(&at.section).expect("checked")]].node_at(at.x), k)
+                    })
+                    .collect();
+                mine.sort_by_key(|&(nd, k)| (nd, std::cmp::Reverse(k)));
+                if !mine.is_empty() {
+                    for (i, &(_, k)) in mine.iter().enumerate() {
+                        point_inst[k] = (blocks.len() as u16, i as u32);
+                    }
+                    blocks.push((id, mine.iter().map(|m| m.0).collect()));
+                }
+            }
+            MechKind::Ion | MechKind::Artificial => {}
+        }
+    }
+    let template = Template { nnode: next, parent, sections, blocks, points: point_inst, inserted };
+    let member = Member { secs: order.iter().map(|&s| s as u32).collect(), points: points.iter().map(|&p| p as u32).collect() };
+    (template, member)
+}
+
+impl Tile {
+    fn new(template: Arc<Template>, shapes: &[Member]) -> Tile {
+        let lanes = shapes.len();
+        let nn = template.nnode as usize * lanes;
+        let mut secs = vec![0; template.nsec() * lanes];
+        let mut points = vec![0; template.points.len() * lanes];
+        for (lane, sh) in shapes.iter().enumerate() {
+            for (j, &s) in sh.secs.iter().enumerate() {
+                secs[j * lanes + lane] = s;
+            }
+            for (k, &p) in sh.points.iter().enumerate() {
+                points[k * lanes + lane] = p;
+            }
+        }
+        let cap_nodes: Vec<u32> = template.cap_nodes().collect();
+        let det_nodes: Vec<u32> = template.sections.iter().map(|s| s.segment_node(0.5)).collect();
+        let ndet = det_nodes.len() * lanes;
+        let blocks = template.blocks.iter().map(|(id, nodes)| Block::new(id.def(), nodes.clone(), lanes)).collect();
+        Tile {
+            lanes,
+            secs,
+            points,
+            // A new section's v in NEURON (DEF_vrest), what a reader sees before initialization.
+            v: vec![-65.0; nn],
+            rhs: vec![0.0; nn],
+            d: vec![0.0; nn],
+            a: vec![0.0; nn],
+            b: vec![0.0; nn],
+            // Root nodes have no membrane; NEURON treats their area as 100.
+            area: vec![100.0; nn],
+            rinv: vec![0.0; nn],
+            cm: vec![0.0; cap_nodes.len() * lanes],
+            cap_nodes,
+            blocks,
+            det_nodes,
+            thresh: vec![0.0; ndet],
+            above: vec![false; ndet],
+            flag: vec![false; ndet],
+            changed: true,
+            template,
+        }
+    }
+
+    /// The lanes of node `nd`.
+    #[inline(always)]
+    fn row(&self, nd: u32) -> Range<usize> {
+        nd as usize * self.lanes..(nd as usize + 1) * self.lanes
+    }
+
+    /// Areas and axial coefficients from the sections' geometry (NEURON's `nrn_area_ri` for
+    /// every section, then `connection_coef`), and the point processes' area factors.
+    pub fn geometry(&mut self, specs: &[SectionSpec]) {
+        let n = self.lanes;
+        let t = self.template.clone();
+        for (j, lay) in t.sections.iter().enumerate() {
+            for lane in 0..n {
+                let spec = &specs[self.secs[j * n + lane] as usize];
+                let dx = spec.l / f64::from(lay.nseg);
+                let mut rright = 0.0;
+                for s in 0..lay.nseg {
+                    let k = (lay.first + s) as usize * n + lane;
+                    self.area[k] = PI * spec.diam * dx;
+                    let rleft = 1e-2 * spec.ra * (dx / 2.0) / (PI * spec.diam * spec.diam / 4.0);
+                    self.rinv[k] = 1.0 / (rleft + rright);
+                    rright = rleft;
+                }
+                let k = lay.end_node() as usize * n + lane;
+                self.area[k] = 1.0e2;
+                self.rinv[k] = 1.0 / rright;
+            }
+        }
+        for lay in &t.sections {
+            for nd in lay.first..=lay.end_node() {
+                let (me, par) = (self.row(nd), self.row(t.parent[nd as usize]));
+                for l in 0..n {
+                    self.a[me.start + l] = -1.0e2 * self.rinv[me.start + l] / self.area[par.start + l];
+                    self.b[me.start + l] = -1.0e2 * self.rinv[me.start + l] / self.area[me.start + l];
+                }
+            }
+        }
+        for (b, block) in self.blocks.iter_mut().enumerate() {
+            if t.blocks[b].0.def().kind != MechKind::Point {
+                continue;
+            }
+            for (i, &nd) in t.blocks[b].1.iter().enumerate() {
+                for l in 0..n {
+                    block.set_mfact(i * n + l, 1.0e2 / self.area[nd as usize * n + l]);
+                }
+            }
+        }
+    }
+
+    /// cm of local section j in one lane (read by every step's matrix, so a change acts at
+    /// the next matrix, unlike the geometry).
+    pub fn set_cm(&mut self, j: usize, lane: usize, cm: f64) {
+        for c in self.template.cap_range(j) {
+            self.cm[c * self.lanes + lane] = cm;
+        }
+    }
+
+    /// A parameter of mechanism `def` inserted in local section j, lane `lane`: into the
+    /// mechanism's block, or for an ion into every block that uses it.
+    pub fn set_section_param(&mut self, j: usize, lane: usize, def: &'static MechDef, field: usize, value: f64) {
+        let n = self.lanes;
+        let id = def.id();
+        for b in 0..self.blocks.len() {
+            let f = if self.template.blocks[b].0 == id {
+                field
+            } else if def.kind == MechKind::Ion {
+                match self.blocks[b].ion_field(def) {
+                    Some(f) => f,
+                    None => continue,
+                }
+            } else {
+                continue;
+            };
+            for i in self.template.instances(b, j) {
+                self.blocks[b].set_param(f, i * n + lane, value);
+            }
+        }
+    }
+
+    /// Where the detector of local section j, lane `lane`, reads v.
+    pub fn det_index(&self, j: usize, lane: usize) -> usize {
+        self.det_nodes[j] as usize * self.lanes + lane
+    }
+
+    /// Whether each detector's v is above its threshold (NEURON's `v - threshold > 0`).
+    #[inline(always)]
+    pub fn detect<const N: usize>(&mut self) {
+        let n = lane_count::<N>(self.lanes);
+        for (j, &nd) in self.det_nodes.iter().enumerate() {
+            let v = &self.v[nd as usize * n..(nd as usize + 1) * n];
+            let (above, flag) = (&mut self.above[j * n..(j + 1) * n], &self.flag[j * n..(j + 1) * n]);
+            self.changed |= lanes::above(above, flag, v, &self.thresh[j * n..(j + 1) * n]);
+        }
+    }
+
+    /// The threshold of the detector of local section j, lane `lane`.
+    pub fn set_threshold(&mut self, j: usize, lane: usize, thresh: f64) {
+        let x = j * self.lanes + lane;
+        self.thresh[x] = thresh;
+        self.above[x] = self.v[self.det_index(j, lane)] - thresh > 0.0;
+        self.changed = true;
+    }
+
+    /// The threshold detectors with a spike (above now, not at the last check), as model
+    /// sections, into `fired`; every detector's flag follows.
+    pub fn crossings(&mut self, fired: &mut Vec<u32>) {
+        if !std::mem::take(&mut self.changed) {
+            return;
+        }
+        // Eight detectors at a time: most steps nothing changes.
+        let (above, flag) = (&self.above, &mut self.flag);
+        for (c, (a, f)) in above.chunks(8).zip(flag.chunks_mut(8)).enumerate() {
+            if a.iter().zip(f.iter()).all(|(a, f)| a == f) {
+                continue;
+            }
+            for (k, (&a, f)) in a.iter().zip(f.iter_mut()).enumerate() {
+                if a && !*f {
+                    let x = c * 8 + k;
+                    fired.push(self.secs[x]);
+                }
+                *f = a;
+            }
+        }
+    }
+
+    /// INITIAL of every block.
+    pub fn initial(&mut self, rates: &Rates) {
+        for block in &mut self.blocks {
+            block.initial(&self.v, rates);
+        }
+    }
+
+    /// The membrane currents at time t, in NEURON's mechanism-type order, into rhs and d.
+    #[inline(always)]
+    pub fn currents<const N: usize>(&mut self, t: f64) {
+        lanes::zero2(&mut self.rhs, &mut self.d);
+        let mut cx = Cx::<N> { lanes: self.lanes, v: &self.v, rhs: &mut self.rhs, d: &mut self.d, t };
+        for block in &mut self.blocks {
+            block.current(&mut cx);
+        }
+    }
+
+    /// The first half of a step from t_n: currents at `t` = t_n + dt/2, the matrix, the solve,
+    /// v = v_{n+1}.
+    #[inline(always)]
+    pub fn advance_v<const N: usize>(&mut self, t: f64, dt: f64) {
+        self.currents::<N>(t);
+        self.matrix::<N>(dt);
+        self.solve::<N>();
+        self.detect::<N>();
+    }
+
+    /// Capacitance and axial terms added to the currents (NEURON's nrn_rhs and nrn_lhs).
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // node i and its parent's rows, by index
+    pub fn matrix<const N: usize>(&mut self, dt: f64) {
+        let n = lane_count::<N>(self.lanes);
+        let cfac = 0.001 * (1.0 / dt);
+        for (c, &nd) in self.cap_nodes.iter().enumerate() {
+            lanes::add_scaled(&mut self.d[nd as usize * n..(nd as usize + 1) * n], cfac, &self.cm[c * n..(c + 1) * n]);
+        }
+        let parent = &self.template.parent;
+        for i in 1..self.template.nnode as usize {
+            let p = parent[i] as usize;
+            // Node i's row and its parent's (p < i): split so both can be borrowed.
+            let (lo, hi) = self.rhs.split_at_mut(i * n);
+            let (rhs_p, rhs_i) = (&mut lo[p * n..(p + 1) * n], &mut hi[..n]);
+            let (lo, hi) = self.d.split_at_mut(i * n);
+            let (d_p, d_i) = (&mut lo[p * n..(p + 1) * n], &mut hi[..n]);
+            let v = (&self.v[p * n..(p + 1) * n], &self.v[i * n..(i + 1) * n]);
+            let (a, b) = (&self.a[i * n..(i + 1) * n], &self.b[i * n..(i + 1) * n]);
+            lanes::axial(rhs_i, rhs_p, d_i, d_p, v, a, b);
+        }
+    }
+
+    /// Gaussian elimination over each cell's tree (triang, bksub), then v += dv.
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // node i and its parent's rows, by index
+    pub fn solve<const N: usize>(&mut self) {
+        let n = lane_count::<N>(self.lanes);
+        let nn = self.template.nnode as usize;
+        let parent = &self.template.parent;
+        for i in (1..nn).rev() {
+            let p = parent[i] as usize;
+            let (lo, hi) = self.rhs.split_at_mut(i * n);
+            let (rhs_p, rhs_i) = (&mut lo[p * n..(p + 1) * n], &hi[..n]);
+            let (lo, hi) = self.d.split_at_mut(i * n);
+            let (d_p, d_i) = (&mut lo[p * n..(p + 1) * n], &hi[..n]);
+            lanes::triang(rhs_p, d_p, rhs_i, d_i, &self.a[i * n..(i + 1) * n], &self.b[i * n..(i + 1) * n]);
+        }
+        lanes::divide(&mut self.rhs[..n], &self.d[..n]);
+        for i in 1..nn {
+            let p = parent[i] as usize;
+            let (lo, hi) = self.rhs.split_at_mut(i * n);
+            lanes::bksub(&mut hi[..n], &lo[p * n..(p + 1) * n], &self.b[i * n..(i + 1) * n], &self.d[i * n..(i + 1) * n]);
+        }
+        lanes::add(&mut self.v, &self.rhs);
+    }
+
+    /// The states of every block at the new v (cnexp, the synapses' decay).
+    #[inline(always)]
+    pub fn states<const N: usize>(&mut self, dt: f64, rates: &Rates) {
+        for block in &mut self.blocks {
+            block.state::<N>(&self.v, dt, rates);
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! The step kernels over tiles, compiled once per instruction set and chosen at run time:
+//! AVX-512 (8 lanes per instruction), AVX2 (4), or portable code (SSE2 on x86_64). Every
+//! variant runs the same IEEE operations in the same order on each lane — Rust never fuses a
+//! multiply and an add, whatever the target features — so every variant gives the same bits
+//! (the golden tests run each variant this CPU has).
+
+use super::cells::Tile;
+use crate::mech::Rates;
+
+/// An instruction set for the kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kernels {
+    Avx512,
+    Avx2,
+    Portable,
+}
+
+impl Kernels {
+    pub const ALL: [Kernels; 3] = [Kernels::Avx512, Kernels::Avx2, Kernels::Portable];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernels::Avx512 => "avx512",
+            Kernels::Avx2 => "avx2",
+            Kernels::Portable => "portable",
+        }
+    }
+
+    /// Whether this CPU executes the variant.
+    pub fn runs_here(self) -> bool {
+        match self {
+            Kernels::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx512 => {
+                Kernels::Avx2.runs_here()
+                    && is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512dq")
+                    && is_x86_feature_detected!("avx512vl")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernels::Avx2 | Kernels::Avx512 => false,
+        }
+    }
+
+    /// The widest variant this CPU executes.
+    pub fn best() -> Kernels {
+        static BEST: std::sync::OnceLock<Kernels> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| Kernels::ALL.into_iter().find(|k| k.runs_here()).unwrap_or(Kernels::Portable))
+    }
+}
+
+/// What a call runs over each tile.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Work {
+    /// The first half of a step (currents at t, matrix, solve: v_{n+1}) and, with `states`,
+    /// the states too.
+    Step { t: f64, dt: f64, states: bool },
+    /// The states of a step whose first half ran before a pause.
+    States { dt: f64 },
+}
+
+#[inline(always)]
+fn run(tiles: &mut [Tile], work: Work, rates: &Rates) {
+    for tile in tiles {
+        // A tile of one cell (a model of one cell, or a cell unlike any other) gets kernels
+        // made for one lane: no loops over lanes at all.
+        if tile.lanes == 1 {
+            run_tile::<1>(tile, work, rates);
+        } else {
+            run_tile::<0>(tile, work, rates);
+        }
+    }
+}
+
+#[inline(always)]
+fn run_tile<const N: usize>(tile: &mut Tile, work: Work, rates: &Rates) {
+    match work {
+        Work::Step { t, dt, states } => {
+            tile.advance_v::<N>(t, dt);
+            if states {
+                tile.states::<N>(dt, rates);
+            }
+        }
+        Work::States { dt } => tile.states::<N>(dt, rates),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+fn run_avx512(tiles: &mut [Tile], work: Work, rates: &Rates) {
+    run(tiles, work, rates)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn run_avx2(tiles: &mut [Tile], work: Work, rates: &Rates) {
+    run(tiles, work, rates)
+}
+
+/// Runs `work` over `tiles` with the kernels `k` (which must run here: see `Sim::set_kernels`).
+pub fn dispatch(k: Kernels, tiles: &mut [Tile], work: Work, rates: &Rates) {
+    match k {
+        // SAFETY: `k` runs here (checked when it was chosen), so the CPU has these features.
+        #[cfg(target_arch = "x86_64")]
+        Kernels::Avx512 => unsafe { run_avx512(tiles, work, rates) },
+        #[cfg(target_arch = "x86_64")]
+        Kernels::Avx2 => unsafe { run_avx2(tiles, work, rates) },
+        _ => run(tiles, work, rates),
+    }
+}

@@ -1,0 +1,103 @@
+"""The small command-line items of issue 9 (item 7), each against the real binary:
+per-segment --set values get a plain error, `params` lists the recordable signals, `check
+--help` and `params --help` describe their arguments, `--out /dev/null` writes no files, and
+the model format documents models of several cells (its two-cell example runs)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO_ROOT
+
+
+def run(spikebus_bin: Path, *args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(spikebus_bin), *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=cwd or REPO_ROOT)
+
+
+@pytest.mark.parametrize("cmd", ["run", "params"])
+def test_per_segment_set_is_a_plain_error(spikebus_bin: Path, tmp_path: Path, cmd: str) -> None:
+    args = [cmd, "--set", "dend(0.3).g_pas=0.0002"] + (["--out", str(tmp_path / "d")] if cmd == "run" else [])
+    p = run(spikebus_bin, *args)
+    assert p.returncode == 2, p
+    assert p.stderr.strip() == (
+        "spikebus: --set dend(0.3).g_pas=0.0002: per-segment values like `dend(0.3).g_pas` are not supported "
+        "yet: set `dend.g_pas` for the whole section"
+    ), p.stderr
+    assert "dend(0`" not in p.stderr
+    assert not (tmp_path / "d").exists(), "a refused --set wrote something"
+
+
+def test_params_lists_the_recordable_signals(spikebus_bin: Path) -> None:
+    p = run(spikebus_bin, "params")
+    assert p.returncode == 0, p.stderr
+    head, _, tail = p.stdout.partition("\nsignals (recordable")
+    assert tail, p.stdout
+    assert re.search(r"^soma\.gnabar_hh\s+0\.12\s+S/cm2\s+writable$", head, re.M), head
+    signals = tail.splitlines()[1:]
+    for name in ("soma.v", "soma.m_hh", "soma.h_hh", "soma.n_hh", "syn.g", "syn.i"):
+        assert name in signals, signals
+    # Every listed signal is recordable: a run records them all.
+    out = run(spikebus_bin, "run", "--set", "tstop=0.1", "--record", ",".join(signals), "--out", "/dev/null")
+    assert out.returncode == 0, out.stderr
+
+
+def test_params_into_a_closed_pipe_is_quiet(spikebus_bin: Path) -> None:
+    p = subprocess.run(f"'{spikebus_bin}' params | head -1", shell=True, capture_output=True, text=True, timeout=60)
+    assert p.stdout.startswith("name"), p.stdout
+    assert "panicked" not in p.stderr and p.stderr == "", p.stderr
+
+
+def test_check_and_params_help_describe_their_arguments(spikebus_bin: Path) -> None:
+    check = run(spikebus_bin, "check", "--help").stdout
+    assert re.search(r"<MODEL>\s+The model file \(TOML", check), check
+    params = run(spikebus_bin, "params", "--help").stdout
+    assert re.search(r"\[MODEL\]\s+Model file \(TOML\); without it, the built-in seed model", params), params
+    assert re.search(r"--set <NAME=VALUE>\s+Override a parameter", params), params
+    assert "recordable signals" in params, params
+
+
+def test_out_dev_null_writes_no_files(spikebus_bin: Path, tmp_path: Path) -> None:
+    p = run(spikebus_bin, "run", "--set", "tstop=5", "--out", "/dev/null", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "wrote no files (--out /dev/null)" in p.stdout, p.stdout
+    assert list(tmp_path.iterdir()) == [], list(tmp_path.iterdir())
+    assert Path("/dev/null").is_char_device()
+
+
+def test_out_dev_null_with_the_bus(start_node, tmp_path: Path) -> None:
+    """A run watched only on the bus: the stream and the controller work, nothing is written."""
+    from spikebus_client import Controller, Observer
+
+    node = start_node(["--control", "tcp://127.0.0.1:0", "--pub", "tcp://127.0.0.1:0", "--set", "tstop=5",
+                       "--set", "soma.threshold=0", "--out", "/dev/null", "--wait-subscribers", "1"])
+    with Observer(node.pub) as obs, Controller(node.control) as c:
+        syncs = list(c.run(every_ms=1.0, watch_values=["soma.v"]))
+        msgs = obs.collect()
+    assert [s.step for s in syncs] == [0, 40, 80, 120, 160, 200]
+    assert msgs[-1].topic == "done" and msgs[-1].data["reason"] == "end"
+    assert sum(len(m.data["step"]) for m in msgs if m.topic == "state") == 201
+    assert node.wait(60) == 0
+    assert "wrote no files" in node.stdout
+
+
+def test_model_format_documents_several_cells(spikebus_bin: Path, tmp_path: Path) -> None:
+    """docs/model-format.md says a model may hold several cells, with a two-cell example that
+    `check` accepts and whose cells both spike (the second driven by the first)."""
+    doc = (REPO_ROOT / "docs" / "model-format.md").read_text()
+    assert "several cells" in doc
+    m = re.search(r"<!-- two-cell example -->\n```toml\n(.*?)```", doc, re.S)
+    assert m, "no two-cell example in docs/model-format.md"
+    model = tmp_path / "two.toml"
+    model.write_text(m.group(1))
+    p = run(spikebus_bin, "check", str(model))
+    assert p.returncode == 0 and ": ok (2 sections" in p.stdout, p
+    out = tmp_path / "d"
+    p = run(spikebus_bin, "run", str(model), "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    sources = {line.split(",")[0] for line in (out / "spikes.csv").read_text().splitlines()[1:]}
+    assert {"cell1", "cell2"} <= sources, sources
