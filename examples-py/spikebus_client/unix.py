@@ -5,17 +5,19 @@ standard library only.
 
 :class:`~spikebus_client.Controller` picks it for an endpoint ``unix:///path``; this module is
 its socket layer: :class:`UnixChannel` sends one request and reads its one reply within a
-timeout.
+timeout; :class:`AsyncUnixChannel` does the same in an asyncio event loop, for
+:class:`~spikebus_client.aio.AsyncController`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import socket
 import struct
 import time
 
-__all__ = ["UnixChannel", "endpoint_path", "frame"]
+__all__ = ["AsyncUnixChannel", "UnixChannel", "endpoint_path", "frame"]
 
 _HEADER = struct.Struct(">I")
 # SO_RCVTIMEO / SO_SNDTIMEO take a struct timeval (two C longs on Linux and macOS).
@@ -138,3 +140,64 @@ class UnixChannel:
         except OSError as e:
             self.failure = f"the connection failed: {e}"
             return None
+
+
+class AsyncUnixChannel:
+    """One connection to a node's ``unix://`` control endpoint, for asyncio: as
+    :class:`UnixChannel` (connected on the first exchange, a node not listening yet waited for
+    until that exchange's deadline, unusable after a failed exchange), with ``await``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        #: Why the last exchange got no reply (for error messages), or None.
+        self.failure: str | None = None
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._reader = self._writer = None
+
+    async def _connect(self, deadline: float) -> bool:
+        pause = 0.001
+        while True:
+            try:
+                self._reader, self._writer = await asyncio.open_unix_connection(self.path)
+                return True
+            except OSError as e:
+                left = deadline - time.monotonic()
+                if e.errno not in _NOT_LISTENING or left <= 0:
+                    self.failure = f"cannot connect to {self.path}: {e}"
+                    return False
+                await asyncio.sleep(min(pause, left))
+                pause = min(pause * 2, 0.05)
+
+    async def _exchange(self, data: bytes, deadline: float, replacing: AsyncUnixChannel | None) -> bytes | None:
+        connected = self._writer is not None or await self._connect(deadline)
+        if replacing is not None:
+            replacing.close()
+        if not connected:
+            return None
+        assert self._reader is not None and self._writer is not None
+        self._writer.write(frame(data))
+        await self._writer.drain()
+        (n,) = _HEADER.unpack(await self._reader.readexactly(_HEADER.size))
+        return await self._reader.readexactly(n)
+
+    async def exchange(self, data: bytes, timeout_ms: int, replacing: AsyncUnixChannel | None = None) -> bytes | None:
+        """As :meth:`UnixChannel.exchange`: the reply's bytes, or None (``failure`` says
+        why) if none came within ``timeout_ms`` or the connection failed."""
+        self.failure = None
+        deadline = time.monotonic() + timeout_ms / 1000
+        try:
+            return await asyncio.wait_for(self._exchange(data, deadline, replacing), timeout_ms / 1000)
+        except asyncio.TimeoutError:
+            self.failure = f"no reply within {timeout_ms} ms"
+        except asyncio.IncompleteReadError:
+            self.failure = "the node closed the connection"
+        except OSError as e:
+            self.failure = f"the connection failed: {e}"
+        if replacing is not None:
+            replacing.close()  # a timeout while connecting
+        return None

@@ -1,12 +1,13 @@
 """The Python client on the unix:// transport (``spikebus_client.unix``): what the protocol
 tests (run on both transports) do not reach: the framing's bytes, endpoints it refuses, its
 timeouts and resends against a peer that never answers, a node that is not listening yet or
-at all, and a node that closes the connection.  Real sockets, real nodes; nothing sleeps to
+at all, and a node that closes the connection; the same for the asyncio controller.  Real sockets, real nodes; nothing sleeps to
 wait for a socket.
 """
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import socket
 import struct
@@ -19,6 +20,7 @@ import pytest
 
 from helpers import pack
 from spikebus_client import Controller, Node, SpikebusTimeout
+from spikebus_client.aio import AsyncController
 from spikebus_client.unix import endpoint_path, frame
 
 
@@ -76,7 +78,7 @@ def test_no_reply_resends_the_same_bytes_on_fresh_connections(endpoint: Callable
     ep = endpoint("unix")
     silent = Silent(ep[len("unix://") :])
     try:
-        c = Controller(ep, timeout_ms=200, retries=2, client="patient", first_id=41)
+        c = Controller(ep, timeout_ms=200, retries=2, client="patient", first_id=41, connect_timeout_ms=None)
         started = time.monotonic()
         with pytest.raises(SpikebusTimeout) as e:
             c.hello()
@@ -94,7 +96,7 @@ def test_no_reply_resends_the_same_bytes_on_fresh_connections(endpoint: Callable
 
 def test_nobody_listening_is_a_timeout_naming_the_connect_error(endpoint: Callable[..., str]) -> None:
     ep = endpoint("unix")
-    c = Controller(ep, timeout_ms=150, retries=1)
+    c = Controller(ep, timeout_ms=150, retries=1, connect_timeout_ms=None)
     started = time.monotonic()
     with pytest.raises(SpikebusTimeout) as e:
         c.hello()
@@ -106,7 +108,7 @@ def test_nobody_listening_is_a_timeout_naming_the_connect_error(endpoint: Callab
 def test_a_node_that_starts_late_is_waited_for(spikebus_bin: Path, endpoint: Callable[..., str], tmp_path: Path) -> None:
     ep = endpoint("unix")
     got: list[object] = []
-    c = Controller(ep, timeout_ms=30_000, retries=0)
+    c = Controller(ep, timeout_ms=30_000, retries=0, connect_timeout_ms=None)
     t = threading.Thread(target=lambda: got.append(c.hello()))
     t.start()  # connecting, before the node exists
     with Node(["--control", ep, "--set", "tstop=1", "--out", str(tmp_path / "d")], binary=spikebus_bin) as node:
@@ -131,3 +133,44 @@ def test_a_closed_connection_ends_the_attempt_at_once(start_node, endpoint: Call
     # The node serves on.
     assert c.hello().step == 0
     c.close()
+
+
+def test_async_no_reply_resends_the_same_bytes_on_fresh_connections(endpoint: Callable[..., str]) -> None:
+    ep = endpoint("unix")
+    silent = Silent(ep[len("unix://") :])
+
+    async def main() -> AsyncController:
+        c = AsyncController(ep, timeout_ms=200, retries=2, client="patient", first_id=41, connect_timeout_ms=None)
+        try:
+            await c.hello()
+        finally:
+            c.close()
+        return c
+
+    try:
+        started = time.monotonic()
+        with pytest.raises(SpikebusTimeout) as e:
+            asyncio.run(main())
+        took = time.monotonic() - started
+    finally:
+        silent.close()
+    assert "3 attempt(s)" in str(e.value) and "no reply within 200 ms" in str(e.value), e.value
+    assert 0.6 <= took < 5.0, took
+    want = frame(pack({"op": "hello", "protocol": 2, "id": 41, "client": "patient"}))
+    assert [silent.received.get(timeout=10) for _ in range(3)] == [want] * 3
+
+
+def test_async_a_closed_connection_ends_the_attempt_at_once(start_node, endpoint: Callable[..., str], tmp_path: Path) -> None:
+    node = start_node(["--control", endpoint("unix"), "--max-message", "1000", "--out", str(tmp_path / "d")])
+
+    async def main() -> None:
+        async with AsyncController(node.control, timeout_ms=20_000, retries=1) as c:
+            started = time.monotonic()
+            with pytest.raises(SpikebusTimeout) as e:
+                await c.send_bytes(bytes(200_000))
+            assert time.monotonic() - started < 10
+            assert "closed the connection" in str(e.value) or "connection failed" in str(e.value), e.value
+            assert c.resends == 1
+            assert (await c.hello()).step == 0  # the node serves on
+
+    asyncio.run(main())
