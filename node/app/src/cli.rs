@@ -10,7 +10,8 @@ use spikebus_protocol as proto;
 
 use std::io::Write as _;
 
-use crate::bus::{check_endpoint, check_not_in_use, Bus, Credentials};
+use crate::bus::{check_endpoint, check_not_in_use, Bus, Credentials, ZmqControl};
+use crate::unix::{self, UnixControl};
 use crate::lockstep::{controlled_run, ControlOptions, TimeoutPolicy};
 use crate::signals::Stop;
 use crate::error::AppError;
@@ -110,7 +111,9 @@ struct LimitArgs {
 #[derive(clap::Args)]
 struct BusArgs {
     /// Be steered by a controller: bind the control socket here (tcp://127.0.0.1:PORT, PORT 0
-    /// for any free port, or ipc:///PATH) and wait for it before initialization.
+    /// for any free port, ipc:///PATH, or unix:///PATH: the same protocol in length-prefixed
+    /// frames over a plain Unix-domain socket, the fastest on one machine) and wait for it
+    /// before initialization.
     #[arg(long, value_name = "ENDPOINT")]
     control: Option<String>,
     /// Be a HELICS federate, configured by this JSON file (docs/helics.md): sync points are
@@ -199,16 +202,56 @@ impl BusArgs {
     /// The endpoints, each valid, and not one socket's twice.
     fn check_endpoints(&self) -> Result<(), AppError> {
         let auth = self.auth_file.is_some();
-        for ep in [&self.control, &self.pub_endpoint].into_iter().flatten() {
-            check_not_in_use(&check_endpoint(ep, self.allow_remote, auth)?, ep)?;
-        }
-        if let (Some(c), Some(p)) = (&self.control, &self.pub_endpoint) {
+        let control_path = match self.control.as_deref() {
+            Some(c) => match unix::endpoint_path(c)? {
+                Some(path) => {
+                    if auth {
+                        return Err(AppError::Usage(format!(
+                            "--control {c}: a unix:// control channel has no authentication (the socket file's \
+                             permissions decide who may connect); --auth-file needs a tcp:// or ipc:// control endpoint"
+                        )));
+                    }
+                    unix::check_path_free(&path, c)?;
+                    Some(path)
+                }
+                None => {
+                    let ep = check_endpoint(c, self.allow_remote, auth)?;
+                    check_not_in_use(&ep, c)?;
+                    ep.ipc_path
+                }
+            },
+            None => None,
+        };
+        if let Some(p) = &self.pub_endpoint {
+            let ep = check_endpoint(p, self.allow_remote, auth)?;
+            check_not_in_use(&ep, p)?;
             // Port 0 binds a fresh port each time: the same text is two endpoints.
-            if c == p && !c.ends_with(":0") {
-                return Err(AppError::Usage(format!("--control and --pub are both {c}: each needs its own endpoint")));
+            let same = match (&control_path, &ep.ipc_path) {
+                (Some(a), Some(b)) => a == b,
+                _ => self.control.as_deref() == Some(p.as_str()) && !p.ends_with(":0"),
+            };
+            if same {
+                let c = self.control.as_deref().unwrap_or_default();
+                let both = if c == p { format!("both {c}") } else { format!("{c} and {p}, the same path") };
+                return Err(AppError::Usage(format!("--control and --pub are {both}: each needs its own endpoint")));
             }
         }
         Ok(())
+    }
+}
+
+/// The control channel, over one transport or the other (the lockstep is compiled for each).
+enum Control {
+    Zmq(ZmqControl),
+    Unix(UnixControl),
+}
+
+impl Control {
+    fn endpoint(&self) -> &str {
+        match self {
+            Control::Zmq(c) => &c.endpoint,
+            Control::Unix(c) => &c.endpoint,
+        }
     }
 }
 
@@ -343,12 +386,16 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
             session.sim.set_interrupt(stop.shared_flag());
             let creds = bus.auth_file.as_deref().map(Credentials::load).transpose()?;
             let net = Bus::new(bus.allow_remote, creds)?;
-            let control = bus.control.as_deref().map(|ep| net.control(ep, bus.max_message)).transpose()?;
+            let control = match bus.control.as_deref() {
+                Some(ep) if ep.starts_with("unix://") => Some(Control::Unix(UnixControl::bind(ep, bus.max_message)?)),
+                Some(ep) => Some(Control::Zmq(net.control(ep, bus.max_message)?)),
+                None => None,
+            };
             let publisher = bus.pub_endpoint.as_deref().map(|ep| net.publisher(ep, bus.pub_hwm)).transpose()?;
             if control.is_some() || publisher.is_some() {
                 let mut line = String::from("spikebus: listening");
                 if let Some(c) = &control {
-                    line += &format!(" control={}", c.endpoint);
+                    line += &format!(" control={}", c.endpoint());
                 }
                 if let Some(p) = &publisher {
                     line += &format!(" pub={}", p.endpoint);
@@ -360,7 +407,8 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
                 session.attach_stream(p, &opts)?;
             }
             let summary = match (control, helics_cfg, helics_lib) {
-                (Some(c), ..) => controlled_run(session, c, &copts, &stop)?,
+                (Some(Control::Zmq(c)), ..) => controlled_run(session, c, &copts, &stop)?,
+                (Some(Control::Unix(c)), ..) => controlled_run(session, c, &copts, &stop)?,
                 (None, Some(cfg), Some(lib)) => {
                     let about = format!("HELICS {} ({})", lib.version, lib.path.display());
                     let joined = helics::join(lib, &cfg, &stop)?;

@@ -1,8 +1,9 @@
 //! spikebus-app: the node around the engine. `cli` parses arguments and dispatches; `run`
 //! holds a run's outputs and drives a free run; `lockstep` serves controllers at sync points
 //! through a `transport::Transport`; `helics` makes the node a HELICS federate; `bus` is all
-//! the socket code (ZeroMQ); `output` writes files that are never torn, `traces` writes the
-//! samples on a thread of its own, `record` says which samples NEURON records.
+//! the ZeroMQ code and `unix` the control channel over a Unix-domain socket; `output` writes
+//! files that are never torn, `traces` writes the samples on a thread of its own, `record`
+//! says which samples NEURON records.
 
 pub mod bus;
 pub mod cli;
@@ -15,5 +16,6 @@ pub mod run;
 pub mod signals;
 pub mod traces;
 pub mod transport;
+pub mod unix;
 
 pub use error::AppError;
