@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use spikebus_engine::{parse_model, Limits, Model, Sim};
+use spikebus_engine::{parse_model_with, Limits, Model, Sim};
 use spikebus_protocol as proto;
 
 use std::io::Write as _;
@@ -60,6 +60,10 @@ enum Command {
         /// The model file (TOML, docs/model-format.md): its sections, point processes, cells,
         /// NetCons and recordings are checked, and a simulation is built from it.
         model: PathBuf,
+        /// Then list every segment's geometry: section, x, area (um2), ri (Megohm, to the
+        /// parent node), as NEURON's seg.area() and seg.ri().
+        #[arg(long)]
+        geometry: bool,
     },
     /// List the parameters of a model (name, value, unit, writable while running), then its
     /// recordable signals (names for --record, --pub-signals, `watch` and `get`).
@@ -196,13 +200,43 @@ impl BusArgs {
     }
 }
 
+/// `check --geometry`: a line per segment, `section x area ri parent` (numbers that parse
+/// back to the same doubles; parent: the section's connection, `SEC(x)` or `-` for a root).
+fn print_geometry(sim: &mut Sim) {
+    let mut buf = ryu::Buffer::new();
+    let mut text = String::from("section\tx\tarea\tri\tparent\n");
+    for s in 0..sim.model().sections.len() {
+        let spec = &sim.model().sections[s];
+        let name = spec.name.clone();
+        let parent = match &spec.parent {
+            Some(p) => format!("{}({})", p.section, crate::output::format_f64(&mut buf, p.x)),
+            None => "-".to_string(),
+        };
+        let geometry = sim.segment_geometry(s);
+        let nseg = geometry.len() as f64;
+        for (j, (area, ri)) in geometry.into_iter().enumerate() {
+            let x = crate::output::format_f64(&mut buf, (j as f64 + 0.5) / nseg).to_string();
+            let a = crate::output::format_f64(&mut buf, area).to_string();
+            let r = crate::output::format_f64(&mut buf, ri).to_string();
+            text += &format!("{name}\t{x}\t{a}\t{r}\t{parent}\n");
+        }
+    }
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
 /// Loads a model file, or the built-in seed model, and applies `--set` overrides in order.
+/// Files the model refers to (`[morphology] swc`) are read relative to its directory.
 pub fn load_model(path: Option<&Path>, sets: &[String]) -> Result<Model, AppError> {
     let mut model = match path {
         None => Model::seed(),
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|source| AppError::ReadModel { path: p.to_path_buf(), source })?;
-            parse_model(&text, &p.display().to_string())?
+            let dir = p.parent().unwrap_or(Path::new(""));
+            let read = |file: &str| {
+                let path = dir.join(file);
+                std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+            };
+            parse_model_with(&text, &p.display().to_string(), &read)?
         }
     };
     for s in sets {
@@ -354,9 +388,9 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
                 proto::EndReason::Limit => 5,
             })
         }
-        Command::Check { model } => {
+        Command::Check { model, geometry } => {
             let m = load_model(Some(&model), &[])?;
-            Sim::new(m.clone())?;
+            let mut sim = Sim::new(m.clone())?;
             println!(
                 "{}: ok ({} sections, {} point processes, {} artificial cells, {} NetCons, {} recorded signals)",
                 model.display(),
@@ -366,6 +400,9 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
                 m.netcons.len(),
                 m.record.len()
             );
+            if geometry {
+                print_geometry(&mut sim);
+            }
             Ok(0)
         }
         Command::Params { model, sets } => {
