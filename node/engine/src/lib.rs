@@ -18,6 +18,7 @@ pub mod morphology;
 pub mod parse;
 pub mod population;
 pub mod signal;
+pub mod write;
 pub mod sim;
 
 pub use error::{Error, Result};
