@@ -4,6 +4,8 @@
 Usage (from anywhere; paths are resolved from the repository root):
 
     python tests/golden/generate.py [VARIANT...]
+    python tests/golden/generate.py --swc-geometry      # swc_geometry.json
+    python tests/golden/generate.py --geometry MODEL    # print NEURON's geometry of a model
 
 Default: every variant in tests/golden/variants.toml. Each variant is a model file
 (docs/model-format.md) plus `set` overrides and an optional callback. It is built in NEURON in
@@ -919,9 +921,58 @@ def print_geometry(model_path):
             print(f"{name}\t{seg.x!r}\t{seg.area()!r}\t{seg.ri()!r}\t{parent}")
 
 
+# swc_geometry.json: random SWC files (tests/py/swc_random.py, seeds 0 to N-1), each
+# imported by NEURON with one of these rules; every segment's area and ri.
+SWC_GEOMETRY_FILES = 80
+SWC_GEOMETRY_RULES = [
+    "nseg = 1",
+    "nseg = 3",
+    'nseg = "d_lambda"\n\n[morphology.all]\nRa = 123.4\ncm = 1.1',
+    'nseg = "d_lambda"\nd_lambda = 0.05\nd_lambda_freq = 500.0\n\n[morphology.all]\nRa = 35.4\ncm = 2.5',
+]
+
+
+def swc_geometry():
+    """`generate.py --swc-geometry`: writes tests/golden/swc_geometry.json, NEURON's geometry
+    (seg.area(), seg.ri(), parentseg) of every section Import3d makes from random SWC files
+    (each imported in a NEURON process of its own, by `--geometry`), for the Rust test
+    `swc_geometry_is_neurons`. Numbers are written with repr (read back exactly)."""
+    sys.path.insert(0, os.path.join(ROOT, "tests", "py"))
+    from swc_random import random_swc
+
+    from neuron import h
+
+    version = h.nrnversion()
+    cases = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in range(SWC_GEOMETRY_FILES):
+            text, style = random_swc(seed)
+            rule = SWC_GEOMETRY_RULES[seed % len(SWC_GEOMETRY_RULES)]
+            model = f'[morphology]\nswc = "cell.swc"\n{rule}\n'
+            with open(os.path.join(tmp, "cell.swc"), "w") as f:
+                f.write(text)
+            with open(os.path.join(tmp, "cell.toml"), "w") as f:
+                f.write(model)
+            out = subprocess.run([sys.executable, __file__, "--geometry", os.path.join(tmp, "cell.toml")],
+                                 capture_output=True, text=True)
+            if out.returncode != 0:
+                raise RuntimeError(f"seed {seed}: {out.stderr}")
+            out = out.stdout.splitlines()
+            # Import3d's own messages (sections removed) come before the table
+            rows = [line.split("\t") for line in out[out.index("section\tx\tarea\tri\tparent") + 1:]]
+            cases.append({"seed": seed, "soma": style, "swc": text, "model": model, "segments": rows})
+    path = os.path.join(GOLDEN, "swc_geometry.json")
+    with open(path, "w") as f:
+        json.dump({"neuron_version": version, "cases": cases}, f, indent=0)
+    print(f"swc_geometry: {len(cases)} files, {sum(len(c['segments']) for c in cases)} segments")
+
+
 def main(argv):
     if len(argv) == 2 and argv[0] == "--geometry":
         print_geometry(argv[1])
+        return 0
+    if argv == ["--swc-geometry"]:
+        swc_geometry()
         return 0
     if len(argv) >= 1 and argv[0] == "--worker":
         _, name, mechlib = argv

@@ -197,10 +197,20 @@ fn threads_give_the_same_files_and_neurons_numbers() {
     }
 }
 
-/// `spikebus expand` writes a model file that runs exactly as the populations it expands.
+/// `spikebus expand` writes a model file that runs exactly as the populations it expands,
+/// and a morphology as its sections' 3-d points.
 #[test]
 fn expanded_populations_run_the_same() {
-    let model = root().join("tests/models/network200_pop.toml");
+    expands_to_the_same_run("tests/models/network200_pop.toml");
+}
+
+#[test]
+fn expanded_morphology_runs_the_same() {
+    expands_to_the_same_run("tests/models/swc_pyramidal.toml");
+}
+
+fn expands_to_the_same_run(model: &str) {
+    let model = root().join(model);
     let out = run_ok(spikebus().arg("expand").arg(&model));
     let dir = tempfile::tempdir().unwrap();
     let flat = write_model(dir.path(), &String::from_utf8(out.stdout).unwrap());
