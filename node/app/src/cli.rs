@@ -76,6 +76,20 @@ enum Command {
         #[arg(long = "set", value_name = "NAME=VALUE")]
         sets: Vec<String>,
     },
+    /// Build a model with its NEURON script and write it as a spikebus model file: runs
+    /// `PYTHON -m spikebus_client.from_neuron` (the module carried in this binary, so the
+    /// Python needs NEURON, not spikebus_client). Whatever spikebus cannot run exactly is
+    /// listed and nothing is written (exit 2). docs/model-format.md, "From NEURON".
+    #[command(name = "from-neuron", disable_help_flag = true)]
+    FromNeuron {
+        /// The Python that has NEURON (and the script's mechanisms).
+        #[arg(long, env = "SPIKEBUS_PYTHON", default_value = "python3")]
+        python: PathBuf,
+        /// The tool's arguments: SCRIPT [--out MODEL.toml] [--record SIG,...] [-- ARGS]
+        /// (`--help` for the tool's own help).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        args: Vec<String>,
+    },
     /// List the parameters of a model (name, value, unit, writable while running), then its
     /// recordable signals (names for --record, --pub-signals, `watch` and `get`).
     Params {
@@ -214,6 +228,21 @@ impl BusArgs {
         }
         Ok(())
     }
+}
+
+/// spikebus_client/from_neuron.py, carried in the binary: `spikebus from-neuron` runs it in
+/// the user's NEURON Python, which need not have spikebus_client installed.
+const FROM_NEURON: &str = include_str!("../../../examples-py/spikebus_client/from_neuron.py");
+
+/// `spikebus from-neuron`: the tool's exit code (0 written, 2 refused or a bad script).
+fn from_neuron(python: &Path, args: &[String]) -> Result<u8, AppError> {
+    let status = std::process::Command::new(python)
+        .arg("-c")
+        .arg(FROM_NEURON)
+        .args(args)
+        .status()
+        .map_err(|e| AppError::Usage(format!("cannot run {} (--python, $SPIKEBUS_PYTHON): {e}", python.display())))?;
+    Ok(status.code().map_or(1, |c| u8::try_from(c).unwrap_or(1)))
 }
 
 /// `check --geometry`: a line per segment, `section x area ri parent` (numbers that parse
@@ -432,6 +461,7 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
             }
             Ok(0)
         }
+        Command::FromNeuron { python, args } => from_neuron(&python, &args),
         Command::Expand { model, sets } => {
             let m = load_model(model.as_deref(), &sets)?;
             let text = spikebus_engine::write::write_model(&m);
