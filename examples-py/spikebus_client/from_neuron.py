@@ -42,14 +42,22 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+__all__ = ["ARTIFICIAL", "DENSITY", "POINT", "Artificial", "Density", "Point", "Section", "Translation",
+           "Untranslatable", "Walk", "convert", "main", "model_text"]
+
 # --- What spikebus has: one entry per mechanism -------------------------------------------
 
 
 @dataclass(frozen=True)
 class Density:
-    """A density mechanism: its PARAMETERs (NEURON's names without the suffix; the model
-    file's key is ``NAME_MECH``) and the ion variables it reads (ion mechanism, variable:
-    written as section keys, e.g. hh reads ``ena`` of ``na_ion``)."""
+    """A density mechanism spikebus has.
+
+    Attributes:
+        params: its PARAMETERs, NEURON's names without the suffix (the model file's key is
+            ``NAME_MECH``, e.g. ``gnabar_hh``).
+        ions: the ion variables it reads, (ion mechanism, variable), written as section keys
+            (hh reads ``ena`` of ``na_ion`` and ``ek`` of ``k_ion``).
+    """
 
     params: Tuple[str, ...]
     ions: Tuple[Tuple[str, str], ...] = ()
@@ -57,15 +65,24 @@ class Density:
 
 @dataclass(frozen=True)
 class Point:
-    """A point process: its parameters (model-file keys = NEURON's names)."""
+    """A point process spikebus has.
+
+    Attributes:
+        params: its parameters (the model file's keys are NEURON's names).
+    """
 
     params: Tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class Artificial:
-    """An artificial cell: its parameters, and a reader of what is not a parameter
-    (``extra(obj, walk) -> dict`` of more keys; raises :class:`Untranslatable`)."""
+    """An artificial cell spikebus has.
+
+    Attributes:
+        params: its parameters (the model file's keys are NEURON's names).
+        extra: reads what is not a parameter, ``extra(obj, walk) -> {key: value}`` (NetStim's
+            stream ids, VecStim's times); raises :class:`Untranslatable`.
+    """
 
     params: Tuple[str, ...]
     extra: Optional[Callable[[Any, "Walk"], Dict[str, Any]]] = None
@@ -79,28 +96,28 @@ def _netstim_ids(ns: Any, walk: "Walk") -> Dict[str, Any]:
 
 def _vecstim_times(vs: Any, walk: "Walk") -> Dict[str, Any]:
     """NEURON has no accessor for the Vector a VecStim plays: its times are read by running
-    the model (see :meth:`Walk.vecstim_times`)."""
-    return {"times": walk.vecstim_times(vs)}
+    the model (see :meth:`Walk._vecstim_times`)."""
+    return {"times": walk._vecstim_times(vs)}
 
 
-#: Density mechanisms: NEURON name -> what spikebus has.
 DENSITY: Dict[str, Density] = {
     "hh": Density(params=("gnabar", "gkbar", "gl", "el"), ions=(("na_ion", "ena"), ("k_ion", "ek"))),
     "pas": Density(params=("g", "e")),
 }
+"""Density mechanisms: NEURON's name -> what spikebus has."""
 
-#: Point processes (with a location in a section).
 POINT: Dict[str, Point] = {
     "ExpSyn": Point(params=("tau", "e")),
     "Exp2Syn": Point(params=("tau1", "tau2", "e")),
     "IClamp": Point(params=("del", "dur", "amp")),
 }
+"""Point processes (with a location in a section): NEURON's name -> what spikebus has."""
 
-#: Artificial cells.
 ARTIFICIAL: Dict[str, Artificial] = {
     "NetStim": Artificial(params=("interval", "number", "start", "noise"), extra=_netstim_ids),
     "VecStim": Artificial(params=(), extra=_vecstim_times),
 }
+"""Artificial cells: NEURON's name -> what spikebus has."""
 
 #: Ion mechanisms spikebus knows only as the ion variables of a DENSITY entry.
 IONS = {ion for d in DENSITY.values() for ion, _ in d.ions}
@@ -124,6 +141,13 @@ class Untranslatable(Exception):
 
 @dataclass
 class Section:
+    """A ``[section.NAME]`` table.
+
+    Attributes:
+        name: the section's name in the model file.
+        keys: its keys and values, in the order written.
+    """
+
     name: str
     keys: Dict[str, Any]
 
@@ -131,7 +155,19 @@ class Section:
 @dataclass
 class Translation:
     """The walk's result: the model file's tables, in NEURON's order, and what could not
-    be translated (empty: the model is complete)."""
+    be translated.
+
+    Attributes:
+        run: the ``[run]`` keys.
+        sections: the sections, in the order written.
+        points: ``(name, keys)`` of each point process.
+        cells: ``(name, keys)`` of each artificial cell.
+        netcons: ``(name, keys)`` of each NetCon.
+        record: the signals of ``[record]``.
+        problems: what spikebus cannot run exactly, one line each (empty: the translation is
+            complete).
+        notes: what was left out because it changes nothing in a run (written as comments).
+    """
 
     run: Dict[str, Any] = field(default_factory=dict)
     sections: List[Section] = field(default_factory=list)
@@ -157,7 +193,15 @@ def _mech_types(h: Any, kind: int) -> List[str]:
 
 
 class Walk:
-    """Walks NEURON's current model (``h``) into a :class:`Translation`."""
+    """Walks NEURON's current model into a :class:`Translation`.
+
+    Attributes:
+        h: NEURON's ``h``.
+        t: the translation so far.
+        given: the names the script gives (``spikebus_names``), by NEURON's names.
+        sec_names: each section's model-file name, by NEURON's name.
+        obj_names: each point process's and artificial cell's model-file name, by NEURON's.
+    """
 
     def __init__(self, h: Any, names: Optional[Dict[Any, str]] = None) -> None:
         self.h = h
@@ -173,13 +217,13 @@ class Walk:
     def _neuron_name(obj: Any) -> str:
         return obj.name() if type(obj).__name__ == "Section" else obj.hname()
 
-    def problem(self, what: str) -> None:
+    def _problem(self, what: str) -> None:
         self.t.problems.append(what)
 
-    def name_of(self, neuron_name: str, what: str) -> str:
+    def _name_of(self, neuron_name: str, what: str) -> str:
         name = self.given.get(neuron_name, neuron_name)
         if not _OBJECT_NAME.fullmatch(name):
-            self.problem(
+            self._problem(
                 f"{what} `{neuron_name}`: not a spikebus name (identifiers with [index], joined by dots); "
                 "name it in NEURON (h.Section(name=..., cell=obj) with a __str__ of obj, e.g. `Cell[3]`) "
                 "or in the script's `spikebus_names`"
@@ -188,19 +232,19 @@ class Walk:
 
     # -- run settings --
 
-    def run_settings(self) -> None:
+    def _run_settings(self) -> None:
         h = self.h
         if h.cvode.active():
-            self.problem("CVode is active (variable time step): spikebus runs NEURON's fixed step; "
+            self._problem("CVode is active (variable time step): spikebus runs NEURON's fixed step; "
                          "h.cvode.active(0)")
         if h.secondorder != 0:
-            self.problem(f"secondorder = {h.secondorder:g}: spikebus runs NEURON's default "
+            self._problem(f"secondorder = {h.secondorder:g}: spikebus runs NEURON's default "
                          "(implicit Euler, secondorder = 0)")
         if hasattr(h, "steps_per_ms"):
             # stdrun's setdt() changes dt at h.run()/stdinit() unless steps_per_ms fits it.
             n = int((1.0 / h.steps_per_ms) / h.dt) or 1
             if abs(h.dt * n * h.steps_per_ms - 1) > 1e-6:
-                self.problem(f"dt = {h.dt!r} with steps_per_ms = {h.steps_per_ms!r}: h.run() would change dt "
+                self._problem(f"dt = {h.dt!r} with steps_per_ms = {h.steps_per_ms!r}: h.run() would change dt "
                              f"to {(1.0 / h.steps_per_ms) / n!r}; set h.steps_per_ms = 1 / h.dt")
         for k in RUN_GLOBALS:
             self.t.run[k] = getattr(h, k)
@@ -208,10 +252,10 @@ class Walk:
 
     # -- sections --
 
-    def uniform(self, sec: Any, what: str, values: List[float]) -> Optional[float]:
+    def _uniform(self, sec: Any, what: str, values: List[float]) -> Optional[float]:
         """One value for the section; None (a problem named) if its segments differ."""
         if any(v != values[0] for v in values):
-            self.problem(
+            self._problem(
                 f"section `{sec.name()}`: {what} differs between segments ({', '.join(repr(v) for v in values)}): "
                 "spikebus has one value per section"
             )
@@ -219,7 +263,7 @@ class Walk:
         return values[0]
 
     @staticmethod
-    def file_order(secs: List[Any]) -> List[Any]:
+    def _file_order(secs: List[Any]) -> List[Any]:
         """The sections in creation order (h.allsec()), except that children connected at
         one place of a parent are put in the reverse of NEURON's order of them (its sibling
         list, ``sec.children()``): spikebus takes the last connected first among children
@@ -237,41 +281,41 @@ class Walk:
                     order[slot] = kid
         return order
 
-    def sections(self) -> None:
+    def _sections(self) -> None:
         h = self.h
-        secs = self.file_order(list(h.allsec()))
+        secs = self._file_order(list(h.allsec()))
         for sec in secs:
             sec(0.5).area()  # brings the 3-d points and diameters up to date (recalc_diam)
         for sec in secs:
-            self.sec_names[sec.name()] = self.name_of(sec.name(), "section")
+            self.sec_names[sec.name()] = self._name_of(sec.name(), "section")
         loaded_density = set(_mech_types(h, 0))
         for sec in secs:
             keys: Dict[str, Any] = {}
             segs = list(sec)
             n3d = int(h.n3d(sec=sec))
             if n3d == 1:
-                self.problem(f"section `{sec.name()}`: one 3-d point (spikebus needs 0 or at least 2)")
+                self._problem(f"section `{sec.name()}`: one 3-d point (spikebus needs 0 or at least 2)")
             if n3d >= 2:
                 pts = [[h.x3d(i, sec=sec), h.y3d(i, sec=sec), h.z3d(i, sec=sec), h.diam3d(i, sec=sec)] for i in range(n3d)]
                 if any(p[3] < 0 for p in pts):
-                    self.problem(f"section `{sec.name()}`: a negative 3-d diameter")
+                    self._problem(f"section `{sec.name()}`: a negative 3-d diameter")
                 keys["pt3d"] = pts
             else:
                 keys["L"] = sec.L
-                keys["diam"] = self.uniform(sec, "diam", [seg.diam for seg in segs])
+                keys["diam"] = self._uniform(sec, "diam", [seg.diam for seg in segs])
             keys["nseg"] = sec.nseg
-            keys["cm"] = self.uniform(sec, "cm", [seg.cm for seg in segs])
+            keys["cm"] = self._uniform(sec, "cm", [seg.cm for seg in segs])
             keys["Ra"] = sec.Ra
             ps = sec.parentseg()
             if ps is not None:
                 if h.section_orientation(sec=sec) != 0:
-                    self.problem(f"section `{sec.name()}`: connected at its 1 end (connect(child(1), ...)): "
+                    self._problem(f"section `{sec.name()}`: connected at its 1 end (connect(child(1), ...)): "
                                  "spikebus connects a child's 0 end; connect(child(0), parent(x))")
                 keys["parent"] = f"{self.sec_names[ps.sec.name()]}({ps.x!r})"
             mech_here = [m.name() for m in segs[0]]
             for seg in segs[1:]:
                 if [m.name() for m in seg] != mech_here:
-                    self.problem(f"section `{sec.name()}`: mechanisms differ between segments")
+                    self._problem(f"section `{sec.name()}`: mechanisms differ between segments")
             dens = [m for m in mech_here if m not in IONS]
             # NEURON's order of mechanism types (the order NEURON sums their currents)
             order = {m: i for i, m in enumerate(_mech_types(h, 0))}
@@ -279,25 +323,25 @@ class Walk:
             unknown = [m for m in dens if m not in DENSITY and m not in ALWAYS_PRESENT]
             for m in unknown:
                 if m in loaded_density:
-                    self.problem(f"section `{sec.name()}`: density mechanism `{m}` "
+                    self._problem(f"section `{sec.name()}`: density mechanism `{m}` "
                                  f"(spikebus has {', '.join(sorted(DENSITY))})")
             known = [m for m in dens if m in DENSITY]
             if known:
                 keys["insert"] = known
             used_ions = {ion for m in known for ion, _ in DENSITY[m].ions}
             for ion in (m for m in mech_here if m in IONS and m not in used_ions):
-                self.problem(f"section `{sec.name()}`: ion `{ion}` without a mechanism spikebus has that uses it")
+                self._problem(f"section `{sec.name()}`: ion `{ion}` without a mechanism spikebus has that uses it")
             for m in known:
                 d = DENSITY[m]
                 for p in d.params:
-                    keys[f"{p}_{m}"] = self.uniform(sec, f"{p}_{m}", [getattr(seg, f"{p}_{m}") for seg in segs])
+                    keys[f"{p}_{m}"] = self._uniform(sec, f"{p}_{m}", [getattr(seg, f"{p}_{m}") for seg in segs])
                 for _ion, var in d.ions:
-                    keys[var] = self.uniform(sec, var, [getattr(seg, var) for seg in segs])
+                    keys[var] = self._uniform(sec, var, [getattr(seg, var) for seg in segs])
             self.t.sections.append(Section(self.sec_names[sec.name()], keys))
 
     # -- point processes and artificial cells --
 
-    def objects(self) -> List[Any]:
+    def _objects(self) -> List[Any]:
         """Point processes and artificial cells, by type in NEURON's order, each type's in
         creation order; refuses the types spikebus does not have."""
         h = self.h
@@ -309,19 +353,19 @@ class Walk:
             if tname not in POINT and tname not in ARTIFICIAL:
                 have = ", ".join(sorted(POINT) + sorted(ARTIFICIAL))
                 names = ", ".join(o.hname() for o in objs[:5]) + (", ..." if len(objs) > 5 else "")
-                self.problem(f"{len(objs)} {tname} ({names}): spikebus has {have}")
+                self._problem(f"{len(objs)} {tname} ({names}): spikebus has {have}")
                 continue
             found.extend((tname, o) for o in objs)
         return found
 
-    def points_and_cells(self) -> None:
-        for tname, obj in self.objects():
-            name = self.name_of(obj.hname(), tname)
+    def _points_and_cells(self) -> None:
+        for tname, obj in self._objects():
+            name = self._name_of(obj.hname(), tname)
             self.obj_names[obj.hname()] = name
             if tname in POINT:
                 seg = obj.get_segment()
                 if seg is None:
-                    self.problem(f"{tname} `{obj.hname()}`: not in a section")
+                    self._problem(f"{tname} `{obj.hname()}`: not in a section")
                     continue
                 keys: Dict[str, Any] = {"type": tname, "at": f"{self.sec_names[seg.sec.name()]}({seg.x!r})"}
                 for p in POINT[tname].params:
@@ -334,7 +378,7 @@ class Walk:
                 self.t.cells.append((name, keys))
                 self._cells.append((tname, obj, keys))
 
-    def cell_extras(self) -> None:
+    def _cell_extras(self) -> None:
         """What is not a parameter of an artificial cell (last: reading a VecStim's times
         runs the model)."""
         for tname, obj, keys in self._cells:
@@ -343,9 +387,9 @@ class Walk:
                 try:
                     keys.update(extra(obj, self))
                 except Untranslatable as e:
-                    self.problem(f"{tname} `{obj.hname()}`: {e}")
+                    self._problem(f"{tname} `{obj.hname()}`: {e}")
 
-    def vecstim_times(self, vs: Any) -> List[float]:
+    def _vecstim_times(self, vs: Any) -> List[float]:
         """A VecStim's times, read by running the model with NEURON (every VecStim's events
         recorded by a NetCon) until no VecStim has an event left in NEURON's queue: then each
         has played its whole Vector, and the recorded times are all of them."""
@@ -381,7 +425,7 @@ class Walk:
 
     # -- NetCons --
 
-    def netcons(self) -> None:
+    def _netcons(self) -> None:
         h = self.h
         thresholds: Dict[str, Tuple[float, str]] = {}
         recorders = 0
@@ -395,20 +439,20 @@ class Walk:
             if pre is not None:
                 if pre.hname() not in self.obj_names:
                     if not any(pre.hname().startswith(t + "[") for t in ARTIFICIAL):
-                        self.problem(f"{label}: source `{pre.hname()}` is not an artificial cell spikebus has")
+                        self._problem(f"{label}: source `{pre.hname()}` is not an artificial cell spikebus has")
                     continue
                 keys["source"] = self.obj_names[pre.hname()]
             else:
                 seg = nc.preseg()
                 if seg is None:
                     if target is not None:
-                        self.problem(f"{label}: no source (events sent with nc.event): drive its target from a "
+                        self._problem(f"{label}: no source (events sent with nc.event): drive its target from a "
                                      "controller (an `event` action over the bus)")
                     continue
                 sec = seg.sec
                 if seg.node_index() != sec(0.5).node_index() or seg.x in (0.0, 1.0):
                     if target is not None:
-                        self.problem(f"{label}: source {sec.name()}({seg.x!r}) is not the node of {sec.name()}(0.5), "
+                        self._problem(f"{label}: source {sec.name()}({seg.x!r}) is not the node of {sec.name()}(0.5), "
                                      "where spikebus's detector is")
                     else:
                         self.t.notes.append(f"{label}: records spikes at {sec.name()}({seg.x!r}); spikebus "
@@ -423,14 +467,14 @@ class Walk:
                 recorders += 1
                 continue
             if not nc.active():
-                self.problem(f"{label}: inactive (nc.active(0)); spikebus has no inactive NetCons")
+                self._problem(f"{label}: inactive (nc.active(0)); spikebus has no inactive NetCons")
                 continue
             if len(nc.weight) > 1 and any(nc.weight[i] != 0 for i in range(1, len(nc.weight))):
-                self.problem(f"{label}: weight[1..] set; spikebus's targets have one weight")
+                self._problem(f"{label}: weight[1..] set; spikebus's targets have one weight")
             keys["target"] = self.obj_names[target.hname()]
             keys["delay"] = nc.delay
             keys["weight"] = nc.weight[0]
-            self.t.netcons.append((self.name_of(label, "NetCon"), keys))
+            self.t.netcons.append((self._name_of(label, "NetCon"), keys))
         if recorders:
             self.t.notes.append(f"{recorders} NetCon(s) without a target left out: they record spikes, and "
                                 "spikebus writes every source's spikes to spikes.csv")
@@ -439,12 +483,14 @@ class Walk:
                 sec.keys["threshold"] = thresholds[sec.name][0]
 
     def walk(self, record: Optional[List[str]] = None) -> Translation:
-        self.run_settings()
-        self.sections()
-        self.points_and_cells()
-        self.netcons()
+        """The whole model, with ``record`` as its ``[record]`` signals. Reading a VecStim's
+        times runs the model in NEURON, so this is done once, last."""
+        self._run_settings()
+        self._sections()
+        self._points_and_cells()
+        self._netcons()
         if not self.t.problems:
-            self.cell_extras()
+            self._cell_extras()
         self.t.record = list(record or [])
         return self.t
 
@@ -507,6 +553,8 @@ def convert(h: Any, names: Optional[Dict[Any, str]] = None, record: Optional[Lis
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """The command line (``spikebus from-neuron``, ``python -m spikebus_client.from_neuron``):
+    0 when the model file was written, 2 when something is refused (listed on stderr)."""
     ap = argparse.ArgumentParser(
         prog="spikebus from-neuron",
         description="Build a model with its NEURON script and write it as a spikebus model file.",
