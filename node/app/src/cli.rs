@@ -475,7 +475,11 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
             let mut text = format!("{:<24} {:>22} {:<8} at run time\n", "name", "value", "unit");
             for p in m.params() {
                 let v = crate::output::format_f64(&mut buf, p.value).to_string();
-                let rt = if p.runtime { "writable" } else { "model only" };
+                let rt = match (p.read_only, p.runtime) {
+                    (true, _) => "read-only (3-d points)",
+                    (false, true) => "writable",
+                    (false, false) => "model only",
+                };
                 text += &format!("{:<24} {:>22} {:<8} {}\n", p.name, v, p.unit, rt);
             }
             text += "\nsignals (recordable: --record, --pub-signals, watch, get; SEC(x).VAR too, 0 <= x <= 1):\n";

@@ -354,6 +354,8 @@ pub struct ParamInfo {
     pub allowed: Allowed,
     /// False for structural parameters (nseg), which only a model file or `--set` can change.
     pub runtime: bool,
+    /// True when nothing may set it: the L and diam of a section with 3-d points.
+    pub read_only: bool,
     pub value: f64,
 }
 
@@ -616,23 +618,17 @@ impl Model {
 
     /// Every parameter with its metadata and current value, in model order.
     pub fn params(&self) -> Vec<ParamInfo> {
-        let info = |name: String, f: &Field, value: f64| ParamInfo {
-            name,
-            unit: f.unit,
-            allowed: f.allowed,
-            runtime: f.runtime,
-            value,
+        let info = |name: String, f: &Field, r: ParamRef| {
+            let read_only = self.check_writable(r, &name).is_err();
+            ParamInfo { name, unit: f.unit, allowed: f.allowed, runtime: f.runtime && !read_only, read_only, value: self.get_ref(r) }
         };
-        let mut out: Vec<ParamInfo> = GLOBAL_FIELDS
-            .iter()
-            .enumerate()
-            .map(|(i, f)| info(f.name.to_string(), f, self.get_ref(ParamRef::Global(i))))
-            .collect();
+        let mut out: Vec<ParamInfo> =
+            GLOBAL_FIELDS.iter().enumerate().map(|(i, f)| info(f.name.to_string(), f, ParamRef::Global(i))).collect();
         for obj in self.all_objects() {
             for (table, make) in tables_of(self, obj) {
                 for (i, f) in table.iter().enumerate() {
                     let name = format!("{}.{}", self.object_name(obj), f.name);
-                    out.push(info(name, f, self.get_ref(make(i))));
+                    out.push(info(name, f, make(i)));
                 }
             }
         }
