@@ -288,7 +288,8 @@ class Walk:
             sec(0.5).area()  # brings the 3-d points and diameters up to date (recalc_diam)
         for sec in secs:
             self.sec_names[sec.name()] = self._name_of(sec.name(), "section")
-        loaded_density = set(_mech_types(h, 0))
+        # NEURON's order of mechanism types (the order NEURON sums their currents)
+        type_order = {m: i for i, m in enumerate(_mech_types(h, 0))}
         for sec in secs:
             keys: Dict[str, Any] = {}
             segs = list(sec)
@@ -316,13 +317,9 @@ class Walk:
             for seg in segs[1:]:
                 if [m.name() for m in seg] != mech_here:
                     self._problem(f"section `{sec.name()}`: mechanisms differ between segments")
-            dens = [m for m in mech_here if m not in IONS]
-            # NEURON's order of mechanism types (the order NEURON sums their currents)
-            order = {m: i for i, m in enumerate(_mech_types(h, 0))}
-            dens.sort(key=lambda m: order.get(m, len(order)))
-            unknown = [m for m in dens if m not in DENSITY and m not in ALWAYS_PRESENT]
-            for m in unknown:
-                if m in loaded_density:
+            dens = sorted((m for m in mech_here if m not in IONS), key=lambda m: type_order.get(m, len(type_order)))
+            for m in dens:
+                if m not in DENSITY and m not in ALWAYS_PRESENT:
                     self._problem(f"section `{sec.name()}`: density mechanism `{m}` "
                                  f"(spikebus has {', '.join(sorted(DENSITY))})")
             known = [m for m in dens if m in DENSITY]
