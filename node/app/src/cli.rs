@@ -76,10 +76,11 @@ enum Command {
         #[arg(long = "set", value_name = "NAME=VALUE")]
         sets: Vec<String>,
     },
-    /// Build a model with its NEURON script and write it as a spikebus model file: runs
-    /// `PYTHON -m spikebus_client.from_neuron` (the module carried in this binary, so the
-    /// Python needs NEURON, not spikebus_client). Whatever spikebus cannot run exactly is
-    /// listed and nothing is written (exit 2). docs/model-format.md, "From NEURON".
+    /// Build a model with its NEURON script and write it as a spikebus model file.
+    ///
+    /// Runs the tool spikebus_client.from_neuron, which this binary carries, in PYTHON (so
+    /// that Python needs NEURON, not spikebus_client). Whatever spikebus cannot run exactly
+    /// is listed and nothing is written (exit 2). docs/model-format.md, "From NEURON".
     #[command(name = "from-neuron", disable_help_flag = true)]
     FromNeuron {
         /// The Python that has NEURON (and the script's mechanisms).
