@@ -4,6 +4,8 @@
 Usage (from anywhere; paths are resolved from the repository root):
 
     python tests/golden/generate.py [VARIANT...]
+    python tests/golden/generate.py --swc-geometry      # swc_geometry.json
+    python tests/golden/generate.py --geometry MODEL    # print NEURON's geometry of a model
 
 Default: every variant in tests/golden/variants.toml. Each variant is a model file
 (docs/model-format.md) plus `set` overrides and an optional callback. It is built in NEURON in
@@ -57,7 +59,11 @@ HH_PARAMS = {"gnabar_hh": 0.12, "gkbar_hh": 0.036, "gl_hh": 0.0003, "el_hh": -54
 ION_PARAMS = {"ena": 50.0, "ek": -77.0}  # need hh (which brings na_ion and k_ion)
 PAS_PARAMS = {"g_pas": 0.001, "e_pas": -70.0}
 SECTION_KEYS = (set(SECTION_GEOMETRY) | set(HH_PARAMS) | set(ION_PARAMS) | set(PAS_PARAMS)
-                | {"parent", "insert", "threshold"})
+                | {"parent", "insert", "threshold", "pt3d"})
+# [morphology]: an SWC file imported with NEURON's Import3d; tables `all` and per type hold
+# section keys but those the file gives (docs/model-format.md).
+MORPHOLOGY_KEYS = {"swc", "nseg", "d_lambda", "d_lambda_freq"}
+MORPHOLOGY_TABLE_KEYS = SECTION_KEYS - {"L", "diam", "nseg", "parent", "pt3d"}
 DEFAULT_THRESHOLD = 10.0
 POINT_PARAMS = {
     "ExpSyn": {"tau": 0.1, "e": 0.0},
@@ -104,10 +110,12 @@ def parse_location(text, sections, what):
 def load_model(path):
     with open(os.path.join(ROOT, path), "rb") as f:
         doc = tomllib.load(f)
-    unknown = set(doc) - {"run", "section", "point", "cell", "netcon", "record"}
+    unknown = set(doc) - {"run", "morphology", "section", "point", "cell", "netcon", "record"}
     if unknown:
         raise ModelError(f"{path}: unknown tables {sorted(unknown)}")
     model = {
+        "dir": os.path.dirname(os.path.join(ROOT, path)),
+        "morphology": dict(doc.get("morphology", {})),
         "run": dict(doc.get("run", {})),
         "section": {k: dict(v) for k, v in doc.get("section", {}).items()},
         "point": {k: dict(v) for k, v in doc.get("point", {}).items()},
@@ -116,6 +124,65 @@ def load_model(path):
         "record": dict(doc.get("record", {})),
     }
     return model
+
+
+def import_morphology(h, model):
+    """[morphology]: NEURON's Import3d reads the SWC file and makes the sections
+    (Import3d_SWC_read, then Import3d_GUI(reader, 0).instantiate(None): hoc arrays soma[],
+    dend[], ... at top level). Their entries go first in model["section"], in the order
+    Import3d connects them (its list of sections), with the keys of the `all` table, then
+    of their type's table, and nseg by the rule (after Ra and cm, which lambda_f reads).
+    Returns {name: the NEURON section}."""
+    morph = model["morphology"]
+    if not morph:
+        return {}
+    tables = {k: v for k, v in morph.items() if isinstance(v, dict)}
+    for k in set(morph) - set(tables):
+        if k not in MORPHOLOGY_KEYS:
+            raise ModelError(f"morphology.{k}: unknown key")
+    for tname, t in tables.items():
+        for k in t:
+            if k not in MORPHOLOGY_TABLE_KEYS:
+                raise ModelError(f"morphology.{tname}.{k}: not allowed")
+    rule = morph.get("nseg", 1)
+    if rule != "d_lambda" and (not is_number(rule) or rule != int(rule) or rule < 1):
+        raise ModelError("morphology.nseg: an integer >= 1 or \"d_lambda\"")
+    h.load_file("stdlib.hoc")
+    h.load_file("import3d.hoc")
+    reader = h.Import3d_SWC_read()
+    reader.quiet = 1
+    reader.input(os.path.join(model["dir"], morph["swc"]))
+    gui = h.Import3d_GUI(reader, 0)
+    gui.instantiate(None)
+    made = {}
+    for isec in reader.sections:
+        tstr = h.ref("")
+        gui.name(isec, tstr)
+        base, _, rest = tstr[0].partition("[")
+        index = int(rest.rstrip("]")) if rest else 0  # hoc's `dend` is dend[0]
+        made[f"{base}[{index}]"] = (base, getattr(h, base)[index])
+    for tname in tables:
+        if tname != "all" and not any(base == tname for base, _ in made.values()):
+            raise ModelError(f"morphology.{tname}: the file has no such sections")
+    entries = {}
+    for name, (base, sec) in made.items():
+        s = {}
+        for tname in ("all", base):
+            for k, v in tables.get(tname, {}).items():
+                s[k] = list(v) if k == "insert" else v
+        # lambda_f reads Ra and cm; the rest is set by build()
+        for k in ("Ra", "cm"):
+            if k in s:
+                setattr(sec, k, s[k])
+        if rule == "d_lambda":
+            d_lambda = morph.get("d_lambda", 0.1)
+            freq = morph.get("d_lambda_freq", 100.0)
+            s["nseg"] = int((sec.L / (d_lambda * h.lambda_f(freq, sec=sec)) + 0.9) / 2) * 2 + 1
+        else:
+            s["nseg"] = int(rule)
+        entries[name] = s
+    model["section"] = {**entries, **model["section"]}
+    return {name: sec for name, (_, sec) in made.items()}
 
 
 def kind_of(model, name):
@@ -151,6 +218,13 @@ def validate(model):
         for k in s:
             if k not in SECTION_KEYS:
                 raise ModelError(f"section.{name}.{k}: unknown key")
+        if "pt3d" in s or name in model.get("morph_secs", {}):
+            if "L" in s or "diam" in s:
+                raise ModelError(f"section.{name}: L and diam come from its 3-d points")
+        if "pt3d" in s:
+            pts = s["pt3d"]
+            if len(pts) < 2 or any(len(q) != 4 or not all(map(is_number, q)) or q[3] < 0 for q in pts):
+                raise ModelError(f"section.{name}.pt3d: 2 or more [x, y, z, diam] points, diam >= 0")
         ins = s.get("insert", [])
         for mech in ins:
             if mech not in ("hh", "pas"):
@@ -365,6 +439,7 @@ def run_variant(name, spec, mechlib):
     if "record" in spec:
         # the variant's own recordings instead of the model file's
         model["record"]["signals"] = list(spec["record"])
+    model["morph_secs"] = import_morphology(h, model)
     apply_overrides(model, overrides)
     validate(model)
     built = build(h, model, mechlib, event_pool=program is not None, record_dt=record_dt)
@@ -474,7 +549,10 @@ def build(h, model, mechlib, event_pool=False, record_dt=None):
     # 2. sections in file order, then connections in file order
     secs = {}
     for sname, s in model["section"].items():
-        sec = h.Section(name=sname)
+        # a morphology's section exists already (made by Import3d, connected)
+        sec = model.get("morph_secs", {}).get(sname) or h.Section(name=sname)
+        for x, y, z, d in s.get("pt3d", []):
+            h.pt3dadd(x, y, z, d, sec=sec)
         for k in ("L", "diam", "nseg", "cm", "Ra"):
             if k in s:
                 setattr(sec, k, int(s[k]) if k == "nseg" else s[k])
@@ -581,8 +659,9 @@ def build(h, model, mechlib, event_pool=False, record_dt=None):
         vec = h.Vector()
         vec.record(ref, *every)
         traces[sig] = vec
+    names = {sec.name(): name for name, sec in secs.items()}  # NEURON's names to the model's
     return {"secs": secs, "pps": pps, "arts": arts, "ncs": ncs, "recorders": recorders, "pool": pool,
-            "spikes": spikes, "traces": traces, "keep": keep}
+            "spikes": spikes, "traces": traces, "keep": keep, "names": names}
 
 
 # Sourceless NetCons made per event target for a program's NetCon.event calls.
@@ -766,6 +845,8 @@ def check_defaults(h, model, secs, pps, arts):
         sec = secs[sname]
         ins = s.get("insert", [])
         for k, d in SECTION_GEOMETRY.items():
+            if k in ("L", "diam") and sec.n3d() > 0:
+                continue  # from the 3-d points
             if k not in s:
                 # NEURON stores diam and cm per segment (float32 3-d points aside)
                 actual = getattr(sec(0.5), k) if k in ("diam", "cm") else getattr(sec, k)
@@ -821,7 +902,78 @@ def load_variants():
         return tomllib.load(f)
 
 
+def print_geometry(model_path):
+    """`generate.py --geometry MODEL`: builds the model's sections in NEURON and prints each
+    segment's `section x area ri parent` (tab-separated, floats with repr), as `spikebus check
+    --geometry` does: tests/py/test_morphology.py compares the two."""
+    from neuron import h
+
+    model = load_model(model_path)
+    model["morph_secs"] = import_morphology(h, model)
+    validate(model)
+    built = build(h, model, None)
+    h.finitialize(h.v_init)  # geometry brought up to date (recalc_diam)
+    print("section\tx\tarea\tri\tparent")
+    for name, sec in built["secs"].items():
+        ps = sec.parentseg()
+        parent = "-" if ps is None else f"{built['names'][ps.sec.name()]}({ps.x!r})"
+        for seg in sec:
+            print(f"{name}\t{seg.x!r}\t{seg.area()!r}\t{seg.ri()!r}\t{parent}")
+
+
+# swc_geometry.json: random SWC files (tests/py/swc_random.py, seeds 0 to N-1), each
+# imported by NEURON with one of these rules; every segment's area and ri.
+SWC_GEOMETRY_FILES = 80
+SWC_GEOMETRY_RULES = [
+    "nseg = 1",
+    "nseg = 3",
+    'nseg = "d_lambda"\n\n[morphology.all]\nRa = 123.4\ncm = 1.1',
+    'nseg = "d_lambda"\nd_lambda = 0.05\nd_lambda_freq = 500.0\n\n[morphology.all]\nRa = 35.4\ncm = 2.5',
+]
+
+
+def swc_geometry():
+    """`generate.py --swc-geometry`: writes tests/golden/swc_geometry.json, NEURON's geometry
+    (seg.area(), seg.ri(), parentseg) of every section Import3d makes from random SWC files
+    (each imported in a NEURON process of its own, by `--geometry`), for the Rust test
+    `swc_geometry_is_neurons`. Numbers are written with repr (read back exactly)."""
+    sys.path.insert(0, os.path.join(ROOT, "tests", "py"))
+    from swc_random import random_swc
+
+    from neuron import h
+
+    version = h.nrnversion()
+    cases = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in range(SWC_GEOMETRY_FILES):
+            text, style = random_swc(seed)
+            rule = SWC_GEOMETRY_RULES[seed % len(SWC_GEOMETRY_RULES)]
+            model = f'[morphology]\nswc = "cell.swc"\n{rule}\n'
+            with open(os.path.join(tmp, "cell.swc"), "w") as f:
+                f.write(text)
+            with open(os.path.join(tmp, "cell.toml"), "w") as f:
+                f.write(model)
+            out = subprocess.run([sys.executable, __file__, "--geometry", os.path.join(tmp, "cell.toml")],
+                                 capture_output=True, text=True)
+            if out.returncode != 0:
+                raise RuntimeError(f"seed {seed}: {out.stderr}")
+            out = out.stdout.splitlines()
+            # Import3d's own messages (sections removed) come before the table
+            rows = [line.split("\t") for line in out[out.index("section\tx\tarea\tri\tparent") + 1:]]
+            cases.append({"seed": seed, "soma": style, "swc": text, "model": model, "segments": rows})
+    path = os.path.join(GOLDEN, "swc_geometry.json")
+    with open(path, "w") as f:
+        json.dump({"neuron_version": version, "cases": cases}, f, indent=0)
+    print(f"swc_geometry: {len(cases)} files, {sum(len(c['segments']) for c in cases)} segments")
+
+
 def main(argv):
+    if len(argv) == 2 and argv[0] == "--geometry":
+        print_geometry(argv[1])
+        return 0
+    if argv == ["--swc-geometry"]:
+        swc_geometry()
+        return 0
     if len(argv) >= 1 and argv[0] == "--worker":
         _, name, mechlib = argv
         sys.path.insert(0, GOLDEN)

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use spikebus_engine::{parse_model, Limits, Model, Sim};
+use spikebus_engine::{parse_model_with, Limits, Model, Sim};
 use spikebus_protocol as proto;
 
 use std::io::Write as _;
@@ -62,6 +62,10 @@ enum Command {
         /// The model file (TOML, docs/model-format.md): its sections, point processes, cells,
         /// NetCons and recordings are checked, and a simulation is built from it.
         model: PathBuf,
+        /// Then list every segment's geometry: section, x, area (um2), ri (Megohm, to the
+        /// parent node), as NEURON's seg.area() and seg.ri().
+        #[arg(long)]
+        geometry: bool,
     },
     /// Print a model with every object and value written out: populations and connection
     /// rules expanded (names as their copies have them), every default made explicit. The
@@ -72,6 +76,21 @@ enum Command {
         /// Override a parameter first, e.g. --set soma.gnabar_hh=0.1 (repeatable).
         #[arg(long = "set", value_name = "NAME=VALUE")]
         sets: Vec<String>,
+    },
+    /// Build a model with its NEURON script and write it as a spikebus model file.
+    ///
+    /// Runs the tool spikebus_client.from_neuron, which this binary carries, in PYTHON (so
+    /// that Python needs NEURON, not spikebus_client). Whatever spikebus cannot run exactly
+    /// is listed and nothing is written (exit 2). docs/model-format.md, "From NEURON".
+    #[command(name = "from-neuron", disable_help_flag = true)]
+    FromNeuron {
+        /// The Python that has NEURON (and the script's mechanisms).
+        #[arg(long, env = "SPIKEBUS_PYTHON", default_value = "python3")]
+        python: PathBuf,
+        /// The tool's arguments: SCRIPT [--out MODEL.toml] [--record SIG,...] [-- ARGS]
+        /// (`--help` for the tool's own help).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        args: Vec<String>,
     },
     /// List the parameters of a model (name, value, unit, writable while running), then its
     /// recordable signals (names for --record, --pub-signals, `watch` and `get`).
@@ -255,13 +274,58 @@ impl Control {
     }
 }
 
+/// spikebus_client/from_neuron.py, carried in the binary: `spikebus from-neuron` runs it in
+/// the user's NEURON Python, which need not have spikebus_client installed.
+const FROM_NEURON: &str = include_str!("../../../examples-py/spikebus_client/from_neuron.py");
+
+/// `spikebus from-neuron`: the tool's exit code (0 written, 2 refused or a bad script).
+fn from_neuron(python: &Path, args: &[String]) -> Result<u8, AppError> {
+    let status = std::process::Command::new(python)
+        .arg("-c")
+        .arg(FROM_NEURON)
+        .args(args)
+        .status()
+        .map_err(|e| AppError::Usage(format!("cannot run {} (--python, $SPIKEBUS_PYTHON): {e}", python.display())))?;
+    Ok(status.code().map_or(1, |c| u8::try_from(c).unwrap_or(1)))
+}
+
+/// `check --geometry`: a line per segment, `section x area ri parent` (numbers that parse
+/// back to the same doubles; parent: the section's connection, `SEC(x)` or `-` for a root).
+fn print_geometry(sim: &mut Sim) {
+    let mut buf = ryu::Buffer::new();
+    let mut text = String::from("section\tx\tarea\tri\tparent\n");
+    for s in 0..sim.model().sections.len() {
+        let spec = &sim.model().sections[s];
+        let name = spec.name.clone();
+        let parent = match &spec.parent {
+            Some(p) => format!("{}({})", p.section, crate::output::format_f64(&mut buf, p.x)),
+            None => "-".to_string(),
+        };
+        let geometry = sim.segment_geometry(s);
+        let nseg = geometry.len() as f64;
+        for (j, (area, ri)) in geometry.into_iter().enumerate() {
+            let x = crate::output::format_f64(&mut buf, (j as f64 + 0.5) / nseg).to_string();
+            let a = crate::output::format_f64(&mut buf, area).to_string();
+            let r = crate::output::format_f64(&mut buf, ri).to_string();
+            text += &format!("{name}\t{x}\t{a}\t{r}\t{parent}\n");
+        }
+    }
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
 /// Loads a model file, or the built-in seed model, and applies `--set` overrides in order.
+/// Files the model refers to (`[morphology] swc`) are read relative to its directory.
 pub fn load_model(path: Option<&Path>, sets: &[String]) -> Result<Model, AppError> {
     let mut model = match path {
         None => Model::seed(),
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|source| AppError::ReadModel { path: p.to_path_buf(), source })?;
-            parse_model(&text, &p.display().to_string())?
+            let dir = p.parent().unwrap_or(Path::new(""));
+            let read = |file: &str| {
+                let path = dir.join(file);
+                std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+            };
+            parse_model_with(&text, &p.display().to_string(), &read)?
         }
     };
     for s in sets {
@@ -429,9 +493,9 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
                 proto::EndReason::Limit => 5,
             })
         }
-        Command::Check { model } => {
+        Command::Check { model, geometry } => {
             let m = load_model(Some(&model), &[])?;
-            Sim::new(m.clone())?;
+            let mut sim = Sim::new(m.clone())?;
             println!(
                 "{}: ok ({} sections, {} point processes, {} artificial cells, {} NetCons, {} recorded signals)",
                 model.display(),
@@ -441,8 +505,12 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
                 m.netcons.len(),
                 m.record.len()
             );
+            if geometry {
+                print_geometry(&mut sim);
+            }
             Ok(0)
         }
+        Command::FromNeuron { python, args } => from_neuron(&python, &args),
         Command::Expand { model, sets } => {
             let m = load_model(model.as_deref(), &sets)?;
             let text = spikebus_engine::write::write_model(&m);
@@ -456,7 +524,11 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
             let mut text = format!("{:<24} {:>22} {:<8} at run time\n", "name", "value", "unit");
             for p in m.params() {
                 let v = crate::output::format_f64(&mut buf, p.value).to_string();
-                let rt = if p.runtime { "writable" } else { "model only" };
+                let rt = match (p.read_only, p.runtime) {
+                    (true, _) => "read-only (3-d points)",
+                    (false, true) => "writable",
+                    (false, false) => "model only",
+                };
                 text += &format!("{:<24} {:>22} {:<8} {}\n", p.name, v, p.unit, rt);
             }
             text += "\nsignals (recordable: --record, --pub-signals, watch, get; SEC(x).VAR too, 0 <= x <= 1):\n";

@@ -123,6 +123,9 @@ pub struct SectionSpec {
     pub threshold: f64,
     /// Inserted mechanisms, in the order of `insert`, each followed by the ions it uses (once).
     pub mechs: Vec<Inserted>,
+    /// 3-d points (NEURON's pt3d): when present, L and each segment's area, resistance and
+    /// diameter come from them (`l` and `diam` are not used).
+    pub pt3d: Option<std::sync::Arc<crate::morphology::Pt3d>>,
 }
 
 impl SectionSpec {
@@ -138,6 +141,7 @@ impl SectionSpec {
             parent: None,
             threshold: d(SEC_THRESHOLD),
             mechs: vec![],
+            pt3d: None,
         }
     }
 
@@ -161,6 +165,13 @@ impl SectionSpec {
     }
 
     fn own(&self, f: usize) -> f64 {
+        match (f, &self.pt3d) {
+            // What NEURON's sec.L and sec.diam read: the points' length, the middle segment's
+            // mean diameter.
+            (SEC_L, Some(p)) => return p.length(),
+            (SEC_DIAM, Some(p)) => return p.mid_diam(self.nseg),
+            _ => {}
+        }
         match f {
             SEC_L => self.l,
             SEC_DIAM => self.diam,
@@ -343,6 +354,8 @@ pub struct ParamInfo {
     pub allowed: Allowed,
     /// False for structural parameters (nseg), which only a model file or `--set` can change.
     pub runtime: bool,
+    /// True when nothing may set it: the L and diam of a section with 3-d points.
+    pub read_only: bool,
     pub value: f64,
 }
 
@@ -561,7 +574,26 @@ impl Model {
             value,
             allowed: a.to_string(),
         })?;
+        self.check_writable(r, name)?;
         Ok((r, field.runtime))
+    }
+
+    /// L and diam of a section with 3-d points come from its points: NEURON would move or
+    /// resize the points (`nrn_length_change`, `nrn_diam_change`), which spikebus does not do.
+    pub fn check_writable(&self, r: ParamRef, name: &str) -> Result<()> {
+        if let ParamRef::Section { section, field: field @ (SEC_L | SEC_DIAM) } = r {
+            if self.sections[section].pt3d.is_some() {
+                return Err(Error::NotWritable {
+                    name: name.to_string(),
+                    reason: format!(
+                        "section `{}` has 3-d points, which give its {}: change the points (pt3d) instead",
+                        self.sections[section].name,
+                        if field == SEC_L { "length" } else { "diameters" }
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Stores an already checked value.
@@ -586,23 +618,17 @@ impl Model {
 
     /// Every parameter with its metadata and current value, in model order.
     pub fn params(&self) -> Vec<ParamInfo> {
-        let info = |name: String, f: &Field, value: f64| ParamInfo {
-            name,
-            unit: f.unit,
-            allowed: f.allowed,
-            runtime: f.runtime,
-            value,
+        let info = |name: String, f: &Field, r: ParamRef| {
+            let read_only = self.check_writable(r, &name).is_err();
+            ParamInfo { name, unit: f.unit, allowed: f.allowed, runtime: f.runtime && !read_only, read_only, value: self.get_ref(r) }
         };
-        let mut out: Vec<ParamInfo> = GLOBAL_FIELDS
-            .iter()
-            .enumerate()
-            .map(|(i, f)| info(f.name.to_string(), f, self.get_ref(ParamRef::Global(i))))
-            .collect();
+        let mut out: Vec<ParamInfo> =
+            GLOBAL_FIELDS.iter().enumerate().map(|(i, f)| info(f.name.to_string(), f, ParamRef::Global(i))).collect();
         for obj in self.all_objects() {
             for (table, make) in tables_of(self, obj) {
                 for (i, f) in table.iter().enumerate() {
                     let name = format!("{}.{}", self.object_name(obj), f.name);
-                    out.push(info(name, f, self.get_ref(make(i))));
+                    out.push(info(name, f, make(i)));
                 }
             }
         }

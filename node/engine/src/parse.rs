@@ -10,21 +10,50 @@ use toml::Spanned;
 use crate::error::{Error, Result};
 use crate::mech::{self, MechDef};
 use crate::model::*;
+use crate::morphology::Pt3d;
 use crate::expr::Expr;
 use crate::population::{Connect, PerCopySet, PerItem, Population, Populations, Rule, Selector, Template, MAX_COPIES, RULES};
 use crate::signal;
 
-/// Parses and checks a model. `origin` names the text in messages (usually its path).
+/// Reads a file a model refers to (`[morphology] swc`), by the path written in the model;
+/// Err: why it cannot be read.
+pub type FileReader<'a> = &'a dyn Fn(&str) -> std::result::Result<String, String>;
+
+/// Parses and checks a model that refers to no other file. `origin` names the text in
+/// messages (usually its path).
 pub fn parse_model(text: &str, origin: &str) -> Result<Model> {
+    parse_model_with(text, origin, &|path: &str| {
+        Err(format!("cannot read `{path}`: this model text does not come from a file (give the model file's path)"))
+    })
+}
+
+/// Parses and checks a model, reading the files it refers to with `files` (the caller
+/// resolves their paths, e.g. relative to the model file's directory).
+pub fn parse_model_with(text: &str, origin: &str, files: FileReader<'_>) -> Result<Model> {
     let root = DeTable::parse(text).map_err(|e| {
         let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
         Error::Syntax { origin: origin.to_string(), line, col, msg: e.message().trim().to_string() }
     })?;
     let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
-    let mut p = Parser { origin, line_starts, lines: HashMap::new(), thresholds: vec![], prefix: String::new(), netstims: 0 };
+    let mut p = Parser { origin, line_starts, lines: HashMap::new(), thresholds: vec![], prefix: String::new(), netstims: 0, files };
     let mut model = p.model(root.get_ref())?;
     p.check_references(&mut model)?;
     Ok(model)
+}
+
+/// Which keys a section table may hold.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SectionKeys {
+    All,
+    /// A `[morphology]` table: not what the file gives (L, diam, pt3d, parent) nor nseg.
+    Morphology,
+}
+
+/// `[morphology] nseg`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NsegRule {
+    Fixed(u32),
+    DLambda,
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -48,6 +77,8 @@ struct Parser<'t> {
     prefix: String,
     /// NetStims so far (their default stream ids count them).
     netstims: usize,
+    /// Reads the files the model refers to.
+    files: FileReader<'t>,
 }
 
 impl<'t> Parser<'t> {
@@ -113,11 +144,14 @@ impl<'t> Parser<'t> {
     fn model(&mut self, root: &DeTable<'t>) -> Result<Model> {
         let mut m = Model::empty(self.origin);
         let mut pops = Populations::default();
-        const TOP: &[&str] = &["run", "section", "point", "cell", "netcon", "template", "population", "connect", "record"];
+        const TOP: &[&str] =
+            &["run", "morphology", "section", "point", "cell", "netcon", "template", "population", "connect", "record"];
+        let mut morphology = vec![];
         for (k, v) in root {
             let key: &str = k.get_ref();
             match key {
                 "run" => self.run(v, &mut m.run)?,
+                "morphology" => morphology = self.morphology(v)?,
                 "section" | "point" | "cell" | "netcon" => self.objects(key, v, &mut m)?,
                 "template" => {
                     for (name, tv) in self.named_tables(v, "template")? {
@@ -166,6 +200,12 @@ impl<'t> Parser<'t> {
                 _ => return Err(self.unknown_key(k, key, TOP)),
             }
         }
+        // A morphology's sections come first, as when a NEURON script imports it first.
+        if !morphology.is_empty() {
+            morphology.append(&mut m.sections);
+            m.sections = morphology;
+            m.index = NameIndex::default();
+        }
         pops.expand(&mut m)?;
         Ok(m)
     }
@@ -207,6 +247,7 @@ impl<'t> Parser<'t> {
             thresholds: vec![],
             prefix: format!("template.{name}."),
             netstims: 0,
+            files: self.files,
         };
         let mut m = Model::empty(self.origin);
         let mut default_id3 = vec![];
@@ -277,9 +318,17 @@ impl<'t> Parser<'t> {
     fn section(&mut self, name: &str, v: &Val<'t>) -> Result<SectionSpec> {
         let t = self.table(v, name)?;
         let mut s = SectionSpec::new(name);
+        let base = self.path(&format!("section.{name}"));
+        self.section_keys(&mut s, t, &base, SectionKeys::All)?;
+        Ok(s)
+    }
+
+    /// The keys of a section table applied to `s` (`base`: the table's key path, for
+    /// messages). A morphology's tables may not give what the file gives (`keys`).
+    fn section_keys(&mut self, s: &mut SectionSpec, t: &DeTable<'t>, base: &str, keys: SectionKeys) -> Result<()> {
         // `insert` first: mechanism parameters are only valid for inserted mechanisms.
         if let Some(iv) = t.get("insert") {
-            let path = self.path(&format!("section.{name}.insert"));
+            let path = format!("{base}.insert");
             let arr = iv.get_ref().as_array().ok_or_else(|| {
                 self.err(iv.span(), &path, "expected an array of mechanism names, e.g. [\"hh\", \"pas\"]")
             })?;
@@ -292,11 +341,34 @@ impl<'t> Parser<'t> {
                 s.insert(def);
             }
         }
+        if keys == SectionKeys::Morphology {
+            for key in ["L", "diam", "nseg", "parent", "pt3d"] {
+                if let Some((k, _)) = t.get_key_value(key) {
+                    return Err(self.err(
+                        k.span(),
+                        &format!("{base}.{key}"),
+                        "the SWC file gives the sections' points and connections, and [morphology] nseg their nseg",
+                    ));
+                }
+            }
+        }
+        if let Some((k, _)) = t.get_key_value("pt3d") {
+            for key in ["L", "diam"] {
+                if let Some((lk, _)) = t.get_key_value(key) {
+                    return Err(self.err(
+                        lk.span(),
+                        &format!("{base}.{key}"),
+                        format!("not with pt3d (line {}): the 3-d points give the section's length and diameters", self.line(k.span())),
+                    ));
+                }
+            }
+        }
         for (k, val) in t {
             let key: &str = k.get_ref();
-            let path = self.path(&format!("section.{name}.{key}"));
+            let path = format!("{base}.{key}");
             match key {
                 "insert" => {}
+                "pt3d" => s.pt3d = Some(std::sync::Arc::new(self.pt3d(val, &path)?)),
                 "parent" => {
                     let text = self.string(val, &path, "a location such as \"soma(1)\"")?;
                     let loc = parse_loc(text).ok_or_else(|| {
@@ -342,13 +414,111 @@ impl<'t> Parser<'t> {
                         ));
                     }
                     let mut allowed: Vec<&str> = SECTION_FIELDS.iter().map(|f| f.name).collect();
-                    allowed.extend(["parent", "insert"]);
+                    allowed.extend(["parent", "insert", "pt3d"]);
                     allowed.extend(s.mechs.iter().flat_map(|m| m.mech.def().params.iter().map(|f| f.name)));
                     return Err(self.unknown_key(k, &path, &allowed));
                 }
             }
         }
-        Ok(s)
+        Ok(())
+    }
+
+    /// `pt3d = [[x, y, z, diam], ...]`: two or more 3-d points (um), as NEURON's pt3dadd.
+    fn pt3d(&self, v: &Val<'t>, path: &str) -> Result<Pt3d> {
+        let bad = |span| self.err(span, path, "expected a list of [x, y, z, diam] points (um), at least 2");
+        let arr = v.get_ref().as_array().ok_or_else(|| bad(v.span()))?;
+        if arr.len() < 2 || arr.len() > crate::morphology::MAX_POINTS {
+            return Err(self.err(v.span(), path, format!("expected 2 to {} points, found {}", crate::morphology::MAX_POINTS, arr.len())));
+        }
+        let mut points = Vec::with_capacity(arr.len());
+        for item in arr.iter() {
+            let q = item.get_ref().as_array().filter(|q| q.len() == 4).ok_or_else(|| bad(item.span()))?;
+            let mut pt = [0.0; 4];
+            for (i, x) in q.iter().enumerate() {
+                pt[i] = self.number(x, path, if i == 3 { Allowed::NonNegative } else { Allowed::Any })?;
+                // Stored as a C float, as NEURON does: it must be one.
+                if !(pt[i] as f32).is_finite() {
+                    return Err(self.err(x.span(), path, format!("{} is beyond a float's range", pt[i])));
+                }
+            }
+            points.push(pt);
+        }
+        Ok(Pt3d::new(&points))
+    }
+
+    /// `[morphology]`: the sections of an SWC file, as NEURON's Import3d makes them, with
+    /// the parameters of the `all` table and of their type's table, and nseg by the rule.
+    fn morphology(&mut self, v: &Val<'t>) -> Result<Vec<SectionSpec>> {
+        let t = self.table(v, "morphology")?;
+        let swc_val = t.get("swc").ok_or_else(|| self.err(v.span(), "morphology", "missing key `swc` (the SWC file, relative to the model file)"))?;
+        let file = self.string(swc_val, "morphology.swc", "a path to an SWC file")?;
+        let text = (self.files)(file).map_err(|e| self.err(swc_val.span(), "morphology.swc", e))?;
+        let imported = crate::morphology::swc::import(&text)
+            .map_err(|e| self.err(swc_val.span(), "morphology.swc", format!("{file}: {e}")))?;
+        let mut rule = NsegRule::Fixed(1);
+        let (mut d_lambda, mut freq) = (None, None);
+        let mut tables: Vec<(&str, &DeTable<'t>, Range<usize>)> = vec![];
+        for (k, val) in t {
+            let key: &str = k.get_ref();
+            let path = format!("morphology.{key}");
+            match key {
+                "swc" => {}
+                "nseg" => {
+                    rule = match val.get_ref() {
+                        DeValue::String(s) if s.as_ref() == "d_lambda" => NsegRule::DLambda,
+                        DeValue::Integer(_) => NsegRule::Fixed(self.number(val, &path, Allowed::Count)? as u32),
+                        _ => return Err(self.err(val.span(), &path, "expected an integer from 1 to 32767 or \"d_lambda\"")),
+                    }
+                }
+                "d_lambda" => d_lambda = Some((self.number(val, &path, Allowed::Positive)?, val.span())),
+                "d_lambda_freq" => freq = Some((self.number(val, &path, Allowed::Positive)?, val.span())),
+                _ => {
+                    let Some(tt) = val.get_ref().as_table() else {
+                        return Err(self.unknown_key(k, &path, &["swc", "nseg", "d_lambda", "d_lambda_freq", "all", "TYPE (a table: soma, axon, dend, apic, ...)"]));
+                    };
+                    if key != "all" && !imported.iter().any(|s| s.type_name == key) {
+                        let mut have: Vec<&str> = imported.iter().map(|s| s.type_name.as_str()).collect();
+                        have.dedup();
+                        return Err(self.err(k.span(), &path, format!("{file} has no `{key}` sections; its types: {}; `all` is every section", have.join(", "))));
+                    }
+                    tables.push((key, tt, k.span()));
+                }
+            }
+        }
+        if rule != NsegRule::DLambda {
+            if let Some((_, span)) = d_lambda.clone().or(freq.clone()) {
+                return Err(self.err(span, "morphology", "d_lambda and d_lambda_freq need nseg = \"d_lambda\""));
+            }
+        }
+        // `all` first, then the type's own table.
+        tables.sort_by_key(|(key, _, _)| *key != "all");
+        let mut out = Vec::with_capacity(imported.len());
+        for sec in &imported {
+            let mut s = SectionSpec::new(&self.path(&sec.name));
+            s.pt3d = Some(std::sync::Arc::new(Pt3d::new(&sec.points)));
+            s.parent = sec.parent.map(|(pi, x)| Loc { section: self.path(&imported[pi].name), x });
+            for (key, tt, _) in &tables {
+                if *key == "all" || *key == sec.type_name {
+                    self.section_keys(&mut s, tt, &format!("morphology.{key}"), SectionKeys::Morphology)?;
+                }
+            }
+            s.nseg = match rule {
+                NsegRule::Fixed(n) => n,
+                NsegRule::DLambda => {
+                    let pt = s.pt3d.as_deref().expect("set above");
+                    let n = crate::morphology::d_lambda_nseg(pt, d_lambda.as_ref().map_or(0.1, |d| d.0), freq.as_ref().map_or(100.0, |f| f.0), s.ra, s.cm)
+                        .map_err(|e| self.err(v.span(), "morphology.nseg", format!("{}: the d_lambda rule cannot be applied (NEURON's lambda_f fails): {e}", sec.name)))?;
+                    if !(1.0..=32767.0).contains(&n) {
+                        return Err(self.err(v.span(), "morphology.nseg", format!("{}: the d_lambda rule gives nseg = {n}, beyond 32767", sec.name)));
+                    }
+                    n as u32
+                }
+            };
+            self.lines.insert(self.path(&format!("section.{}", sec.name)), self.line(v.span()));
+            self.lines.insert(self.path(&format!("section.{}.parent", sec.name)), self.line(swc_val.span()));
+            out.push(s);
+        }
+        Ok(out)
     }
 
     /// The `type` key of a point process or artificial cell, required, as a mechanism.
@@ -520,6 +690,7 @@ impl<'t> Parser<'t> {
                         if matches!(r, ParamRef::Global(_)) {
                             return Err(self.err(pk.span(), &ppath, "a global is not a copy's: set it in [run]"));
                         }
+                        templates[template].model.check_writable(r, param).map_err(|e| self.err(pk.span(), &ppath, e.to_string()))?;
                         let value = self.per_item(pv, &ppath, &["i", "n"], Some(count), field.allowed)?;
                         sets.push(PerCopySet { path: ppath, line: self.line(pv.span()), param: r, field, value });
                     }

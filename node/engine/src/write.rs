@@ -41,7 +41,19 @@ pub fn write_model(m: &Model) -> String {
     }
     for s in &m.sections {
         let _ = writeln!(out, "\n[section.{}]", key(&s.name));
-        let _ = writeln!(out, "L = {}\ndiam = {}\nnseg = {}\ncm = {}\nRa = {}\nthreshold = {}", num(s.l), num(s.diam), s.nseg, num(s.cm), num(s.ra), num(s.threshold));
+        match s.pt3d.as_deref() {
+            // The points give L and diam (an imported morphology is written as its points).
+            Some(pt) => {
+                let points: Vec<String> = (0..pt.len())
+                    .map(|i| format!("[{}, {}, {}, {}]", num(pt.x[i].into()), num(pt.y[i].into()), num(pt.z[i].into()), num(pt.d[i].into())))
+                    .collect();
+                let _ = writeln!(out, "pt3d = [{}]", points.join(", "));
+            }
+            None => {
+                let _ = writeln!(out, "L = {}\ndiam = {}", num(s.l), num(s.diam));
+            }
+        }
+        let _ = writeln!(out, "nseg = {}\ncm = {}\nRa = {}\nthreshold = {}", s.nseg, num(s.cm), num(s.ra), num(s.threshold));
         if let Some(p) = &s.parent {
             let _ = writeln!(out, "parent = {}", string(&format!("{}({})", p.section, num(p.x))));
         }

@@ -41,7 +41,7 @@ fn model_errors_carry_line_and_key() {
         e => panic!("{e:?}"),
     }
     match model_err("x = 1") {
-        Error::Model { key, msg, .. } => assert!(key == "x" && msg.contains("run, section"), "{msg}"),
+        Error::Model { key, msg, .. } => assert!(key == "x" && msg.contains("run, morphology, section"), "{msg}"),
         e => panic!("{e:?}"),
     }
     assert!(matches!(model_err("[run\n"), Error::Syntax { line: 1, .. }));

@@ -388,13 +388,27 @@ impl Tile {
     }
 
     /// Areas and axial coefficients from the sections' geometry (NEURON's `nrn_area_ri` for
-    /// every section, then `connection_coef`), and the point processes' area factors.
+    /// every section: from L and diam, or from its 3-d points; then `connection_coef`), and
+    /// the point processes' area factors.
     pub fn geometry(&mut self, specs: &[SectionSpec]) {
         let n = self.lanes;
         let t = self.template.clone();
         for (j, lay) in t.sections.iter().enumerate() {
             for lane in 0..n {
                 let spec = &specs[self.secs[j * n + lane] as usize];
+                if let Some(pt) = spec.pt3d.as_deref() {
+                    // diam_from_list: each segment's area and resistance from the points.
+                    let (area, rinv) = (&mut self.area, &mut self.rinv);
+                    let last = pt.area_ri(lay.nseg, spec.ra, |s, g| {
+                        let k = (lay.first as usize + s) * n + lane;
+                        area[k] = g.area;
+                        rinv[k] = g.rinv;
+                    });
+                    let k = lay.end_node() as usize * n + lane;
+                    self.area[k] = 1.0e2;
+                    self.rinv[k] = last;
+                    continue;
+                }
                 let dx = spec.l / f64::from(lay.nseg);
                 let mut rright = 0.0;
                 for s in 0..lay.nseg {
@@ -428,6 +442,17 @@ impl Tile {
                 }
             }
         }
+    }
+
+    /// Area and axial resistance (1 / NODERINV) of each segment of local section j, lane `lane`.
+    pub fn segment_geometry(&self, j: usize, lane: usize) -> Vec<(f64, f64)> {
+        let lay = self.template.sections[j];
+        (lay.first..lay.first + lay.nseg)
+            .map(|nd| {
+                let k = nd as usize * self.lanes + lane;
+                (self.area[k], 1.0 / self.rinv[k])
+            })
+            .collect()
     }
 
     /// cm of local section j in one lane (read by every step's matrix, so a change acts at

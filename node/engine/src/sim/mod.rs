@@ -1195,6 +1195,15 @@ impl Sim {
         })
     }
 
+    /// Each segment's membrane area (um2) and axial resistance to its parent node (Megohm):
+    /// NEURON's `seg.area()` and `seg.ri()` for every segment of section `section` (a model
+    /// index), as the next step computes them.
+    pub fn segment_geometry(&mut self, section: usize) -> Vec<(f64, f64)> {
+        self.update_geometry();
+        let at = self.cells.sec_at[section];
+        self.cells.tiles[at.tile as usize].segment_geometry(at.local as usize, at.lane as usize)
+    }
+
     /// A digest of the whole simulation state (time, every state variable, parameter, pending
     /// event and random stream), for checking that something changed nothing.
     pub fn state_hash(&self) -> u64 {
