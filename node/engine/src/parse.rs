@@ -113,12 +113,18 @@ impl<'t> Parser<'t> {
     fn model(&mut self, root: &DeTable<'t>) -> Result<Model> {
         let mut m = Model::empty(self.origin);
         let mut pops = Populations::default();
-        const TOP: &[&str] = &["run", "section", "point", "cell", "netcon", "template", "population", "connect", "record"];
+        const TOP: &[&str] = &["run", "section", "point", "cell", "netcon", "play", "template", "population", "connect", "record"];
         for (k, v) in root {
             let key: &str = k.get_ref();
             match key {
                 "run" => self.run(v, &mut m.run)?,
                 "section" | "point" | "cell" | "netcon" => self.objects(key, v, &mut m)?,
+                "play" => {
+                    for (name, pv) in self.named_tables(v, "play")? {
+                        let p = self.play(&name, pv)?;
+                        m.plays.push(p);
+                    }
+                }
                 "template" => {
                     for (name, tv) in self.named_tables(v, "template")? {
                         let line = self.line(tv.span());
@@ -214,6 +220,14 @@ impl<'t> Parser<'t> {
             let key: &str = k.get_ref();
             match key {
                 "section" | "point" | "cell" | "netcon" => sub.objects(key, ov, &mut m)?,
+                "play" => {
+                    let path = sub.path(key);
+                    return Err(self.err(
+                        k.span(),
+                        &path,
+                        "a play belongs to the model, not to a template: write [play.NAME] at the top level with the copy's parameter, e.g. target = \"pop[3].stim.amp\"",
+                    ));
+                }
                 _ => {
                     let path = sub.path(key);
                     return Err(self.unknown_key(k, &path, &["section", "point", "cell", "netcon"]));
@@ -292,11 +306,19 @@ impl<'t> Parser<'t> {
                 s.insert(def);
             }
         }
+        // `nseg` first too: a list of per-segment values needs it.
+        if let Some(val) = t.get("nseg") {
+            let path = self.path(&format!("section.{name}.nseg"));
+            if !val.get_ref().is_integer() {
+                return Err(self.err(val.span(), &path, "expected an integer from 1 to 32767"));
+            }
+            s.nseg = self.number(val, &path, Allowed::Count)? as u32;
+        }
         for (k, val) in t {
             let key: &str = k.get_ref();
             let path = self.path(&format!("section.{name}.{key}"));
             match key {
-                "insert" => {}
+                "insert" | "nseg" => {}
                 "parent" => {
                     let text = self.string(val, &path, "a location such as \"soma(1)\"")?;
                     let loc = parse_loc(text).ok_or_else(|| {
@@ -305,14 +327,18 @@ impl<'t> Parser<'t> {
                     self.lines.insert(path, self.line(val.span()));
                     s.parent = Some(loc);
                 }
-                "nseg" => {
-                    if !val.get_ref().is_integer() {
-                        return Err(self.err(val.span(), &path, "expected an integer from 1 to 32767"));
-                    }
-                    s.nseg = self.number(val, &path, Allowed::Count)? as u32;
-                }
                 _ => {
                     if let Some(f) = SECTION_FIELDS.iter().position(|f| f.name == key) {
+                        if let Some(values) = self.per_segment(val, &path, &s, SECTION_FIELDS[f].allowed)? {
+                            if !SectionSpec::is_range_field(f) {
+                                return Err(self.err(val.span(), &path, format!("`{key}` is one value for the whole section; only diam, cm and mechanism parameters take a value per segment")));
+                            }
+                            for (seg, x) in values.into_iter().enumerate() {
+                                let uniform = s.own_at(f, seg as u32);
+                                s.segs.set(f, seg as u32, x, s.nseg, uniform);
+                            }
+                            continue;
+                        }
                         let x = self.number(val, &path, SECTION_FIELDS[f].allowed)?;
                         s.set_own(f, x);
                         continue;
@@ -321,7 +347,15 @@ impl<'t> Parser<'t> {
                         m.mech.def().param(key).map(|f| (slot, f))
                     });
                     if let Some((slot, f)) = found {
-                        let x = self.number(val, &path, s.mechs[slot].mech.def().params[f].allowed)?;
+                        let allowed = s.mechs[slot].mech.def().params[f].allowed;
+                        if let Some(values) = self.per_segment(val, &path, &s, allowed)? {
+                            let (nseg, m) = (s.nseg, &mut s.mechs[slot]);
+                            for (seg, x) in values.into_iter().enumerate() {
+                                m.segs.set(f, seg as u32, x, nseg, m.params[f]);
+                            }
+                            continue;
+                        }
+                        let x = self.number(val, &path, allowed)?;
                         s.mechs[slot].params[f] = x;
                         continue;
                     }
@@ -351,6 +385,20 @@ impl<'t> Parser<'t> {
         Ok(s)
     }
 
+    /// A range variable given per segment: a list of one value per segment (None for a single
+    /// number).
+    fn per_segment(&self, v: &Val<'t>, path: &str, s: &SectionSpec, allowed: Allowed) -> Result<Option<Vec<f64>>> {
+        let Some(arr) = v.get_ref().as_array() else { return Ok(None) };
+        if arr.len() != s.nseg as usize {
+            return Err(self.err(
+                v.span(),
+                path,
+                format!("a list gives one value per segment: nseg = {}, found {} values", s.nseg, arr.len()),
+            ));
+        }
+        arr.iter().map(|x| self.number(x, path, allowed)).collect::<Result<_>>().map(Some)
+    }
+
     /// The `type` key of a point process or artificial cell, required, as a mechanism.
     fn type_key(&self, t: &DeTable<'t>, v: &Val<'t>, path: &str, kind: MechKind) -> Result<&'static MechDef> {
         let allowed = mech::names(kind).join(", ");
@@ -371,6 +419,17 @@ impl<'t> Parser<'t> {
                 continue;
             }
             let kpath = format!("{path}.{key}");
+            // An array parameter (VClamp's `dur[0]`, `dur[1]`, `dur[2]`) as a list.
+            let elems: Vec<usize> = (0..).map_while(|j| def.param(&format!("{key}[{j}]"))).collect();
+            if let (false, Some(arr)) = (elems.is_empty(), val.get_ref().as_array()) {
+                if arr.len() != elems.len() {
+                    return Err(self.err(val.span(), &kpath, format!("expected a list of {} numbers, found {}", elems.len(), arr.len())));
+                }
+                for (&f, x) in elems.iter().zip(arr.iter()) {
+                    params[f] = self.number(x, &kpath, def.params[f].allowed)?;
+                }
+                continue;
+            }
             let Some(f) = def.param(key) else {
                 if key == "seed" && def.name == "NetStim" {
                     return Err(self.err(
@@ -433,6 +492,83 @@ impl<'t> Parser<'t> {
             }
         }
         Ok(c)
+    }
+
+    /// `[play.NAME]`: NEURON's `Vector.play` into a parameter (checked against the model in
+    /// `check_references`).
+    fn play(&mut self, name: &str, v: &Val<'t>) -> Result<PlaySpec> {
+        let t = self.table(v, name)?;
+        let path = format!("play.{name}");
+        for req in ["target", "values"] {
+            if !t.contains_key(req) {
+                return Err(self.err(v.span(), &path, format!("missing key `{req}`")));
+            }
+        }
+        let mut p = PlaySpec { name: name.to_string(), target: String::new(), values: vec![], times: None, dt: None, continuous: false };
+        let list = |key: &str, val: &Val<'t>| -> Result<Vec<f64>> {
+            let kpath = format!("{path}.{key}");
+            let arr = val.get_ref().as_array().ok_or_else(|| self.err(val.span(), &kpath, "expected a list of numbers"))?;
+            arr.iter().map(|x| self.number(x, &kpath, Allowed::Any)).collect()
+        };
+        let mut lines = vec![];
+        for (k, val) in t {
+            let key: &str = k.get_ref();
+            let kpath = format!("{path}.{key}");
+            match key {
+                "target" => {
+                    p.target = self.string(val, &kpath, "a parameter name such as \"stim.amp\"")?.to_string();
+                    lines.push((kpath, self.line(val.span())));
+                }
+                "values" => {
+                    p.values = list(key, val)?;
+                    if p.values.is_empty() {
+                        return Err(self.err(val.span(), &kpath, "expected at least one value"));
+                    }
+                    lines.push((kpath, self.line(val.span())));
+                }
+                "times" => {
+                    let times = list(key, val)?;
+                    if let Some(w) = times.windows(2).find(|w| w[1] < w[0]) {
+                        return Err(self.err(val.span(), &kpath, format!("times must not decrease; {} comes after {}", w[1], w[0])));
+                    }
+                    p.times = Some(times);
+                }
+                // Vector.play's bounds for Dt (chkarg 1e-9 to 1e10).
+                "dt" => {
+                    let dt = self.number(val, &kpath, Allowed::Positive)?;
+                    if !(1e-9..=1e10).contains(&dt) {
+                        return Err(self.err(val.span(), &kpath, format!("expected 1e-9 to 1e10 ms, found {dt}")));
+                    }
+                    p.dt = Some(dt);
+                }
+                "continuous" => {
+                    p.continuous = val.get_ref().as_bool().ok_or_else(|| self.err(val.span(), &kpath, "expected true or false"))?;
+                }
+                "discon" => {
+                    return Err(self.err(
+                        k.span(),
+                        &kpath,
+                        "discontinuity indices (Vector.play's third argument as a Vector) are not supported: repeat a time in `times` instead (equal times give a step)",
+                    ))
+                }
+                _ => return Err(self.unknown_key(k, &kpath, &["target", "values", "times", "dt", "continuous"])),
+            }
+        }
+        self.lines.extend(lines);
+        match (&p.times, p.dt) {
+            (Some(times), None) if times.len() != p.values.len() => {
+                Err(self.err(t["times"].span(), &format!("{path}.times"), format!("one time per value: {} values, {} times", p.values.len(), times.len())))
+            }
+            (Some(_), Some(_)) | (None, None) => {
+                Err(self.err(v.span(), &path, "give either `times` (a list, one per value) or `dt` (a value every dt ms from 0)"))
+            }
+            (None, Some(_)) if p.continuous => Err(self.err(
+                t["continuous"].span(),
+                &format!("{path}.continuous"),
+                "continuous play needs `times` (NEURON: \"Second argument of Vector.play in continuous mode must be a time vector\")",
+            )),
+            _ => Ok(p),
+        }
     }
 
     fn netcon(&mut self, name: &str, v: &Val<'t>) -> Result<NetConSpec> {
@@ -698,6 +834,16 @@ impl<'t> Parser<'t> {
             }
             by_source.insert(source.clone(), (*x, path));
             m.sections[si].threshold = *x;
+        }
+        for p in &m.plays {
+            let tpath = format!("play.{}.target", p.name);
+            let (_, field) = m.play_target(&p.target).map_err(|e| self.err_at_line(self.line_of(&tpath), &tpath, e.to_string()))?;
+            for &x in &p.values {
+                field.allowed.check(x).map_err(|a| {
+                    let vpath = format!("play.{}.values", p.name);
+                    self.err_at_line(self.line_of(&vpath), &vpath, format!("{} takes {a}, found {x}", p.target))
+                })?;
+            }
         }
         for s in &m.record {
             let path = format!("record.signals.{s}");
