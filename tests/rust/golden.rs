@@ -263,6 +263,9 @@ golden!(
     recdt_exp2syn,
     recdt_iclamp,
     network200,
+    intfire1,
+    intfire2,
+    intfire4,
 );
 
 /// Every golden file is checked: a variant added to variants.toml must be added here too
