@@ -71,7 +71,7 @@ POINT_PARAMS = {
                "amp[2]": 0.0, "gain": 1e5, "rstim": 1.0, "tau1": 0.001, "tau2": 0.0, "fac": 0.0},
 }
 POINT_SIGNALS = {"ExpSyn": {"g", "i"}, "Exp2Syn": {"A", "B", "g", "i"}, "IClamp": {"i"},
-                 "AlphaSynapse": {"g", "i"}, "SEClamp": {"i", "vc"},
+                 "AlphaSynapse": {"i"}, "SEClamp": {"i", "vc"},
                  "VClamp": {"i", "e", "vo", "vi"}}
 # Point processes that receive NetCon events.
 SYNAPSES = ("ExpSyn", "Exp2Syn")

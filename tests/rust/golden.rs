@@ -266,6 +266,14 @@ golden!(
     intfire1,
     intfire2,
     intfire4,
+    alphasynapse,
+    seclamp,
+    vclamp,
+    vclamp_slow,
+    play_discrete,
+    play_continuous,
+    segments,
+    segments_set,
 );
 
 /// Every golden file is checked: a variant added to variants.toml must be added here too

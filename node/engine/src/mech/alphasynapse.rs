@@ -1,6 +1,7 @@
 //! AlphaSynapse: NEURON's alpha-function synapse (`syn.mod` as nocmodl translates it):
 //! `g = gmax * alpha((t - onset)/tau)` with `alpha(x) = x*exp(1 - x)` for 0 <= x <= 10 (else
-//! 0), `i = g*(v - e)`. It is driven by time alone (no NET_RECEIVE).
+//! 0), `i = g*(v - e)`. It is driven by time alone (no NET_RECEIVE). `at_time(onset)` only
+//! matters to CVode; a fixed step ignores it.
 
 use super::block::{Base, Cx};
 use super::{lanes, Allowed, Field, MechDef, MechKind};
@@ -14,7 +15,8 @@ pub static DEF: MechDef = MechDef {
         Field::new("gmax", "uS", 0.0, Allowed::NonNegative),
         Field::new("e", "mV", 0.0, Allowed::Any),
     ],
-    vars: &["g", "i"],
+    // g is ASSIGNED but not RANGE in syn.mod: NEURON cannot record it, so neither do we.
+    vars: &["i"],
     ions: &[],
     receives: false,
     receive_writes: &[],
@@ -68,6 +70,6 @@ impl AlphaSynapse {
     }
 
     pub fn var(&self, var: usize, at: usize) -> f64 {
-        [&self.g, &self.i][var][at]
+        [&self.i][var][at]
     }
 }
