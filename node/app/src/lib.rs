@@ -1,12 +1,13 @@
 //! spikebus-app: the node around the engine. `cli` parses arguments and dispatches; `run`
 //! holds a run's outputs and drives a free run; `lockstep` serves controllers at sync points
-//! through a `transport::Transport`; `bus` is all the socket code (ZeroMQ); `output` writes
-//! files that are never torn, `traces` writes the samples on a thread of its own, `record`
-//! says which samples NEURON records.
+//! through a `transport::Transport`; `helics` makes the node a HELICS federate; `bus` is all
+//! the socket code (ZeroMQ); `output` writes files that are never torn, `traces` writes the
+//! samples on a thread of its own, `record` says which samples NEURON records.
 
 pub mod bus;
 pub mod cli;
 mod error;
+pub mod helics;
 pub mod lockstep;
 pub mod output;
 pub mod record;
