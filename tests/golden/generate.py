@@ -779,6 +779,10 @@ class NeuronHost:
                 return (lambda: nets[0].threshold), set_threshold
             if field in ("L", "nseg", "Ra"):
                 return (lambda: getattr(sec, field)), (lambda v: setattr(sec, field, v))
+            if (field in ("diam", "cm") or field in HH_PARAMS or field in ION_PARAMS
+                    or field in PAS_PARAMS) and x is not None:
+                # SEC(x).FIELD: that segment only
+                return (lambda: getattr(seg, field)), (lambda v: setattr(seg, field, v))
             if field in ("diam", "cm") or field in HH_PARAMS or field in ION_PARAMS or field in PAS_PARAMS:
                 def set_all(v):
                     for sg in sec:

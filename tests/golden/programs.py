@@ -304,6 +304,30 @@ def ball_stick_program(sim):
     sim.at(40.0, lambda: sim.get("soma.v"))
 
 
+def segments_program(sim):
+    """Per-segment values over the bus: scatter-gather sets one segment's g_pas, then another's
+    gnabar_hh and diam; a soma spike sets one segment's cm; reads go through single segments."""
+
+    def sg():
+        if 10 <= sim.t < 10.025:
+            sim.get("dend(0.3).g_pas")
+            sim.set("dend(0.3).g_pas", 0.002)
+        if 15 <= sim.t < 15.025:
+            sim.set("dend(0.7).gnabar_hh", 0.1)
+            sim.set("dend(0.9).diam", 0.6)
+            sim.get("dend(0.9).diam")
+            sim.get("dend(0.5).diam")
+
+    def spike():
+        sim.get("dend(0.5).cm")
+        sim.set("dend(0.5).cm", 1.5)
+        sim.get("dend(0.5).v")
+
+    sim.scatter_gather(sg)
+    sim.on_spike("soma", spike)
+    sim.at(25.0, lambda: sim.get("dend(0.3).i_pas"))
+
+
 PROGRAMS = {
     f.__name__: f
     for f in [
@@ -324,5 +348,6 @@ PROGRAMS = {
         netstim_spike,
         init_handlers,
         ball_stick_program,
+        segments_program,
     ]
 }
