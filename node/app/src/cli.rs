@@ -234,14 +234,6 @@ pub fn parse_set(s: &str) -> Result<(&str, f64), AppError> {
         .split_once('=')
         .ok_or_else(|| AppError::Usage(format!("--set {s}: expected NAME=VALUE, e.g. --set soma.gnabar_hh=0.1")))?;
     let name = name.trim();
-    if let Some((section, rest)) = name.split_once('(') {
-        // SEC(x).VAR: a value per segment, which a model cannot hold yet (parameters are per
-        // section); said plainly instead of "no object `dend(0`".
-        let var = rest.split_once(").").map_or("VAR", |(_, v)| v);
-        return Err(AppError::Usage(format!(
-            "--set {s}: per-segment values like `{name}` are not supported yet: set `{section}.{var}` for the whole section"
-        )));
-    }
     let v: f64 = value
         .trim()
         .parse()
