@@ -235,6 +235,13 @@ fn written_models_read_back_the_same() {
         ("branched", include_str!("../../../tests/models/branched.toml")),
         ("exp2syn", include_str!("../../../tests/models/exp2syn.toml")),
         ("netstim100_ids", include_str!("../../../tests/models/netstim100_ids.toml")),
+        ("intfire4", include_str!("../../../tests/models/intfire4.toml")),
+        ("vclamp", include_str!("../../../tests/models/vclamp.toml")),
+        ("seclamp", include_str!("../../../tests/models/seclamp.toml")),
+        ("alphasynapse", include_str!("../../../tests/models/alphasynapse.toml")),
+        ("play_discrete", include_str!("../../../tests/models/play_discrete.toml")),
+        ("play_continuous", include_str!("../../../tests/models/play_continuous.toml")),
+        ("segments", include_str!("../../../tests/models/segments.toml")),
     ];
     for (name, text) in files {
         let m = parse_model(text, name).unwrap();
