@@ -654,6 +654,23 @@ impl Model {
             ParamRef::NetCon { field, .. } => field == NC_WEIGHT,
             ParamRef::Global(_) => false,
         };
+        // NEURON plays into one value (a pointer): a section's range variable is the one of
+        // the segment at 0.5, which `SEC.FIELD` means only with one segment.
+        if let ParamRef::Mech { section, .. } | ParamRef::Section { section, .. } = r {
+            let s = &self.sections[section];
+            if ok && s.nseg > 1 {
+                let field_name = name.rsplit_once('.').map_or(name, |(_, f)| f);
+                return Err(Error::UnknownName {
+                    what: "play target",
+                    name: name.to_string(),
+                    hint: format!(
+                        "`{}` has {} segments and a play writes one value (NEURON's `{}(0.5)._ref_{field_name}`): \
+                         name the segment, e.g. `{}(0.5).{field_name}`, with a play for each segment to change",
+                        s.name, s.nseg, s.name, s.name
+                    ),
+                });
+            }
+        }
         if !ok || !field.runtime {
             return Err(Error::UnknownName {
                 what: "play target",

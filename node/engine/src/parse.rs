@@ -301,7 +301,7 @@ impl<'t> Parser<'t> {
                 let mech = self.string(m, &path, "a mechanism name")?;
                 let def = mech::find(mech, MechKind::Density).ok_or_else(|| {
                     let allowed = mech::names(MechKind::Density).join(", ");
-                    self.err(m.span(), &path, format!("unknown mechanism `{mech}`; allowed: {allowed}"))
+                    self.err(m.span(), &path, unknown_mech("mechanism", mech, &allowed))
                 })?;
                 s.insert(def);
             }
@@ -407,8 +407,7 @@ impl<'t> Parser<'t> {
             .ok_or_else(|| self.err(v.span(), path, format!("missing key `type` ({allowed})")))?;
         let tpath = format!("{path}.type");
         let ty = self.string(tv, &tpath, &allowed)?;
-        mech::find(ty, kind)
-            .ok_or_else(|| self.err(tv.span(), &tpath, format!("unknown type `{ty}`; allowed: {allowed}")))
+        mech::find(ty, kind).ok_or_else(|| self.err(tv.span(), &tpath, unknown_mech("type", ty, &allowed)))
     }
 
     /// The numeric keys of a point process or artificial cell: its mechanism's fields.
@@ -878,4 +877,23 @@ pub fn parse_loc(text: &str) -> Option<Loc> {
         return None;
     }
     Some(Loc { section: sec.trim().to_string(), x })
+}
+
+/// "unknown type `X`; allowed: ...", and what to use instead when X is one of NEURON's
+/// built-ins that spikebus does not have (or one of another kind: a point process where an
+/// artificial cell is expected).
+fn unknown_mech(what: &str, name: &str, allowed: &str) -> String {
+    let mut text = format!("unknown {what} `{name}`; allowed: {allowed}");
+    let other = mech::MECHANISMS.iter().find(|m| m.name == name).map(|m| m.kind);
+    if let Some(hint) = mech::instead_of(name) {
+        text += &format!(" (NEURON's `{name}`: {hint})");
+    } else if let Some(kind) = other {
+        let table = match kind {
+            mech::MechKind::Density | mech::MechKind::Ion => "`insert` of a [section.NAME]",
+            mech::MechKind::Point => "a [point.NAME] table",
+            mech::MechKind::Artificial => "a [cell.NAME] table",
+        };
+        text += &format!(" (`{name}` belongs in {table})");
+    }
+    text
 }

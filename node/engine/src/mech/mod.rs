@@ -194,6 +194,22 @@ pub fn find(name: &str, kind: MechKind) -> Option<&'static MechDef> {
     MECHANISMS.iter().copied().find(|m| m.name == name && m.kind == kind)
 }
 
+/// What to use instead of one of NEURON's built-in mechanisms that spikebus does not have, for
+/// the message that refuses it.
+pub fn instead_of(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "OClamp" => "clamp the voltage with SEClamp (svclmp.mod) or VClamp",
+        "APCount" => "every section has a spike detector at its middle: its spikes are in spikes.csv and on the bus",
+        "PatternStim" => "make one VecStim cell per source with its spike times",
+        "NetStimFD" | "IntervalFire" => "use NetStim, or IntFire1, IntFire2, IntFire4",
+        "fastpas" => "insert pas",
+        "extracellular" => "nothing yet: spikebus has no extracellular layers",
+        "k_ion" | "na_ion" => "ions come with the mechanism that uses them: insert hh, then set ena and ek",
+        "ExpSyn2" | "AlphaSyn" => "use ExpSyn, Exp2Syn or AlphaSynapse",
+        _ => return None,
+    })
+}
+
 /// The names of the mechanisms of a kind, for messages.
 pub fn names(kind: MechKind) -> Vec<&'static str> {
     MECHANISMS.iter().filter(|m| m.kind == kind).map(|m| m.name).collect()
