@@ -115,3 +115,30 @@ def test_model_format_documents_several_cells(spikebus_bin: Path, tmp_path: Path
     assert p.returncode == 0, p.stderr
     sources = {line.split(",")[0] for line in (out / "spikes.csv").read_text().splitlines()[1:]}
     assert {"cell1", "cell2"} <= sources, sources
+
+
+def test_params_lists_the_builtins_plays_and_their_signals(spikebus_bin: Path) -> None:
+    models = REPO_ROOT / "tests" / "models"
+    p = run(spikebus_bin, "params", str(models / "vclamp.toml"), "--set", "clamp.amp[1]=-30")
+    assert p.returncode == 0, p.stderr
+    assert re.search(r"^clamp\.amp\[1\]\s+-30\s+mV\s+writable$", p.stdout, re.M), p.stdout
+    assert re.search(r"^clamp\.gain\s+100000\s+1\s+writable$", p.stdout, re.M), p.stdout
+    assert {"clamp.i", "clamp.e", "clamp.vo", "clamp.vi"} <= set(p.stdout.splitlines())
+    p = run(spikebus_bin, "params", str(models / "intfire2.toml"))
+    assert re.search(r"^c\.taus\s+5\s+ms\s+writable$", p.stdout, re.M), p.stdout
+    assert {"a.i", "a.m", "c.m"} <= set(p.stdout.splitlines())
+    p = run(spikebus_bin, "params", str(models / "play_discrete.toml"))
+    head, _, plays = p.stdout.partition("\nplays (Vector.play")
+    plays = plays.partition("\nsignals")[0]
+    assert re.search(r"^gna\s+soma\.gnabar_hh\s+discrete, 7 values every 7\.5 ms$", plays, re.M), plays
+    assert re.search(r"^stim_amp\s+stim\.amp\s+discrete, 6 values at their times$", plays, re.M), plays
+    p = run(spikebus_bin, "params", str(models / "alphasynapse.toml"))
+    signals = p.stdout.partition("\nsignals (recordable")[2].splitlines()[1:]
+    assert "ex.i" in signals and "ex.g" not in signals, signals
+    # Every listed signal of these models is recordable: a run records them all.
+    for model in ("vclamp", "intfire4", "alphasynapse", "seclamp"):
+        p = run(spikebus_bin, "params", str(models / f"{model}.toml"))
+        signals = p.stdout.partition("\nsignals (recordable")[2].splitlines()[1:]
+        out = run(spikebus_bin, "run", str(models / f"{model}.toml"), "--set", "tstop=1", "--record",
+                  ",".join(signals), "--out", "/dev/null")
+        assert out.returncode == 0, out.stderr

@@ -403,6 +403,17 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
                 let rt = if p.runtime { "writable" } else { "model only" };
                 text += &format!("{:<24} {:>22} {:<8} {}\n", p.name, v, p.unit, rt);
             }
+            if !m.plays.is_empty() {
+                text += "\nplays (Vector.play: the run writes these parameters; a set holds until the next value):\n";
+                for p in &m.plays {
+                    let mode = if p.continuous { "continuous" } else { "discrete" };
+                    let when = match p.dt {
+                        Some(dt) => format!("every {} ms", crate::output::format_f64(&mut buf, dt)),
+                        None => "at their times".to_string(),
+                    };
+                    text += &format!("{:<24} {:<22} {mode}, {} values {when}\n", p.name, p.target, p.values.len());
+                }
+            }
             text += "\nsignals (recordable: --record, --pub-signals, watch, get; SEC(x).VAR too, 0 <= x <= 1):\n";
             for name in spikebus_engine::signal::names(&m) {
                 text += &format!("{name}\n");
