@@ -1135,7 +1135,16 @@ impl Sim {
     }
 
     /// fixed_play_continuous: every continuous play writes its value at the current t.
+    /// (Called twice per step: inlined, a model without continuous plays pays one test.)
+    #[inline(always)]
     fn play_continuous(&mut self) {
+        if !self.plays.continuous.is_empty() {
+            self.play_continuous_all();
+        }
+    }
+
+    #[inline(never)]
+    fn play_continuous_all(&mut self) {
         for i in 0..self.plays.continuous.len() {
             let p = self.plays.continuous[i] as usize;
             let value = self.interpolate(p, self.t);
