@@ -645,7 +645,7 @@ def build(h, model, mechlib, event_pool=False, record_dt=None):
     # the weight at delivery, so each injected event needs a NetCon of its own).
     pool = {}
     if event_pool:
-        receivers = {**{k: v for k, v in pps.items() if model["point"][k]["type"] != "IClamp"}, **arts}
+        receivers = {**{k: v for k, v in pps.items() if model["point"][k]["type"] in SYNAPSES}, **arts}
         for name, obj in receivers.items():
             pool[name] = [h.NetCon(None, obj) for _ in range(EVENT_POOL)]
             keep.extend(pool[name])

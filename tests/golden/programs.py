@@ -328,6 +328,31 @@ def segments_program(sim):
     sim.at(25.0, lambda: sim.get("dend(0.3).i_pas"))
 
 
+def intfire_program(sim):
+    """IntFire2 cells steered during a run: events injected into a cell (each moves its planned
+    firing, net_move), a parameter set from scatter-gather, a spike callback reading states and
+    setting the bias current; the states read at an `at` time."""
+
+    def sg():
+        t = sim.t
+        if 20 <= t < 20.025:
+            sim.event("b", t + 0.5, 0.4)
+            sim.event("c", t + 0.5, -0.3)
+            sim.event("b", t + 0.5, 0.2)
+        if 60 <= t < 60.025:
+            sim.set("b.taum", 4.0)
+            sim.set("a.ib", 1.5)
+
+    def spike():
+        sim.get("c.m")
+        sim.get("c.i")
+        sim.set("c.ib", sim.get("c.ib") + 0.01)
+
+    sim.scatter_gather(sg)
+    sim.on_spike("c", spike)
+    sim.at(100.0, lambda: (sim.get("b.m"), sim.get("b.i")))
+
+
 PROGRAMS = {
     f.__name__: f
     for f in [
@@ -349,5 +374,6 @@ PROGRAMS = {
         init_handlers,
         ball_stick_program,
         segments_program,
+        intfire_program,
     ]
 }
