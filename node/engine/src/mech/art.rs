@@ -145,9 +145,8 @@ impl Senders {
     /// `net_move(tnew)` of the pending flag-1 event. NEURON stops the run when there is none;
     /// the cells here always have one when they move it.
     pub fn move_to(&mut self, k: usize, cx: &mut ArtCx, tnew: f64) {
-        if let Some((id, t)) = self.tq[k] {
-            let moved = cx.queue.move_to(id, t, tnew);
-            debug_assert!(moved, "the pending self-event is queued");
+        if let Some((id, _)) = self.tq[k] {
+            cx.queue.move_to(id, EventKind::SelfEvent { cell: self.cell[k], flag: 1 }, tnew);
             self.tq[k] = Some((id, tnew));
         } else {
             debug_assert!(false, "net_move without a pending flag-1 event");

@@ -2,10 +2,13 @@
 //! splay tree that keeps equal times in the order they entered the tree. An insertion earlier
 //! than the least item makes it the least and moves the old least into the tree (behind the
 //! tree's items of its time); `move` (NMODL's `net_move`) follows TQueue::move case by case.
-//! The tree is a B-tree keyed by (time, entry number), which gives the same order and, unlike
-//! a heap, removes a moved item at once. Pushing allocates only when the tree grows.
+//! The tree is a binary heap keyed by (time, entry number), which pops in the same order. A
+//! moved item enters the heap again with a new entry number; its old entry stays behind, dead,
+//! and is dropped when it reaches the top (`Moved` tells which entry of an event is alive).
+//! Once the heap has grown to the run's largest queue, nothing is allocated.
 
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 
 /// What an event does when delivered.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -46,10 +49,45 @@ impl Key {
     }
 }
 
+/// A heap entry, ordered by its key alone.
+#[derive(Debug, Clone, Copy)]
+struct Entry(Key, Event);
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.cmp(&other.0)
+    }
+}
+
+/// An event moved while in the tree: the entry number of its live entry (`NOT_IN_TREE` while
+/// it is the least or delivered) and how many dead entries of it the heap still holds.
+#[derive(Debug, Clone, Copy)]
+struct Moved {
+    live: u64,
+    dead: u32,
+}
+
+const NOT_IN_TREE: u64 = u64::MAX;
+
 #[derive(Debug, Default, Clone)]
 pub struct EventQueue {
     least: Option<Event>,
-    tree: BTreeMap<Key, Event>,
+    tree: BinaryHeap<Reverse<Entry>>,
+    /// The events with dead entries in `tree` (few: an artificial cell's pending self-event).
+    moved: HashMap<EventId, Moved>,
+    /// Dead entries in `tree`.
+    dead: usize,
     next_seq: u64,
     next_id: EventId,
 }
@@ -61,6 +99,8 @@ impl EventQueue {
     pub fn clear(&mut self) {
         self.least = None;
         self.tree.clear();
+        self.moved.clear();
+        self.dead = 0;
         self.next_seq = 0;
         self.next_id = 0;
     }
@@ -68,11 +108,51 @@ impl EventQueue {
     fn enqueue(&mut self, mut ev: Event) {
         ev.seq = self.next_seq;
         self.next_seq += 1;
-        self.tree.insert(Key::of(&ev), ev);
+        self.insert(ev);
+    }
+
+    /// Into the tree with the entry number it has.
+    fn insert(&mut self, ev: Event) {
+        if let Some(m) = self.moved.get_mut(&ev.id) {
+            m.live = ev.seq;
+        }
+        self.tree.push(Reverse(Entry(Key::of(&ev), ev)));
+    }
+
+    /// Whether the top entry is dead; if so it is dropped.
+    fn drop_dead_top(&mut self) -> bool {
+        let Some(Reverse(Entry(_, ev))) = self.tree.peek() else { return false };
+        let Some(m) = self.moved.get_mut(&ev.id) else { return false };
+        if m.live == ev.seq {
+            return false;
+        }
+        m.dead -= 1;
+        if m.dead == 0 && m.live == NOT_IN_TREE {
+            self.moved.remove(&ev.id);
+        }
+        self.dead -= 1;
+        self.tree.pop();
+        true
+    }
+
+    /// The tree's first live event.
+    fn first(&mut self) -> Option<&Event> {
+        while self.drop_dead_top() {}
+        self.tree.peek().map(|Reverse(Entry(_, ev))| ev)
     }
 
     fn dequeue(&mut self) -> Option<Event> {
-        self.tree.pop_first().map(|(_, ev)| ev)
+        while self.drop_dead_top() {}
+        let Reverse(Entry(_, ev)) = self.tree.pop()?;
+        if let Some(m) = self.moved.get_mut(&ev.id) {
+            // its live entry leaves the tree
+            if m.dead == 0 {
+                self.moved.remove(&ev.id);
+            } else {
+                m.live = NOT_IN_TREE;
+            }
+        }
+        Some(ev)
     }
 
     fn least_t(&self) -> f64 {
@@ -110,28 +190,31 @@ impl EventQueue {
     /// returns to the front of the tree, with its entry number (so the order is as before).
     pub fn unpop(&mut self, ev: Event) {
         if let Some(l) = self.least.replace(ev) {
-            self.tree.insert(Key::of(&l), l);
+            self.insert(l);
         }
     }
 
-    /// TQueue::move of event `id`, which waits for time `t`, to `tnew` (NMODL's `net_move`).
-    /// False if no such event waits.
-    pub fn move_to(&mut self, id: EventId, t: f64, tnew: f64) -> bool {
+    /// TQueue::move of event `id` (of `kind`) to `tnew` (NMODL's `net_move`). The event must
+    /// be waiting: an artificial cell moves only its pending self-event.
+    pub fn move_to(&mut self, id: EventId, kind: EventKind, tnew: f64) {
         if let Some(mut l) = self.least.filter(|l| l.id == id) {
             // move_least_nolock: it stays least unless the tree's first is now earlier.
             l.t = tnew;
-            match self.tree.first_key_value() {
-                Some((_, first)) if tnew > first.t => {
+            match self.first() {
+                Some(first) if tnew > first.t => {
                     self.least = self.dequeue();
                     self.enqueue(l);
                 }
                 _ => self.least = Some(l),
             }
-            return true;
+            return;
         }
-        let Some(key) = self.find(id, t) else { return false };
-        let mut ev = self.tree.remove(&key).expect("found");
-        ev.t = tnew;
+        // Its entry in the tree dies; the event enters again (as TQueue's remove and insert).
+        let m = self.moved.entry(id).or_insert(Moved { live: NOT_IN_TREE, dead: 0 });
+        m.dead += 1;
+        m.live = NOT_IN_TREE;
+        self.dead += 1;
+        let ev = Event { t: tnew, id, seq: 0, kind };
         if tnew < self.least_t() {
             if let Some(old) = self.least.take() {
                 self.enqueue(old);
@@ -140,17 +223,10 @@ impl EventQueue {
         } else {
             self.enqueue(ev);
         }
-        true
-    }
-
-    /// The tree key of event `id` waiting for time `t`.
-    fn find(&self, id: EventId, t: f64) -> Option<Key> {
-        let probe = Key::of(&Event { t, id, seq: 0, kind: EventKind::At(0) });
-        self.tree.range(probe..Key(probe.0, u64::MAX)).find(|(_, ev)| ev.id == id).map(|(k, _)| *k)
     }
 
     pub fn len(&self) -> usize {
-        usize::from(self.least.is_some()) + self.tree.len()
+        usize::from(self.least.is_some()) + self.tree.len() - self.dead
     }
 }
 
@@ -185,25 +261,141 @@ mod tests {
     #[test]
     fn moves_as_tqueue() {
         let mut q = EventQueue::default();
-        let a = q.push(5.0, EventKind::At(0));
-        let b = q.push(7.0, EventKind::At(1));
-        q.push(7.0, EventKind::At(2));
+        let k = |n| EventKind::At(n);
+        let a = q.push(5.0, k(0));
+        let b = q.push(7.0, k(1));
+        q.push(7.0, k(2));
         // b to before the least: it becomes least, the old least enters the tree.
-        assert!(q.move_to(b, 7.0, 2.0));
+        q.move_to(b, k(1), 2.0);
         // a (in the tree now) to 7: behind 2.
-        assert!(q.move_to(a, 5.0, 7.0));
-        assert!(!q.move_to(a, 5.0, 1.0), "no event at its old time");
+        q.move_to(a, k(0), 7.0);
         assert_eq!(q.len(), 3);
         assert_eq!(order(&mut q), vec![1, 2, 0]);
         // The least moved later but not past the tree's first: it stays first.
-        let a = q.push(1.0, EventKind::At(0));
-        q.push(4.0, EventKind::At(1));
-        assert!(q.move_to(a, 1.0, 4.0));
+        let a = q.push(1.0, k(0));
+        q.push(4.0, k(1));
+        q.move_to(a, k(0), 4.0);
         assert_eq!(order(&mut q), vec![0, 1]);
-        let a = q.push(1.0, EventKind::At(0));
-        q.push(4.0, EventKind::At(1));
-        assert!(q.move_to(a, 1.0, 4.5));
+        let a = q.push(1.0, k(0));
+        q.push(4.0, k(1));
+        q.move_to(a, k(0), 4.5);
         assert_eq!(order(&mut q), vec![1, 0]);
+        assert_eq!(q.len(), 0);
+        assert!(q.moved.is_empty() && q.dead == 0, "no dead entries left behind");
+    }
+
+    /// TQueue as the splay tree orders it, written plainly: a least item and a list searched
+    /// for its least (time, entry number); a move removes the item from the list.
+    #[derive(Default)]
+    struct Plain {
+        least: Option<(f64, u64, u64)>,
+        list: Vec<(f64, u64, u64)>,
+        seq: u64,
+    }
+
+    impl Plain {
+        fn enqueue(&mut self, t: f64, id: u64) {
+            self.list.push((t, self.seq, id));
+            self.seq += 1;
+        }
+        fn dequeue(&mut self) -> Option<(f64, u64, u64)> {
+            let i = (0..self.list.len()).min_by(|&i, &j| {
+                let (a, b) = (self.list[i], self.list[j]);
+                a.0.total_cmp(&b.0).then(a.1.cmp(&b.1))
+            })?;
+            Some(self.list.remove(i))
+        }
+        fn insert(&mut self, t: f64, id: u64) {
+            match self.least {
+                Some(l) if t < l.0 => {
+                    self.enqueue(l.0, l.2);
+                    self.least = Some((t, 0, id));
+                }
+                None => self.least = Some((t, 0, id)),
+                _ => self.enqueue(t, id),
+            }
+        }
+        fn pop_due(&mut self, til: f64) -> Option<(f64, u64)> {
+            let l = self.least.filter(|l| l.0 <= til)?;
+            self.least = self.dequeue();
+            Some((l.0, l.2))
+        }
+        fn unpop(&mut self, t: f64, id: u64) {
+            if let Some(l) = self.least.replace((t, 0, id)) {
+                self.list.push(l);
+            }
+        }
+        fn move_to(&mut self, id: u64, tnew: f64) {
+            if let Some(l) = self.least.filter(|l| l.2 == id) {
+                let first = (0..self.list.len()).map(|i| self.list[i]).min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                match first {
+                    Some(f) if tnew > f.0 => {
+                        self.least = self.dequeue();
+                        self.enqueue(tnew, id);
+                    }
+                    _ => self.least = Some((tnew, l.1, id)),
+                }
+                return;
+            }
+            let i = self.list.iter().position(|e| e.2 == id).expect("waiting");
+            self.list.remove(i);
+            self.insert(tnew, id);
+        }
+    }
+
+    /// Random pushes (many equal times), moves (of events in the tree and of the least, again
+    /// and again), deliveries and unpops: the heap with dead entries delivers as the plain
+    /// TQueue does, and leaves nothing dead behind.
+    #[test]
+    fn heap_with_dead_entries_is_tqueue() {
+        let mut x: u64 = 0x2545F4914F6CDD1D;
+        let mut rnd = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for _round in 0..50 {
+            let (mut q, mut p) = (EventQueue::default(), Plain::default());
+            let mut waiting: Vec<u64> = vec![];
+            let mut now = 0.0;
+            for _ in 0..400 {
+                match rnd(10) {
+                    0..=3 => {
+                        let t = now + rnd(8) as f64 * 0.25;
+                        let id = q.push(t, EventKind::At(0));
+                        p.insert(t, id);
+                        waiting.push(id);
+                    }
+                    4..=6 if !waiting.is_empty() => {
+                        let id = waiting[rnd(waiting.len() as u64) as usize];
+                        let t = now + rnd(8) as f64 * 0.25;
+                        q.move_to(id, EventKind::At(0), t);
+                        p.move_to(id, t);
+                    }
+                    _ => {
+                        let til = now + rnd(3) as f64 * 0.25;
+                        let (a, b) = (q.pop_due(til), p.pop_due(til));
+                        assert_eq!(a.map(|e| (e.t, e.id)), b);
+                        if let Some(e) = a {
+                            if rnd(4) == 0 {
+                                q.unpop(e);
+                                p.unpop(e.t, e.id);
+                            } else {
+                                waiting.retain(|&w| w != e.id);
+                                now = f64::max(now, e.t);
+                            }
+                        }
+                    }
+                }
+                assert_eq!(q.len(), p.list.len() + usize::from(p.least.is_some()));
+            }
+            while let Some(b) = p.pop_due(f64::INFINITY) {
+                assert_eq!(q.pop_due(f64::INFINITY).map(|e| (e.t, e.id)), Some(b));
+            }
+            assert!(q.pop_due(f64::INFINITY).is_none());
+            assert!(q.moved.is_empty() && q.dead == 0 && q.tree.is_empty());
+        }
     }
 
     #[test]
