@@ -293,3 +293,29 @@ fn builtins_refuse_with_what_to_use_instead() {
     m.set("dend.g_pas", 0.0005).unwrap();
     assert_eq!(m.get("dend(0.3).g_pas").unwrap(), 0.0005, "the section's name sets every segment");
 }
+
+/// A `set` of a played parameter holds until the play writes its next value: a discrete
+/// play's next time, a continuous play's next step.
+#[test]
+fn a_set_holds_until_the_play_writes_again() {
+    let text = "[run]\ntstop = 20.0\n[section.s]\n[point.stim]\ntype = \"IClamp\"\nat = \"s(0.5)\"\n\
+                [point.se]\ntype = \"SEClamp\"\nat = \"s(0.5)\"\n\
+                [play.a]\ntarget = \"stim.amp\"\ntimes = [0.0, 10.0]\nvalues = [0.1, 0.2]\n\
+                [play.c]\ntarget = \"se.amp1\"\ntimes = [0.0, 20.0]\nvalues = [0.0, -20.0]\ncontinuous = true\n";
+    let mut sim = Sim::new(parse_model(text, "m").unwrap()).unwrap();
+    sim.initialize(|_| {});
+    assert_eq!(sim.get("stim.amp").unwrap(), 0.1, "the value at t = 0, written at initialization");
+    while sim.t() < 5.0 {
+        sim.step(|_| {});
+    }
+    sim.set("stim.amp", 0.5).unwrap();
+    sim.set("se.amp1", 7.0).unwrap();
+    sim.step(|_| {});
+    assert_eq!(sim.get("stim.amp").unwrap(), 0.5, "held until the play's next time");
+    let amp1 = sim.get("se.amp1").unwrap();
+    assert!(amp1 < -4.9 && amp1 > -5.2, "a continuous play writes again in the next step: {amp1}");
+    while sim.t() < 10.5 {
+        sim.step(|_| {});
+    }
+    assert_eq!(sim.get("stim.amp").unwrap(), 0.2, "the play's value at 10 ms");
+}
