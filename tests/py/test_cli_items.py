@@ -132,6 +132,9 @@ def test_params_lists_the_builtins_plays_and_their_signals(spikebus_bin: Path) -
     plays = plays.partition("\nsignals")[0]
     assert re.search(r"^gna\s+soma\.gnabar_hh\s+discrete, 7 values every 7\.5 ms$", plays, re.M), plays
     assert re.search(r"^stim_amp\s+stim\.amp\s+discrete, 6 values at their times$", plays, re.M), plays
+    p = run(spikebus_bin, "check", str(models / "play_discrete.toml"))
+    assert p.stdout.endswith(": ok (3 sections, 3 point processes, 1 artificial cells, 1 NetCons, 6 plays, "
+                             "9 recorded signals)\n"), p.stdout
     p = run(spikebus_bin, "params", str(models / "alphasynapse.toml"))
     signals = p.stdout.partition("\nsignals (recordable")[2].splitlines()[1:]
     assert "ex.i" in signals and "ex.g" not in signals, signals

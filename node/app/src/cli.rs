@@ -376,8 +376,10 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
         Command::Check { model } => {
             let m = load_model(Some(&model), &[])?;
             Sim::new(m.clone())?;
+            // Plays are counted only where there are some (older models' summaries unchanged).
+            let plays = if m.plays.is_empty() { String::new() } else { format!(", {} plays", m.plays.len()) };
             println!(
-                "{}: ok ({} sections, {} point processes, {} artificial cells, {} NetCons, {} recorded signals)",
+                "{}: ok ({} sections, {} point processes, {} artificial cells, {} NetCons{plays}, {} recorded signals)",
                 model.display(),
                 m.sections.len(),
                 m.points.len(),
