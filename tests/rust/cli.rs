@@ -233,16 +233,14 @@ fn bad_morphologies_are_refused_with_where_and_why() {
     assert!(err.contains("section `dend[0]` has 3-d points"), "{err}");
 }
 
-/// `spikebus expand` writes a model file that runs exactly as the populations it expands,
-/// and a morphology as its sections' 3-d points.
+/// `spikebus expand` writes a model file that runs exactly as the populations it expands, as
+/// the models with plays, per-segment values, array parameters and artificial cells, and a
+/// morphology as its sections' 3-d points.
 #[test]
-fn expanded_populations_run_the_same() {
-    expands_to_the_same_run("tests/models/network200_pop.toml");
-}
-
-#[test]
-fn expanded_morphology_runs_the_same() {
-    expands_to_the_same_run("tests/models/swc_pyramidal.toml");
+fn expanded_models_run_the_same() {
+    for name in ["network200_pop", "play_discrete", "play_continuous", "segments", "vclamp", "intfire4", "swc_pyramidal"] {
+        expands_to_the_same_run(&format!("tests/models/{name}.toml"));
+    }
 }
 
 fn expands_to_the_same_run(model: &str) {
@@ -254,6 +252,43 @@ fn expands_to_the_same_run(model: &str) {
     run_ok(spikebus().arg("run").arg(&model).arg("--out").arg(&a));
     run_ok(spikebus().arg("run").arg(&flat).arg("--out").arg(&b));
     for f in ["traces.csv", "spikes.csv"] {
-        assert!(std::fs::read(a.join(f)).unwrap() == std::fs::read(b.join(f)).unwrap(), "{f} differs");
+        assert!(std::fs::read(a.join(f)).unwrap() == std::fs::read(b.join(f)).unwrap(), "{}: {f} differs", model.display());
+    }
+}
+
+/// NEURON's built-ins from model files, with `--set` of single segments and of VClamp's
+/// array elements: `spikebus run` writes NEURON 9.0.2's traces and spikes bit for bit.
+#[test]
+fn builtins_and_segment_sets_run_to_neurons_numbers() {
+    let variants = [
+        "intfire1", "intfire2", "intfire4", "alphasynapse", "seclamp", "vclamp", "vclamp_slow", "play_discrete",
+        "play_continuous", "segments", "segments_set",
+    ];
+    for name in variants {
+        let g = load_golden(name);
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = spikebus();
+        cmd.arg("run").arg(root().join(&g.model));
+        for (k, v) in &g.set {
+            cmd.arg("--set").arg(format!("{k}={v:?}"));
+        }
+        run_ok(cmd.arg("--out").arg(dir.path()));
+        let (header, rows) = read_csv(&dir.path().join("traces.csv"));
+        assert_eq!(header, g.signals, "{name}");
+        for sig in &g.signals {
+            let want = decode_trace(&g.traces[sig]);
+            let got = column(&header, &rows, sig);
+            assert_eq!(got.len(), want.len(), "{name} {sig}");
+            let differ = got.iter().zip(&want).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+            assert_eq!(differ, 0, "{name} {sig}: {differ} samples differ from NEURON");
+        }
+        let (_, rows) = read_csv(&dir.path().join("spikes.csv"));
+        for (source, want) in &g.spikes {
+            let got: Vec<f64> = rows.iter().filter(|r| &r[0] == source).map(|r| r[1].parse().unwrap()).collect();
+            assert!(
+                got.len() == want.len() && got.iter().zip(want).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{name} {source}: {got:?} vs NEURON {want:?}"
+            );
+        }
     }
 }

@@ -268,6 +268,17 @@ golden!(
     network200,
     swc_pyramidal,
     swc_random72,
+    intfire1,
+    intfire2,
+    intfire4,
+    alphasynapse,
+    seclamp,
+    vclamp,
+    vclamp_slow,
+    play_discrete,
+    play_continuous,
+    segments,
+    segments_set,
 );
 
 /// Every golden file is checked: a variant added to variants.toml must be added here too

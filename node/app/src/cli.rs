@@ -341,14 +341,6 @@ pub fn parse_set(s: &str) -> Result<(&str, f64), AppError> {
         .split_once('=')
         .ok_or_else(|| AppError::Usage(format!("--set {s}: expected NAME=VALUE, e.g. --set soma.gnabar_hh=0.1")))?;
     let name = name.trim();
-    if let Some((section, rest)) = name.split_once('(') {
-        // SEC(x).VAR: a value per segment, which a model cannot hold yet (parameters are per
-        // section); said plainly instead of "no object `dend(0`".
-        let var = rest.split_once(").").map_or("VAR", |(_, v)| v);
-        return Err(AppError::Usage(format!(
-            "--set {s}: per-segment values like `{name}` are not supported yet: set `{section}.{var}` for the whole section"
-        )));
-    }
     let v: f64 = value
         .trim()
         .parse()
@@ -496,8 +488,10 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
         Command::Check { model, geometry } => {
             let m = load_model(Some(&model), &[])?;
             let mut sim = Sim::new(m.clone())?;
+            // Plays are counted only where there are some (older models' summaries unchanged).
+            let plays = if m.plays.is_empty() { String::new() } else { format!(", {} plays", m.plays.len()) };
             println!(
-                "{}: ok ({} sections, {} point processes, {} artificial cells, {} NetCons, {} recorded signals)",
+                "{}: ok ({} sections, {} point processes, {} artificial cells, {} NetCons{plays}, {} recorded signals)",
                 model.display(),
                 m.sections.len(),
                 m.points.len(),
@@ -530,6 +524,17 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
                     (false, false) => "model only",
                 };
                 text += &format!("{:<24} {:>22} {:<8} {}\n", p.name, v, p.unit, rt);
+            }
+            if !m.plays.is_empty() {
+                text += "\nplays (Vector.play: the run writes these parameters; a set holds until the next value):\n";
+                for p in &m.plays {
+                    let mode = if p.continuous { "continuous" } else { "discrete" };
+                    let when = match p.dt {
+                        Some(dt) => format!("every {} ms", crate::output::format_f64(&mut buf, dt)),
+                        None => "at their times".to_string(),
+                    };
+                    text += &format!("{:<24} {:<22} {mode}, {} values {when}\n", p.name, p.target, p.values.len());
+                }
             }
             text += "\nsignals (recordable: --record, --pub-signals, watch, get; SEC(x).VAR too, 0 <= x <= 1):\n";
             for name in spikebus_engine::signal::names(&m) {

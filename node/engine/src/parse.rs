@@ -144,8 +144,9 @@ impl<'t> Parser<'t> {
     fn model(&mut self, root: &DeTable<'t>) -> Result<Model> {
         let mut m = Model::empty(self.origin);
         let mut pops = Populations::default();
-        const TOP: &[&str] =
-            &["run", "morphology", "section", "point", "cell", "netcon", "template", "population", "connect", "record"];
+        const TOP: &[&str] = &[
+            "run", "morphology", "section", "point", "cell", "netcon", "play", "template", "population", "connect", "record",
+        ];
         let mut morphology = vec![];
         for (k, v) in root {
             let key: &str = k.get_ref();
@@ -153,6 +154,12 @@ impl<'t> Parser<'t> {
                 "run" => self.run(v, &mut m.run)?,
                 "morphology" => morphology = self.morphology(v)?,
                 "section" | "point" | "cell" | "netcon" => self.objects(key, v, &mut m)?,
+                "play" => {
+                    for (name, pv) in self.named_tables(v, "play")? {
+                        let p = self.play(&name, pv)?;
+                        m.plays.push(p);
+                    }
+                }
                 "template" => {
                     for (name, tv) in self.named_tables(v, "template")? {
                         let line = self.line(tv.span());
@@ -255,6 +262,14 @@ impl<'t> Parser<'t> {
             let key: &str = k.get_ref();
             match key {
                 "section" | "point" | "cell" | "netcon" => sub.objects(key, ov, &mut m)?,
+                "play" => {
+                    let path = sub.path(key);
+                    return Err(self.err(
+                        k.span(),
+                        &path,
+                        "a play belongs to the model, not to a template: write [play.NAME] at the top level with the copy's parameter, e.g. target = \"pop[3].stim.amp\"",
+                    ));
+                }
                 _ => {
                     let path = sub.path(key);
                     return Err(self.unknown_key(k, &path, &["section", "point", "cell", "netcon"]));
@@ -336,7 +351,7 @@ impl<'t> Parser<'t> {
                 let mech = self.string(m, &path, "a mechanism name")?;
                 let def = mech::find(mech, MechKind::Density).ok_or_else(|| {
                     let allowed = mech::names(MechKind::Density).join(", ");
-                    self.err(m.span(), &path, format!("unknown mechanism `{mech}`; allowed: {allowed}"))
+                    self.err(m.span(), &path, unknown_mech("mechanism", mech, &allowed))
                 })?;
                 s.insert(def);
             }
@@ -363,11 +378,19 @@ impl<'t> Parser<'t> {
                 }
             }
         }
+        // `nseg` first too: a list of per-segment values needs it.
+        if let Some(val) = t.get("nseg") {
+            let path = format!("{base}.nseg");
+            if !val.get_ref().is_integer() {
+                return Err(self.err(val.span(), &path, "expected an integer from 1 to 32767"));
+            }
+            s.nseg = self.number(val, &path, Allowed::Count)? as u32;
+        }
         for (k, val) in t {
             let key: &str = k.get_ref();
             let path = format!("{base}.{key}");
             match key {
-                "insert" => {}
+                "insert" | "nseg" => {}
                 "pt3d" => s.pt3d = Some(std::sync::Arc::new(self.pt3d(val, &path)?)),
                 "parent" => {
                     let text = self.string(val, &path, "a location such as \"soma(1)\"")?;
@@ -377,14 +400,18 @@ impl<'t> Parser<'t> {
                     self.lines.insert(path, self.line(val.span()));
                     s.parent = Some(loc);
                 }
-                "nseg" => {
-                    if !val.get_ref().is_integer() {
-                        return Err(self.err(val.span(), &path, "expected an integer from 1 to 32767"));
-                    }
-                    s.nseg = self.number(val, &path, Allowed::Count)? as u32;
-                }
                 _ => {
                     if let Some(f) = SECTION_FIELDS.iter().position(|f| f.name == key) {
+                        if let Some(values) = self.per_segment(val, &path, &s, SECTION_FIELDS[f].allowed)? {
+                            if !SectionSpec::is_range_field(f) {
+                                return Err(self.err(val.span(), &path, format!("`{key}` is one value for the whole section; only diam, cm and mechanism parameters take a value per segment")));
+                            }
+                            for (seg, x) in values.into_iter().enumerate() {
+                                let uniform = s.own_at(f, seg as u32);
+                                s.segs.set(f, seg as u32, x, s.nseg, uniform);
+                            }
+                            continue;
+                        }
                         let x = self.number(val, &path, SECTION_FIELDS[f].allowed)?;
                         s.set_own(f, x);
                         continue;
@@ -393,7 +420,15 @@ impl<'t> Parser<'t> {
                         m.mech.def().param(key).map(|f| (slot, f))
                     });
                     if let Some((slot, f)) = found {
-                        let x = self.number(val, &path, s.mechs[slot].mech.def().params[f].allowed)?;
+                        let allowed = s.mechs[slot].mech.def().params[f].allowed;
+                        if let Some(values) = self.per_segment(val, &path, &s, allowed)? {
+                            let (nseg, m) = (s.nseg, &mut s.mechs[slot]);
+                            for (seg, x) in values.into_iter().enumerate() {
+                                m.segs.set(f, seg as u32, x, nseg, m.params[f]);
+                            }
+                            continue;
+                        }
+                        let x = self.number(val, &path, allowed)?;
                         s.mechs[slot].params[f] = x;
                         continue;
                     }
@@ -521,6 +556,20 @@ impl<'t> Parser<'t> {
         Ok(out)
     }
 
+    /// A range variable given per segment: a list of one value per segment (None for a single
+    /// number).
+    fn per_segment(&self, v: &Val<'t>, path: &str, s: &SectionSpec, allowed: Allowed) -> Result<Option<Vec<f64>>> {
+        let Some(arr) = v.get_ref().as_array() else { return Ok(None) };
+        if arr.len() != s.nseg as usize {
+            return Err(self.err(
+                v.span(),
+                path,
+                format!("a list gives one value per segment: nseg = {}, found {} values", s.nseg, arr.len()),
+            ));
+        }
+        arr.iter().map(|x| self.number(x, path, allowed)).collect::<Result<_>>().map(Some)
+    }
+
     /// The `type` key of a point process or artificial cell, required, as a mechanism.
     fn type_key(&self, t: &DeTable<'t>, v: &Val<'t>, path: &str, kind: MechKind) -> Result<&'static MechDef> {
         let allowed = mech::names(kind).join(", ");
@@ -529,8 +578,7 @@ impl<'t> Parser<'t> {
             .ok_or_else(|| self.err(v.span(), path, format!("missing key `type` ({allowed})")))?;
         let tpath = format!("{path}.type");
         let ty = self.string(tv, &tpath, &allowed)?;
-        mech::find(ty, kind)
-            .ok_or_else(|| self.err(tv.span(), &tpath, format!("unknown type `{ty}`; allowed: {allowed}")))
+        mech::find(ty, kind).ok_or_else(|| self.err(tv.span(), &tpath, unknown_mech("type", ty, &allowed)))
     }
 
     /// The numeric keys of a point process or artificial cell: its mechanism's fields.
@@ -541,6 +589,17 @@ impl<'t> Parser<'t> {
                 continue;
             }
             let kpath = format!("{path}.{key}");
+            // An array parameter (VClamp's `dur[0]`, `dur[1]`, `dur[2]`) as a list.
+            let elems: Vec<usize> = (0..).map_while(|j| def.param(&format!("{key}[{j}]"))).collect();
+            if let (false, Some(arr)) = (elems.is_empty(), val.get_ref().as_array()) {
+                if arr.len() != elems.len() {
+                    return Err(self.err(val.span(), &kpath, format!("expected a list of {} numbers, found {}", elems.len(), arr.len())));
+                }
+                for (&f, x) in elems.iter().zip(arr.iter()) {
+                    params[f] = self.number(x, &kpath, def.params[f].allowed)?;
+                }
+                continue;
+            }
             let Some(f) = def.param(key) else {
                 if key == "seed" && def.name == "NetStim" {
                     return Err(self.err(
@@ -603,6 +662,83 @@ impl<'t> Parser<'t> {
             }
         }
         Ok(c)
+    }
+
+    /// `[play.NAME]`: NEURON's `Vector.play` into a parameter (checked against the model in
+    /// `check_references`).
+    fn play(&mut self, name: &str, v: &Val<'t>) -> Result<PlaySpec> {
+        let t = self.table(v, name)?;
+        let path = format!("play.{name}");
+        for req in ["target", "values"] {
+            if !t.contains_key(req) {
+                return Err(self.err(v.span(), &path, format!("missing key `{req}`")));
+            }
+        }
+        let mut p = PlaySpec { name: name.to_string(), target: String::new(), values: vec![], times: None, dt: None, continuous: false };
+        let list = |key: &str, val: &Val<'t>| -> Result<Vec<f64>> {
+            let kpath = format!("{path}.{key}");
+            let arr = val.get_ref().as_array().ok_or_else(|| self.err(val.span(), &kpath, "expected a list of numbers"))?;
+            arr.iter().map(|x| self.number(x, &kpath, Allowed::Any)).collect()
+        };
+        let mut lines = vec![];
+        for (k, val) in t {
+            let key: &str = k.get_ref();
+            let kpath = format!("{path}.{key}");
+            match key {
+                "target" => {
+                    p.target = self.string(val, &kpath, "a parameter name such as \"stim.amp\"")?.to_string();
+                    lines.push((kpath, self.line(val.span())));
+                }
+                "values" => {
+                    p.values = list(key, val)?;
+                    if p.values.is_empty() {
+                        return Err(self.err(val.span(), &kpath, "expected at least one value"));
+                    }
+                    lines.push((kpath, self.line(val.span())));
+                }
+                "times" => {
+                    let times = list(key, val)?;
+                    if let Some(w) = times.windows(2).find(|w| w[1] < w[0]) {
+                        return Err(self.err(val.span(), &kpath, format!("times must not decrease; {} comes after {}", w[1], w[0])));
+                    }
+                    p.times = Some(times);
+                }
+                // Vector.play's bounds for Dt (chkarg 1e-9 to 1e10).
+                "dt" => {
+                    let dt = self.number(val, &kpath, Allowed::Positive)?;
+                    if !(1e-9..=1e10).contains(&dt) {
+                        return Err(self.err(val.span(), &kpath, format!("expected 1e-9 to 1e10 ms, found {dt}")));
+                    }
+                    p.dt = Some(dt);
+                }
+                "continuous" => {
+                    p.continuous = val.get_ref().as_bool().ok_or_else(|| self.err(val.span(), &kpath, "expected true or false"))?;
+                }
+                "discon" => {
+                    return Err(self.err(
+                        k.span(),
+                        &kpath,
+                        "discontinuity indices (Vector.play's third argument as a Vector) are not supported: repeat a time in `times` instead (equal times give a step)",
+                    ))
+                }
+                _ => return Err(self.unknown_key(k, &kpath, &["target", "values", "times", "dt", "continuous"])),
+            }
+        }
+        self.lines.extend(lines);
+        match (&p.times, p.dt) {
+            (Some(times), None) if times.len() != p.values.len() => {
+                Err(self.err(t["times"].span(), &format!("{path}.times"), format!("one time per value: {} values, {} times", p.values.len(), times.len())))
+            }
+            (Some(_), Some(_)) | (None, None) => {
+                Err(self.err(v.span(), &path, "give either `times` (a list, one per value) or `dt` (a value every dt ms from 0)"))
+            }
+            (None, Some(_)) if p.continuous => Err(self.err(
+                t["continuous"].span(),
+                &format!("{path}.continuous"),
+                "continuous play needs `times` (NEURON: \"Second argument of Vector.play in continuous mode must be a time vector\")",
+            )),
+            _ => Ok(p),
+        }
     }
 
     fn netcon(&mut self, name: &str, v: &Val<'t>) -> Result<NetConSpec> {
@@ -870,6 +1006,16 @@ impl<'t> Parser<'t> {
             by_source.insert(source.clone(), (*x, path));
             m.sections[si].threshold = *x;
         }
+        for p in &m.plays {
+            let tpath = format!("play.{}.target", p.name);
+            let (_, field) = m.play_target(&p.target).map_err(|e| self.err_at_line(self.line_of(&tpath), &tpath, e.to_string()))?;
+            for &x in &p.values {
+                field.allowed.check(x).map_err(|a| {
+                    let vpath = format!("play.{}.values", p.name);
+                    self.err_at_line(self.line_of(&vpath), &vpath, format!("{} takes {a}, found {x}", p.target))
+                })?;
+            }
+        }
         for s in &m.record {
             let path = format!("record.signals.{s}");
             signal::resolve(m, s).map_err(|e| self.err_at_line(self.line_of(&path), "record.signals", e.to_string()))?;
@@ -903,4 +1049,23 @@ pub fn parse_loc(text: &str) -> Option<Loc> {
         return None;
     }
     Some(Loc { section: sec.trim().to_string(), x })
+}
+
+/// "unknown type `X`; allowed: ...", and what to use instead when X is one of NEURON's
+/// built-ins that spikebus does not have (or one of another kind: a point process where an
+/// artificial cell is expected).
+fn unknown_mech(what: &str, name: &str, allowed: &str) -> String {
+    let mut text = format!("unknown {what} `{name}`; allowed: {allowed}");
+    let other = mech::MECHANISMS.iter().find(|m| m.name == name).map(|m| m.kind);
+    if let Some(hint) = mech::instead_of(name) {
+        text += &format!(" (NEURON's `{name}`: {hint})");
+    } else if let Some(kind) = other {
+        let table = match kind {
+            mech::MechKind::Density | mech::MechKind::Ion => "`insert` of a [section.NAME]",
+            mech::MechKind::Point => "a [point.NAME] table",
+            mech::MechKind::Artificial => "a [cell.NAME] table",
+        };
+        text += &format!(" (`{name}` belongs in {table})");
+    }
+    text
 }

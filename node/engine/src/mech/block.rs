@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use super::{exp2syn, expsyn, hh, iclamp, pas, MechDef};
+use super::{alphasynapse, exp2syn, expsyn, hh, iclamp, pas, seclamp, vclamp, MechDef};
 
 /// The lane count of a tile: `N` when the kernels were instantiated for N lanes (so that
 /// every loop over the lanes of a one-cell tile disappears at compile time), else `lanes`.
@@ -18,14 +18,15 @@ pub fn lane_count<const N: usize>(lanes: usize) -> usize {
     }
 }
 
-/// What the current kernels see: a tile's node arrays (`[node * lanes + lane]`) and the time
-/// of the currents (t_n + dt/2); `N` as in `lane_count`.
+/// What the current kernels see: a tile's node arrays (`[node * lanes + lane]`), the time
+/// of the currents (t_n + dt/2) and the step; `N` as in `lane_count`.
 pub struct Cx<'a, const N: usize> {
     pub lanes: usize,
     pub v: &'a [f64],
     pub rhs: &'a mut [f64],
     pub d: &'a mut [f64],
     pub t: f64,
+    pub dt: f64,
 }
 
 impl<const N: usize> Cx<'_, N> {
@@ -64,8 +65,11 @@ pub struct Rates {
 pub enum Block {
     Pas(pas::Pas),
     IClamp(iclamp::IClamp),
+    AlphaSynapse(alphasynapse::AlphaSynapse),
     ExpSyn(expsyn::ExpSyn),
     Exp2Syn(exp2syn::Exp2Syn),
+    SEClamp(seclamp::SEClamp),
+    VClamp(vclamp::VClamp),
     Hh(hh::Hh),
 }
 
@@ -74,8 +78,11 @@ macro_rules! each {
         match $self {
             Block::Pas($b) => $e,
             Block::IClamp($b) => $e,
+            Block::AlphaSynapse($b) => $e,
             Block::ExpSyn($b) => $e,
             Block::Exp2Syn($b) => $e,
+            Block::SEClamp($b) => $e,
+            Block::VClamp($b) => $e,
             Block::Hh($b) => $e,
         }
     };
@@ -88,8 +95,11 @@ impl Block {
         match def.name {
             "pas" => Block::Pas(pas::Pas::new(base)),
             "IClamp" => Block::IClamp(iclamp::IClamp::new(base)),
+            "AlphaSynapse" => Block::AlphaSynapse(alphasynapse::AlphaSynapse::new(base)),
             "ExpSyn" => Block::ExpSyn(expsyn::ExpSyn::new(base)),
             "Exp2Syn" => Block::Exp2Syn(exp2syn::Exp2Syn::new(base)),
+            "SEClamp" => Block::SEClamp(seclamp::SEClamp::new(base)),
+            "VClamp" => Block::VClamp(vclamp::VClamp::new(base)),
             "hh" => Block::Hh(hh::Hh::new(base)),
             other => unreachable!("{other} has no kernel block"),
         }
@@ -105,24 +115,28 @@ impl Block {
         each!(self, b => b.current(cx))
     }
 
-    /// The SOLVE block (or the synapses' decay) with the new v.
+    /// The SOLVE block (or the synapses' decay) with the new v, at t = t_{n+1}.
     #[inline(always)]
-    pub fn state<const N: usize>(&mut self, v: &[f64], dt: f64, rates: &Rates) {
+    pub fn state<const N: usize>(&mut self, v: &[f64], t: f64, dt: f64, rates: &Rates) {
         match self {
             Block::ExpSyn(b) => b.state(dt),
             Block::Exp2Syn(b) => b.state(dt),
+            Block::SEClamp(b) => b.state(v),
+            Block::VClamp(b) => b.state(v, t, dt),
             Block::Hh(b) => b.state::<N>(v, dt, rates),
-            Block::Pas(_) | Block::IClamp(_) => {}
+            Block::Pas(_) | Block::IClamp(_) | Block::AlphaSynapse(_) => {}
         }
     }
 
     /// INITIAL.
     pub fn initial(&mut self, v: &[f64], rates: &Rates) {
         match self {
-            Block::Pas(_) => {}
+            Block::Pas(_) | Block::AlphaSynapse(_) => {}
             Block::IClamp(b) => b.initial(),
             Block::ExpSyn(b) => b.initial(),
             Block::Exp2Syn(b) => b.initial(),
+            Block::SEClamp(b) => b.initial(),
+            Block::VClamp(b) => b.initial(v),
             Block::Hh(b) => b.initial(v, rates),
         }
     }
@@ -159,8 +173,11 @@ impl Block {
     pub fn set_mfact(&mut self, at: usize, mfact: f64) {
         match self {
             Block::IClamp(b) => b.mfact[at] = mfact,
+            Block::AlphaSynapse(b) => b.mfact[at] = mfact,
             Block::ExpSyn(b) => b.mfact[at] = mfact,
             Block::Exp2Syn(b) => b.mfact[at] = mfact,
+            Block::SEClamp(b) => b.mfact[at] = mfact,
+            Block::VClamp(b) => b.mfact[at] = mfact,
             Block::Pas(_) | Block::Hh(_) => {}
         }
     }
@@ -171,7 +188,7 @@ impl Block {
         match self {
             Block::ExpSyn(b) => b.receive(at, w),
             Block::Exp2Syn(b) => b.receive(at, w),
-            Block::Pas(_) | Block::IClamp(_) | Block::Hh(_) => unreachable!("no NET_RECEIVE"),
+            _ => unreachable!("no NET_RECEIVE"),
         }
     }
 }

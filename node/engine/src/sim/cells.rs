@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use crate::mech::block::lane_count;
 use crate::mech::{lanes, Block, Cx, MechDef, MechId, MechKind, Rates};
-use crate::model::{FastHash, Model, SectionSpec};
+use crate::model::{FastHash, Model, SectionSpec, SEC_DIAM};
 
 /// The most cells in one tile. A tile is the unit of work of a thread; 128 cells' arrays stay
 /// in the second-level cache while a step runs over them, and the loops over lanes are long
@@ -413,8 +413,9 @@ impl Tile {
                 let mut rright = 0.0;
                 for s in 0..lay.nseg {
                     let k = (lay.first + s) as usize * n + lane;
-                    self.area[k] = PI * spec.diam * dx;
-                    let rleft = 1e-2 * spec.ra * (dx / 2.0) / (PI * spec.diam * spec.diam / 4.0);
+                    let diam = spec.own_at(SEC_DIAM, s);
+                    self.area[k] = PI * diam * dx;
+                    let rleft = 1e-2 * spec.ra * (dx / 2.0) / (PI * diam * diam / 4.0);
                     self.rinv[k] = 1.0 / (rleft + rright);
                     rright = rleft;
                 }
@@ -455,17 +456,18 @@ impl Tile {
             .collect()
     }
 
-    /// cm of local section j in one lane (read by every step's matrix, so a change acts at
-    /// the next matrix, unlike the geometry).
-    pub fn set_cm(&mut self, j: usize, lane: usize, cm: f64) {
-        for c in self.template.cap_range(j) {
-            self.cm[c * self.lanes + lane] = cm;
+    /// cm of local section j in one lane, segment by segment (read by every step's matrix, so
+    /// a change acts at the next matrix, unlike the geometry).
+    pub fn set_cm(&mut self, j: usize, lane: usize, cm: impl Fn(u32) -> f64) {
+        for (seg, c) in self.template.cap_range(j).enumerate() {
+            self.cm[c * self.lanes + lane] = cm(seg as u32);
         }
     }
 
-    /// A parameter of mechanism `def` inserted in local section j, lane `lane`: into the
-    /// mechanism's block, or for an ion into every block that uses it.
-    pub fn set_section_param(&mut self, j: usize, lane: usize, def: &'static MechDef, field: usize, value: f64) {
+    /// A parameter of mechanism `def` inserted in local section j, lane `lane`, segment by
+    /// segment (`value(seg)`): into the mechanism's block, or for an ion into every block that
+    /// uses it.
+    pub fn set_section_param(&mut self, j: usize, lane: usize, def: &'static MechDef, field: usize, value: impl Fn(u32) -> f64) {
         let n = self.lanes;
         let id = def.id();
         for b in 0..self.blocks.len() {
@@ -479,8 +481,8 @@ impl Tile {
             } else {
                 continue;
             };
-            for i in self.template.instances(b, j) {
-                self.blocks[b].set_param(f, i * n + lane, value);
+            for (seg, i) in self.template.instances(b, j).enumerate() {
+                self.blocks[b].set_param(f, i * n + lane, value(seg as u32));
             }
         }
     }
@@ -538,11 +540,12 @@ impl Tile {
         }
     }
 
-    /// The membrane currents at time t, in NEURON's mechanism-type order, into rhs and d.
+    /// The membrane currents at time t (of a step dt), in NEURON's mechanism-type order, into
+    /// rhs and d.
     #[inline(always)]
-    pub fn currents<const N: usize>(&mut self, t: f64) {
+    pub fn currents<const N: usize>(&mut self, t: f64, dt: f64) {
         lanes::zero2(&mut self.rhs, &mut self.d);
-        let mut cx = Cx::<N> { lanes: self.lanes, v: &self.v, rhs: &mut self.rhs, d: &mut self.d, t };
+        let mut cx = Cx::<N> { lanes: self.lanes, v: &self.v, rhs: &mut self.rhs, d: &mut self.d, t, dt };
         for block in &mut self.blocks {
             block.current(&mut cx);
         }
@@ -552,7 +555,7 @@ impl Tile {
     /// v = v_{n+1}.
     #[inline(always)]
     pub fn advance_v<const N: usize>(&mut self, t: f64, dt: f64) {
-        self.currents::<N>(t);
+        self.currents::<N>(t, dt);
         self.matrix::<N>(dt);
         self.solve::<N>();
         self.detect::<N>();
@@ -605,11 +608,12 @@ impl Tile {
         lanes::add(&mut self.v, &self.rhs);
     }
 
-    /// The states of every block at the new v (cnexp, the synapses' decay).
+    /// The states of every block at the new v, at t = t_{n+1} (cnexp, the synapses' decay,
+    /// the clamps' SOLVE blocks).
     #[inline(always)]
-    pub fn states<const N: usize>(&mut self, dt: f64, rates: &Rates) {
+    pub fn states<const N: usize>(&mut self, t: f64, dt: f64, rates: &Rates) {
         for block in &mut self.blocks {
-            block.state::<N>(&self.v, dt, rates);
+            block.state::<N>(&self.v, t, dt, rates);
         }
     }
 }
