@@ -21,9 +21,13 @@ may define for the tool:
 - ``spikebus_record``: the signals of ``[record]`` (spikebus names, e.g. ``"soma(0.5).v"``,
   ``"ExpSyn[0].g"``); ``--record`` overrides it.
 
+Range variables (diam, cm, a mechanism's parameters) are written as one number when every
+segment of the section has the same value, else as a list with one value per segment.
+
 What NEURON does not let a script see, the tool cannot translate or refuse: Python
 callbacks (``FInitializeHandler``, ``CVode.extra_scatter_gather``, code between
-``fadvance`` calls), ``Vector.play``, ``NetCon.event`` calls, and changes the script makes
+``fadvance`` calls), ``Vector.play`` (NEURON has no accessor for a play's target or values;
+write it as a ``[play.NAME]`` table), ``NetCon.event`` calls, and changes the script makes
 after it returns. A model that uses them runs differently in spikebus: port that part to a
 controller (the bus).
 
@@ -69,9 +73,12 @@ class Point:
 
     Attributes:
         params: its parameters (the model file's keys are NEURON's names).
+        arrays: its array parameters, (name, length): NEURON's ``obj.dur[i]``, written as a
+            list (VClamp's ``dur = [...]``).
     """
 
     params: Tuple[str, ...]
+    arrays: Tuple[Tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -82,10 +89,14 @@ class Artificial:
         params: its parameters (the model file's keys are NEURON's names).
         extra: reads what is not a parameter, ``extra(obj, walk) -> {key: value}`` (NetStim's
             stream ids, VecStim's times); raises :class:`Untranslatable`.
+        fixed_globals: GLOBALs of its mod file that spikebus holds at NEURON's default,
+            (name, default): a model whose value differs is refused (IntFire4's ``eps``,
+            ``taueps``, in NEURON ``h.eps_IntFire4``).
     """
 
     params: Tuple[str, ...]
     extra: Optional[Callable[[Any, "Walk"], Dict[str, Any]]] = None
+    fixed_globals: Tuple[Tuple[str, float], ...] = ()
 
 
 def _netstim_ids(ns: Any, walk: "Walk") -> Dict[str, Any]:
@@ -110,12 +121,21 @@ POINT: Dict[str, Point] = {
     "ExpSyn": Point(params=("tau", "e")),
     "Exp2Syn": Point(params=("tau1", "tau2", "e")),
     "IClamp": Point(params=("del", "dur", "amp")),
+    "AlphaSynapse": Point(params=("onset", "tau", "gmax", "e")),
+    "SEClamp": Point(params=("dur1", "amp1", "dur2", "amp2", "dur3", "amp3", "rs")),
+    # e0, vo0, vi0 are PARAMETERs too, but VClamp's INITIAL overwrites them: nothing to read.
+    "VClamp": Point(params=("gain", "rstim", "tau1", "tau2", "fac"), arrays=(("dur", 3), ("amp", 3))),
 }
 """Point processes (with a location in a section): NEURON's name -> what spikebus has."""
 
 ARTIFICIAL: Dict[str, Artificial] = {
     "NetStim": Artificial(params=("interval", "number", "start", "noise"), extra=_netstim_ids),
     "VecStim": Artificial(params=(), extra=_vecstim_times),
+    "IntFire1": Artificial(params=("tau", "refrac")),
+    "IntFire2": Artificial(params=("taus", "taum", "ib")),
+    # intfire4.mod's PARAMETER ib is not RANGE (a GLOBAL) and its code never reads it.
+    "IntFire4": Artificial(params=("taue", "taui1", "taui2", "taum"),
+                           fixed_globals=(("eps", 1e-6), ("taueps", 0.01))),
 }
 """Artificial cells: NEURON's name -> what spikebus has."""
 
@@ -252,15 +272,11 @@ class Walk:
 
     # -- sections --
 
-    def _uniform(self, sec: Any, what: str, values: List[float]) -> Optional[float]:
-        """One value for the section; None (a problem named) if its segments differ."""
-        if any(v != values[0] for v in values):
-            self._problem(
-                f"section `{sec.name()}`: {what} differs between segments ({', '.join(repr(v) for v in values)}): "
-                "spikebus has one value per section"
-            )
-            return None
-        return values[0]
+    @staticmethod
+    def _range(values: List[float]) -> Any:
+        """A range variable's model-file value: one number if every segment has it, else one
+        value per segment (a list, docs/model-format.md's per-segment values)."""
+        return values[0] if all(v == values[0] for v in values) else list(values)
 
     @staticmethod
     def _file_order(secs: List[Any]) -> List[Any]:
@@ -303,9 +319,9 @@ class Walk:
                 keys["pt3d"] = pts
             else:
                 keys["L"] = sec.L
-                keys["diam"] = self._uniform(sec, "diam", [seg.diam for seg in segs])
+                keys["diam"] = self._range([seg.diam for seg in segs])
             keys["nseg"] = sec.nseg
-            keys["cm"] = self._uniform(sec, "cm", [seg.cm for seg in segs])
+            keys["cm"] = self._range([seg.cm for seg in segs])
             keys["Ra"] = sec.Ra
             ps = sec.parentseg()
             if ps is not None:
@@ -331,9 +347,9 @@ class Walk:
             for m in known:
                 d = DENSITY[m]
                 for p in d.params:
-                    keys[f"{p}_{m}"] = self._uniform(sec, f"{p}_{m}", [getattr(seg, f"{p}_{m}") for seg in segs])
+                    keys[f"{p}_{m}"] = self._range([getattr(seg, f"{p}_{m}") for seg in segs])
                 for _ion, var in d.ions:
-                    keys[var] = self._uniform(sec, var, [getattr(seg, var) for seg in segs])
+                    keys[var] = self._range([getattr(seg, var) for seg in segs])
             self.t.sections.append(Section(self.sec_names[sec.name()], keys))
 
     # -- point processes and artificial cells --
@@ -352,6 +368,11 @@ class Walk:
                 names = ", ".join(o.hname() for o in objs[:5]) + (", ..." if len(objs) > 5 else "")
                 self._problem(f"{len(objs)} {tname} ({names}): spikebus has {have}")
                 continue
+            for g, default in ARTIFICIAL[tname].fixed_globals if tname in ARTIFICIAL else ():
+                value = getattr(h, f"{g}_{tname}")
+                if value != default:
+                    self._problem(f"{g}_{tname} = {value!r}: spikebus's {tname} has NEURON's default {g} = "
+                                 f"{default!r}; h.{g}_{tname} = {default!r}")
             found.extend((tname, o) for o in objs)
         return found
 
@@ -367,6 +388,8 @@ class Walk:
                 keys: Dict[str, Any] = {"type": tname, "at": f"{self.sec_names[seg.sec.name()]}({seg.x!r})"}
                 for p in POINT[tname].params:
                     keys[p] = getattr(obj, p)
+                for p, n in POINT[tname].arrays:
+                    keys[p] = [getattr(obj, p)[i] for i in range(n)]
                 self.t.points.append((name, keys))
             else:
                 keys = {"type": tname}

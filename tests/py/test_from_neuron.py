@@ -3,7 +3,8 @@ Python scripts in tests/py/neuron_models/, and the golden variants built by gene
 code) are converted by the real binary's `from-neuron` (which runs the module in a NEURON
 Python), run by spikebus, and compared with NEURON's run of the same script sample by sample
 and spike by spike, bit for bit: a network of 120 cells, a cell imported from an SWC file, a
-VecStim, and every golden variant without a program. What spikebus cannot run is refused,
+VecStim, NEURON's IntFire1/2/4, AlphaSynapse, SEClamp and VClamp with values set segment by
+segment, and every golden variant without a program or a play. What spikebus cannot run is refused,
 each thing named, and no file is written.
 
 NEURON comes from tests/py/requirements.txt (neuron==9.0.2): the Python running pytest must
@@ -76,7 +77,7 @@ def neuron_reference(python: str, script: Path, tmp: Path, mechlib: str | None =
     return Golden(signals=d["signals"], traces=d["traces"], spikes=d["spikes"], final={}, set={})
 
 
-@pytest.mark.parametrize("script", ["net120.py", "swc_cell.py", "vecstim_cell.py"])
+@pytest.mark.parametrize("script", ["net120.py", "swc_cell.py", "vecstim_cell.py", "builtins_cells.py"])
 def test_neuron_scripts_convert_to_the_same_run(spikebus_bin: Path, neuron_python: str, mechlib: str,
                                                  script: str, tmp_path: Path) -> None:
     path = MODELS / script
@@ -95,10 +96,12 @@ def test_network_of_120_cells_is_all_there(spikebus_bin: Path, neuron_python: st
     assert "240 sections, 241 point processes, 12 artificial cells, 672 NetCons" in check.stdout, check.stdout
 
 
-# Golden variants whose whole run is the model (no program, callback, second run or Dt).
+# Golden variants whose whole run is the model (no program, callback, second run, Dt or
+# Vector.play: what a script leaves for from-neuron to see).
 GOLDEN_MODELS = ["seed", "seed_exact_rates", "seed_delay", "seed_warm", "seed_dt001", "seed_params", "ball_stick",
                  "branched", "iclamp", "exp2syn", "seed_noise05", "netstim100", "netstim100_ids", "network200",
-                 "swc_pyramidal", "swc_random72"]
+                 "swc_pyramidal", "swc_random72", "intfire1", "intfire2", "intfire4", "alphasynapse", "seclamp",
+                 "vclamp", "vclamp_slow", "segments", "segments_set"]
 
 
 @pytest.mark.parametrize("variant", GOLDEN_MODELS)
@@ -108,6 +111,25 @@ def test_golden_models_convert_to_neurons_run(spikebus_bin: Path, neuron_python:
     out = convert_and_run(spikebus_bin, neuron_python, MODELS / "golden_variant.py", tmp_path, "--", variant,
                           mechlib=mechlib)
     assert_matches_golden(out, load_golden(variant))
+
+
+def test_builtins_and_per_segment_values_are_written_as_the_model_format_names_them(
+        spikebus_bin: Path, neuron_python: str, tmp_path: Path) -> None:
+    """What the bit-for-bit run above rests on, read in the file: per-segment values as lists
+    (one value per segment), VClamp's arrays as lists, SEClamp's levels as dur1..amp3."""
+    out = tmp_path / "m.toml"
+    proc = from_neuron(spikebus_bin, neuron_python, MODELS / "builtins_cells.py", out)
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    for line in ["diam = [3.0, 2.7, 2.4, 2.1, 1.8, 1.5, 1.2000000000000002]",
+                 "cm = [1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6]",
+                 "e_pas = [-65.0, -66.0, -67.0, -68.0, -69.0, -70.0, -71.0]",
+                 "ena = [50.0, 50.0, 50.0, 50.0, 50.0, 50.0, 45.0]",
+                 "gkbar_hh = 0.012",  # the same in every segment: one number
+                 'type = "VClamp"', "dur = [4.0, 12.0, 10.0]", "amp = [-60.0, -5.0, -75.0]",
+                 'type = "SEClamp"', "amp3 = -85.0", 'type = "AlphaSynapse"', 'type = "IntFire1"',
+                 'type = "IntFire2"', 'type = "IntFire4"', "taui2 = 16.0"]:
+        assert line + "\n" in text, f"{line!r} not in:\n{text}"
 
 
 REFUSED = '''
@@ -120,8 +142,10 @@ b = h.Section(name="b")
 b.connect(a(0.5), 1)
 c = h.Section(name="c")
 c.insert("extracellular")
-clamp = h.SEClamp(a(0.5))
-f = h.IntFire1()
+oc = h.OClamp(a(0.5))
+ap = h.APCount(a(0.5))
+f = h.IntFire4()
+h.eps_IntFire4 = 1e-5
 syn = h.ExpSyn(a(0.5))
 nc = h.NetCon(None, syn)
 class Cell:
@@ -140,10 +164,13 @@ def test_what_spikebus_cannot_run_is_named_and_nothing_written(spikebus_bin: Pat
     proc = from_neuron(spikebus_bin, neuron_python, script, out)
     assert proc.returncode == 2, proc.stderr
     assert not out.exists()
-    for what in ["g_pas differs between segments", "section `b`: connected at its 1 end", "`extracellular`",
-                 "1 SEClamp (SEClamp[0])", "1 IntFire1 (IntFire1[0])", "NetCon[0]: no source", "CVode is active",
-                 "Cell object at"]:
+    for what in ["section `b`: connected at its 1 end", "`extracellular`", "1 OClamp (OClamp[0])",
+                 "1 APCount (APCount[0])", "eps_IntFire4 = 1e-05: spikebus's IntFire4 has NEURON's default eps = 1e-06",
+                 "NetCon[0]: no source", "CVode is active", "Cell object at"]:
         assert what in proc.stderr, f"{what!r} not in:\n{proc.stderr}"
+    # what spikebus has now is not among the refusals: a value set in one segment, IntFire4
+    for what in ["g_pas", "differs between segments", "1 IntFire4"]:
+        assert what not in proc.stderr, f"{what!r} refused:\n{proc.stderr}"
 
 
 def test_the_module_runs_as_python_m(neuron_python: str, tmp_path: Path) -> None:
