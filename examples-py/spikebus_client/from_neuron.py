@@ -24,11 +24,14 @@ may define for the tool:
 Range variables (diam, cm, a mechanism's parameters) are written as one number when every
 segment of the section has the same value, else as a list with one value per segment.
 
+``Vector.play`` cannot be translated: NEURON has no accessor for a play's target or values.
+It can be seen, though: NEURON's SaveState file lists every play and record with its kind
+(:func:`_playrecord_types`), so a model with plays is refused (write them as ``[play.NAME]``
+tables, docs/model-format.md).
+
 What NEURON does not let a script see, the tool cannot translate or refuse: Python
 callbacks (``FInitializeHandler``, ``CVode.extra_scatter_gather``, code between
-``fadvance`` calls), ``Vector.play`` (NEURON has no accessor for a play's target or values;
-write it as a ``[play.NAME]`` table), ``NetCon.event`` calls, and changes the script makes
-after it returns. A model that uses them runs differently in spikebus: port that part to a
+``fadvance`` calls), ``NetCon.event`` calls, and changes the script makes after it returns. A model that uses them runs differently in spikebus: port that part to a
 controller (the bus).
 
 Adding a mechanism is one entry in :data:`DENSITY`, :data:`POINT` or :data:`ARTIFICIAL`
@@ -42,7 +45,9 @@ import math
 import os
 import re
 import runpy
+import struct
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -154,6 +159,11 @@ RUN_GLOBALS = ("dt", "tstop", "v_init", "celsius", "usetable_hh")
 _OBJECT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\[[0-9]+\])?(\.[A-Za-z][A-Za-z0-9_]*(\[[0-9]+\])?)*")
 
 
+#: NEURON's kinds of PlayRecord that are Vector.play (src/nrncvode/vrecitem.h):
+#: VecPlayStepType (discrete, at times or every Dt), VecPlayContinuousType.
+PLAY_TYPES = {3: "discrete", 4: "continuous"}
+
+
 class Untranslatable(Exception):
     """Something of the model that spikebus cannot run exactly (the message says what, and
     what to do instead)."""
@@ -210,6 +220,57 @@ def _mech_types(h: Any, kind: int) -> List[str]:
         mt.selected(name)
         out.append(name[0])
     return out
+
+
+def _playrecord_types(savestate: bytes) -> List[int]:
+    """The kind of each of NEURON's PlayRecords (every ``Vector.play`` and ``Vector.record``),
+    read from a SaveState file as NEURON 9.0.2 writes it (``SaveState::write``,
+    src/nrniv/savstate.cpp): a header line, t, the sections' node states (binary), the
+    artificial cells' states, then the PlayRecords, each a text line ``TYPE INDEX`` followed
+    by its own state (text lines of one or three integers)."""
+    d = savestate
+    pos = d.index(b"\n") + 1 + 8  # header line, then t (a double)
+
+    def line() -> List[int]:
+        nonlocal pos
+        end = d.index(b"\n", pos)
+        words = d[pos:end].split()
+        pos = end + 1
+        return [int(w) for w in words]
+
+    nsec, _nroot = line()
+    secs = []
+    for _ in range(nsec):
+        secs.append(struct.unpack_from("ii", d, pos))  # nnode, has a root node
+        pos += 8
+
+    def nodes(count: int) -> None:
+        nonlocal pos
+        sizes = []
+        for _ in range(count):
+            _v, nmemb, nstate = struct.unpack_from("dii", d, pos)
+            pos += 16
+            sizes.append((nmemb, nstate))
+        for nmemb, nstate in sizes:  # each node's mechanism types (int), then its states
+            pos += 4 * nmemb + 8 * nstate
+
+    for nnode, root in secs:
+        nodes(nnode)
+        if root:
+            nodes(1)
+    (nacell,) = line()
+    for _ in range(nacell):
+        _type, _ncell, size = line()
+        pos += 8 * size
+    (nprs,) = line()
+    types = []
+    for index in range(nprs):
+        while True:  # skips the state lines of the one before
+            words = line()
+            if len(words) == 2 and words[1] == index:
+                types.append(words[0])
+                break
+    return types
 
 
 class Walk:
@@ -502,13 +563,46 @@ class Walk:
             if sec.name in thresholds:
                 sec.keys["threshold"] = thresholds[sec.name][0]
 
+    # -- Vector.play --
+
+    def _plays(self) -> None:
+        """Refuses ``Vector.play``: NEURON does not say what a play writes, only (in a SaveState
+        file, after initialization) that it is there and its kind."""
+        h = self.h
+        try:
+            h.finitialize(h.v_init)
+            state = h.SaveState()
+            state.save()
+            fd, path = tempfile.mkstemp(suffix=".savestate")
+            os.close(fd)
+            try:
+                f = h.File()
+                f.wopen(path)
+                state.fwrite(f)
+                f.close()
+                with open(path, "rb") as fh:
+                    types = _playrecord_types(fh.read())
+            finally:
+                os.unlink(path)
+        except Exception as e:  # noqa: BLE001 -- a hoc error or a file NEURON wrote otherwise
+            self._problem(f"could not look for Vector.play in NEURON's SaveState ({e}): spikebus cannot run "
+                          "what it cannot see")
+            return
+        counts = {kind: sum(1 for t in types if t == code) for code, kind in PLAY_TYPES.items()}
+        if any(counts.values()):
+            kinds = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n)
+            self._problem(f"Vector.play ({kinds}): NEURON does not show what a play writes; write each as a "
+                          "[play.NAME] table (docs/model-format.md) and leave it out of the script")
+
     def walk(self, record: Optional[List[str]] = None) -> Translation:
-        """The whole model, with ``record`` as its ``[record]`` signals. Reading a VecStim's
-        times runs the model in NEURON, so this is done once, last."""
+        """The whole model, with ``record`` as its ``[record]`` signals. Looking for plays
+        initializes the model and reading a VecStim's times runs it in NEURON, so these come
+        last."""
         self._run_settings()
         self._sections()
         self._points_and_cells()
         self._netcons()
+        self._plays()  # initializes the model: after everything is read
         if not self.t.problems:
             self._cell_extras()
         self.t.record = list(record or [])

@@ -4,7 +4,7 @@ code) are converted by the real binary's `from-neuron` (which runs the module in
 Python), run by spikebus, and compared with NEURON's run of the same script sample by sample
 and spike by spike, bit for bit: a network of 120 cells, a cell imported from an SWC file, a
 VecStim, NEURON's IntFire1/2/4, AlphaSynapse, SEClamp and VClamp with values set segment by
-segment, and every golden variant without a program or a play. What spikebus cannot run is refused,
+segment, and every golden variant without a program or a play (those with plays are refused). What spikebus cannot run is refused,
 each thing named, and no file is written.
 
 NEURON comes from tests/py/requirements.txt (neuron==9.0.2): the Python running pytest must
@@ -113,6 +113,19 @@ def test_golden_models_convert_to_neurons_run(spikebus_bin: Path, neuron_python:
     assert_matches_golden(out, load_golden(variant))
 
 
+@pytest.mark.parametrize("variant, plays", [("play_discrete", "6 discrete"), ("play_continuous", "4 continuous")])
+def test_golden_models_with_plays_are_refused(spikebus_bin: Path, neuron_python: str, tmp_path: Path,
+                                              variant: str, plays: str) -> None:
+    """NEURON does not show a play's target or values, only (SaveState) that it is there: a
+    model with plays is refused, each kind counted; its Vector.records are not plays."""
+    out = tmp_path / "m.toml"
+    proc = from_neuron(spikebus_bin, neuron_python, MODELS / "golden_variant.py", out, "--", variant)
+    assert proc.returncode == 2, proc.stderr
+    assert not out.exists()
+    assert f"Vector.play ({plays}): NEURON does not show what a play writes" in proc.stderr, proc.stderr
+    assert proc.stderr.count("\n  - ") == 1, proc.stderr  # the plays, nothing else
+
+
 def test_builtins_and_per_segment_values_are_written_as_the_model_format_names_them(
         spikebus_bin: Path, neuron_python: str, tmp_path: Path) -> None:
     """What the bit-for-bit run above rests on, read in the file: per-segment values as lists
@@ -148,6 +161,12 @@ f = h.IntFire4()
 h.eps_IntFire4 = 1e-5
 syn = h.ExpSyn(a(0.5))
 nc = h.NetCon(None, syn)
+amps, times = h.Vector([0.1, 0.2]), h.Vector([1.0, 2.0])
+amps.play(a(0.5)._ref_g_pas, times)
+taus = h.Vector([2.0, 3.0])
+taus.play(syn._ref_tau, times, 1)
+rec = h.Vector()
+rec.record(a(0.5)._ref_v)
 class Cell:
     def __init__(self):
         self.soma = h.Section(name="soma", cell=self)
@@ -166,7 +185,8 @@ def test_what_spikebus_cannot_run_is_named_and_nothing_written(spikebus_bin: Pat
     assert not out.exists()
     for what in ["section `b`: connected at its 1 end", "`extracellular`", "1 OClamp (OClamp[0])",
                  "1 APCount (APCount[0])", "eps_IntFire4 = 1e-05: spikebus's IntFire4 has NEURON's default eps = 1e-06",
-                 "NetCon[0]: no source", "CVode is active", "Cell object at"]:
+                 "NetCon[0]: no source", "CVode is active", "Cell object at",
+                 "Vector.play (1 discrete, 1 continuous): NEURON does not show what a play writes"]:
         assert what in proc.stderr, f"{what!r} not in:\n{proc.stderr}"
     # what spikebus has now is not among the refusals: a value set in one segment, IntFire4
     for what in ["g_pas", "differs between segments", "1 IntFire4"]:
