@@ -4,8 +4,8 @@ code) are converted by the real binary's `from-neuron` (which runs the module in
 Python), run by spikebus, and compared with NEURON's run of the same script sample by sample
 and spike by spike, bit for bit: a network of 120 cells, a cell imported from an SWC file, a
 VecStim, NEURON's IntFire1/2/4, AlphaSynapse, SEClamp and VClamp with values set segment by
-segment, and every golden variant without a program or a play (those with plays are refused). What spikebus cannot run is refused,
-each thing named, and no file is written.
+segment, and every golden variant without a program or a play. What spikebus cannot run
+(Vector.play among it) is refused, each thing named, and no file is written.
 
 NEURON comes from tests/py/requirements.txt (neuron==9.0.2): the Python running pytest must
 have it (the tests fail, not skip, without it)."""
@@ -96,12 +96,12 @@ def test_network_of_120_cells_is_all_there(spikebus_bin: Path, neuron_python: st
     assert "240 sections, 241 point processes, 12 artificial cells, 672 NetCons" in check.stdout, check.stdout
 
 
-# Golden variants whose whole run is the model (no program, callback, second run, Dt or
-# Vector.play: what a script leaves for from-neuron to see).
-GOLDEN_MODELS = ["seed", "seed_exact_rates", "seed_delay", "seed_warm", "seed_dt001", "seed_params", "ball_stick",
-                 "branched", "iclamp", "exp2syn", "seed_noise05", "netstim100", "netstim100_ids", "network200",
-                 "swc_pyramidal", "swc_random72", "intfire1", "intfire2", "intfire4", "alphasynapse", "seclamp",
-                 "vclamp", "vclamp_slow", "segments", "segments_set"]
+# Golden variants whose whole run is the model: all but those with a program, callback, second
+# run, record_dt (Vector.record(&x, Dt)) or Vector.play (refused, below).
+GOLDEN_MODELS = ["seed", "seed_exact_rates", "seed_delay", "seed_warm", "seed_warm_exact", "seed_noise1", "seed_dt001",
+                 "seed_params", "ball_stick", "branched", "iclamp", "exp2syn", "seed_noise05", "netstim100",
+                 "netstim100_ids", "network200", "swc_pyramidal", "swc_random72", "intfire1", "intfire2", "intfire4",
+                 "alphasynapse", "seclamp", "vclamp", "vclamp_slow", "segments", "segments_set"]
 
 
 @pytest.mark.parametrize("variant", GOLDEN_MODELS)
