@@ -442,6 +442,8 @@ mod rmpv_like {
         L(Vec<Any>),
         // nil (done's `error`).
         Nil(()),
+        // done's `telemetry`.
+        M(#[allow(dead_code)] std::collections::BTreeMap<String, Any>),
     }
     impl Any {
         pub fn as_u64(&self) -> u64 {

@@ -11,7 +11,9 @@ use spikebus_protocol as proto;
 use std::io::Write as _;
 
 use crate::bus::{check_endpoint, check_not_in_use, Bus, Credentials};
-use crate::lockstep::{controlled_run, ControlOptions, TimeoutPolicy};
+use crate::lockstep::{controlled_run, ControlOptions, TimeoutPolicy, Watch};
+use crate::record::DtClock;
+use crate::snapshot::{self, LockState, ModelSource};
 use crate::signals::Stop;
 use crate::error::AppError;
 use crate::run::{free_run, RunOptions, RunSummary, Session};
@@ -50,6 +52,10 @@ enum Command {
         /// number); at most 256.
         #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
         threads: u16,
+        /// Start from a snapshot file (written by `export`): its model, its state, its sync
+        /// point; another node that goes on from there (a fork). No MODEL or --set with it.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["model", "sets"])]
+        from_snapshot: Option<PathBuf>,
         #[command(flatten)]
         bus: Box<BusArgs>,
         #[command(flatten)]
@@ -94,6 +100,14 @@ struct LimitArgs {
     /// Most names in a `watch` or `get` request.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     max_names: usize,
+    /// Most snapshots a node holds at once; a `snapshot` beyond it is refused
+    /// (`snapshot_limit`).
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    max_snapshots: usize,
+    /// Most bytes of state the held snapshots may take in all; a `snapshot` beyond it is
+    /// refused (`snapshot_limit`).
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 30)]
+    snapshot_memory: u64,
 }
 
 #[derive(clap::Args)]
@@ -102,6 +116,10 @@ struct BusArgs {
     /// for any free port, or ipc:///PATH) and wait for it before initialization.
     #[arg(long, value_name = "ENDPOINT")]
     control: Option<String>,
+    /// Where `export` writes snapshot files (created if missing); without it `export` is
+    /// refused.
+    #[arg(long, value_name = "DIR")]
+    snapshot_dir: Option<PathBuf>,
     /// Publish the state stream on a PUB socket here.
     #[arg(long = "pub", value_name = "ENDPOINT")]
     pub_endpoint: Option<String>,
@@ -177,6 +195,9 @@ impl BusArgs {
             sync_timeout,
             on_timeout: self.on_timeout,
             linger: std::time::Duration::from_secs_f64(self.linger),
+            max_snapshots: 64,
+            snapshot_memory: 1 << 30,
+            snapshot_dir: self.snapshot_dir.clone(),
         })
     }
 
@@ -198,14 +219,27 @@ impl BusArgs {
 
 /// Loads a model file, or the built-in seed model, and applies `--set` overrides in order.
 pub fn load_model(path: Option<&Path>, sets: &[String]) -> Result<Model, AppError> {
-    let mut model = match path {
-        None => Model::seed(),
+    load_model_source(path, sets).map(|(m, _)| m)
+}
+
+/// `load_model`, and where the model came from (its text and the `--set`s), for snapshot
+/// files and control logs.
+pub fn load_model_source(path: Option<&Path>, sets: &[String]) -> Result<(Model, ModelSource), AppError> {
+    let (origin, text) = match path {
+        None => ("<seed>".to_string(), spikebus_engine::model::SEED_TOML.to_string()),
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|source| AppError::ReadModel { path: p.to_path_buf(), source })?;
-            parse_model(&text, &p.display().to_string())?
+            (p.display().to_string(), text)
         }
     };
-    for s in sets {
+    let source = ModelSource { origin, text, sets: sets.to_vec(), record: vec![], record_dt: None };
+    Ok((model_of(&source)?, source))
+}
+
+/// The model a `ModelSource` describes.
+pub fn model_of(source: &ModelSource) -> Result<Model, AppError> {
+    let mut model = parse_model(&source.text, &source.origin)?;
+    for s in &source.sets {
         let (name, value) = parse_set(s)?;
         model.set(name, value)?;
     }
@@ -278,9 +312,19 @@ fn print_summary(s: &RunSummary, writes_files: bool) {
 /// when an output could not be written).
 fn dispatch(command: Command) -> Result<u8, AppError> {
     match command {
-        Command::Run { model, sets, record, record_dt, format, out, threads, bus, limits } => {
-            let mut model = load_model(model.as_deref(), &sets)?;
-            let sets: Vec<String> = sets;
+        Command::Run { model, sets, record, record_dt, format, out, threads, from_snapshot, bus, limits } => {
+            let snap = from_snapshot.as_deref().map(snapshot::read_file).transpose()?;
+            let (mut model, mut source) = match &snap {
+                Some((h, _)) => {
+                    // The snapshot's recording, unless this command line says otherwise.
+                    let mut m = model_of(&h.model)?;
+                    m.record = h.model.record.clone();
+                    m.record_dt = h.model.record_dt;
+                    (m, h.model.clone())
+                }
+                None => load_model_source(model.as_deref(), &sets)?,
+            };
+            let sets: Vec<String> = source.sets.clone();
             if let Some(names) = record {
                 model.record = names.into_iter().filter(|n| !n.is_empty()).collect();
             }
@@ -292,15 +336,28 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
                 }
                 model.record_dt = Some(d);
             }
+            source.record = model.record.clone();
+            source.record_dt = model.record_dt;
             let mut sim = Sim::with_threads(model, usize::from(threads))?;
             sim.set_limits(Limits {
                 max_steps: limits.max_steps,
                 max_events_per_step: limits.max_events_per_step,
                 max_queue: limits.max_queue,
             })?;
+            if let (Some((h, words)), Some(file)) = (&snap, &from_snapshot) {
+                snapshot::load_into(&mut sim, h, words, file)?;
+            }
             // Every option is checked before anything is written or bound.
             let mut copts = bus.control_options()?;
             copts.max_names = limits.max_names;
+            if limits.max_snapshots == 0 {
+                return Err(AppError::Usage("--max-snapshots 0: expected at least 1".into()));
+            }
+            copts.max_snapshots = limits.max_snapshots;
+            copts.snapshot_memory = limits.snapshot_memory;
+            if let Some(dir) = &copts.snapshot_dir {
+                crate::output::create_dir(dir)?;
+            }
             bus.check_endpoints()?;
             if bus.pub_batch > MAX_PUB_BATCH {
                 return Err(AppError::Usage(format!("--pub-batch {}: at most {MAX_PUB_BATCH} samples per message", bus.pub_batch)));
@@ -314,6 +371,7 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
                 sets: sets.clone(),
                 max_output: limits.max_output,
                 format,
+                source,
             };
             // Output files are made before anything is bound: an --out that cannot be
             // written is a start-up error.
@@ -341,8 +399,17 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
             if let Some(p) = publisher {
                 session.attach_stream(p, &opts)?;
             }
+            let resume = match &snap {
+                Some((h, _)) => {
+                    session.set_recorder_state(h.record_clock.map(DtClock::from_parts), h.at_boundary);
+                    session.from_snapshot = Some(h.hash.clone());
+                    let watch = Watch::from_state(&session.sim, &h.watch)?;
+                    Some(LockState { point: h.point.into(), watch, pending: h.pending.clone() })
+                }
+                None => None,
+            };
             let summary = match control {
-                Some(c) => controlled_run(session, c, &copts, &stop)?,
+                Some(c) => controlled_run(session, c, &copts, &stop, resume)?,
                 None => free_run(session, bus.wait_subscribers, &stop)?,
             };
             print_summary(&summary, opts.out_dir.is_some());
@@ -352,6 +419,7 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
                 proto::EndReason::Timeout => 3,
                 proto::EndReason::IoError => 4,
                 proto::EndReason::Limit => 5,
+                proto::EndReason::Diverged => 7,
             })
         }
         Command::Check { model } => {

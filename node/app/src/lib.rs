@@ -2,16 +2,19 @@
 //! holds a run's outputs and drives a free run; `lockstep` serves controllers at sync points
 //! through a `transport::Transport`; `bus` is all the socket code (ZeroMQ); `output` writes
 //! files that are never torn, `traces` writes the samples on a thread of its own, `record`
-//! says which samples NEURON records.
+//! says which samples NEURON records; `snapshot` keeps and writes runs' states, `control_log`
+//! records what controllers did and `replay` runs it again.
 
 pub mod bus;
 pub mod cli;
+pub mod control_log;
 mod error;
 pub mod lockstep;
 pub mod output;
 pub mod record;
 pub mod run;
 pub mod signals;
+pub mod snapshot;
 pub mod traces;
 pub mod transport;
 

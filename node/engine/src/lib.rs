@@ -6,7 +6,8 @@
 //! - `model`: the description of what is simulated (and `parse`: model files);
 //! - `signal`: names of recordable variables;
 //! - `sim`: execution, split at the points where a controller may pause it;
-//! - `exp`: libm's `exp`, bit for bit, over whole slices.
+//! - `exp`: libm's `exp`, bit for bit, over whole slices;
+//! - `xxh64`: the digest of the state hash.
 
 pub mod error;
 pub mod mech;
@@ -17,6 +18,7 @@ pub mod parse;
 pub mod population;
 pub mod signal;
 pub mod sim;
+pub mod xxh64;
 
 pub use error::{Error, Result};
 pub use model::Model;

@@ -1,33 +1,39 @@
 //! The lockstep: the node pauses at sync points and serves requests (protocol version 2,
-//! `schemas/README.md`). `Lockstep` owns the run (the `Session`) and the control channel (a
-//! `Transport`); one loop receives each request, answers it exactly once, and lets the
-//! simulation run on when the run's owner says `continue`.
+//! `schemas/README.md`). `Lockstep` owns the control channel (a `Transport`) and the run as
+//! it is steered (`steer::Steer`: the session, the sync point, the watch, the snapshots); one
+//! loop receives each request, answers it exactly once, and lets the simulation run on when
+//! the run's owner says `continue`.
 //!
 //! - Exactly once: a request with an id is answered once per (client, id, bytes); a resend
 //!   gets the kept reply and applies nothing (`clients`). A request without an id is never a
 //!   resend.
 //! - One owner: the first client to `continue` owns the run; a `continue` from anyone else is
 //!   refused (`not_owner`); `hello` with `takeover` hands the run over, announced on stderr
-//!   and on the stream. `hello` and `get` are open to all.
-//! - A bad request changes nothing (`actions::check` before `actions::apply`).
+//!   and on the stream. `hello`, `get` and `export` are open to all.
+//! - A bad request changes nothing (`actions::check` before anything applies).
 //! - After `done` the node lingers, answering resends of the final request, until its peers
 //!   have disconnected or `--linger` has passed.
 
 mod actions;
 mod clients;
+pub mod steer;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use spikebus_engine::{signal, Error as EngineError, Pause, SignalRef, Sim, Spike};
-use spikebus_protocol::{self as proto, ErrorCode, Reason, Reply, Request, RequestId};
+use spikebus_engine::{signal, Error as EngineError, SignalRef, Sim};
+use spikebus_protocol::{self as proto, ErrorCode, Reply, Request, RequestId};
 
 use crate::error::AppError;
 use crate::run::{RunSummary, Session};
 use crate::signals::Stop;
+use crate::snapshot::{self, hex, FileHeader, LockState, Snapshots};
 use crate::transport::{Inbound, Transport};
 use actions::{engine_refusal, Refusal};
 use clients::Clients;
+pub use steer::Steer;
+use steer::Outcome;
 
 pub struct ControlOptions {
     /// Most names in a `watch` or `get`.
@@ -40,6 +46,12 @@ pub struct ControlOptions {
     pub on_timeout: TimeoutPolicy,
     /// How long the node stays up after `done` for a resend of the final request.
     pub linger: Duration,
+    /// Most snapshots held at once (`--max-snapshots`).
+    pub max_snapshots: usize,
+    /// Most bytes of state the snapshots hold in all (`--snapshot-memory`).
+    pub snapshot_memory: u64,
+    /// Where `export` writes (`--snapshot-dir`); none: `export` is refused.
+    pub snapshot_dir: Option<PathBuf>,
 }
 
 /// What the node does when no controller has sent anything for `--sync-timeout`.
@@ -71,11 +83,20 @@ pub enum Watched {
     Signal(SignalRef),
 }
 
-/// What sync reports carry.
+/// What sync reports carry (and the stream, for the state hash every `hash_every` steps).
 #[derive(Debug, Clone)]
 pub struct Watch {
     pub values: Vec<(String, Watched)>,
     pub spikes: bool,
+    pub hash: bool,
+    pub hash_every: u64,
+    pub telemetry: bool,
+}
+
+impl Default for Watch {
+    fn default() -> Self {
+        Watch { values: vec![], spikes: true, hash: false, hash_every: 0, telemetry: false }
+    }
 }
 
 impl Watch {
@@ -96,6 +117,23 @@ impl Watch {
             Watched::Param => sim.get(name).expect("resolved parameter"),
             Watched::Signal(r) => sim.value(*r),
         }
+    }
+
+    /// As `hello` and snapshot files write it.
+    pub fn state(&self) -> proto::WatchState {
+        proto::WatchState {
+            values: self.values.iter().map(|(n, _)| n.clone()).collect(),
+            spikes: self.spikes,
+            hash: self.hash,
+            hash_every: self.hash_every,
+            telemetry: self.telemetry,
+        }
+    }
+
+    /// A watch as `state` wrote it, its names resolved in `sim`.
+    pub fn from_state(sim: &Sim, s: &proto::WatchState) -> Result<Watch, EngineError> {
+        let values = s.values.iter().map(|n| Ok((n.clone(), Watch::resolve(sim, n)?))).collect::<Result<_, EngineError>>()?;
+        Ok(Watch { values, spikes: s.spikes, hash: s.hash, hash_every: s.hash_every, telemetry: s.telemetry })
     }
 }
 
@@ -123,53 +161,40 @@ struct Last {
 }
 
 pub struct Lockstep<'a, T: Transport> {
-    session: Session,
+    steer: Steer<'a>,
     transport: T,
     clients: Clients,
     opts: &'a ControlOptions,
     stop: &'a Stop,
-    point: Point,
-    watch: Watch,
-    pending: proto::SyncBody,
-    /// Spikes since the last report.
-    since_sync: Vec<Spike>,
-    sources: Vec<String>,
     /// Requests served since the transport's connection count was last brought up to date.
     served: u32,
 }
 
-/// Serves controllers until the run is over; the last reply is `done`.
+/// Serves controllers until the run is over; the last reply is `done`. `resume`: the sync
+/// point a node started from a snapshot file is at.
 pub fn controlled_run<T: Transport>(
     session: Session,
     transport: T,
     opts: &ControlOptions,
     stop: &Stop,
+    resume: Option<LockState>,
 ) -> Result<RunSummary, AppError> {
-    Lockstep::new(session, transport, opts, stop).run()
+    let mut lock = Lockstep::new(session, transport, opts, stop);
+    if let Some(l) = resume {
+        lock.steer.resume_at(l);
+    }
+    lock.run()
 }
 
 impl<'a, T: Transport> Lockstep<'a, T> {
     pub fn new(session: Session, transport: T, opts: &'a ControlOptions, stop: &'a Stop) -> Self {
-        let sources: Vec<String> = session.sim.source_names().iter().map(|s| s.to_string()).collect();
+        let snapshots = Snapshots::new(opts.max_snapshots, opts.snapshot_memory);
         Lockstep {
-            session,
+            steer: Steer::new(session, snapshots, opts.max_names, opts.wait_subscribers, stop),
             transport,
             clients: Clients::default(),
             opts,
             stop,
-            point: Point::Start,
-            watch: Watch { values: vec![], spikes: true },
-            pending: proto::SyncBody {
-                t: 0.0,
-                step: 0,
-                reasons: vec![Reason::Start],
-                at: vec![],
-                spike: None,
-                values: BTreeMap::new(),
-                spikes: vec![],
-            },
-            since_sync: vec![],
-            sources,
             served: 0,
         }
     }
@@ -177,7 +202,10 @@ impl<'a, T: Transport> Lockstep<'a, T> {
     /// Serves requests until the run is over, replies `done`, lingers, and says how the run went.
     pub fn run(mut self) -> Result<RunSummary, AppError> {
         let (reason, answer) = self.serve()?;
-        let Lockstep { session, mut transport, opts, stop, .. } = self;
+        self.steer.log_end(reason);
+        let telemetry = self.steer.close();
+        let Lockstep { steer, mut transport, opts, stop, .. } = self;
+        let session = steer.session;
         let (t, step) = (session.sim.now(), session.sim.step_index());
         let summary = session.finish(reason);
         if let Some((msg, client, id)) = answer {
@@ -188,6 +216,7 @@ impl<'a, T: Transport> Lockstep<'a, T> {
                 step,
                 published: summary.published,
                 error: summary.error.clone(),
+                telemetry,
             });
             let reply = proto::encode(&done);
             transport.send(&msg.peer, &reply)?;
@@ -211,7 +240,7 @@ impl<'a, T: Transport> Lockstep<'a, T> {
                 self.served = 0;
                 if let Some(limit) = self.opts.sync_timeout {
                     if idle_since.elapsed() >= limit {
-                        let at = self.session.sim.now();
+                        let at = self.steer.session.sim.now();
                         match self.opts.on_timeout {
                             TimeoutPolicy::Wait => {
                                 eprintln!("spikebus: no request for {limit:?} at t={at}; waiting (--on-timeout wait)");
@@ -225,7 +254,7 @@ impl<'a, T: Transport> Lockstep<'a, T> {
                                 eprintln!(
                                     "spikebus: no request for {limit:?} at t={at}; running on to tstop (--on-timeout continue)"
                                 );
-                                return Ok((self.run_free(), None));
+                                return Ok((self.steer.run_free(vec![]), None));
                             }
                         }
                     }
@@ -315,18 +344,19 @@ impl<'a, T: Transport> Lockstep<'a, T> {
             Request::Hello(h) => {
                 if h.takeover && self.clients.owner() != Some(client) {
                     let previous = self.clients.set_owner(client);
-                    let sim = &self.session.sim;
+                    let sim = &self.steer.session.sim;
                     eprintln!(
                         "spikebus: controller `{client}` took over the run from {} at t={} (step {})",
                         previous.as_deref().map_or_else(|| "no owner".to_string(), |p| format!("`{p}`")),
                         sim.now(),
                         sim.step_index()
                     );
-                    self.session.publish_owner(client, previous.as_deref());
+                    self.steer.session.publish_owner(client, previous.as_deref());
                 }
                 Handled::Reply(self.hello(client, h.id))
             }
             Request::Get(g) => Handled::Reply(self.get(g.id, &g.names)),
+            Request::Export(e) => Handled::Reply(self.export(&e)),
             Request::Continue(c) => {
                 if let Some(owner) = self.clients.owner().filter(|o| *o != client) {
                     let text = format!(
@@ -334,34 +364,32 @@ impl<'a, T: Transport> Lockstep<'a, T> {
                     );
                     return Handled::Reply(error(c.id, ErrorCode::NotOwner, text, None));
                 }
-                if let Err(r) = actions::check(&self.session.sim, self.point, &self.sources, self.opts.max_names, &c.actions) {
+                if let Err(r) = self.steer.check(&[], &c.actions) {
                     return Handled::Reply(error_reply(c.id, r));
                 }
                 // The first accepted continue claims the run (a refused one changes nothing).
                 if self.clients.owner().is_none() {
                     self.clients.set_owner(client);
                 }
-                for a in c.actions {
-                    if actions::apply(&mut self.session.sim, &mut self.watch, &self.sources, a) {
-                        return Handled::Finish(proto::EndReason::Stop);
-                    }
+                match self.steer.apply(vec![(client.to_string(), c.actions)]) {
+                    Outcome::Finish(reason) => Handled::Finish(reason),
+                    Outcome::Sync { snapshots, restored } => Handled::Reply(Reply::Sync(proto::SyncReport {
+                        id: c.id,
+                        body: self.steer.pending.clone(),
+                        snapshots,
+                        restored,
+                    })),
                 }
-                if self.point == Point::End {
-                    return Handled::Finish(proto::EndReason::End);
-                }
-                if let Some(reason) = self.run_to_next() {
-                    return Handled::Finish(reason);
-                }
-                self.session.publish_sync(&self.pending);
-                Handled::Reply(Reply::Sync(proto::SyncReport { id: c.id, body: self.pending.clone() }))
             }
         }
     }
 
     fn hello(&self, client: &str, id: RequestId) -> Reply {
-        let sim = &self.session.sim;
+        let steer = &self.steer;
+        let sim = &steer.session.sim;
         let model = sim.model();
         let stops = sim.stops();
+        let sources = &steer.sources;
         Reply::Hello(Box::new(proto::HelloReply {
             id,
             protocol: proto::PROTOCOL_VERSION,
@@ -371,28 +399,32 @@ impl<'a, T: Transport> Lockstep<'a, T> {
             model: model.origin.clone(),
             dt: sim.dt(),
             tstop: sim.tstop(),
-            t: self.pending.t,
-            step: self.pending.step,
+            t: steer.pending.t,
+            step: steer.pending.step,
             params: model
                 .params()
                 .into_iter()
                 .map(|p| proto::ParamEntry { name: p.name, unit: p.unit.to_string(), writable: p.runtime, value: p.value })
                 .collect(),
             signals: signal::names(model),
-            sources: self.sources.clone(),
+            sources: sources.clone(),
             targets: sim.targets().iter().map(|s| s.to_string()).collect(),
             schedule: proto::ScheduleState {
                 init: (0..4u8).filter(|&k| stops.init[k as usize]).collect(),
                 every: stops.every,
                 scatter_gather: stops.scatter_gather,
                 at: sim.pending_at(),
-                on_spike: self.sources.iter().zip(&stops.on_spike).filter(|(_, on)| **on).map(|(s, _)| s.clone()).collect(),
+                on_spike: sources.iter().zip(&stops.on_spike).filter(|(_, on)| **on).map(|(s, _)| s.clone()).collect(),
             },
-            watch: proto::WatchState {
-                values: self.watch.values.iter().map(|(n, _)| n.clone()).collect(),
-                spikes: self.watch.spikes,
-            },
-            pending: proto::Pending::Sync(proto::SyncReport { id: None, body: self.pending.clone() }),
+            watch: steer.watch.state(),
+            pending: proto::Pending::Sync(proto::SyncReport {
+                id: None,
+                body: steer.pending.clone(),
+                snapshots: vec![],
+                restored: None,
+            }),
+            snapshots: steer.snapshots.list.iter().map(snapshot::Snapshot::info).collect(),
+            controllers: None,
         }))
     }
 
@@ -401,7 +433,7 @@ impl<'a, T: Transport> Lockstep<'a, T> {
             let text = format!("{} names; this node reads at most {} at once (--max-names)", names.len(), self.opts.max_names);
             return error(id, ErrorCode::TooLarge, text, Some("names"));
         }
-        let sim = &self.session.sim;
+        let sim = &self.steer.session.sim;
         let mut values = BTreeMap::new();
         for (i, name) in names.iter().enumerate() {
             match Watch::resolve(sim, name) {
@@ -413,131 +445,65 @@ impl<'a, T: Transport> Lockstep<'a, T> {
         }
         Reply::Values(proto::ValuesReply {
             id,
-            t: self.pending.t,
-            step: self.pending.step,
+            t: self.steer.pending.t,
+            step: self.steer.pending.step,
             values,
-            hash: format!("{:016x}", self.state_hash()),
+            hash: self.steer.hash(),
         })
     }
 
-    /// The simulation's state hash combined with the watch list and the point.
-    fn state_hash(&self) -> u64 {
-        let watch: Vec<&str> = self.watch.values.iter().map(|(n, _)| n.as_str()).collect();
-        let mine = spikebus_engine::sim::fnv1a(format!("{:?}{watch:?}{}", self.point, self.watch.spikes).as_bytes());
-        self.session.sim.state_hash() ^ mine.rotate_left(1)
-    }
-
-    /// Runs to the next sync point and makes it pending; the end reason if a signal
-    /// interrupted the run.
-    fn run_to_next(&mut self) -> Option<proto::EndReason> {
-        if self.point == Point::Start {
-            // Observers are waited for (and greeted) when the run leaves its start point, so a
-            // controller can say hello meanwhile.
-            if let Err(e) = self.session.announce(self.opts.wait_subscribers, self.stop) {
-                eprintln!("spikebus: {e}");
-                return Some(proto::EndReason::Signal);
-            }
-            // The start point, as the controller saw it, opens the stream's sync messages.
-            self.session.publish_sync(&self.pending);
-            self.point = Point::Paused;
-        }
-        loop {
-            if self.stop.requested() {
-                return Some(proto::EndReason::Signal);
-            }
-            let (pause, spikes) = self.session.advance();
-            if self.watch.spikes {
-                self.since_sync.extend_from_slice(spikes);
-            }
-            match pause {
-                Pause::Interrupted => return Some(proto::EndReason::Signal),
-                Pause::Limit(hit) => {
-                    self.session.limit(hit);
-                    return Some(proto::EndReason::Limit);
-                }
-                _ => {}
-            }
-            if let Some(reason) = self.session.must_end() {
-                return Some(reason);
-            }
-            if let Some(body) = self.report(pause) {
-                if body.reasons.contains(&Reason::End) {
-                    self.point = Point::End;
-                }
-                self.pending = body;
-                return None;
-            }
-        }
-    }
-
-    /// The sync report for a pause, if the pause is a sync point.
-    fn report(&mut self, pause: Pause) -> Option<proto::SyncBody> {
-        let mut at = vec![];
-        let mut spike = None;
-        let reasons = match pause {
-            Pause::Init(kind) => vec![Reason::init(kind)],
-            Pause::Spike(s) => {
-                spike = Some(proto::SpikeRecord { source: self.sources[s.source as usize].clone(), t: s.t });
-                vec![Reason::Spike]
-            }
-            Pause::ScatterGather => vec![Reason::ScatterGather],
-            Pause::Interrupted | Pause::Limit(_) => vec![],
-            Pause::Boundary(b) => {
-                // NEURON's order at a boundary: CVode.event callbacks (allthread_handle), then
-                // FInitializeHandler type 2 (at the end of initialization).
-                let mut r = vec![];
-                if !b.at.is_empty() {
-                    r.push(Reason::At);
-                    at = b.at;
-                }
-                if b.init {
-                    r.push(Reason::Init2);
-                }
-                if b.every {
-                    r.push(Reason::Every);
-                }
-                if b.end {
-                    r.push(Reason::End);
-                }
-                r
-            }
+    /// `export`: writes a held snapshot to a file in `--snapshot-dir`.
+    fn export(&self, e: &proto::Export) -> Reply {
+        let Some(dir) = &self.opts.snapshot_dir else {
+            let text = "this node writes no snapshot files: start it with --snapshot-dir DIR";
+            return error(e.id, ErrorCode::WrongState, text, None);
         };
-        if reasons.is_empty() {
-            return None;
+        let Some(snap) = self.steer.snapshots.get(e.snapshot) else {
+            let ids: Vec<String> = self.steer.snapshots.list.iter().map(|s| s.id.to_string()).collect();
+            let holds = if ids.is_empty() { "it holds none".to_string() } else { format!("it holds {}", ids.join(", ")) };
+            let text = format!("snapshot {} is not held by this node; {holds}", e.snapshot);
+            return error(e.id, ErrorCode::UnknownSnapshot, text, Some("snapshot"));
+        };
+        if !snapshot::valid_file_name(&e.file) {
+            let text = format!(
+                "file `{}`: expected 1 to 64 letters, digits, `.`, `_` or `-`, not beginning with `.` (a name in --snapshot-dir)",
+                e.file
+            );
+            return error(e.id, ErrorCode::InvalidValue, text, Some("file"));
         }
-        let sim = &self.session.sim;
-        Some(proto::SyncBody {
-            t: sim.now(),
-            step: sim.step_index(),
-            reasons,
-            at,
-            spike,
-            values: self.watch.values.iter().map(|(n, w)| (n.clone(), Watch::read(sim, n, w))).collect(),
-            spikes: self
-                .since_sync
-                .drain(..)
-                .map(|s| proto::SpikeRecord { source: self.sources[s.source as usize].clone(), t: s.t })
-                .collect(),
-        })
-    }
-
-    /// Drops the schedule and runs to tstop (the `continue` timeout policy).
-    fn run_free(&mut self) -> proto::EndReason {
-        let sim = &mut self.session.sim;
-        let stops = sim.stops_mut();
-        stops.init = [false; 4];
-        stops.every = 0;
-        stops.scatter_gather = 0;
-        stops.on_spike.iter_mut().for_each(|s| *s = false);
-        for t in sim.pending_at() {
-            let _ = sim.remove_at(t);
-        }
-        if self.point == Point::End {
-            return proto::EndReason::End;
-        }
-        match self.run_to_next() {
-            Some(reason) => reason,
-            None => proto::EndReason::End,
+        let binary = match snapshot::binary_sha256() {
+            Ok(b) => b.to_string(),
+            Err(err) => return error(e.id, ErrorCode::IoError, err.to_string(), None),
+        };
+        let session = &self.steer.session;
+        let mut pending = snap.lock.pending.clone();
+        pending.values.clear();
+        pending.telemetry = None;
+        let header = FileHeader {
+            spikebus: env!("CARGO_PKG_VERSION").to_string(),
+            binary,
+            state_format: spikebus_engine::sim::STATE_FORMAT,
+            model: session.source.clone(),
+            structure: session.sim.structure(),
+            snapshot: snap.id,
+            point: snap.lock.point.into(),
+            pending,
+            watch: snap.lock.watch.state(),
+            record_clock: snap.rec.clock.map(|c| c.parts()),
+            at_boundary: snap.rec.at_boundary,
+            words: snap.words.len() as u64,
+            hash: hex(snap.hash),
+        };
+        let path = dir.join(&e.file);
+        match snapshot::write_file(&path, &header, &snap.words) {
+            Ok(bytes) => Reply::Exported(proto::ExportedReply {
+                id: e.id,
+                snapshot: snap.id,
+                path: path.display().to_string(),
+                bytes,
+                hash: hex(snap.hash),
+            }),
+            Err(err) => error(e.id, ErrorCode::IoError, err.to_string(), Some("file")),
         }
     }
 }
@@ -625,7 +591,7 @@ mod fuzz {
     }
 
     fn action(r: &mut Rng) -> Value {
-        let op = *r.pick(&["set", "event", "schedule", "watch", "stop", "jump", ""]);
+        let op = *r.pick(&["set", "event", "schedule", "watch", "stop", "jump", "", "snapshot", "restore", "discard"]);
         let mut f = vec![("op", Value::String(op.into()))];
         match op {
             "set" => {
@@ -664,6 +630,12 @@ mod fuzz {
             }
             "watch" => {
                 f.push(("values", Value::Array((0..r.below(4)).map(|_| name(r)).collect())));
+                if r.below(3) == 0 {
+                    f.push(("hash", Value::Boolean(r.below(2) == 0)));
+                }
+            }
+            "restore" | "discard" => {
+                f.push(("id", if r.below(6) == 0 { number(r) } else { Value::from(r.below(5)) }));
             }
             _ => {}
         }
@@ -724,6 +696,7 @@ mod fuzz {
             sets: vec![],
             max_output: u64::MAX,
             format: crate::traces::TraceFormat::Csv,
+            source: crate::snapshot::ModelSource::default(),
         };
         Session::new(sim, &opts).unwrap()
     }
@@ -731,6 +704,14 @@ mod fuzz {
     /// A real control socket (never used here: requests go straight to `handle`).
     fn transport(bus: &Bus, dir: &std::path::Path, k: usize) -> ZmqControl {
         bus.control(&format!("ipc://{}", dir.join(format!("ctl{k}")).display()), 4096).unwrap()
+    }
+
+    /// What a refused request must leave as it was: the simulation's state, the point, the
+    /// watch and the snapshots held.
+    fn observed<T: Transport>(lock: &Lockstep<T>) -> String {
+        let s = &lock.steer;
+        let ids: Vec<u64> = s.snapshots.list.iter().map(|x| x.id).collect();
+        format!("{} {:?} {:?} {ids:?} {}", s.hash(), s.point, s.watch.state(), s.snapshots.next_id)
     }
 
     #[test]
@@ -743,6 +724,9 @@ mod fuzz {
             on_timeout: TimeoutPolicy::Wait,
             linger: Duration::ZERO,
             max_names: 100,
+            max_snapshots: 3,
+            snapshot_memory: 1 << 20,
+            snapshot_dir: None,
         };
         let stop = Stop::new();
         let bus = Bus::new(false, None).unwrap();
@@ -751,7 +735,7 @@ mod fuzz {
         let mut lock = Lockstep::new(session(dir.path()), transport(&bus, dir.path(), 0), &opts, &stop);
         for _ in 0..30_000 {
             let bytes = request(&mut rng);
-            let before = lock.state_hash();
+            let before = observed(&lock);
             let handled = match proto::decode_request(&bytes) {
                 Ok(req) => lock.handle("fuzz", req),
                 Err(e) => Handled::Reply(error(None, e.code, e.message, e.field.as_deref())),
@@ -759,7 +743,7 @@ mod fuzz {
             match handled {
                 Handled::Reply(Reply::Error(e)) => {
                     refused += 1;
-                    assert_eq!(before, lock.state_hash(), "refused request changed the state: {e:?} for {bytes:?}");
+                    assert_eq!(before, observed(&lock), "refused request changed the state: {e:?} for {bytes:?}");
                 }
                 Handled::Reply(_) => accepted += 1,
                 Handled::Finish(..) => {

@@ -165,6 +165,31 @@ impl Block {
         }
     }
 
+    /// Every array of the block that a snapshot holds (parameters, states, outputs, factors), in
+    /// the mechanism's fixed order (its `columns`).
+    pub fn for_each_column(&self, mut f: impl FnMut(&[f64])) {
+        each!(self, b => b.columns().into_iter().for_each(&mut f))
+    }
+
+    pub fn for_each_column_mut(&mut self, mut f: impl FnMut(&mut [f64])) {
+        each!(self, b => b.columns_mut().into_iter().for_each(&mut f))
+    }
+
+    /// How many columns `for_each_column` visits.
+    pub fn column_count(&self) -> usize {
+        each!(self, b => b.columns().len())
+    }
+
+    /// Forgets what the block computes again by itself from its columns (the synapses' decay
+    /// constants), after the columns were overwritten.
+    pub fn forget_derived(&mut self) {
+        match self {
+            Block::ExpSyn(b) => b.forget_derived(),
+            Block::Exp2Syn(b) => b.forget_derived(),
+            Block::Pas(_) | Block::IClamp(_) | Block::Hh(_) => {}
+        }
+    }
+
     /// NET_RECEIVE(weight) of a synapse.
     #[inline]
     pub fn receive(&mut self, at: usize, w: f64) {

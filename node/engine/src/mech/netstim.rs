@@ -43,10 +43,10 @@ pub const FLAG_INIT: u8 = 3;
 #[derive(Debug, Clone, Default)]
 pub struct NetStim {
     pub p: [Vec<f64>; 7],
-    on: Vec<bool>,
-    ispike: Vec<f64>,
-    event: Vec<f64>,
-    ranvar: Vec<Stream>,
+    pub(crate) on: Vec<bool>,
+    pub(crate) ispike: Vec<f64>,
+    pub(crate) event: Vec<f64>,
+    pub(crate) ranvar: Vec<Stream>,
     /// NEURON's `Random123_globalindex`, the key shared by every stream.
     pub globalindex: u32,
     /// This NetStim's index among all artificial cells (for its self-events).

@@ -20,8 +20,8 @@ const FLAG_SPIKE: u8 = 1;
 pub struct VecStim {
     pub times: Vec<Vec<f64>>,
     /// Next element to play; -1 when the list is exhausted (vecevent.mod's `index`).
-    index: Vec<f64>,
-    etime: Vec<f64>,
+    pub(crate) index: Vec<f64>,
+    pub(crate) etime: Vec<f64>,
     pub cell: Vec<u32>,
 }
 

@@ -25,6 +25,13 @@ pub struct Event {
     pub kind: EventKind,
 }
 
+impl Event {
+    /// Its insertion number: among events of equal time, the lower is delivered first.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
 impl PartialEq for Event {
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other) == Ordering::Equal
@@ -77,5 +84,20 @@ impl EventQueue {
 
     pub fn len(&self) -> usize {
         self.heap.len()
+    }
+
+    /// Every waiting event in delivery order, and the next insertion number (what a snapshot
+    /// holds: the heap's own layout depends on its history, this order does not).
+    pub fn in_order(&self) -> (Vec<Event>, u64) {
+        let mut v: Vec<Event> = self.heap.iter().copied().collect();
+        v.sort_unstable_by(|a, b| b.cmp(a));
+        (v, self.next_seq)
+    }
+
+    /// The queue `in_order` described.
+    pub fn restore(&mut self, events: impl IntoIterator<Item = (f64, u64, EventKind)>, next_seq: u64) {
+        self.heap.clear();
+        self.heap.extend(events.into_iter().map(|(t, seq, kind)| Event { t, seq, kind }));
+        self.next_seq = next_seq;
     }
 }
