@@ -183,3 +183,11 @@ def text_table(columns, rows, right):
                          for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
     return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def markdown_table(columns, rows, right):
+    """The same table in Markdown: the columns named in `right` right-aligned."""
+    out = ["| " + " | ".join(columns) + " |",
+           "| " + " | ".join("---:" if c in right else "---" for c in columns) + " |"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)

@@ -47,8 +47,8 @@ import tempfile
 import time
 from array import array
 
-from common import (DEFAULT_BINARY, log, machine_line, spikebus_binary, spikebus_version,
-                    text_table)
+from common import (DEFAULT_BINARY, log, machine_line, markdown_table, spikebus_binary,
+                    spikebus_version, text_table)
 
 NEURON_VERSION = "9.0.2"
 
@@ -452,13 +452,6 @@ def table_rows(results):
     return rows
 
 
-def markdown_table(rows):
-    out = ["| " + " | ".join(COLUMNS) + " |",
-           "| " + " | ".join("---:" if c in RIGHT else "---" for c in COLUMNS) + " |"]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(out)
-
-
 def summary_lines(results):
     lines = []
     for wl in results:
@@ -600,7 +593,7 @@ def main(argv):
             cmdline,
             "```",
             "",
-            markdown_table(rows),
+            markdown_table(COLUMNS, rows, RIGHT),
             "",
         ]
         md += [f"- {line}" for line in notes]

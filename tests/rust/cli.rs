@@ -196,3 +196,18 @@ fn threads_give_the_same_files_and_neurons_numbers() {
         }
     }
 }
+
+/// `spikebus expand` writes a model file that runs exactly as the populations it expands.
+#[test]
+fn expanded_populations_run_the_same() {
+    let model = root().join("tests/models/network200_pop.toml");
+    let out = run_ok(spikebus().arg("expand").arg(&model));
+    let dir = tempfile::tempdir().unwrap();
+    let flat = write_model(dir.path(), &String::from_utf8(out.stdout).unwrap());
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    run_ok(spikebus().arg("run").arg(&model).arg("--out").arg(&a));
+    run_ok(spikebus().arg("run").arg(&flat).arg("--out").arg(&b));
+    for f in ["traces.csv", "spikes.csv"] {
+        assert!(std::fs::read(a.join(f)).unwrap() == std::fs::read(b.join(f)).unwrap(), "{f} differs");
+    }
+}

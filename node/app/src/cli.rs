@@ -16,6 +16,7 @@ use crate::record::DtClock;
 use crate::snapshot::{self, LockState, ModelSource};
 use crate::signals::Stop;
 use crate::error::AppError;
+use crate::helics::{self, helics_run};
 use crate::run::{free_run, RunOptions, RunSummary, Session};
 use crate::traces::TraceFormat;
 
@@ -66,6 +67,16 @@ enum Command {
         /// The model file (TOML, docs/model-format.md): its sections, point processes, cells,
         /// NetCons and recordings are checked, and a simulation is built from it.
         model: PathBuf,
+    },
+    /// Print a model with every object and value written out: populations and connection
+    /// rules expanded (names as their copies have them), every default made explicit. The
+    /// output is a model file that gives the same run.
+    Expand {
+        /// Model file (TOML); without it, the built-in seed model (models/seed.toml).
+        model: Option<PathBuf>,
+        /// Override a parameter first, e.g. --set soma.gnabar_hh=0.1 (repeatable).
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        sets: Vec<String>,
     },
     /// List the parameters of a model (name, value, unit, writable while running), then its
     /// recordable signals (names for --record, --pub-signals, `watch` and `get`).
@@ -120,6 +131,11 @@ struct BusArgs {
     /// refused.
     #[arg(long, value_name = "DIR")]
     snapshot_dir: Option<PathBuf>,
+    /// Be a HELICS federate, configured by this JSON file (docs/helics.md): sync points are
+    /// HELICS time steps, values and spikes go out as publications and messages, inputs come
+    /// back as parameters and events. Needs libhelics (`pip install helics`) at run time.
+    #[arg(long, value_name = "CONFIG", conflicts_with = "control")]
+    helics: Option<PathBuf>,
     /// Publish the state stream on a PUB socket here.
     #[arg(long = "pub", value_name = "ENDPOINT")]
     pub_endpoint: Option<String>,
@@ -364,7 +380,7 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
             }
             let opts = RunOptions {
                 out_dir: (!writes_no_files(&out)).then_some(out),
-                progress: std::io::stderr().is_terminal() && bus.control.is_none(),
+                progress: std::io::stderr().is_terminal() && bus.control.is_none() && bus.helics.is_none(),
                 pub_every: bus.pub_every,
                 pub_batch: bus.pub_batch as usize,
                 pub_signals: bus.pub_signals.clone(),
@@ -375,6 +391,8 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
             };
             // Output files are made before anything is bound: an --out that cannot be
             // written is a start-up error.
+            let helics_cfg = bus.helics.as_deref().map(|p| helics::Config::load(p, &sim).map_err(AppError::Usage)).transpose()?;
+            let helics_lib = helics_cfg.as_ref().map(helics::load).transpose()?;
             let mut session = Session::new(sim, &opts).map_err(|e| AppError::Usage(e.to_string()))?;
             let stop = Stop::install()?;
             if let Some(fd) = bus.lifeline {
@@ -408,12 +426,21 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
                 }
                 None => None,
             };
-            let summary = match control {
-                Some(c) => controlled_run(session, c, &copts, &stop, resume)?,
-                None => free_run(session, bus.wait_subscribers, &stop)?,
+            let summary = match (control, helics_cfg, helics_lib) {
+                (Some(c), ..) => controlled_run(session, c, &copts, &stop, resume)?,
+                (None, Some(cfg), Some(lib)) => {
+                    let about = format!("HELICS {} ({})", lib.version, lib.path.display());
+                    let joined = helics::join(lib, &cfg, &stop)?;
+                    println!("spikebus: HELICS federate `{}` executing with {about}", cfg.federate);
+                    let _ = std::io::stdout().flush();
+                    helics_run(session, &cfg, joined, bus.wait_subscribers, &stop)?
+                }
+                _ => free_run(session, bus.wait_subscribers, &stop)?,
             };
             print_summary(&summary, opts.out_dir.is_some());
             Ok(match summary.reason {
+                // A HELICS federation that failed mid-run (the manifest's error says how).
+                proto::EndReason::Stop if summary.error.is_some() => 6,
                 proto::EndReason::End | proto::EndReason::Stop => 0,
                 proto::EndReason::Signal => 128 + stop.signal().unwrap_or(2) as u8,
                 proto::EndReason::Timeout => 3,
@@ -434,6 +461,13 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
                 m.netcons.len(),
                 m.record.len()
             );
+            Ok(0)
+        }
+        Command::Expand { model, sets } => {
+            let m = load_model(model.as_deref(), &sets)?;
+            let text = spikebus_engine::write::write_model(&m);
+            // A closed pipe (`spikebus expand | head`) ends the output quietly.
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
             Ok(0)
         }
         Command::Params { model, sets } => {

@@ -24,6 +24,11 @@ pub enum AppError {
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
 
+    /// HELICS could not be loaded or joined (a start-up error), or the federation failed
+    /// mid-run (the run ends there, its outputs written).
+    #[error("HELICS: {0}")]
+    Helics(String),
+
     /// A run went past one of the node's limits (what, and the option that sets it).
     #[error("the run was ended: {0}")]
     Limit(String),
@@ -37,7 +42,7 @@ impl AppError {
     /// 2 for anything wrong before the run starts (bad model, bad arguments), 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            AppError::Model(_) | AppError::ReadModel { .. } | AppError::Usage(_) | AppError::Bus(_) => 2,
+            AppError::Model(_) | AppError::ReadModel { .. } | AppError::Usage(_) | AppError::Bus(_) | AppError::Helics(_) => 2,
             AppError::Write { .. } | AppError::Limit(_) | AppError::Diverged(_) => 1,
         }
     }

@@ -1,14 +1,15 @@
 //! spikebus-app: the node around the engine. `cli` parses arguments and dispatches; `run`
 //! holds a run's outputs and drives a free run; `lockstep` serves controllers at sync points
-//! through a `transport::Transport`; `bus` is all the socket code (ZeroMQ); `output` writes
-//! files that are never torn, `traces` writes the samples on a thread of its own, `record`
-//! says which samples NEURON records; `snapshot` keeps and writes runs' states, `control_log`
-//! records what controllers did and `replay` runs it again.
+//! through a `transport::Transport`; `helics` makes the node a HELICS federate; `bus` is all
+//! the socket code (ZeroMQ); `output` writes files that are never torn, `traces` writes the
+//! samples on a thread of its own, `record` says which samples NEURON records; `snapshot`
+//! keeps and writes runs' states, `control_log` records what controllers did.
 
 pub mod bus;
 pub mod cli;
 pub mod control_log;
 mod error;
+pub mod helics;
 pub mod lockstep;
 pub mod output;
 pub mod record;

@@ -499,6 +499,12 @@ impl Session {
         self.rec.error.as_ref().map(end_reason).or_else(|| self.rec.traces.as_ref()?.must_end())
     }
 
+    /// Ends the run because something outside it failed (a HELICS federation): the run is
+    /// written up to here with reason `stop`, and the manifest's `error` says what failed.
+    pub fn fail(&mut self, e: AppError) {
+        self.rec.error.get_or_insert(e);
+    }
+
     /// Ends the run at a limit the engine met.
     pub fn limit(&mut self, hit: spikebus_engine::LimitHit) {
         self.rec.error.get_or_insert(AppError::Limit(hit.to_string()));
@@ -666,6 +672,7 @@ fn end_reason(e: &AppError) -> proto::EndReason {
     match e {
         AppError::Limit(_) => proto::EndReason::Limit,
         AppError::Diverged(_) => proto::EndReason::Diverged,
+        AppError::Helics(_) => proto::EndReason::Stop,
         _ => proto::EndReason::IoError,
     }
 }

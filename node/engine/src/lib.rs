@@ -17,6 +17,7 @@ pub mod model;
 pub mod parse;
 pub mod population;
 pub mod signal;
+pub mod write;
 pub mod sim;
 pub mod xxh64;
 
