@@ -7,6 +7,7 @@ mod node;
 mod recording;
 mod redteam;
 mod reliability;
+mod snapshot;
 
 /// The binary under test: this build's, or `$SPIKEBUS_BIN` (to run the suite against another
 /// build, e.g. to show that a red-team test fails on an older one).
