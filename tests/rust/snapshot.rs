@@ -209,9 +209,13 @@ fn an_exported_snapshot_forks_into_a_second_node() {
     };
     assert_eq!(exported.hash, *at_snapshot.body.hash.as_ref().unwrap());
     let bad = c.request(Request::Export(proto::Export { id: Some(901), client: None, snapshot: 0, file: "../x".into() }));
-    assert_eq!(error_code(bad), ErrorCode::InvalidValue);
+    assert_eq!(error_code(bad), ErrorCode::BadMessage);
     let bad = c.request(Request::Export(proto::Export { id: Some(902), client: None, snapshot: 9, file: "x".into() }));
     assert_eq!(error_code(bad), ErrorCode::UnknownSnapshot);
+    // A file that cannot be written (a directory is in its place): io_error.
+    std::fs::create_dir(snaps.join("taken")).unwrap();
+    let bad = c.request(Request::Export(proto::Export { id: Some(903), client: None, snapshot: 0, file: "taken".into() }));
+    assert_eq!(error_code(bad), ErrorCode::IoError);
     original.extend(run_until(&mut c, f64::INFINITY));
     finish(&mut c, node);
     let file = snaps.join("at20.snap");

@@ -213,11 +213,17 @@ pub fn write_file(path: &Path, header: &FileHeader, words: &[u64]) -> Result<u64
         let p = p.to_path_buf();
         move |source| AppError::Write { path: p, source }
     };
-    let mut f = std::fs::File::create(&tmp).map_err(err(&tmp))?;
-    f.write_all(&bytes).map_err(err(&tmp))?;
-    f.sync_all().map_err(err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(err(path))?;
-    Ok(bytes.len() as u64)
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp).map_err(err(&tmp))?;
+        f.write_all(&bytes).map_err(err(&tmp))?;
+        f.sync_all().map_err(err(&tmp))?;
+        std::fs::rename(&tmp, path).map_err(err(path))
+    })();
+    if written.is_err() {
+        // No half-written file left behind.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map(|()| bytes.len() as u64)
 }
 
 /// Reads a snapshot file: its header and its state, checked (magic, format, length, hash).
@@ -278,14 +284,6 @@ pub fn structure_difference(snapshot: &[String], here: &[String]) -> Option<Stri
             here[snapshot.len()]
         )),
     }
-}
-
-/// A file name for `export`: 1 to 64 characters of letters, digits, `.`, `_`, `-`, not
-/// beginning with `.` (no directories: the node writes only into its snapshot directory).
-pub fn valid_file_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && !name.starts_with('.')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Puts `sim` (built from the file's model) in the file's state, after checking that the

@@ -613,7 +613,23 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, DecodeError> {
             ));
         }
     }
+    if let Request::Export(e) = &req {
+        if !valid_file_name(&e.file) {
+            return Err(bad(
+                "`file` is a file name of 1 to 64 letters, digits, `.`, `_` or `-`, not beginning with `.` (no directory)",
+                Some("file".into()),
+            ));
+        }
+    }
     Ok(req)
+}
+
+/// A file name for `export`: 1 to 64 characters of letters, digits, `.`, `_`, `-`, not
+/// beginning with `.` (no directories: the node writes only into its snapshot directory).
+pub fn valid_file_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// A `client` name: 1 to `MAX_CLIENT_LEN` bytes, no control characters, not beginning with

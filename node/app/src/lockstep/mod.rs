@@ -464,13 +464,7 @@ impl<'a, T: Transport> Lockstep<'a, T> {
             let text = format!("snapshot {} is not held by this node; {holds}", e.snapshot);
             return error(e.id, ErrorCode::UnknownSnapshot, text, Some("snapshot"));
         };
-        if !snapshot::valid_file_name(&e.file) {
-            let text = format!(
-                "file `{}`: expected 1 to 64 letters, digits, `.`, `_` or `-`, not beginning with `.` (a name in --snapshot-dir)",
-                e.file
-            );
-            return error(e.id, ErrorCode::InvalidValue, text, Some("file"));
-        }
+        // The file name was checked by the decoder (`proto::valid_file_name`).
         let binary = match snapshot::binary_sha256() {
             Ok(b) => b.to_string(),
             Err(err) => return error(e.id, ErrorCode::IoError, err.to_string(), None),
