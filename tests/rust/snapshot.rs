@@ -263,3 +263,62 @@ fn an_exported_snapshot_forks_into_a_second_node() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("damaged"), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// The state hash does not depend on the thread count: the 200-cell network on 1 and 3
+/// threads gives the same hashes in its reports and on the stream (`watch.hash_every`), and
+/// the stream's hash at a reported step is the report's.
+#[test]
+fn the_state_hash_is_the_same_on_any_thread_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = crate::golden::root().join("tests/models/network200.toml");
+    let run = |threads: &str| {
+        let out = tmp.path().join(threads);
+        let node = Node::start(&[
+            model.to_str().unwrap(), "--set", "tstop=30", "--threads", threads, "--control", "tcp://127.0.0.1:0",
+            "--pub", "tcp://127.0.0.1:0", "--wait-subscribers", "1", "--out", out.to_str().unwrap(),
+        ]);
+        let ctx = zmq::Context::new();
+        let sub = ctx.socket(zmq::SUB).unwrap();
+        sub.set_rcvtimeo(30_000).unwrap();
+        sub.connect(node.publish.as_deref().unwrap()).unwrap();
+        sub.set_subscribe(b"hash").unwrap();
+        sub.set_subscribe(b"done").unwrap();
+        let mut c = Client::connect(node.control.as_deref().unwrap());
+        c.hello();
+        let hashes = Action::Watch(proto::Watch { hash: Some(true), hash_every: Some(100), ..Default::default() });
+        let mut reports = vec![];
+        let mut r = c.sync(vec![every(200), hashes]);
+        loop {
+            reports.push((r.body.step, r.body.hash.clone().unwrap()));
+            if r.body.reasons.contains(&proto::Reason::End) {
+                break;
+            }
+            r = c.sync(vec![]);
+        }
+        let done = finish(&mut c, node);
+        assert_eq!(done.reason, proto::EndReason::End);
+        let mut stream = vec![];
+        loop {
+            let parts = sub.recv_multipart(0).expect("a stream message");
+            if parts[0] == b"done" {
+                break;
+            }
+            let h: proto::HashPub = rmp_serde::from_slice(&parts[1]).unwrap();
+            stream.push((h.step, h.hash));
+        }
+        (reports, stream)
+    };
+    let (r1, s1) = run("1");
+    let (r3, s3) = run("3");
+    let steps: Vec<u64> = s1.iter().map(|(s, _)| *s).collect();
+    assert_eq!(steps, (0..=1200).step_by(100).collect::<Vec<u64>>(), "a hash every 100 steps");
+    assert_eq!(r1, r3);
+    assert_eq!(s1, s3);
+    for (step, h) in &r1 {
+        if let Some((_, sh)) = s1.iter().find(|(s, _)| s == step) {
+            assert_eq!(sh, h, "step {step}: the stream's hash is not the report's");
+        }
+    }
+    let distinct: std::collections::BTreeSet<&String> = s1.iter().map(|(_, h)| h).collect();
+    assert_eq!(distinct.len(), s1.len(), "the state changes from one hash to the next");
+}

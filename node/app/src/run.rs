@@ -335,7 +335,9 @@ impl Session {
         }
         let pause = sim.advance(&mut |s: &Sim| rec.sample(s));
         self.at_boundary = matches!(pause, Pause::Boundary(_));
+        self.collect_spikes();
         if self.at_boundary {
+            // After the spikes are taken: the state as the sync report there sees it.
             self.on_boundary();
             let n = self.sim.step_index();
             if n.is_multiple_of(1024) {
@@ -343,7 +345,7 @@ impl Session {
                 self.bar.set_message(format!("{:.1}", self.sim.t()));
             }
         }
-        (pause, self.collect_spikes())
+        (pause, &self.fresh)
     }
 
     /// At a step boundary: the state hash, where the stream, the log or a replay wants it.
