@@ -7,6 +7,7 @@ mod node;
 mod recording;
 mod redteam;
 mod reliability;
+mod replay;
 mod snapshot;
 
 /// The binary under test: this build's, or `$SPIKEBUS_BIN` (to run the suite against another

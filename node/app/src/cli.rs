@@ -13,6 +13,8 @@ use std::io::Write as _;
 use crate::bus::{check_endpoint, check_not_in_use, Bus, Credentials};
 use crate::lockstep::{controlled_run, ControlOptions, TimeoutPolicy, Watch};
 use crate::record::DtClock;
+use crate::control_log::{self, ControlLog, LogHeader, LogLimits};
+use crate::replay::{replay, ReplayOptions};
 use crate::snapshot::{self, LockState, ModelSource};
 use crate::signals::Stop;
 use crate::error::AppError;
@@ -61,6 +63,24 @@ enum Command {
         bus: Box<BusArgs>,
         #[command(flatten)]
         limits: LimitArgs,
+    },
+    /// Run a session recorded with --control-log again, without a controller: the same
+    /// requests at the same sync points, the state hash compared with the log's at every
+    /// logged step; writes DIR's files as the session did. Exit 7 naming the first step whose
+    /// state differs (a `diverged` run), 0 when the replay agrees to the end.
+    Replay {
+        /// The control log (JSON Lines, docs/snapshots.md).
+        log: PathBuf,
+        /// Output directory (created if missing); /dev/null: write no files.
+        #[arg(long, value_name = "DIR", default_value = "out")]
+        out: PathBuf,
+        /// Threads that run the steps (the state, so the replay, does not depend on it).
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        threads: u16,
+        /// The snapshot file the recorded node started from (when it was started with
+        /// --from-snapshot).
+        #[arg(long, value_name = "FILE")]
+        from_snapshot: Option<PathBuf>,
     },
     /// Check a model file and print a summary; exit 2 with the problem if it is invalid.
     Check {
@@ -127,6 +147,16 @@ struct BusArgs {
     /// for any free port, or ipc:///PATH) and wait for it before initialization.
     #[arg(long, value_name = "ENDPOINT")]
     control: Option<String>,
+    /// Record every applied request, with the sync point it applied at and the state hash
+    /// there, and the state hash at step boundaries, in FILE (JSON Lines), for `spikebus
+    /// replay FILE`. Needs --control.
+    #[arg(long, value_name = "FILE", requires = "control")]
+    control_log: Option<PathBuf>,
+    /// With --control-log: log the state hash at every step boundary whose step is a multiple
+    /// of N (1: every step, so a replay names the exact first step that differs; a larger N
+    /// costs less on large models).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    log_hash_every: u64,
     /// Where `export` writes snapshot files (created if missing); without it `export` is
     /// refused.
     #[arg(long, value_name = "DIR")]
@@ -426,6 +456,29 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
                 }
                 None => None,
             };
+            if let Some(path) = &bus.control_log {
+                let header = LogHeader {
+                    spikebus_control_log: control_log::LOG_FORMAT,
+                    spikebus: env!("CARGO_PKG_VERSION").to_string(),
+                    binary: snapshot::binary_sha256()?.to_string(),
+                    state_format: spikebus_engine::sim::STATE_FORMAT,
+                    model: opts.source.clone(),
+                    format: opts.format.name().to_string(),
+                    max_output: opts.max_output,
+                    limits: LogLimits {
+                        max_steps: limits.max_steps,
+                        max_events_per_step: limits.max_events_per_step,
+                        max_queue: limits.max_queue,
+                        max_names: limits.max_names,
+                        max_snapshots: limits.max_snapshots,
+                        snapshot_memory: limits.snapshot_memory,
+                    },
+                    controllers: None,
+                    every: bus.log_hash_every,
+                    from_snapshot: session.from_snapshot.clone(),
+                };
+                session.log = Some(ControlLog::create(path, &header)?);
+            }
             let summary = match (control, helics_cfg, helics_lib) {
                 (Some(c), ..) => controlled_run(session, c, &copts, &stop, resume)?,
                 (None, Some(cfg), Some(lib)) => {
@@ -447,6 +500,25 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
                 proto::EndReason::IoError => 4,
                 proto::EndReason::Limit => 5,
                 proto::EndReason::Diverged => 7,
+            })
+        }
+        Command::Replay { log, out, threads, from_snapshot } => {
+            let stop = Stop::install()?;
+            let opts = ReplayOptions {
+                log: &log,
+                out_dir: (!writes_no_files(&out)).then_some(out),
+                threads: usize::from(threads),
+                from_snapshot: from_snapshot.as_deref(),
+            };
+            let summary = replay(&opts, &stop)?;
+            print_summary(&summary, opts.out_dir.is_some());
+            Ok(match summary.reason {
+                proto::EndReason::Diverged => 7,
+                proto::EndReason::End | proto::EndReason::Stop => 0,
+                proto::EndReason::Signal => 128 + stop.signal().unwrap_or(2) as u8,
+                proto::EndReason::Timeout => 3,
+                proto::EndReason::IoError => 4,
+                proto::EndReason::Limit => 5,
             })
         }
         Command::Check { model } => {

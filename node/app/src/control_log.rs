@@ -57,6 +57,9 @@ pub struct LogLimits {
     pub max_steps: u64,
     pub max_events_per_step: u64,
     pub max_queue: usize,
+    pub max_names: usize,
+    pub max_snapshots: usize,
+    pub snapshot_memory: u64,
 }
 
 /// The state hash at a step boundary.

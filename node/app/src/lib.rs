@@ -3,7 +3,8 @@
 //! through a `transport::Transport`; `helics` makes the node a HELICS federate; `bus` is all
 //! the socket code (ZeroMQ); `output` writes files that are never torn, `traces` writes the
 //! samples on a thread of its own, `record` says which samples NEURON records; `snapshot`
-//! keeps and writes runs' states, `control_log` records what controllers did.
+//! keeps and writes runs' states, `control_log` records what controllers did and `replay`
+//! runs it again.
 
 pub mod bus;
 pub mod cli;
@@ -13,6 +14,7 @@ pub mod helics;
 pub mod lockstep;
 pub mod output;
 pub mod record;
+pub mod replay;
 pub mod run;
 pub mod signals;
 pub mod snapshot;

@@ -42,6 +42,14 @@ impl TraceFormat {
             TraceFormat::Npy => "traces.npy",
         }
     }
+
+    /// As `--format` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TraceFormat::Csv => "csv",
+            TraceFormat::Npy => "npy",
+        }
+    }
 }
 
 /// Bytes of samples per block (rounded down to whole samples, at least one).

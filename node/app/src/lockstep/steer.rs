@@ -125,6 +125,22 @@ impl<'a> Steer<'a> {
     /// Applies the actions accepted here (each controller's, in the order given: checked
     /// together), logs them, and runs to the next sync point.
     pub fn apply(&mut self, by: Vec<(String, Vec<Action>)>) -> Outcome {
+        let taken = match self.act(by) {
+            Ok(taken) => taken,
+            Err(outcome) => return outcome,
+        };
+        if self.point == Point::End {
+            return Outcome::Finish(proto::EndReason::End);
+        }
+        match self.run_to_next() {
+            Some(reason) => Outcome::Finish(reason),
+            None => Outcome::Sync { snapshots: taken, restored: None },
+        }
+    }
+
+    /// Logs and applies the actions accepted here, without running on: the snapshots they
+    /// took, or the outcome when they decide it (a `restore`, a `stop`).
+    pub fn act(&mut self, by: Vec<(String, Vec<Action>)>) -> Result<Vec<u64>, Outcome> {
         self.log_point(&by, false);
         self.release();
         let mut taken = vec![];
@@ -134,26 +150,20 @@ impl<'a> Steer<'a> {
                     Action::Snapshot(_) => taken.push(self.take_snapshot()),
                     Action::Restore(r) => {
                         self.restore(r.id);
-                        return Outcome::Sync { snapshots: taken, restored: Some(r.id) };
+                        return Err(Outcome::Sync { snapshots: taken, restored: Some(r.id) });
                     }
                     Action::Discard(d) => self.discard(d.id),
                     a => {
                         let s = &mut self.session;
                         if actions::apply(&mut s.sim, &mut self.watch, &self.sources, a) {
-                            return Outcome::Finish(proto::EndReason::Stop);
+                            return Err(Outcome::Finish(proto::EndReason::Stop));
                         }
                         s.hash_every = self.watch.hash_every;
                     }
                 }
             }
         }
-        if self.point == Point::End {
-            return Outcome::Finish(proto::EndReason::End);
-        }
-        match self.run_to_next() {
-            Some(reason) => Outcome::Finish(reason),
-            None => Outcome::Sync { snapshots: taken, restored: None },
-        }
+        Ok(taken)
     }
 
     /// Writes the sync point and the actions applied there to the control log.
@@ -260,6 +270,29 @@ impl<'a> Steer<'a> {
         t
     }
 
+    /// Runs `n` pauses on, past any sync point (a replay of a run that ended between sync
+    /// points: `n` from the log's `end`); the end reason if the run had to end sooner.
+    pub fn run_pauses(&mut self, n: u64) -> Option<proto::EndReason> {
+        if self.point == Point::Start && n > 0 {
+            self.point = Point::Paused;
+        }
+        for _ in 0..n {
+            let (pause, _) = self.session.advance();
+            match pause {
+                Pause::Interrupted => return Some(proto::EndReason::Signal),
+                Pause::Limit(hit) => {
+                    self.session.limit(hit);
+                    return Some(proto::EndReason::Limit);
+                }
+                _ => {}
+            }
+            if let Some(reason) = self.session.must_end() {
+                return Some(reason);
+            }
+        }
+        None
+    }
+
     /// Runs to the next sync point and makes it pending; the end reason if the run must end.
     pub fn run_to_next(&mut self) -> Option<proto::EndReason> {
         if !self.announced {
@@ -300,6 +333,8 @@ impl<'a> Steer<'a> {
                 if body.reasons.contains(&Reason::End) {
                     self.point = Point::End;
                 }
+                // The log's `end` counts the pauses since the last sync point reached.
+                self.pauses = 0;
                 self.pending = body;
                 self.reached();
                 self.session.publish_sync(&self.pending);
