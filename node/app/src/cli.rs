@@ -147,6 +147,12 @@ struct BusArgs {
     /// for any free port, or ipc:///PATH) and wait for it before initialization.
     #[arg(long, value_name = "ENDPOINT")]
     control: Option<String>,
+    /// Several controllers in lockstep: each sync point waits for a `continue` from every
+    /// named controller (its requests' `client`), applies their actions in this order and
+    /// answers each (comma-separated names). Without it the first controller to continue
+    /// owns the run.
+    #[arg(long, value_name = "NAMES", value_delimiter = ',', requires = "control")]
+    controllers: Option<Vec<String>>,
     /// Record every applied request, with the sync point it applied at and the state hash
     /// there, and the state hash at step boundaries, in FILE (JSON Lines), for `spikebus
     /// replay FILE`. Needs --control.
@@ -244,7 +250,27 @@ impl BusArgs {
             max_snapshots: 64,
             snapshot_memory: 1 << 30,
             snapshot_dir: self.snapshot_dir.clone(),
+            controllers: self.controllers()?,
         })
+    }
+
+    /// `--controllers`, checked: 1 to 64 distinct client names.
+    fn controllers(&self) -> Result<Option<Vec<String>>, AppError> {
+        let Some(names) = &self.controllers else { return Ok(None) };
+        if names.is_empty() || names.len() > 64 {
+            return Err(AppError::Usage(format!("--controllers: 1 to 64 names, not {}", names.len())));
+        }
+        for (i, n) in names.iter().enumerate() {
+            if !proto::valid_client(n) {
+                return Err(AppError::Usage(format!(
+                    "--controllers: `{n}` is not a client name (1 to 64 bytes without control characters, not beginning with `peer-`)"
+                )));
+            }
+            if names[..i].contains(n) {
+                return Err(AppError::Usage(format!("--controllers: `{n}` is named twice")));
+            }
+        }
+        Ok(Some(names.clone()))
     }
 
     /// The endpoints, each valid, and not one socket's twice.
@@ -473,7 +499,7 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
                         max_snapshots: limits.max_snapshots,
                         snapshot_memory: limits.snapshot_memory,
                     },
-                    controllers: None,
+                    controllers: copts.controllers.clone(),
                     every: bus.log_hash_every,
                     from_snapshot: session.from_snapshot.clone(),
                 };

@@ -10,6 +10,13 @@
 //! - One owner: the first client to `continue` owns the run; a `continue` from anyone else is
 //!   refused (`not_owner`); `hello` with `takeover` hands the run over, announced on stderr
 //!   and on the stream. `hello`, `get` and `export` are open to all.
+//! - Or several controllers in lockstep (`--controllers A,B,...`): each sync point is a
+//!   barrier. A named controller's `continue` is checked alone when it arrives and held
+//!   (unanswered); when every named controller's is in, they are checked together in the
+//!   `--controllers` order (each after the actions of those before it), applied in that
+//!   order, and each gets the report of the next sync point. Nothing depends on the order
+//!   the requests arrived in. A controller's later `continue` at the same point replaces its
+//!   held one (a controller restarted under its name resumes).
 //! - A bad request changes nothing (`actions::check` before anything applies).
 //! - After `done` the node lingers, answering resends of the final request, until its peers
 //!   have disconnected or `--linger` has passed.
@@ -23,7 +30,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use spikebus_engine::{signal, Error as EngineError, SignalRef, Sim};
-use spikebus_protocol::{self as proto, ErrorCode, Reply, Request, RequestId};
+use spikebus_protocol::{self as proto, Action, ErrorCode, Reply, Request, RequestId};
 
 use crate::error::AppError;
 use crate::run::{RunSummary, Session};
@@ -52,6 +59,9 @@ pub struct ControlOptions {
     pub snapshot_memory: u64,
     /// Where `export` writes (`--snapshot-dir`); none: `export` is refused.
     pub snapshot_dir: Option<PathBuf>,
+    /// `--controllers`: the named controllers of a barrier run, in the order their actions
+    /// apply; none: one owner.
+    pub controllers: Option<Vec<String>>,
 }
 
 /// What the node does when no controller has sent anything for `--sync-timeout`.
@@ -152,6 +162,16 @@ fn error(id: RequestId, code: ErrorCode, message: impl Into<String>, field: Opti
     Reply::Error(proto::ErrorReply { id, code, message: message.into(), field: field.map(str::to_string) })
 }
 
+/// A request to answer when the run ends (with `done`): the message, its client, its id.
+type Answer = (Inbound, String, RequestId);
+
+/// A named controller's `continue`, held at the barrier until every one is in.
+struct Held {
+    msg: Inbound,
+    id: RequestId,
+    actions: Vec<Action>,
+}
+
 /// A request answered with `done`, kept for resends while the node lingers.
 struct Last {
     client: String,
@@ -168,6 +188,10 @@ pub struct Lockstep<'a, T: Transport> {
     stop: &'a Stop,
     /// Requests served since the transport's connection count was last brought up to date.
     served: u32,
+    /// With `--controllers`: each named controller's held `continue`, in their order.
+    held: Vec<Option<Held>>,
+    /// Sync points released so far (the barrier's timeout counts from the last release).
+    released: u64,
 }
 
 /// Serves controllers until the run is over; the last reply is `done`. `resume`: the sync
@@ -196,19 +220,27 @@ impl<'a, T: Transport> Lockstep<'a, T> {
             opts,
             stop,
             served: 0,
+            held: opts.controllers.iter().flatten().map(|_| None).collect(),
+            released: 0,
         }
+    }
+
+    /// The barrier's controllers, if this is a `--controllers` run.
+    fn barrier(&self) -> Option<&'a [String]> {
+        self.opts.controllers.as_deref()
     }
 
     /// Serves requests until the run is over, replies `done`, lingers, and says how the run went.
     pub fn run(mut self) -> Result<RunSummary, AppError> {
-        let (reason, answer) = self.serve()?;
+        let (reason, answers) = self.serve()?;
         self.steer.log_end(reason);
         let telemetry = self.steer.close();
         let Lockstep { steer, mut transport, opts, stop, .. } = self;
         let session = steer.session;
         let (t, step) = (session.sim.now(), session.sim.step_index());
         let summary = session.finish(reason);
-        if let Some((msg, client, id)) = answer {
+        let mut lasts = vec![];
+        for (msg, client, id) in answers {
             let done = Reply::Done(proto::DoneReply {
                 id,
                 reason: summary.reason,
@@ -220,8 +252,10 @@ impl<'a, T: Transport> Lockstep<'a, T> {
             });
             let reply = proto::encode(&done);
             transport.send(&msg.peer, &reply)?;
-            let last = Last { client, id, bytes: msg.bytes, reply };
-            linger(&mut transport, &last, opts.linger, stop)?;
+            lasts.push(Last { client, id, bytes: msg.bytes, reply });
+        }
+        if !lasts.is_empty() {
+            linger(&mut transport, &lasts, opts.linger, stop)?;
         }
         Ok(summary)
     }
@@ -229,61 +263,84 @@ impl<'a, T: Transport> Lockstep<'a, T> {
     /// The request loop; returns how the run ended and the request to answer with `done`
     /// (none when the run ended while no request was being served).
     #[allow(clippy::type_complexity)]
-    fn serve(&mut self) -> Result<(proto::EndReason, Option<(Inbound, String, RequestId)>), AppError> {
+    fn serve(&mut self) -> Result<(proto::EndReason, Vec<Answer>), AppError> {
         let mut idle_since = Instant::now();
         loop {
             let Some(msg) = self.transport.recv()? else {
                 if self.stop.requested() {
-                    return Ok((proto::EndReason::Signal, None));
+                    return Ok((proto::EndReason::Signal, self.take_held()));
                 }
                 let _ = self.transport.connected();
                 self.served = 0;
                 if let Some(limit) = self.opts.sync_timeout {
                     if idle_since.elapsed() >= limit {
                         let at = self.steer.session.sim.now();
+                        let what = match self.barrier() {
+                            Some(names) => {
+                                let missing: Vec<&str> = names
+                                    .iter()
+                                    .zip(&self.held)
+                                    .filter(|(_, h)| h.is_none())
+                                    .map(|(n, _)| n.as_str())
+                                    .collect();
+                                format!("no `continue` from {} for {limit:?}", missing.join(", "))
+                            }
+                            None => format!("no request for {limit:?}"),
+                        };
                         match self.opts.on_timeout {
                             TimeoutPolicy::Wait => {
-                                eprintln!("spikebus: no request for {limit:?} at t={at}; waiting (--on-timeout wait)");
+                                eprintln!("spikebus: {what} at t={at}; waiting (--on-timeout wait)");
                                 idle_since = Instant::now();
                             }
                             TimeoutPolicy::Abort => {
-                                eprintln!("spikebus: no request for {limit:?} at t={at}; ending the run (--on-timeout abort)");
-                                return Ok((proto::EndReason::Timeout, None));
+                                eprintln!("spikebus: {what} at t={at}; ending the run (--on-timeout abort)");
+                                return Ok((proto::EndReason::Timeout, self.take_held()));
                             }
                             TimeoutPolicy::Continue => {
-                                eprintln!(
-                                    "spikebus: no request for {limit:?} at t={at}; running on to tstop (--on-timeout continue)"
-                                );
-                                return Ok((self.steer.run_free(vec![]), None));
+                                eprintln!("spikebus: {what} at t={at}; running on to tstop (--on-timeout continue)");
+                                // The controllers that did send: their actions, in order.
+                                let (by, answers) = self.accepted_in_order()?;
+                                return Ok((self.steer.run_free(by), answers));
                             }
                         }
                     }
                 }
                 continue;
             };
-            idle_since = Instant::now();
+            // One owner: any request shows a controller is there. A barrier: its timeout
+            // counts from the last release (a missing controller is missing however busy
+            // the others are).
+            if self.barrier().is_none() {
+                idle_since = Instant::now();
+            }
             // Keep the connection count current under a steady stream of requests too.
             self.served += 1;
             if self.served >= 64 {
                 let _ = self.transport.connected();
                 self.served = 0;
             }
-            if let Some((reason, client, id)) = self.serve_one(&msg)? {
-                return Ok((reason, Some((msg, client, id))));
+            let released = self.released;
+            let ended = self.serve_one(&msg)?;
+            if self.released != released {
+                idle_since = Instant::now();
+            }
+            if let Some(end) = ended {
+                return Ok(end);
             }
         }
     }
 
     /// Answers one request (from the kept replies if it is a resend); returns the run's end
     /// when the request finishes it (the caller replies `done`).
-    fn serve_one(&mut self, msg: &Inbound) -> Result<Option<(proto::EndReason, String, RequestId)>, AppError> {
+    fn serve_one(&mut self, msg: &Inbound) -> Result<Option<(proto::EndReason, Vec<Answer>)>, AppError> {
         if msg.bytes.len() > self.opts.max_message {
             let text = format!(
                 "the message has {} bytes; this node accepts at most {} (--max-message)",
                 msg.bytes.len(),
                 self.opts.max_message
             );
-            return self.send_fresh(msg, &msg.peer.name(), None, error(None, ErrorCode::TooLarge, text, None));
+            self.send_fresh(msg, &msg.peer.name(), None, error(None, ErrorCode::TooLarge, text, None))?;
+            return Ok(None);
         }
         let decoded = proto::decode_request(&msg.bytes);
         let (client, id) = match &decoded {
@@ -308,6 +365,11 @@ impl<'a, T: Transport> Lockstep<'a, T> {
             Handled::Reply(error(id, ErrorCode::BadMessage, text, None))
         } else {
             match decoded {
+                Ok(Request::Continue(c)) if self.barrier().is_some() => return self.arrive(msg, client, c),
+                Ok(Request::Hello(h)) if h.takeover && self.barrier().is_some() => {
+                    let text = "this run is steered by --controllers: there is no owner to take over from";
+                    Handled::Reply(error(h.id, ErrorCode::WrongState, text, Some("takeover")))
+                }
                 Ok(req) => self.handle(&client, req),
                 Err(e) => Handled::Reply(error(id, e.code, e.message, e.field.as_deref())),
             }
@@ -315,26 +377,108 @@ impl<'a, T: Transport> Lockstep<'a, T> {
         match handled {
             Handled::Reply(reply) => {
                 let keep = moves && matches!(reply, Reply::Sync(_));
-                self.send_fresh(msg, &client, id.filter(|_| keep), reply)
+                self.send_fresh(msg, &client, id.filter(|_| keep), reply)?;
+                Ok(None)
             }
-            Handled::Finish(reason) => Ok(Some((reason, client, id))),
+            Handled::Finish(reason) => Ok(Some((reason, vec![(msg.clone(), client, id)]))),
         }
     }
 
+    /// A named controller's `continue` at the barrier: checked alone and held; when every
+    /// controller's is in, the sync point is released.
+    fn arrive(&mut self, msg: &Inbound, client: String, c: proto::Continue) -> Result<Option<(proto::EndReason, Vec<Answer>)>, AppError> {
+        let names = self.barrier().expect("a barrier run");
+        let Some(i) = names.iter().position(|n| *n == client) else {
+            let text = format!(
+                "this run is steered by --controllers {}: `{client}` is not one of them (it may read: hello, get)",
+                names.join(",")
+            );
+            self.send_fresh(msg, &client, None, error(c.id, ErrorCode::NotOwner, text, None))?;
+            return Ok(None);
+        };
+        if let Err(r) = self.steer.check(&[], &c.actions) {
+            self.send_fresh(msg, &client, None, error_reply(c.id, r))?;
+            return Ok(None);
+        }
+        self.held[i] = Some(Held { msg: msg.clone(), id: c.id, actions: c.actions });
+        if self.held.iter().any(Option::is_none) {
+            return Ok(None);
+        }
+        // Every controller is in: checked together in the fixed order; one refused given the
+        // actions before it gets its error and is waited for again (the others stay held).
+        let mut prior: Vec<Action> = vec![];
+        let mut refused = false;
+        for i in 0..self.held.len() {
+            let h = self.held[i].as_ref().expect("all held");
+            match self.steer.check(&prior, &h.actions) {
+                Ok(()) => prior.extend(h.actions.iter().cloned()),
+                Err(r) => {
+                    let h = self.held[i].take().expect("held");
+                    let name = names[i].clone();
+                    self.send_fresh(&h.msg, &name, None, error_reply(h.id, r))?;
+                    refused = true;
+                }
+            }
+        }
+        if refused {
+            return Ok(None);
+        }
+        let (by, answers) = self.accepted_in_order()?;
+        self.released += 1;
+        match self.steer.apply(by) {
+            Outcome::Finish(reason) => Ok(Some((reason, answers))),
+            Outcome::Sync { snapshots, restored } => {
+                for (msg, client, id) in answers {
+                    let reply = Reply::Sync(proto::SyncReport {
+                        id,
+                        body: self.steer.pending.clone(),
+                        snapshots: snapshots.clone(),
+                        restored,
+                    });
+                    self.send_fresh(&msg, &client, id, reply)?;
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// The held requests, taken, in the controllers' order, with their actions (each checked
+    /// after those before it; one refused so is answered with its error and left out).
+    fn accepted_in_order(&mut self) -> Result<(Vec<(String, Vec<Action>)>, Vec<Answer>), AppError> {
+        let names = self.barrier().unwrap_or_default();
+        let mut by: Vec<(String, Vec<Action>)> = vec![];
+        let mut answers = vec![];
+        let mut prior: Vec<Action> = vec![];
+        for i in 0..self.held.len() {
+            let Some(h) = self.held[i].take() else { continue };
+            let name = names[i].clone();
+            if let Err(r) = self.steer.check(&prior, &h.actions) {
+                self.send_fresh(&h.msg, &name, None, error_reply(h.id, r))?;
+                continue;
+            }
+            prior.extend(h.actions.iter().cloned());
+            by.push((name.clone(), h.actions));
+            answers.push((h.msg, name, h.id));
+        }
+        Ok((by, answers))
+    }
+
+    /// The held requests (to answer with `done`), taken.
+    fn take_held(&mut self) -> Vec<Answer> {
+        let names = self.barrier().unwrap_or_default();
+        let held = std::mem::take(&mut self.held);
+        self.held = held.iter().map(|_| None).collect();
+        held.into_iter().zip(names).filter_map(|(h, n)| h.map(|h| (h.msg, n.clone(), h.id))).collect()
+    }
+
     /// Sends a reply, and keeps it for resends when `keep_as` is the request's id.
-    fn send_fresh(
-        &mut self,
-        msg: &Inbound,
-        client: &str,
-        keep_as: RequestId,
-        reply: Reply,
-    ) -> Result<Option<(proto::EndReason, String, RequestId)>, AppError> {
+    fn send_fresh(&mut self, msg: &Inbound, client: &str, keep_as: RequestId, reply: Reply) -> Result<(), AppError> {
         let bytes = proto::encode(&reply);
         self.transport.send(&msg.peer, &bytes)?;
         if let Some(id) = keep_as {
             self.clients.remember(client, id, &msg.bytes, &bytes);
         }
-        Ok(None)
+        Ok(())
     }
 
     /// The dispatch of a decoded request.
@@ -424,7 +568,13 @@ impl<'a, T: Transport> Lockstep<'a, T> {
                 restored: None,
             }),
             snapshots: steer.snapshots.list.iter().map(snapshot::Snapshot::info).collect(),
-            controllers: None,
+            controllers: self.barrier().map(|names| {
+                names
+                    .iter()
+                    .zip(&self.held)
+                    .map(|(n, h)| proto::ControllerState { name: n.clone(), arrived: h.is_some() })
+                    .collect()
+            }),
         }))
     }
 
@@ -505,14 +655,15 @@ impl<'a, T: Transport> Lockstep<'a, T> {
 /// After `done`: answers a resend of the final request with the same `done` and anything
 /// else with `wrong_state`, until every peer has disconnected, `linger` has passed or a
 /// signal came.
-fn linger<T: Transport>(transport: &mut T, last: &Last, linger: Duration, stop: &Stop) -> Result<(), AppError> {
+fn linger<T: Transport>(transport: &mut T, lasts: &[Last], linger: Duration, stop: &Stop) -> Result<(), AppError> {
     let deadline = Instant::now() + linger;
     while Instant::now() < deadline && !stop.requested() && transport.connected() != Some(0) {
         let Some(msg) = transport.recv()? else { continue };
         let (client, id) = proto::peek_client_and_id(&msg.bytes);
         let client = client.filter(|c| proto::valid_client(c)).unwrap_or_else(|| msg.peer.name());
-        let resent = last.id.is_some() && id == last.id && client == last.client && msg.bytes == last.bytes;
-        let reply = if resent {
+        let resent =
+            lasts.iter().find(|last| last.id.is_some() && id == last.id && client == last.client && msg.bytes == last.bytes);
+        let reply = if let Some(last) = resent {
             last.reply.clone()
         } else {
             proto::encode(&error(id, ErrorCode::WrongState, "the run has ended; this node is exiting", None))
@@ -721,6 +872,7 @@ mod fuzz {
             max_snapshots: 3,
             snapshot_memory: 1 << 20,
             snapshot_dir: None,
+            controllers: None,
         };
         let stop = Stop::new();
         let bus = Bus::new(false, None).unwrap();
