@@ -322,3 +322,46 @@ fn the_state_hash_is_the_same_on_any_thread_count() {
     let distinct: std::collections::BTreeSet<&String> = s1.iter().map(|(_, h)| h).collect();
     assert_eq!(distinct.len(), s1.len(), "the state changes from one hash to the next");
 }
+
+/// Telemetry: with `watch.telemetry`, each report says how long the node waited for the
+/// controller at the previous point and how long it then simulated; `done` carries the sums
+/// and the number of exchanges. The controller thinks for 60 ms at one point: that shows as
+/// the next report's `wait`, and in the total.
+#[test]
+fn reports_and_done_carry_telemetry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = start(tmp.path(), &[]);
+    let mut c = Client::connect(node.control.as_deref().unwrap());
+    c.hello();
+    let tel = Action::Watch(proto::Watch { telemetry: Some(true), ..Default::default() });
+    let mut r = c.sync(vec![every(400), tel]);
+    let mut reports = vec![r.clone()];
+    let mut thought = false;
+    while !r.body.reasons.contains(&proto::Reason::End) {
+        if r.body.step == 800 {
+            // The controller's own work between two exchanges (not a wait for a socket).
+            std::thread::sleep(std::time::Duration::from_millis(60));
+            thought = true;
+        }
+        r = c.sync(vec![]);
+        reports.push(r.clone());
+    }
+    assert!(thought);
+    for r in &reports {
+        let t = r.body.telemetry.expect("telemetry in every report once watched");
+        assert!(t.wait >= 0.0 && t.sim > 0.0, "{t:?}");
+    }
+    let after = reports.iter().find(|r| r.body.step == 1200).unwrap().body.telemetry.unwrap();
+    assert!(after.wait >= 0.06, "the 60 ms the controller took: {after:?}");
+    let done = match c.cont(vec![]) {
+        Reply::Done(d) => d,
+        r => panic!("{r:?}"),
+    };
+    assert_eq!(node.wait().0, Some(0));
+    // The start point, then every report.
+    assert_eq!(done.telemetry.exchanges, reports.len() as u64);
+    assert!(done.telemetry.wait >= 0.06, "{:?}", done.telemetry);
+    let sims: f64 = reports.iter().map(|r| r.body.telemetry.unwrap().sim).sum();
+    // The sum of the reports' `sim`, and the last stretch (from the end point to `done`).
+    assert!(done.telemetry.sim + 1e-9 >= sims && done.telemetry.sim < sims + 1.0, "{:?} vs {sims}", done.telemetry);
+}
