@@ -22,7 +22,9 @@ several nodes at once)::
         await asyncio.gather(steer(), watch())
 
 The semantics are the synchronous classes' (same requests, ids, client name, resends, the
-2 s handshake, the loop helper's points); only waiting is asynchronous.  One controller
+2 s handshake, the loop helper's points, both control transports: a ``unix://`` endpoint is
+served over a Unix-domain socket as by :class:`~spikebus_client.Controller`); only waiting
+is asynchronous.  One controller
 serves one request at a time (a REQ socket): don't share it between tasks that request
 concurrently.
 """
@@ -51,6 +53,7 @@ from .messages import (
     parse_reply,
 )
 from .stream import SeqCounter, StreamMessage, decode_frames
+from .unix import AsyncUnixChannel, endpoint_path
 
 __all__ = ["AsyncController", "AsyncObserver"]
 
@@ -91,7 +94,9 @@ class AsyncController:
         self.client = client if client is not None else f"py-{secrets.token_hex(6)}"
         self._ctx = context if context is not None else zmq.asyncio.Context.instance()
         self._next_id = secrets.randbelow(1 << 30) if first_id is None else int(first_id)
-        self._sock: zmq.asyncio.Socket | None = None
+        self._sock: zmq.asyncio.Socket | AsyncUnixChannel | None = None
+        # The socket path of a unix:// endpoint (None: a ZeroMQ endpoint).
+        self._unix_path = endpoint_path(endpoint)
         self.resends = 0
         """How many resends were needed so far."""
         self.connected = False
@@ -104,18 +109,23 @@ class AsyncController:
 
     # -- sockets -----------------------------------------------------------------------
 
-    def _socket(self) -> zmq.asyncio.Socket:
+    def _socket(self) -> zmq.asyncio.Socket | AsyncUnixChannel:
         if self._sock is None:
-            s = self._ctx.socket(zmq.REQ)
-            s.setsockopt(zmq.LINGER, 0)
-            s.connect(self.endpoint)
-            self._sock = s
+            if self._unix_path is not None:
+                self._sock = AsyncUnixChannel(self._unix_path)
+            else:
+                s = self._ctx.socket(zmq.REQ)
+                s.setsockopt(zmq.LINGER, 0)
+                s.connect(self.endpoint)
+                self._sock = s
         return self._sock
 
     def _drop_socket(self) -> None:
-        if self._sock is not None:
+        if isinstance(self._sock, AsyncUnixChannel):
+            self._sock.close()
+        elif self._sock is not None:
             self._sock.close(linger=0)
-            self._sock = None
+        self._sock = None
 
     def close(self) -> None:
         """Close the socket (the node keeps running, paused where it is)."""
@@ -140,16 +150,28 @@ class AsyncController:
         on a fresh socket after each timeout."""
         timeout = self.timeout_ms if timeout_ms is None else int(timeout_ms)
         tries = (self.retries if retries is None else retries) + 1
+        why = ""
+        stale: AsyncUnixChannel | None = None
         for attempt in range(tries):
             sock = self._socket()
             if attempt:
                 self.resends += 1
+            if isinstance(sock, AsyncUnixChannel):
+                # As Controller.send_bytes: the previous connection is closed once this one is in.
+                got = await sock.exchange(data, timeout, replacing=stale)
+                if got is not None:
+                    return got
+                why = f" ({sock.failure})"
+                stale, self._sock = sock, None
+                continue
             await sock.send(data)
             if await sock.poll(timeout, zmq.POLLIN):
                 reply: bytes = await sock.recv()
                 return reply
             self._drop_socket()
-        raise SpikebusTimeout(f"no reply from {self.endpoint} within {timeout} ms, {tries} attempt(s)")
+        if stale is not None:
+            stale.close()
+        raise SpikebusTimeout(f"no reply from {self.endpoint} within {timeout} ms, {tries} attempt(s){why}")
 
     async def request_map(self, msg: Mapping[str, Any]) -> dict[str, Any]:
         """Send a request map (``id`` and ``client`` added if absent) and return the decoded

@@ -12,6 +12,7 @@ import msgpack
 import zmq
 
 from .actions import Action, schedule, stop, watch
+from .unix import UnixChannel, endpoint_path
 from .messages import (
     PROTOCOL_VERSION,
     Done,
@@ -64,8 +65,11 @@ class Controller:
     controller never sends the same (name, id, bytes) as its predecessor.
 
     Args:
-        endpoint: the node's control endpoint, e.g. ``tcp://127.0.0.1:40123`` or
-            ``ipc:///tmp/spikebus.sock``.
+        endpoint: the node's control endpoint, e.g. ``tcp://127.0.0.1:40123``,
+            ``ipc:///tmp/spikebus.sock`` (both ZeroMQ) or ``unix:///tmp/spikebus.ctl`` (a
+            node started with ``--control unix://...``: the same protocol over a plain
+            Unix-domain socket, the fastest round trip on one machine; see
+            :mod:`spikebus_client.unix`).
         timeout_ms: how long to wait for each reply before resending.  A ``continue`` runs
             the simulation to the next sync point, so this must exceed the longest stretch
             between two sync points.
@@ -100,7 +104,9 @@ class Controller:
         self.client = client if client is not None else f"py-{secrets.token_hex(6)}"
         self._ctx = context if context is not None else zmq.Context.instance()
         self._next_id = secrets.randbelow(1 << 30) if first_id is None else int(first_id)
-        self._sock: "zmq.Socket[bytes] | None" = None
+        self._sock: "zmq.Socket[bytes] | UnixChannel | None" = None
+        # The socket path of a unix:// endpoint (None: a ZeroMQ endpoint).
+        self._unix_path = endpoint_path(endpoint)
         self.resends = 0
         """How many resends were needed so far (for logs and tests)."""
         self.last: Sync | Done | None = None
@@ -115,18 +121,23 @@ class Controller:
 
     # -- sockets -----------------------------------------------------------------------
 
-    def _socket(self) -> "zmq.Socket[bytes]":
+    def _socket(self) -> "zmq.Socket[bytes] | UnixChannel":
         if self._sock is None:
-            s = self._ctx.socket(zmq.REQ)
-            s.setsockopt(zmq.LINGER, 0)
-            s.connect(self.endpoint)
-            self._sock = s
+            if self._unix_path is not None:
+                self._sock = UnixChannel(self._unix_path)
+            else:
+                s = self._ctx.socket(zmq.REQ)
+                s.setsockopt(zmq.LINGER, 0)
+                s.connect(self.endpoint)
+                self._sock = s
         return self._sock
 
     def _drop_socket(self) -> None:
-        if self._sock is not None:
+        if isinstance(self._sock, UnixChannel):
+            self._sock.close()
+        elif self._sock is not None:
             self._sock.close(linger=0)
-            self._sock = None
+        self._sock = None
 
     def close(self) -> None:
         """Close the socket (the node keeps running, paused where it is)."""
@@ -150,16 +161,35 @@ class Controller:
         """Send one request as raw bytes and return the raw reply, resending the same bytes
         on a fresh socket after each timeout (see the class docstring)."""
         timeout = self.timeout_ms if timeout_ms is None else int(timeout_ms)
+        why = ""
+        stale: UnixChannel | None = None
         for attempt in range(self.retries + 1):
             sock = self._socket()
             if attempt:
                 self.resends += 1
-            sock.send(data)
-            if sock.poll(timeout, zmq.POLLIN):
-                return sock.recv()
+            if isinstance(sock, UnixChannel):
+                # A broken connection ends the attempt at once (the node closed it, or has
+                # gone); a node not listening is waited for until the timeout.  The previous
+                # attempt's connection is closed only once this one is in: a node lingering
+                # after `done` exits when no controller is connected.
+                reply = sock.exchange(data, timeout, replacing=stale)
+                stale = None
+                if reply is not None:
+                    return reply
+                why = f" ({sock.failure})"
+                stale, self._sock = sock, None
+                continue
+            else:
+                sock.send(data)
+                if sock.poll(timeout, zmq.POLLIN):
+                    return sock.recv()
             # REQ is now stuck waiting for this reply: throw the socket away.
             self._drop_socket()
-        raise SpikebusTimeout(f"no reply from {self.endpoint} within {timeout} ms, {self.retries + 1} attempt(s)")
+        if stale is not None:
+            stale.close()
+        raise SpikebusTimeout(
+            f"no reply from {self.endpoint} within {timeout} ms, {self.retries + 1} attempt(s){why}"
+        )
 
     def request_map(self, msg: Mapping[str, Any]) -> dict[str, Any]:
         """Send a request map (``id`` and ``client`` are added if absent) and return the

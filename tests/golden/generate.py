@@ -4,6 +4,8 @@
 Usage (from anywhere; paths are resolved from the repository root):
 
     python tests/golden/generate.py [VARIANT...]
+    python tests/golden/generate.py --swc-geometry      # swc_geometry.json
+    python tests/golden/generate.py --geometry MODEL    # print NEURON's geometry of a model
 
 Default: every variant in tests/golden/variants.toml. Each variant is a model file
 (docs/model-format.md) plus `set` overrides and an optional callback. It is built in NEURON in
@@ -57,19 +59,48 @@ HH_PARAMS = {"gnabar_hh": 0.12, "gkbar_hh": 0.036, "gl_hh": 0.0003, "el_hh": -54
 ION_PARAMS = {"ena": 50.0, "ek": -77.0}  # need hh (which brings na_ion and k_ion)
 PAS_PARAMS = {"g_pas": 0.001, "e_pas": -70.0}
 SECTION_KEYS = (set(SECTION_GEOMETRY) | set(HH_PARAMS) | set(ION_PARAMS) | set(PAS_PARAMS)
-                | {"parent", "insert", "threshold"})
+                | {"parent", "insert", "threshold", "pt3d"})
+# [morphology]: an SWC file imported with NEURON's Import3d; tables `all` and per type hold
+# section keys but those the file gives (docs/model-format.md).
+MORPHOLOGY_KEYS = {"swc", "nseg", "d_lambda", "d_lambda_freq"}
+MORPHOLOGY_TABLE_KEYS = SECTION_KEYS - {"L", "diam", "nseg", "parent", "pt3d"}
 DEFAULT_THRESHOLD = 10.0
 POINT_PARAMS = {
     "ExpSyn": {"tau": 0.1, "e": 0.0},
     "Exp2Syn": {"tau1": 0.1, "tau2": 10.0, "e": 0.0},
     "IClamp": {"del": 0.0, "dur": 0.0, "amp": 0.0},
+    "AlphaSynapse": {"onset": 0.0, "tau": 0.1, "gmax": 0.0, "e": 0.0},
+    "SEClamp": {"dur1": 0.0, "amp1": 0.0, "dur2": 0.0, "amp2": 0.0, "dur3": 0.0, "amp3": 0.0,
+                "rs": 1.0},
+    # VClamp's array parameters, element by element (NEURON: vc.dur[0])
+    "VClamp": {"dur[0]": 0.0, "dur[1]": 0.0, "dur[2]": 0.0, "amp[0]": 0.0, "amp[1]": 0.0,
+               "amp[2]": 0.0, "gain": 1e5, "rstim": 1.0, "tau1": 0.001, "tau2": 0.0, "fac": 0.0},
 }
-POINT_SIGNALS = {"ExpSyn": {"g", "i"}, "Exp2Syn": {"A", "B", "g", "i"}, "IClamp": {"i"}}
+POINT_SIGNALS = {"ExpSyn": {"g", "i"}, "Exp2Syn": {"A", "B", "g", "i"}, "IClamp": {"i"},
+                 "AlphaSynapse": {"i"}, "SEClamp": {"i", "vc"},
+                 "VClamp": {"i", "e", "vo", "vi"}}
+# Point processes that receive NetCon events.
+SYNAPSES = ("ExpSyn", "Exp2Syn")
 NETSTIM_PARAMS = {"interval": 10.0, "number": 10.0, "start": 50.0, "noise": 0.0}
 # ranvar.set_ids(id1, id2, id3); default (1, 0, n) for the n-th NetStim (see check_defaults).
 NETSTIM_IDS = ("id1", "id2", "id3")
+# Integrate-and-fire artificial cells: parameters with NEURON's defaults, recordable states.
+INTFIRE_PARAMS = {
+    "IntFire1": {"tau": 10.0, "refrac": 5.0},
+    "IntFire2": {"taus": 20.0, "taum": 10.0, "ib": 0.0},
+    "IntFire4": {"taue": 5.0, "taui1": 10.0, "taui2": 20.0, "taum": 50.0},
+}
+CELL_SIGNALS = {
+    "IntFire1": {"m"},
+    "IntFire2": {"i", "m"},
+    "IntFire4": {"e", "i1", "i2", "m", "ae", "ai2", "ai1", "nself", "nexcite", "ninhibit"},
+}
 CELL_KEYS = {"NetStim": set(NETSTIM_PARAMS) | set(NETSTIM_IDS) | {"type"},
-             "VecStim": {"type", "times"}}
+             "VecStim": {"type", "times"},
+             **{typ: set(params) | {"type"} for typ, params in INTFIRE_PARAMS.items()}}
+PLAY_KEYS = {"target", "values", "times", "dt", "continuous"}
+# A section's range variables: a list gives one value per segment.
+RANGE_KEYS = {"diam", "cm"} | set(HH_PARAMS) | set(ION_PARAMS) | set(PAS_PARAMS)
 UINT32_MAX = 2**32 - 1
 NETCON_KEYS = {"source", "target", "delay", "weight", "threshold"}
 NETCON_DEFAULTS = {"delay": 1.0, "weight": 0.0}
@@ -104,18 +135,88 @@ def parse_location(text, sections, what):
 def load_model(path):
     with open(os.path.join(ROOT, path), "rb") as f:
         doc = tomllib.load(f)
-    unknown = set(doc) - {"run", "section", "point", "cell", "netcon", "record"}
+    unknown = set(doc) - {"run", "morphology", "section", "point", "cell", "netcon", "play", "record"}
     if unknown:
         raise ModelError(f"{path}: unknown tables {sorted(unknown)}")
     model = {
+        "dir": os.path.dirname(os.path.join(ROOT, path)),
+        "morphology": dict(doc.get("morphology", {})),
         "run": dict(doc.get("run", {})),
         "section": {k: dict(v) for k, v in doc.get("section", {}).items()},
         "point": {k: dict(v) for k, v in doc.get("point", {}).items()},
         "cell": {k: dict(v) for k, v in doc.get("cell", {}).items()},
         "netcon": {k: dict(v) for k, v in doc.get("netcon", {}).items()},
+        "play": {k: dict(v) for k, v in doc.get("play", {}).items()},
         "record": dict(doc.get("record", {})),
+        # `set` of one segment (SEC(x).FIELD): (section, x, field, value), applied in order
+        # after the sections are built, as `sec(x).field = value`.
+        "segment_sets": [],
     }
+    for p in model["point"].values():
+        # VClamp's arrays given as lists: element by element.
+        for k in [k for k, v in p.items() if isinstance(v, list)]:
+            for j, x in enumerate(p.pop(k)):
+                p[f"{k}[{j}]"] = x
     return model
+
+
+def import_morphology(h, model):
+    """[morphology]: NEURON's Import3d reads the SWC file and makes the sections
+    (Import3d_SWC_read, then Import3d_GUI(reader, 0).instantiate(None): hoc arrays soma[],
+    dend[], ... at top level). Their entries go first in model["section"], in the order
+    Import3d connects them (its list of sections), with the keys of the `all` table, then
+    of their type's table, and nseg by the rule (after Ra and cm, which lambda_f reads).
+    Returns {name: the NEURON section}."""
+    morph = model["morphology"]
+    if not morph:
+        return {}
+    tables = {k: v for k, v in morph.items() if isinstance(v, dict)}
+    for k in set(morph) - set(tables):
+        if k not in MORPHOLOGY_KEYS:
+            raise ModelError(f"morphology.{k}: unknown key")
+    for tname, t in tables.items():
+        for k in t:
+            if k not in MORPHOLOGY_TABLE_KEYS:
+                raise ModelError(f"morphology.{tname}.{k}: not allowed")
+    rule = morph.get("nseg", 1)
+    if rule != "d_lambda" and (not is_number(rule) or rule != int(rule) or rule < 1):
+        raise ModelError("morphology.nseg: an integer >= 1 or \"d_lambda\"")
+    h.load_file("stdlib.hoc")
+    h.load_file("import3d.hoc")
+    reader = h.Import3d_SWC_read()
+    reader.quiet = 1
+    reader.input(os.path.join(model["dir"], morph["swc"]))
+    gui = h.Import3d_GUI(reader, 0)
+    gui.instantiate(None)
+    made = {}
+    for isec in reader.sections:
+        tstr = h.ref("")
+        gui.name(isec, tstr)
+        base, _, rest = tstr[0].partition("[")
+        index = int(rest.rstrip("]")) if rest else 0  # hoc's `dend` is dend[0]
+        made[f"{base}[{index}]"] = (base, getattr(h, base)[index])
+    for tname in tables:
+        if tname != "all" and not any(base == tname for base, _ in made.values()):
+            raise ModelError(f"morphology.{tname}: the file has no such sections")
+    entries = {}
+    for name, (base, sec) in made.items():
+        s = {}
+        for tname in ("all", base):
+            for k, v in tables.get(tname, {}).items():
+                s[k] = list(v) if k == "insert" else v
+        # lambda_f reads Ra and cm; the rest is set by build()
+        for k in ("Ra", "cm"):
+            if k in s:
+                setattr(sec, k, s[k])
+        if rule == "d_lambda":
+            d_lambda = morph.get("d_lambda", 0.1)
+            freq = morph.get("d_lambda_freq", 100.0)
+            s["nseg"] = int((sec.L / (d_lambda * h.lambda_f(freq, sec=sec)) + 0.9) / 2) * 2 + 1
+        else:
+            s["nseg"] = int(rule)
+        entries[name] = s
+    model["section"] = {**entries, **model["section"]}
+    return {name: sec for name, (_, sec) in made.items()}
 
 
 def kind_of(model, name):
@@ -134,6 +235,13 @@ def apply_overrides(model, overrides):
                 raise ModelError(f"set {key!r}: unknown global (allowed: {sorted(RUN_DEFAULTS)})")
             model["run"][key] = value
             continue
+        seg = re.fullmatch(r"([\w\[\].]+?)\(([^)]*)\)\.(\w+)", key)
+        if seg:
+            sname, x, field = seg.group(1), float(seg.group(2)), seg.group(3)
+            if sname not in model["section"] or field not in RANGE_KEYS:
+                raise ModelError(f"set {key!r}: expected SECTION(x).RANGE_VARIABLE")
+            model["segment_sets"].append((sname, x, field, value))
+            continue
         obj, param = key.split(".", 1)
         table = model[kind_of(model, obj)][obj]
         if param in ("type", "at", "source", "target", "parent", "insert", "times"):
@@ -151,10 +259,22 @@ def validate(model):
         for k in s:
             if k not in SECTION_KEYS:
                 raise ModelError(f"section.{name}.{k}: unknown key")
+        if "pt3d" in s or name in model.get("morph_secs", {}):
+            if "L" in s or "diam" in s:
+                raise ModelError(f"section.{name}: L and diam come from its 3-d points")
+        if "pt3d" in s:
+            pts = s["pt3d"]
+            if len(pts) < 2 or any(len(q) != 4 or not all(map(is_number, q)) or q[3] < 0 for q in pts):
+                raise ModelError(f"section.{name}.pt3d: 2 or more [x, y, z, diam] points, diam >= 0")
         ins = s.get("insert", [])
         for mech in ins:
             if mech not in ("hh", "pas"):
                 raise ModelError(f"section.{name}.insert: unknown mechanism {mech!r}")
+        for k, v in s.items():
+            if isinstance(v, list) and k != "insert":
+                if k not in RANGE_KEYS or len(v) != int(s.get("nseg", 1)):
+                    raise ModelError(f"section.{name}.{k}: a list needs a range variable and one "
+                                     "value per segment")
         for k in s:
             if (k in HH_PARAMS or k in ION_PARAMS) and "hh" not in ins:
                 raise ModelError(f"section.{name}.{k}: needs insert = [\"hh\"]")
@@ -199,10 +319,24 @@ def validate(model):
             raise ModelError(f"netcon.{name}.source: no section or cell named {src!r}")
         if "threshold" in n and src not in sections:
             raise ModelError(f"netcon.{name}.threshold: not allowed with an artificial-cell source")
-        ok = (tgt in model["point"] and model["point"][tgt]["type"] in ("ExpSyn", "Exp2Syn")) or (
-            tgt in model["cell"] and model["cell"][tgt]["type"] == "NetStim")
+        ok = (tgt in model["point"] and model["point"][tgt]["type"] in SYNAPSES) or (
+            tgt in model["cell"] and model["cell"][tgt]["type"] != "VecStim")
         if not ok:
-            raise ModelError(f"netcon.{name}.target: {tgt!r} is not an ExpSyn, Exp2Syn or NetStim")
+            raise ModelError(f"netcon.{name}.target: {tgt!r} is not a synapse or an artificial "
+                             "cell that receives events")
+    for name, p in model["play"].items():
+        for k in p:
+            if k not in PLAY_KEYS:
+                raise ModelError(f"play.{name}.{k}: unknown key")
+        if "target" not in p or not p.get("values"):
+            raise ModelError(f"play.{name}: needs target and values")
+        if ("times" in p) == ("dt" in p):
+            raise ModelError(f"play.{name}: times or dt")
+        if "times" in p and (len(p["times"]) != len(p["values"])
+                             or any(b < a for a, b in zip(p["times"], p["times"][1:]))):
+            raise ModelError(f"play.{name}.times: one per value, non-decreasing")
+        if p.get("continuous") and "times" not in p:
+            raise ModelError(f"play.{name}: continuous needs times")
     for k in model["record"]:
         if k != "signals":
             raise ModelError(f"record.{k}: unknown key")
@@ -239,6 +373,11 @@ def parse_signal(model, name):
         if var not in POINT_SIGNALS[typ]:
             raise ModelError(f"record: {name!r}: {typ} has no signal {var!r}")
         return ("pp", obj, var)
+    if obj in model["cell"] and x is None:
+        typ = model["cell"][obj]["type"]
+        if var not in CELL_SIGNALS.get(typ, ()):
+            raise ModelError(f"record: {name!r}: {typ} has no signal {var!r}")
+        return ("cell", obj, var)
     raise ModelError(f"record: {name!r}: no section or point process {obj!r}")
 
 
@@ -365,6 +504,7 @@ def run_variant(name, spec, mechlib):
     if "record" in spec:
         # the variant's own recordings instead of the model file's
         model["record"]["signals"] = list(spec["record"])
+    model["morph_secs"] = import_morphology(h, model)
     apply_overrides(model, overrides)
     validate(model)
     built = build(h, model, mechlib, event_pool=program is not None, record_dt=record_dt)
@@ -474,20 +614,30 @@ def build(h, model, mechlib, event_pool=False, record_dt=None):
     # 2. sections in file order, then connections in file order
     secs = {}
     for sname, s in model["section"].items():
-        sec = h.Section(name=sname)
+        # a morphology's section exists already (made by Import3d, connected)
+        sec = model.get("morph_secs", {}).get(sname) or h.Section(name=sname)
+        for x, y, z, d in s.get("pt3d", []):
+            h.pt3dadd(x, y, z, d, sec=sec)
         for k in ("L", "diam", "nseg", "cm", "Ra"):
-            if k in s:
+            if k in s and not isinstance(s[k], list):
                 setattr(sec, k, int(s[k]) if k == "nseg" else s[k])
         for mech in s.get("insert", []):
             sec.insert(mech)
         for k in list(HH_PARAMS) + list(ION_PARAMS) + list(PAS_PARAMS):
-            if k in s:
+            if k in s and not isinstance(s[k], list):
                 setattr(sec, k, s[k])  # every segment
+        # range variables given per segment, in segment order
+        for k, values in s.items():
+            if k != "insert" and isinstance(values, list):
+                for seg, x in zip(sec, values):
+                    setattr(seg, k, x)
         secs[sname] = sec
     for sname, s in model["section"].items():
         if "parent" in s:
             pname, x = parse_location(s["parent"], secs, f"section.{sname}.parent")
             secs[sname].connect(secs[pname](x), 0)
+    for sname, x, field, value in model["segment_sets"]:
+        setattr(secs[sname](x), field, value)
 
     keep = []  # objects that must outlive the run
     spikes = {}  # source name -> Vector, sections then cells
@@ -510,7 +660,7 @@ def build(h, model, mechlib, event_pool=False, record_dt=None):
         pp = getattr(h, p["type"])(secs[sname](x))
         for k in POINT_PARAMS[p["type"]]:
             if k in p:
-                setattr(pp, k, p[k])  # "del" works through setattr
+                set_field(pp, k, p[k])  # "del" works through setattr
         pps[pname] = pp
 
     # 5. artificial cells, then their spike recorders
@@ -522,6 +672,11 @@ def build(h, model, mechlib, event_pool=False, record_dt=None):
                 if k in c:
                     setattr(cell, k, c[k])
             set_ids(cell, c)
+        elif c["type"] in INTFIRE_PARAMS:
+            cell = getattr(h, c["type"])()
+            for k in INTFIRE_PARAMS[c["type"]]:
+                if k in c:
+                    setattr(cell, k, c[k])
         else:
             cell = h.VecStim()
             tvec = h.Vector([float(t) for t in c.get("times", [])])
@@ -552,11 +707,23 @@ def build(h, model, mechlib, event_pool=False, record_dt=None):
         keep.append(nc)
         ncs[nname] = nc
 
+    # 6a. Vector.play, in file order
+    for pname, p in model["play"].items():
+        yvec = h.Vector([float(x) for x in p["values"]])
+        ref = play_ref(model, secs, pps, arts, ncs, p["target"], f"play.{pname}.target")
+        if "times" in p:
+            tvec = h.Vector([float(x) for x in p["times"]])
+            yvec.play(ref, tvec, 1 if p.get("continuous") else 0)
+            keep.append(tvec)
+        else:
+            yvec.play(ref, float(p["dt"]))
+        keep.append(yvec)
+
     # 6b. for programs: NetCons without a source, one per injected event (NetCon.event reads
     # the weight at delivery, so each injected event needs a NetCon of its own).
     pool = {}
     if event_pool:
-        receivers = {**{k: v for k, v in pps.items() if model["point"][k]["type"] != "IClamp"}, **arts}
+        receivers = {**{k: v for k, v in pps.items() if model["point"][k]["type"] in SYNAPSES}, **arts}
         for name, obj in receivers.items():
             pool[name] = [h.NetCon(None, obj) for _ in range(EVENT_POOL)]
             keep.extend(pool[name])
@@ -568,6 +735,10 @@ def build(h, model, mechlib, event_pool=False, record_dt=None):
     if len(set(signals)) != len(signals):
         raise ModelError("record: duplicate signal names (or `t`)")
     every = () if record_dt is None else (record_dt,)
+    if not secs:
+        # Vector.record needs a currently accessed section (hoc's chk_access); a model of
+        # artificial cells only gets an empty one here, which nothing reads or records.
+        keep.append(h.Section(name="record_anchor"))
     traces = {"t": h.Vector()}
     traces["t"].record(h._ref_t, *every)
     for sig in signals[1:]:
@@ -575,14 +746,52 @@ def build(h, model, mechlib, event_pool=False, record_dt=None):
         if parsed[0] == "sec":
             _, sname, x, var = parsed
             ref = getattr(secs[sname](x), "_ref_" + var)
-        else:
+        elif parsed[0] == "pp":
             _, pname, var = parsed
             ref = getattr(pps[pname], "_ref_" + var)
+        else:
+            _, cname, var = parsed
+            ref = getattr(arts[cname], "_ref_" + var)
         vec = h.Vector()
         vec.record(ref, *every)
         traces[sig] = vec
+    names = {sec.name(): name for name, sec in secs.items()}  # NEURON's names to the model's
     return {"secs": secs, "pps": pps, "arts": arts, "ncs": ncs, "recorders": recorders, "pool": pool,
-            "spikes": spikes, "traces": traces, "keep": keep}
+            "spikes": spikes, "traces": traces, "keep": keep, "names": names}
+
+
+def set_field(obj, k, value):
+    """obj.k = value, for an array element too (VClamp's `dur[0]`)."""
+    m = re.fullmatch(r"(\w+)\[(\d+)\]", k)
+    if m:
+        getattr(obj, m.group(1))[int(m.group(2))] = value
+    else:
+        setattr(obj, k, value)
+
+
+def get_field(obj, k):
+    m = re.fullmatch(r"(\w+)\[(\d+)\]", k)
+    return getattr(obj, m.group(1))[int(m.group(2))] if m else getattr(obj, k)
+
+
+def play_ref(model, secs, pps, arts, ncs, target, what):
+    """The pointer a Vector.play writes, from a spikebus parameter name: one segment's range
+    variable, a point process's or artificial cell's parameter, or a NetCon's weight."""
+    m = re.fullmatch(r"([\w\[\].]+?)(?:\(([^)]*)\))?\.(\w+)", target)
+    if not m:
+        raise ModelError(f"{what}: bad name {target!r}")
+    obj, x, field = m.group(1), m.group(2), m.group(3)
+    if obj in secs:
+        if x is None and secs[obj].nseg != 1:
+            raise ModelError(f"{what}: NEURON plays into one segment: name it SEC(x).{field}")
+        return getattr(secs[obj](0.5 if x is None else float(x)), "_ref_" + field)
+    if x is None and obj in pps:
+        return getattr(pps[obj], "_ref_" + field)
+    if x is None and obj in arts:
+        return getattr(arts[obj], "_ref_" + field)
+    if x is None and obj in ncs and field == "weight":
+        return ncs[obj]._ref_weight[0]
+    raise ModelError(f"{what}: {target!r} cannot be played in the golden models")
 
 
 # Sourceless NetCons made per event target for a program's NetCon.event calls.
@@ -649,6 +858,10 @@ class NeuronHost:
                 return (lambda: nets[0].threshold), set_threshold
             if field in ("L", "nseg", "Ra"):
                 return (lambda: getattr(sec, field)), (lambda v: setattr(sec, field, v))
+            if (field in ("diam", "cm") or field in HH_PARAMS or field in ION_PARAMS
+                    or field in PAS_PARAMS) and x is not None:
+                # SEC(x).FIELD: that segment only
+                return (lambda: getattr(seg, field)), (lambda v: setattr(seg, field, v))
             if field in ("diam", "cm") or field in HH_PARAMS or field in ION_PARAMS or field in PAS_PARAMS:
                 def set_all(v):
                     for sg in sec:
@@ -765,7 +978,11 @@ def check_defaults(h, model, secs, pps, arts):
     for sname, s in model["section"].items():
         sec = secs[sname]
         ins = s.get("insert", [])
+        # values set for one segment (`set` SEC(x).FIELD) are not defaults
+        s = {**s, **{f: None for name, _, f, _ in model["segment_sets"] if name == sname}}
         for k, d in SECTION_GEOMETRY.items():
+            if k in ("L", "diam") and sec.n3d() > 0:
+                continue  # from the 3-d points
             if k not in s:
                 # NEURON stores diam and cm per segment (float32 3-d points aside)
                 actual = getattr(sec(0.5), k) if k in ("diam", "cm") else getattr(sec, k)
@@ -780,7 +997,7 @@ def check_defaults(h, model, secs, pps, arts):
     for pname, p in model["point"].items():
         for k, d in POINT_PARAMS[p["type"]].items():
             if k not in p:
-                chk(f"point.{pname}.{k}", getattr(pps[pname], k), d)
+                chk(f"point.{pname}.{k}", get_field(pps[pname], k), d)
     nth = 0
     for cname, c in model["cell"].items():
         if c["type"] == "NetStim":
@@ -794,6 +1011,9 @@ def check_defaults(h, model, secs, pps, arts):
             for i, (k, d) in enumerate(zip(NETSTIM_IDS, (1, 0, nth))):
                 if k not in c:
                     chk(f"cell.{cname}.{k}", ids[i], d)
+        for k, d in INTFIRE_PARAMS.get(c["type"], {}).items():
+            if k not in c:
+                chk(f"cell.{cname}.{k}", getattr(arts[cname], k), d)
     if "Random123_globalindex" not in model["run"]:
         chk("run.Random123_globalindex", int(h.Random().Random123_globalindex()), 0)
     if bad:
@@ -821,7 +1041,78 @@ def load_variants():
         return tomllib.load(f)
 
 
+def print_geometry(model_path):
+    """`generate.py --geometry MODEL`: builds the model's sections in NEURON and prints each
+    segment's `section x area ri parent` (tab-separated, floats with repr), as `spikebus check
+    --geometry` does: tests/py/test_morphology.py compares the two."""
+    from neuron import h
+
+    model = load_model(model_path)
+    model["morph_secs"] = import_morphology(h, model)
+    validate(model)
+    built = build(h, model, None)
+    h.finitialize(h.v_init)  # geometry brought up to date (recalc_diam)
+    print("section\tx\tarea\tri\tparent")
+    for name, sec in built["secs"].items():
+        ps = sec.parentseg()
+        parent = "-" if ps is None else f"{built['names'][ps.sec.name()]}({ps.x!r})"
+        for seg in sec:
+            print(f"{name}\t{seg.x!r}\t{seg.area()!r}\t{seg.ri()!r}\t{parent}")
+
+
+# swc_geometry.json: random SWC files (tests/py/swc_random.py, seeds 0 to N-1), each
+# imported by NEURON with one of these rules; every segment's area and ri.
+SWC_GEOMETRY_FILES = 80
+SWC_GEOMETRY_RULES = [
+    "nseg = 1",
+    "nseg = 3",
+    'nseg = "d_lambda"\n\n[morphology.all]\nRa = 123.4\ncm = 1.1',
+    'nseg = "d_lambda"\nd_lambda = 0.05\nd_lambda_freq = 500.0\n\n[morphology.all]\nRa = 35.4\ncm = 2.5',
+]
+
+
+def swc_geometry():
+    """`generate.py --swc-geometry`: writes tests/golden/swc_geometry.json, NEURON's geometry
+    (seg.area(), seg.ri(), parentseg) of every section Import3d makes from random SWC files
+    (each imported in a NEURON process of its own, by `--geometry`), for the Rust test
+    `swc_geometry_is_neurons`. Numbers are written with repr (read back exactly)."""
+    sys.path.insert(0, os.path.join(ROOT, "tests", "py"))
+    from swc_random import random_swc
+
+    from neuron import h
+
+    version = h.nrnversion()
+    cases = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in range(SWC_GEOMETRY_FILES):
+            text, style = random_swc(seed)
+            rule = SWC_GEOMETRY_RULES[seed % len(SWC_GEOMETRY_RULES)]
+            model = f'[morphology]\nswc = "cell.swc"\n{rule}\n'
+            with open(os.path.join(tmp, "cell.swc"), "w") as f:
+                f.write(text)
+            with open(os.path.join(tmp, "cell.toml"), "w") as f:
+                f.write(model)
+            out = subprocess.run([sys.executable, __file__, "--geometry", os.path.join(tmp, "cell.toml")],
+                                 capture_output=True, text=True)
+            if out.returncode != 0:
+                raise RuntimeError(f"seed {seed}: {out.stderr}")
+            out = out.stdout.splitlines()
+            # Import3d's own messages (sections removed) come before the table
+            rows = [line.split("\t") for line in out[out.index("section\tx\tarea\tri\tparent") + 1:]]
+            cases.append({"seed": seed, "soma": style, "swc": text, "model": model, "segments": rows})
+    path = os.path.join(GOLDEN, "swc_geometry.json")
+    with open(path, "w") as f:
+        json.dump({"neuron_version": version, "cases": cases}, f, indent=0)
+    print(f"swc_geometry: {len(cases)} files, {sum(len(c['segments']) for c in cases)} segments")
+
+
 def main(argv):
+    if len(argv) == 2 and argv[0] == "--geometry":
+        print_geometry(argv[1])
+        return 0
+    if argv == ["--swc-geometry"]:
+        swc_geometry()
+        return 0
     if len(argv) >= 1 and argv[0] == "--worker":
         _, name, mechlib = argv
         sys.path.insert(0, GOLDEN)

@@ -304,6 +304,55 @@ def ball_stick_program(sim):
     sim.at(40.0, lambda: sim.get("soma.v"))
 
 
+def segments_program(sim):
+    """Per-segment values over the bus: scatter-gather sets one segment's g_pas, then another's
+    gnabar_hh and diam; a soma spike sets one segment's cm; reads go through single segments."""
+
+    def sg():
+        if 10 <= sim.t < 10.025:
+            sim.get("dend(0.3).g_pas")
+            sim.set("dend(0.3).g_pas", 0.002)
+        if 15 <= sim.t < 15.025:
+            sim.set("dend(0.7).gnabar_hh", 0.1)
+            sim.set("dend(0.9).diam", 0.6)
+            sim.get("dend(0.9).diam")
+            sim.get("dend(0.5).diam")
+
+    def spike():
+        sim.get("dend(0.5).cm")
+        sim.set("dend(0.5).cm", 1.5)
+        sim.get("dend(0.5).v")
+
+    sim.scatter_gather(sg)
+    sim.on_spike("soma", spike)
+    sim.at(25.0, lambda: sim.get("dend(0.3).i_pas"))
+
+
+def intfire_program(sim):
+    """IntFire2 cells steered during a run: events injected into a cell (each moves its planned
+    firing, net_move), a parameter set from scatter-gather, a spike callback reading states and
+    setting the bias current; the states read at an `at` time."""
+
+    def sg():
+        t = sim.t
+        if 20 <= t < 20.025:
+            sim.event("b", t + 0.5, 0.4)
+            sim.event("c", t + 0.5, -0.3)
+            sim.event("b", t + 0.5, 0.2)
+        if 60 <= t < 60.025:
+            sim.set("b.taum", 4.0)
+            sim.set("a.ib", 1.5)
+
+    def spike():
+        sim.get("c.m")
+        sim.get("c.i")
+        sim.set("c.ib", sim.get("c.ib") + 0.01)
+
+    sim.scatter_gather(sg)
+    sim.on_spike("c", spike)
+    sim.at(100.0, lambda: (sim.get("b.m"), sim.get("b.i")))
+
+
 PROGRAMS = {
     f.__name__: f
     for f in [
@@ -324,5 +373,7 @@ PROGRAMS = {
         netstim_spike,
         init_handlers,
         ball_stick_program,
+        segments_program,
+        intfire_program,
     ]
 }

@@ -64,18 +64,18 @@ def start_node(spikebus_bin: Path) -> Iterator[Callable[..., Any]]:
 @pytest.fixture
 def endpoint(tmp_path: Path) -> Iterator[Callable[..., str]]:
     """``endpoint(kind, name)``: a fresh endpoint to bind: ``tcp://127.0.0.1:0`` (a free
-    port) or an ipc path unique to the test (in ``tmp_path`` unless too long for a Unix
-    socket, then in a short temporary directory)."""
+    port), or an ipc (ZeroMQ) or unix (``--control unix://``) path unique to the test (in
+    ``tmp_path`` unless too long for a Unix socket, then in a short temporary directory)."""
     short_dirs: list[str] = []
 
     def make(kind: str, name: str = "ctl") -> str:
         if kind == "tcp":
             return "tcp://127.0.0.1:0"
-        if kind == "ipc":
+        if kind in ("ipc", "unix"):
             ep, short_dir = ipc_endpoint(tmp_path, name, prefix="sb")
             if short_dir:
                 short_dirs.append(short_dir)
-            return ep
+            return ep if kind == "ipc" else "unix://" + ep[len("ipc://") :]
         raise ValueError(kind)
 
     yield make
@@ -83,3 +83,22 @@ def endpoint(tmp_path: Path) -> Iterator[Callable[..., str]]:
 
     for d in short_dirs:
         shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(params=["zmq", "unix"])
+def transport(request: pytest.FixtureRequest) -> str:
+    """The control channel's transport: every protocol test runs on both, ZeroMQ (``zmq``)
+    and the Unix-domain socket with length-prefixed frames (``unix``)."""
+    return str(request.param)
+
+
+@pytest.fixture
+def control(transport: str, endpoint: Callable[..., str]) -> Callable[..., str]:
+    """``control(zmq_kind="ipc", name="ctl")``: the endpoint to bind ``--control`` on for this
+    test's transport: a ``zmq_kind`` endpoint (tcp or ipc) on ZeroMQ, a ``unix://`` path on
+    the Unix transport."""
+
+    def make(zmq_kind: str = "ipc", name: str = "ctl") -> str:
+        return endpoint("unix" if transport == "unix" else zmq_kind, name)
+
+    return make

@@ -1,9 +1,10 @@
 """Abuse: hundreds of malformed messages sent to a waiting node; each is answered with an
 ``error`` and changes nothing, and the seed controller's run is still bitwise NEURON's.
 
-The node is ``spikebus run --control tcp://127.0.0.1:0 --set soma.threshold=0 --out d`` (the
-default ``--max-message``, 1 MiB).  Malformed messages are generated with a seeded RNG: the
-seed is printed and put into every failure message, and ``SPIKEBUS_ABUSE_SEED=N`` replays it.
+The node is ``spikebus run --control tcp://127.0.0.1:0 --set soma.threshold=0 --out d``, or
+``--control unix://PATH`` (the default ``--max-message``, 1 MiB).  Malformed messages are
+generated with a seeded RNG: the seed is printed and put into every failure message, and
+``SPIKEBUS_ABUSE_SEED=N`` replays it.
 They are:
 
 - at the ``start`` point, before any controller action: a burst of at least ``START_BURST``;
@@ -42,9 +43,11 @@ For each message (schemas/README.md):
 - the state ``hash`` of a ``get`` sent right after it is the one before the burst (and
   ``hello``, ``id`` aside, is identical before and after the burst).
 
-The messages are sent on a DEALER socket with REQ's envelope (an empty delimiter frame; on the
-wire the same as a REQ socket), so that a second reply to a message would be received in
-place of the reply to the ``get`` that follows it.  Generated messages that might be valid
+The test runs on both control transports (``[zmq]``, ``[unix]``).  Over ZeroMQ the messages
+are sent on a DEALER socket with REQ's envelope (an empty delimiter frame; on the wire the
+same as a REQ socket), over the Unix socket in length-prefixed frames on one connection; either
+way a second reply to a message would be received in place of the reply to the ``get`` that
+follows it.  (Multi-frame messages are ZeroMQ's: not sent over the Unix socket.)  Generated messages that might be valid
 requests (for the random kinds: a map whose ``op`` is ``hello``, ``get`` or ``continue``, as
 str or bin, or 0, 1 or 2, which a decoder might read as variant indices) are discarded.
 Every ``continue`` of the catalogue ends with a surely wrong action (an unknown parameter):
@@ -66,6 +69,8 @@ from __future__ import annotations
 import math
 import os
 import random
+import socket
+import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +83,7 @@ import zmq
 from helpers import ERROR_CODES, Golden, assert_matches_golden, bits, load_golden, unpack
 from helpers import pack as P
 from schemas_util import validator
+from spikebus_client.unix import frame
 
 REPLY_TIMEOUT_MS = 30_000
 NODE_EXIT_TIMEOUT = 60.0
@@ -782,20 +788,29 @@ WEIGHTS = {name: 1.0 for name in KINDS}
 WEIGHTS.update(random_bytes=8.0, truncated=5.0, bit_flipped=8.0, too_large=0.3, at_the_limit=0.2, long_string=0.5)
 
 
-def make_burst(rng: random.Random, point: Point, n: int, next_id: Callable[[], int]) -> list[Bad]:
+# Kinds a transport cannot carry: a Unix-socket frame is one message, multi-frame messages
+# are ZeroMQ's.
+NOT_ON = {"unix": {"multi_frame"}, "zmq": set()}
+
+
+def make_burst(
+    rng: random.Random, point: Point, n: int, next_id: Callable[[], int], transport: str = "zmq"
+) -> list[Bad]:
     """The catalogue (each kind until every option of each of its choices has been drawn
-    once), then random kinds up to ``n`` messages, in a random order."""
+    once), then random kinds up to ``n`` messages, in a random order (kinds the transport
+    cannot carry left out)."""
     g = Gen(rng, point, next_id)
     msgs: list[Bad] = []
-    for kind in KINDS.values():
+    kinds = {name: kind for name, kind in KINDS.items() if name not in NOT_ON[transport]}
+    for kind in kinds.values():
         g.touched.clear()
         for _ in range(500):
             msgs.append(kind(g))
             if all(g.cycled[k] for k in g.touched):
                 break
-    names = list(KINDS)
+    names = list(kinds)
     extra = rng.choices(names, weights=[WEIGHTS[k] for k in names], k=max(0, n - len(msgs)))
-    msgs += [KINDS[k](g) for k in extra]
+    msgs += [kinds[k](g) for k in extra]
     rng.shuffle(msgs)
     return msgs
 
@@ -804,14 +819,60 @@ def make_burst(rng: random.Random, point: Point, n: int, next_id: Callable[[], i
 # The sender
 
 
-class Abuser:
-    """A DEALER socket speaking REQ's envelope: sends each malformed message, checks its one
-    reply, then checks with a `get` that the state hash is unchanged."""
+class Channel:
+    """One connection to the node, sending a message (as frames) and receiving one reply's
+    body: a DEALER socket speaking REQ's envelope (ZeroMQ), or a Unix socket speaking
+    length-prefixed frames (unix), on which a second reply to a message would likewise be read
+    in place of the next one's."""
 
     def __init__(self, ctx: zmq.Context, endpoint: str) -> None:
-        self.sock = ctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.connect(endpoint)
+        self.unix = endpoint.startswith("unix://")
+        if self.unix:
+            self.usock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.usock.settimeout(REPLY_TIMEOUT_MS / 1000)
+            self.usock.connect(endpoint[len("unix://") :])
+        else:
+            self.sock = ctx.socket(zmq.DEALER)
+            self.sock.setsockopt(zmq.LINGER, 0)
+            self.sock.connect(endpoint)
+
+    def close(self) -> None:
+        if self.unix:
+            self.usock.close()
+        else:
+            self.sock.close(0)
+
+    def exchange(self, frames: list[bytes], what: str) -> bytes:
+        if self.unix:
+            assert len(frames) == 1, f"{what}: a unix frame is one message"
+            self.usock.sendall(frame(frames[0]))
+            try:
+                header = self._read(4)
+                return self._read(struct.unpack(">I", header)[0])
+            except TimeoutError:
+                pytest.fail(f"seed {SEED}: no reply within {REPLY_TIMEOUT_MS} ms to {what}", pytrace=False)
+        self.sock.send_multipart([b"", *frames])
+        if not self.sock.poll(REPLY_TIMEOUT_MS, zmq.POLLIN):
+            pytest.fail(f"seed {SEED}: no reply within {REPLY_TIMEOUT_MS} ms to {what}", pytrace=False)
+        reply = self.sock.recv_multipart()
+        assert len(reply) == 2 and reply[0] == b"", f"seed {SEED}: {what}: reply frames {[f[:40] for f in reply]!r}"
+        return reply[1]
+
+    def _read(self, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            got = self.usock.recv(n - len(data))
+            assert got, f"seed {SEED}: the node closed the connection"
+            data += got
+        return data
+
+
+class Abuser:
+    """A Channel that sends each malformed message, checks its one reply, then checks with a
+    `get` that the state hash is unchanged."""
+
+    def __init__(self, ctx: zmq.Context, endpoint: str) -> None:
+        self.chan = Channel(ctx, endpoint)
         self._id = 1_000_000
         self.sent = 0
         self.codes: dict[str, int] = {}
@@ -824,15 +885,10 @@ class Abuser:
         return self._id
 
     def close(self) -> None:
-        self.sock.close(0)
+        self.chan.close()
 
     def exchange(self, frames: list[bytes], what: str) -> dict[str, Any]:
-        self.sock.send_multipart([b"", *frames])
-        if not self.sock.poll(REPLY_TIMEOUT_MS, zmq.POLLIN):
-            pytest.fail(f"seed {SEED}: no reply within {REPLY_TIMEOUT_MS} ms to {what}", pytrace=False)
-        reply = self.sock.recv_multipart()
-        assert len(reply) == 2 and reply[0] == b"", f"seed {SEED}: {what}: reply frames {[f[:40] for f in reply]!r}"
-        m = unpack(reply[1])
+        m = unpack(self.chan.exchange(frames, what))
         assert isinstance(m, dict), f"seed {SEED}: {what}: reply is not a map: {m!r}"
         return m
 
@@ -900,24 +956,19 @@ def check_against_golden(out: Path, g: Golden) -> None:
 # The test
 
 
-def test_malformed_messages_change_nothing(start_node, tmp_path: Path) -> None:
-    print(f"abuse seed: {SEED} (replay with SPIKEBUS_ABUSE_SEED={SEED})")
+def test_malformed_messages_change_nothing(start_node, control, transport: str, tmp_path: Path) -> None:
+    print(f"abuse seed: {SEED} (replay with SPIKEBUS_ABUSE_SEED={SEED}), transport {transport}")
     rng = random.Random(SEED)
     out = tmp_path / "d"
-    node = start_node(["--control", "tcp://127.0.0.1:0", "--set", "soma.threshold=0", "--out", str(out)])
+    node = start_node(["--control", control("tcp"), "--set", "soma.threshold=0", "--out", str(out)])
     ctx = zmq.Context()
     abuser = Abuser(ctx, node.control)
-    req = ctx.socket(zmq.REQ)
-    req.setsockopt(zmq.LINGER, 0)
-    req.connect(node.control)
+    req = Channel(ctx, node.control)
     next_ctl_id = iter(range(1, 1 << 62))
 
     def call(msg: dict[str, Any]) -> dict[str, Any]:
         i = next(next_ctl_id)
-        req.send(P({**msg, "id": i, "client": CLIENT}))
-        if not req.poll(REPLY_TIMEOUT_MS, zmq.POLLIN):
-            pytest.fail(f"seed {SEED}: no reply within {REPLY_TIMEOUT_MS} ms to {msg}", pytrace=False)
-        r = unpack(req.recv())
+        r = unpack(req.exchange([P({**msg, "id": i, "client": CLIENT})], str(msg)))
         assert r.get("id") == i, f"seed {SEED}: reply {r!r} to request id {i}"
         return r
 
@@ -928,7 +979,7 @@ def test_malformed_messages_change_nothing(start_node, tmp_path: Path) -> None:
         # set.  (A refused continue claims no unowned run: test_bus.py.)
         h = call({"op": "hello", "protocol": 2, "takeover": True})
         assert h["pending"]["reasons"] == ["start"] and h["owner"] == CLIENT, h
-        abuser.burst(make_burst(rng, Point(True, 0, 0.0), START_BURST, abuser.next_id), "at start")
+        abuser.burst(make_burst(rng, Point(True, 0, 0.0), START_BURST, abuser.next_id, transport), "at start")
         assert node.returncode is None, "the node exited during the abuse"
 
         # The seed program, with bursts between continues.
@@ -943,7 +994,8 @@ def test_malformed_messages_change_nothing(start_node, tmp_path: Path) -> None:
             assert step == prev + 1, f"seed {SEED}: sync at step {step} after {prev}"
             prev = step
             if step in BURST_STEPS:
-                abuser.burst(make_burst(rng, Point(False, step, r["t"]), RUN_BURST, abuser.next_id), f"at step {step}")
+                burst = make_burst(rng, Point(False, step, r["t"]), RUN_BURST, abuser.next_id, transport)
+                abuser.burst(burst, f"at step {step}")
                 v = call({"op": "get", "names": ["ns.interval"]})
                 assert bits([v["values"]["ns.interval"]]) == bits([r["values"]["ns.interval"]])
                 assert (v["t"], v["step"]) == (r["t"], step)
@@ -958,7 +1010,7 @@ def test_malformed_messages_change_nothing(start_node, tmp_path: Path) -> None:
         assert r.get("op") == "done" and r["reason"] == "end" and r["step"] == SEED_STEPS, f"seed {SEED}: {r!r}"
     finally:
         abuser.close()
-        req.close(0)
+        req.close()
         ctx.term()
     assert node.wait(NODE_EXIT_TIMEOUT) == 0, node.stderr
     print(f"abuse: {abuser.sent} malformed messages answered, codes {dict(sorted(abuser.codes.items()))}")

@@ -20,6 +20,7 @@ MODULES = [
     "spikebus_client.aio",
     "spikebus_client.controller",
     "spikebus_client.data",
+    "spikebus_client.from_neuron",
     "spikebus_client.messages",
     "spikebus_client.node",
     "spikebus_client.pytest_plugin",

@@ -14,6 +14,8 @@ import math
 import queue
 import re
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -54,6 +56,7 @@ from spikebus_client import (
     watch,
 )
 from spikebus_client.controller import pack
+from spikebus_client.unix import frame
 
 # Bounds on every wait (seconds).  Generous: a loaded CI machine is slow, a hung node is not.
 SCRIPT_TIMEOUT = 300.0
@@ -177,7 +180,7 @@ def run_seed_interval(
     return p
 
 
-@pytest.mark.parametrize("kind", ["ipc", "tcp"])
+@pytest.mark.parametrize("kind", ["ipc", "tcp", "unix"])
 def test_seed_interval_over_the_bus_matches_neuron(kind: str, start_node, endpoint, tmp_path: Path) -> None:
     """`spikebus run --control EP --set soma.threshold=0 --out d` + `seed_interval.py
     --control EP`: traces.csv and spikes.csv are NEURON's run of the seed program."""
@@ -195,20 +198,21 @@ def test_seed_interval_over_the_bus_matches_neuron(kind: str, start_node, endpoi
     assert f"NetStim spikes: 3 {SEED_NS_SPIKES}" in p.stdout, p.stdout
 
 
-def test_seed_interval_ipc_and_tcp_outputs_are_byte_identical(start_node, endpoint, tmp_path: Path) -> None:
-    for kind in ("ipc", "tcp"):
+def test_seed_interval_ipc_tcp_and_unix_outputs_are_byte_identical(start_node, endpoint, tmp_path: Path) -> None:
+    for kind in ("ipc", "tcp", "unix"):
         if kind not in _seed_outputs:  # run alone (e.g. with -k)
             run_seed_interval(start_node, endpoint, kind, tmp_path / kind)
-    assert _seed_outputs["ipc"][0] == _seed_outputs["tcp"][0], "traces.csv differs between ipc and tcp"
-    assert _seed_outputs["ipc"][1] == _seed_outputs["tcp"][1], "spikes.csv differs between ipc and tcp"
+    for kind in ("tcp", "unix"):
+        assert _seed_outputs["ipc"][0] == _seed_outputs[kind][0], f"traces.csv differs between ipc and {kind}"
+        assert _seed_outputs["ipc"][1] == _seed_outputs[kind][1], f"spikes.csv differs between ipc and {kind}"
 
 
-def test_seed_interval_controller_killed_and_restarted(start_node, endpoint, tmp_path: Path) -> None:
+def test_seed_interval_controller_killed_and_restarted(start_node, control, tmp_path: Path) -> None:
     """SIGKILL the controller several times mid-run; each new one takes the run over (hello
     with `takeover`: its predecessor still owns it) and resumes from hello's `pending`; the
     files are still NEURON's bit for bit."""
     out = tmp_path / "d"
-    node = start_node(["--control", endpoint("ipc"), "--set", "soma.threshold=0", "--out", str(out)])
+    node = start_node(["--control", control("ipc"), "--set", "soma.threshold=0", "--out", str(out)])
     resumed: list[int] = []
     for round_ in range(4):
         proc = subprocess.Popen(
@@ -337,12 +341,12 @@ def test_stream_batched(kind: str, batch: int, every: int, start_node, endpoint,
     assert n_states == math.ceil(math.ceil(SEED_SAMPLES / every) / batch)
 
 
-def test_stream_beside_a_controller(start_node, endpoint, tmp_path: Path) -> None:
+def test_stream_beside_a_controller(start_node, endpoint, control, tmp_path: Path) -> None:
     """The seed program steering over control, two subscribers (this test and
     observer.py): the stream still equals the NEURON-exact output; a `sync` per sync point."""
     out = tmp_path / "d"
     node = start_node([
-        "--control", endpoint("ipc", "ctl"), "--pub", endpoint("tcp"), "--wait-subscribers", "2",
+        "--control", control("ipc"), "--pub", endpoint("tcp"), "--wait-subscribers", "2",
         "--set", "soma.threshold=0", "--out", str(out),
     ])  # fmt: skip
     with Observer(node.pub) as obs:
@@ -409,13 +413,13 @@ def test_stream_beside_a_controller(start_node, endpoint, tmp_path: Path) -> Non
 # The other controllers
 
 
-def test_closed_loop_rate_holds_the_target(start_node, endpoint, tmp_path: Path) -> None:
+def test_closed_loop_rate_holds_the_target(start_node, control, tmp_path: Path) -> None:
     """closed_loop_rate.py adjusts nc.weight every window; once settled, the soma's rate is
     near the target (the NetStim is noisy so the rate is graded in the weight)."""
     out = tmp_path / "d"
     target, window, tstop = 20.0, 500.0, 30_000.0
     node = start_node([
-        "--control", endpoint("tcp"), "--set", "ns.noise=1", "--set", f"tstop={tstop}",
+        "--control", control("tcp"), "--set", "ns.noise=1", "--set", f"tstop={tstop}",
         "--record", "soma.v", "--out", str(out),
     ])  # fmt: skip
     p = run_script(
@@ -437,12 +441,12 @@ def test_closed_loop_rate_holds_the_target(start_node, endpoint, tmp_path: Path)
     assert rates[0] > target + 5
 
 
-def test_spike_steering_drives_the_cell_by_injected_events(start_node, endpoint, tmp_path: Path) -> None:
+def test_spike_steering_drives_the_cell_by_injected_events(start_node, control, tmp_path: Path) -> None:
     """spike_steering.py silences the NetStim and injects events: each shows up as a jump of
     syn.g at the step that delivers it, nowhere else, and the soma spikes after them."""
     out = tmp_path / "d"
     log = tmp_path / "events.json"
-    node = start_node(["--control", endpoint("ipc"), "--set", "soma.threshold=0", "--out", str(out)])
+    node = start_node(["--control", control("ipc"), "--set", "soma.threshold=0", "--out", str(out)])
     p = run_script("spike_steering.py", "--control", node.control, "--events-out", str(log))
     assert node.wait(NODE_EXIT_TIMEOUT) == 0, node.stderr
     with open(log) as f:
@@ -483,8 +487,8 @@ def test_spike_steering_drives_the_cell_by_injected_events(start_node, endpoint,
 # Protocol behaviour (schemas/README.md)
 
 
-def test_hello_fields(start_node, endpoint, tmp_path: Path) -> None:
-    node = start_node(["--control", endpoint("tcp"), "--set", "soma.threshold=0", "--out", str(tmp_path / "d")])
+def test_hello_fields(start_node, control, tmp_path: Path) -> None:
+    node = start_node(["--control", control("tcp"), "--set", "soma.threshold=0", "--out", str(tmp_path / "d")])
     with Controller(node.control, timeout_ms=REPLY_TIMEOUT_MS, retries=0, client="hello-test") as c:
         raw = c.request_map({"op": "hello", "id": 17, "protocol": 2})
         assert raw["op"] == "hello" and raw["id"] == 17
@@ -566,9 +570,9 @@ def test_hello_fields(start_node, endpoint, tmp_path: Path) -> None:
     assert raw["pending"]["id"] is None and raw["pending"]["at"] == [] and raw["pending"]["spike"] is None
 
 
-def test_get_reads_without_advancing(start_node, endpoint, tmp_path: Path) -> None:
+def test_get_reads_without_advancing(start_node, control, tmp_path: Path) -> None:
     out = tmp_path / "d"
-    node = start_node(["--control", endpoint("ipc"), "--set", "soma.threshold=0", "--out", str(out)])
+    node = start_node(["--control", control("ipc"), "--set", "soma.threshold=0", "--out", str(out)])
     seen: list[tuple[int, float, float]] = []
     with Controller(node.control, timeout_ms=REPLY_TIMEOUT_MS, retries=0) as c:
         v = c.get(["ns.interval", "dt", "syn.tau"])
@@ -639,8 +643,10 @@ def scripted_run(
     return reports
 
 
-def scripted_node(start_node: Callable[..., Node], endpoint: Callable[..., str], out: Path, kind: str = "ipc") -> Node:
-    return start_node(["--control", endpoint(kind), "--set", "soma.threshold=0", "--out", str(out)])
+def scripted_node(start_node: Callable[..., Node], control: Callable[..., str], out: Path, kind: str = "ipc") -> Node:
+    """A node for the scripted run, its control endpoint from the `control` fixture (`kind`:
+    the ZeroMQ kind, on the ZeroMQ transport)."""
+    return start_node(["--control", control(kind), "--set", "soma.threshold=0", "--out", str(out)])
 
 
 @pytest.fixture(scope="module")
@@ -754,12 +760,12 @@ def disturb(label: str, r: Sync, c: Controller) -> None:
     expect_error(c, {"op": "continue", "client": "x" * 65}, "bad_message", "client", id_echoed=False)
 
 
-def test_errors_leave_the_run_unchanged(start_node, endpoint, tmp_path: Path, reference_run) -> None:
+def test_errors_leave_the_run_unchanged(start_node, control, tmp_path: Path, reference_run) -> None:
     """Unknown parameter, invalid value, event in the past, protocol mismatch, bytes that
     are not MessagePack...: each gets an `error`, and the run is bit for bit the undisturbed
     one."""
     out = tmp_path / "d"
-    node = scripted_node(start_node, endpoint, out)
+    node = scripted_node(start_node, control, out)
     with Controller(node.control, timeout_ms=REPLY_TIMEOUT_MS, retries=0) as c:
         reports = scripted_run(c, at_point=disturb)
     assert node.wait(NODE_EXIT_TIMEOUT) == 0, node.stderr
@@ -770,10 +776,10 @@ def test_errors_leave_the_run_unchanged(start_node, endpoint, tmp_path: Path, re
 
 
 def test_resent_request_gets_the_same_reply_and_is_applied_once(
-    start_node, endpoint, tmp_path: Path, reference_run
+    start_node, control, tmp_path: Path, reference_run
 ) -> None:
     out = tmp_path / "d"
-    node = scripted_node(start_node, endpoint, out, kind="tcp")
+    node = scripted_node(start_node, control, out, "tcp")
     resent = 0
     with Controller(node.control, timeout_ms=REPLY_TIMEOUT_MS, retries=0) as c:
 
@@ -878,13 +884,103 @@ class LossyProxy:
             raise self._error
 
 
-def test_controller_retries_a_lost_reply(start_node, endpoint, tmp_path: Path, reference_run) -> None:
+def read_frame(sock: socket.socket) -> bytes | None:
+    """One frame of the unix transport (4-byte big-endian length, then the bytes); None at the
+    end of the stream."""
+    data = b""
+    need = 4
+    while len(data) < need:
+        got = sock.recv(need - len(data))
+        if not got:
+            return None
+        data += got
+        if len(data) == 4 and need == 4:
+            need = 4 + struct.unpack(">I", data)[0]
+    return data[4:]
+
+
+class UnixLossyProxy:
+    """LossyProxy for the unix transport: a Unix socket in front (controllers connect to
+    ``unix://`` + its path); each front connection gets its own connection to the node, so that
+    the node sees one peer per controller connection; the first reply to every distinct
+    `continue` is dropped."""
+
+    def __init__(self, backend: str, front: str) -> None:
+        self.backend = backend[len("unix://") :]
+        self.dropped: list[dict] = []
+        self._dropped_once: set[bytes] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._errors: list[BaseException] = []
+        path = front[len("unix://") :]
+        self.endpoint = front
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(path)
+        self._listener.listen()
+        self._listener.settimeout(0.05)
+        self._threads: list[threading.Thread] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                front, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            front.settimeout(None)
+            t = threading.Thread(target=self._relay, args=(front,), daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def _relay(self, front: socket.socket) -> None:
+        back = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            back.connect(self.backend)
+            while True:
+                req = read_frame(front)
+                if req is None:
+                    return
+                back.sendall(frame(req))
+                rep = read_frame(back)
+                if rep is None:
+                    return
+                op = msgpack.unpackb(req, raw=False).get("op")
+                reply = msgpack.unpackb(rep, raw=False)
+                with self._lock:
+                    drop = op == "continue" and reply.get("op") in ("sync", "done") and req not in self._dropped_once
+                    if drop:
+                        self._dropped_once.add(req)
+                        self.dropped.append(reply)
+                if not drop:
+                    front.sendall(frame(rep))
+        except OSError:
+            pass  # the controller gave up this connection (its timeout)
+        except BaseException as e:  # surfaced by close()
+            self._errors.append(e)
+        finally:
+            back.close()
+            front.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._listener.close()
+        for t in self._threads:
+            t.join(10)
+        if self._errors:
+            raise self._errors[0]
+
+
+def test_controller_retries_a_lost_reply(
+    start_node, endpoint, control, transport: str, tmp_path: Path, reference_run
+) -> None:
     """Controller: no reply within timeout_ms -> the same request (same client, id and bytes)
     on a fresh socket; the node answers from the replies it keeps (for the final `done`, while
     it lingers); the run is the reference bit for bit."""
     out = tmp_path / "d"
-    node = scripted_node(start_node, endpoint, out, kind="tcp")
-    proxy = LossyProxy(node.control)
+    node = scripted_node(start_node, control, out, "tcp")
+    proxy = LossyProxy(node.control) if transport == "zmq" else UnixLossyProxy(node.control, endpoint("unix", "proxy"))
     try:
         with Controller(proxy.endpoint, timeout_ms=500, retries=3) as c:
             reports = scripted_run(c)
@@ -909,7 +1005,7 @@ def cvode_event_time(T: float, dt: float) -> float:
     return T - dt / 4 if y > 1 and abs(math.floor(y + 1e-6) - y) < 1e-6 else T
 
 
-def test_schedule_points(start_node, endpoint, tmp_path: Path) -> None:
+def test_schedule_points(start_node, control, tmp_path: Path) -> None:
     """Where each kind of sync point falls (README, "Sync points"): the FInitializeHandler
     types in NEURON's order (3, 0, 1, 2) at t = 0; `at` T at the boundary after the step that
     delivered T (the first t_m >= T as queued), its time in `at`; `spike` at the detection,
@@ -917,7 +1013,7 @@ def test_schedule_points(start_node, endpoint, tmp_path: Path) -> None:
     init_3 and accepted from init_0 on."""
     out = tmp_path / "d"
     node = start_node(
-        ["--control", endpoint("ipc"), "--set", "soma.threshold=0", "--set", "tstop=60", "--out", str(out)]
+        ["--control", control("ipc"), "--set", "soma.threshold=0", "--set", "tstop=60", "--out", str(out)]
     )
     ats = [0.0, 12.3456, 20.0, 30.0125, 45.0]
     reports: list[Sync] = []
@@ -981,13 +1077,13 @@ def test_schedule_points(start_node, endpoint, tmp_path: Path) -> None:
     ],
     ids=["every1", "every10", "at_tstop", "at_every_end", "every3", "scatter_gather"],
 )
-def test_end_point_lists_coinciding_reasons(sched: dict, want: tuple, start_node, endpoint, tmp_path: Path) -> None:
+def test_end_point_lists_coinciding_reasons(sched: dict, want: tuple, start_node, control, tmp_path: Path) -> None:
     """Reasons of one step boundary coincide in one report, in NEURON's order (`at`,
     `init_2`, `every`, `end`): the last boundary of a run to tstop = 1 ms (step 40) is an
     `every` point when 40 % N == 0 and the `at` point of T = 1.0 (queued at 1.0 - dt/4,
     delivered in the step from t_39), as well as the `end` point.  No `scatter_gather`
     follows the last step."""
-    node = start_node(["--control", endpoint("ipc"), "--set", "tstop=1", "--out", str(tmp_path / "d")])
+    node = start_node(["--control", control("ipc"), "--set", "tstop=1", "--out", str(tmp_path / "d")])
     with Controller(node.control, timeout_ms=REPLY_TIMEOUT_MS, retries=0) as c:
         r = c.cont([{"op": "schedule", **sched}])
         reports = []
@@ -1008,14 +1104,14 @@ def test_end_point_lists_coinciding_reasons(sched: dict, want: tuple, start_node
 # exactly once")
 
 
-def test_one_owner_takeovers_and_the_linger(start_node, endpoint, tmp_path: Path) -> None:
+def test_one_owner_takeovers_and_the_linger(start_node, endpoint, control, tmp_path: Path) -> None:
     """Only the owner's `continue` moves the run: anyone else gets `not_owner` and changes
     nothing; `hello` with `takeover` hands the run over (named on the stream, topic `owner`,
     and on stderr), and the schedule and watch stay the run's.  After `done` the node answers
     a resend of the final request with the same `done` and anything else with `wrong_state`,
     and exits as soon as its controllers have disconnected."""
     node = start_node([
-        "--control", endpoint("ipc"), "--pub", endpoint("ipc", "pub"), "--wait-subscribers", "1",
+        "--control", control("ipc"), "--pub", endpoint("ipc", "pub"), "--wait-subscribers", "1",
         "--set", "tstop=5", "--out", str(tmp_path / "d"),
     ])  # fmt: skip
 
@@ -1096,10 +1192,10 @@ def test_one_owner_takeovers_and_the_linger(start_node, endpoint, tmp_path: Path
     assert len(took_over) == 4 and "`ctl-b`" in took_over[2] and "`ctl-a`" in took_over[2], took_over
 
 
-def test_a_refused_continue_claims_no_run(start_node, endpoint, tmp_path: Path) -> None:
+def test_a_refused_continue_claims_no_run(start_node, control, tmp_path: Path) -> None:
     """At the start point, nobody owns the run: a `continue` refused for its actions leaves
     it so, and the next client's `continue` is served."""
-    node = start_node(["--control", endpoint("ipc"), "--set", "tstop=1", "--out", str(tmp_path / "d")])
+    node = start_node(["--control", control("ipc"), "--set", "tstop=1", "--out", str(tmp_path / "d")])
     with Controller(node.control, timeout_ms=REPLY_TIMEOUT_MS, retries=0, client="reader") as reader, Controller(
         node.control, timeout_ms=REPLY_TIMEOUT_MS, retries=0, client="ctl"
     ) as ctl:
@@ -1110,8 +1206,8 @@ def test_a_refused_continue_claims_no_run(start_node, endpoint, tmp_path: Path) 
         assert isinstance(ctl.cont([stop()]), Done)
 
 
-def test_an_event_at_init_3_is_wrong_state_whatever_its_values(start_node, endpoint, tmp_path: Path) -> None:
-    node = start_node(["--control", endpoint("ipc"), "--set", "tstop=1", "--out", str(tmp_path / "d")])
+def test_an_event_at_init_3_is_wrong_state_whatever_its_values(start_node, control, tmp_path: Path) -> None:
+    node = start_node(["--control", control("ipc"), "--set", "tstop=1", "--out", str(tmp_path / "d")])
     with Controller(node.control, timeout_ms=REPLY_TIMEOUT_MS, retries=0) as c:
         r = c.cont([schedule(init=[3])])
         assert isinstance(r, Sync) and r.reasons == ("init_3",)
@@ -1124,8 +1220,8 @@ def test_an_event_at_init_3_is_wrong_state_whatever_its_values(start_node, endpo
     assert codes == ["wrong_state"] * 4, codes
 
 
-def test_every_init_type_outside_0_to_3_is_invalid_value(start_node, endpoint, tmp_path: Path) -> None:
-    node = start_node(["--control", endpoint("ipc"), "--set", "tstop=1", "--out", str(tmp_path / "d")])
+def test_every_init_type_outside_0_to_3_is_invalid_value(start_node, control, tmp_path: Path) -> None:
+    node = start_node(["--control", control("ipc"), "--set", "tstop=1", "--out", str(tmp_path / "d")])
     with Controller(node.control, timeout_ms=REPLY_TIMEOUT_MS, retries=0) as c:
         got = []
         for kind in (4, 255, 256, 2**32, 2**64 - 1):

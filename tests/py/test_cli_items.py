@@ -1,5 +1,5 @@
 """The small command-line items of issue 9 (item 7), each against the real binary:
-per-segment --set values get a plain error, `params` lists the recordable signals, `check
+per-segment --set values are listed by `params` (bad ones get a plain error), `params` lists the recordable signals, `check
 --help` and `params --help` describe their arguments, `--out /dev/null` writes no files, and
 the model format documents models of several cells (its two-cell example runs)."""
 
@@ -19,17 +19,31 @@ def run(spikebus_bin: Path, *args: str, cwd: Path | None = None, timeout: float 
                           cwd=cwd or REPO_ROOT)
 
 
+SEGMENTS = str(REPO_ROOT / "tests" / "models" / "segments.toml")
+
+
+def test_per_segment_set_is_listed_by_params(spikebus_bin: Path) -> None:
+    p = run(spikebus_bin, "params", SEGMENTS, "--set", "dend(0.3).g_pas=0.0007")
+    assert p.returncode == 0, p.stderr
+    assert re.search(r"^dend\(0\.3\)\.g_pas\s+0\.0007\s+S/cm2\s+writable$", p.stdout, re.M), p.stdout
+    # the other segments keep the model file's list
+    assert re.search(r"^dend\(0\.9\)\.g_pas\s+0\.0005\s", p.stdout, re.M), p.stdout
+
+
 @pytest.mark.parametrize("cmd", ["run", "params"])
-def test_per_segment_set_is_a_plain_error(spikebus_bin: Path, tmp_path: Path, cmd: str) -> None:
-    args = [cmd, "--set", "dend(0.3).g_pas=0.0002"] + (["--out", str(tmp_path / "d")] if cmd == "run" else [])
-    p = run(spikebus_bin, *args)
-    assert p.returncode == 2, p
-    assert p.stderr.strip() == (
-        "spikebus: --set dend(0.3).g_pas=0.0002: per-segment values like `dend(0.3).g_pas` are not supported "
-        "yet: set `dend.g_pas` for the whole section"
-    ), p.stderr
-    assert "dend(0`" not in p.stderr
-    assert not (tmp_path / "d").exists(), "a refused --set wrote something"
+def test_bad_per_segment_set_is_a_plain_error(spikebus_bin: Path, tmp_path: Path, cmd: str) -> None:
+    for name, message in [
+        ("dend(0.3).L", "unknown parameter `dend(0.3).L`: `L` belongs to the whole section, not to a segment: "
+                        "set `dend.L`"),
+        ("dend(1.5).g_pas", "unknown parameter `dend(1.5).g_pas`: `dend(1.5)` is not SECTION(x) with 0 <= x <= 1"),
+        ("axon(0.3).g_pas", "unknown parameter `axon(0.3).g_pas`: there is no section `axon` (only a section's "
+                            "parameters have segments)"),
+    ]:
+        args = [cmd, SEGMENTS, "--set", f"{name}=0.0002"] + (["--out", str(tmp_path / "d")] if cmd == "run" else [])
+        p = run(spikebus_bin, *args)
+        assert p.returncode == 2, p
+        assert p.stderr.strip() == f"spikebus: {message}", p.stderr
+        assert not (tmp_path / "d").exists(), "a refused --set wrote something"
 
 
 def test_params_lists_the_recordable_signals(spikebus_bin: Path) -> None:
@@ -101,3 +115,33 @@ def test_model_format_documents_several_cells(spikebus_bin: Path, tmp_path: Path
     assert p.returncode == 0, p.stderr
     sources = {line.split(",")[0] for line in (out / "spikes.csv").read_text().splitlines()[1:]}
     assert {"cell1", "cell2"} <= sources, sources
+
+
+def test_params_lists_the_builtins_plays_and_their_signals(spikebus_bin: Path) -> None:
+    models = REPO_ROOT / "tests" / "models"
+    p = run(spikebus_bin, "params", str(models / "vclamp.toml"), "--set", "clamp.amp[1]=-30")
+    assert p.returncode == 0, p.stderr
+    assert re.search(r"^clamp\.amp\[1\]\s+-30\s+mV\s+writable$", p.stdout, re.M), p.stdout
+    assert re.search(r"^clamp\.gain\s+100000\s+1\s+writable$", p.stdout, re.M), p.stdout
+    assert {"clamp.i", "clamp.e", "clamp.vo", "clamp.vi"} <= set(p.stdout.splitlines())
+    p = run(spikebus_bin, "params", str(models / "intfire2.toml"))
+    assert re.search(r"^c\.taus\s+5\s+ms\s+writable$", p.stdout, re.M), p.stdout
+    assert {"a.i", "a.m", "c.m"} <= set(p.stdout.splitlines())
+    p = run(spikebus_bin, "params", str(models / "play_discrete.toml"))
+    head, _, plays = p.stdout.partition("\nplays (Vector.play")
+    plays = plays.partition("\nsignals")[0]
+    assert re.search(r"^gna\s+soma\.gnabar_hh\s+discrete, 7 values every 7\.5 ms$", plays, re.M), plays
+    assert re.search(r"^stim_amp\s+stim\.amp\s+discrete, 6 values at their times$", plays, re.M), plays
+    p = run(spikebus_bin, "check", str(models / "play_discrete.toml"))
+    assert p.stdout.endswith(": ok (3 sections, 3 point processes, 1 artificial cells, 1 NetCons, 6 plays, "
+                             "9 recorded signals)\n"), p.stdout
+    p = run(spikebus_bin, "params", str(models / "alphasynapse.toml"))
+    signals = p.stdout.partition("\nsignals (recordable")[2].splitlines()[1:]
+    assert "ex.i" in signals and "ex.g" not in signals, signals
+    # Every listed signal of these models is recordable: a run records them all.
+    for model in ("vclamp", "intfire4", "alphasynapse", "seclamp"):
+        p = run(spikebus_bin, "params", str(models / f"{model}.toml"))
+        signals = p.stdout.partition("\nsignals (recordable")[2].splitlines()[1:]
+        out = run(spikebus_bin, "run", str(models / f"{model}.toml"), "--set", "tstop=1", "--record",
+                  ",".join(signals), "--out", "/dev/null")
+        assert out.returncode == 0, out.stderr

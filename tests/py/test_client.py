@@ -15,6 +15,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -80,9 +81,9 @@ def assert_complete_outputs(out: Path, reason: str) -> None:
 # -- item 4: a wrong endpoint --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["tcp", "ipc"])
+@pytest.mark.parametrize("kind", ["tcp", "ipc", "unix"])
 def test_wrong_endpoint_fails_typed_within_2_s(kind: str, tmp_path: Path) -> None:
-    ep = free_tcp_endpoint() if kind == "tcp" else f"ipc://{tmp_path}/nobody.sock"
+    ep = free_tcp_endpoint() if kind == "tcp" else f"{kind}://{tmp_path}/nobody.sock"
     for first in ("hello", "cont", "get"):
         c = Controller(ep)
         t0 = time.monotonic()
@@ -111,11 +112,11 @@ def test_wrong_endpoint_in_the_seed_controller_is_one_line_in_2_s() -> None:
     assert elapsed < 10, elapsed  # 2 s plus the interpreter's start
 
 
-def test_the_handshake_does_not_bound_a_long_first_continue(start_node, tmp_path: Path) -> None:
+def test_the_handshake_does_not_bound_a_long_first_continue(start_node, tmp_path: Path, control: Callable[..., str]) -> None:
     """The 2 s cover only the first exchange: a first continue that runs the whole
     simulation (no sync point before the end) is given the per-request timeout."""
     out = tmp_path / "d"
-    node = start_node(["--control", "tcp://127.0.0.1:0", "--set", "tstop=20000", "--out", out])
+    node = start_node(["--control", control("tcp"), "--set", "tstop=20000", "--out", out])
     with Controller(node.control, timeout_ms=120_000, connect_timeout_ms=50) as c:
         t0 = time.monotonic()
         r = c.cont()  # hello (handshake) first, then the run to the end point
@@ -128,11 +129,11 @@ def test_the_handshake_does_not_bound_a_long_first_continue(start_node, tmp_path
 # -- item 5: stopping and cleaning up ----------------------------------------------------------
 
 
-def test_leaving_with_node_early_ends_the_run_gracefully(spikebus_bin: Path, tmp_path: Path) -> None:
+def test_leaving_with_node_early_ends_the_run_gracefully(spikebus_bin: Path, tmp_path: Path, control: Callable[..., str]) -> None:
     from spikebus_client import Node
 
     out = tmp_path / "d"
-    with Node(["--control", "tcp://127.0.0.1:0", "--set", "soma.threshold=0", "--out", str(out)],
+    with Node(["--control", control("tcp"), "--set", "soma.threshold=0", "--out", str(out)],
               binary=spikebus_bin, cwd=REPO_ROOT) as node:
         assert node.out_dir == out
         with Controller(node.control) as c:
@@ -152,9 +153,9 @@ def test_leaving_with_node_early_ends_the_run_gracefully(spikebus_bin: Path, tmp
     ]
 
 
-def test_stop_returns_the_exit_status_and_a_finished_node_keeps_its_own(start_node, tmp_path: Path) -> None:
+def test_stop_returns_the_exit_status_and_a_finished_node_keeps_its_own(start_node, tmp_path: Path, control: Callable[..., str]) -> None:
     out = tmp_path / "d"
-    node = start_node(["--control", "tcp://127.0.0.1:0", "--set", "tstop=5", "--out", out])
+    node = start_node(["--control", control("tcp"), "--set", "tstop=5", "--out", out])
     with Controller(node.control) as c:
         done = c.stop()
     assert done.reason == "stop"
@@ -162,7 +163,7 @@ def test_stop_returns_the_exit_status_and_a_finished_node_keeps_its_own(start_no
     assert manifest(out)["reason"] == "stop"
     # Stopping a node that waits for its controller: SIGTERM, exit 143, files complete.
     out2 = tmp_path / "e"
-    node2 = start_node(["--control", "tcp://127.0.0.1:0", "--set", "tstop=5", "--out", out2])
+    node2 = start_node(["--control", control("tcp", "ctl2"), "--set", "tstop=5", "--out", out2])
     assert node2.stop() == 143
     assert_complete_outputs(out2, "signal")
 
@@ -261,13 +262,13 @@ def test_steps_of() -> None:
             steps_of(bad, 0.025)
 
 
-def test_run_every_ms_reports_neurons_values_and_ends_the_run(start_node, tmp_path: Path) -> None:
+def test_run_every_ms_reports_neurons_values_and_ends_the_run(start_node, tmp_path: Path, control: Callable[..., str]) -> None:
     """for sync in c.run(every_ms=1.0): a point every 40 steps at the step boundary (step 0,
     after finitialize(), included), each
     with NEURON's t and soma.v there (tests/golden/seed.json), the end point last, then done:
     the run ended by itself and the files are NEURON's."""
     out = tmp_path / "d"
-    node = start_node(["--control", "tcp://127.0.0.1:0", "--set", "soma.threshold=0", "--out", out])
+    node = start_node(["--control", control("tcp"), "--set", "soma.threshold=0", "--out", out])
     g = load_golden("seed")
     seen: list[Sync] = []
     with Controller(node.control) as c:
@@ -284,11 +285,11 @@ def test_run_every_ms_reports_neurons_values_and_ends_the_run(start_node, tmp_pa
     assert_matches_golden(out, g)
 
 
-def test_run_scatter_gather_is_the_seed_program(start_node, tmp_path: Path) -> None:
+def test_run_scatter_gather_is_the_seed_program(start_node, tmp_path: Path, control: Callable[..., str]) -> None:
     """The seed document's callback with the loop helper: kind="scatter_gather" every step
     and act(): NEURON's run of the program (tests/golden/seed_interval.json) bit for bit."""
     out = tmp_path / "d"
-    node = start_node(["--control", "tcp://127.0.0.1:0", "--set", "soma.threshold=0", "--out", out])
+    node = start_node(["--control", control("tcp"), "--set", "soma.threshold=0", "--out", out])
     with Controller(node.control) as c:
         for sync in c.run(every_ms=0.025, kind="scatter_gather", watch_values=["ns.interval"]):
             if sync.has("scatter_gather") and int(sync.t) % 50 == 0:
@@ -300,11 +301,11 @@ def test_run_scatter_gather_is_the_seed_program(start_node, tmp_path: Path) -> N
     assert_matches_golden(out, load_golden("seed_interval"))
 
 
-def test_run_resumes_a_run_after_a_takeover(start_node, tmp_path: Path) -> None:
+def test_run_resumes_a_run_after_a_takeover(start_node, tmp_path: Path, control: Callable[..., str]) -> None:
     """A controller that dies mid-run; another resumes with run(takeover=True): the pending
     point comes first, and the program's result is NEURON's."""
     out = tmp_path / "d"
-    node = start_node(["--control", "tcp://127.0.0.1:0", "--set", "soma.threshold=0", "--out", out])
+    node = start_node(["--control", control("tcp"), "--set", "soma.threshold=0", "--out", out])
 
     def body(c: Controller, sync: Sync, read: bool) -> None:
         if sync.has("scatter_gather") and int(sync.t) % 50 == 0:
@@ -327,10 +328,10 @@ def test_run_resumes_a_run_after_a_takeover(start_node, tmp_path: Path) -> None:
     assert_matches_golden(out, load_golden("seed_interval"))
 
 
-def test_act_queues_before_the_given_actions(start_node, tmp_path: Path) -> None:
+def test_act_queues_before_the_given_actions(start_node, tmp_path: Path, control: Callable[..., str]) -> None:
     from spikebus_client import schedule
 
-    node = start_node(["--control", "tcp://127.0.0.1:0", "--set", "tstop=1", "--out", tmp_path / "d"])
+    node = start_node(["--control", control("tcp"), "--set", "tstop=1", "--out", tmp_path / "d"])
     with Controller(node.control) as c:
         c.act(set_("ns.interval", 11.0), set_("ns.interval", 12.0))
         r = c.cont([schedule(every=1), set_("ns.interval", 13.0)])
@@ -347,9 +348,9 @@ def test_act_queues_before_the_given_actions(start_node, tmp_path: Path) -> None
 # -- item 6: logging -------------------------------------------------------------------------
 
 
-def test_logging(start_node, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_logging(start_node, tmp_path: Path, control: Callable[..., str], caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="spikebus_client")
-    node = start_node(["--control", "tcp://127.0.0.1:0", "--set", "tstop=1", "--out", tmp_path / "d"])
+    node = start_node(["--control", control("tcp"), "--set", "tstop=1", "--out", tmp_path / "d"])
     with Controller(node.control, client="logged") as c:
         c.hello(takeover=True)
         for _ in c.run(every_ms=0.5):

@@ -49,10 +49,10 @@ def test_every_program_has_a_variant() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
-def test_program_over_the_bus_is_neuron_exact(name: str, start_node, endpoint, tmp_path: Path) -> None:
+def test_program_over_the_bus_is_neuron_exact(name: str, start_node, control, tmp_path: Path) -> None:
     spec = VARIANTS[name]
     out = tmp_path / "out"
-    args = [spec["model"], "--control", endpoint("ipc"), "--out", str(out)]
+    args = [spec["model"], "--control", control("ipc"), "--out", str(out)]
     for k, v in spec.get("set", {}).items():
         args += ["--set", f"{k}={v!r}"]
     node = start_node(args)

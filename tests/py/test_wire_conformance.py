@@ -3,8 +3,10 @@
 
 Run: pytest tests/py/test_wire_conformance.py   (after `cargo build --release`)
 
-Three nodes are started and driven once per module (fixture ``wire``), each by two clients
-(``wire-a`` and ``wire-b``, two REQ sockets naming themselves with ``client``):
+Three nodes are started and driven once per control transport (fixture ``wire``: ``zmq``, the
+endpoints below; ``unix``, each control channel on a ``unix://`` socket instead, its messages
+in length-prefixed frames), each by two clients (``wire-a`` and ``wire-b``, two REQ sockets, or
+two Unix-socket connections, naming themselves with ``client``):
 
 - ``seed/tcp``: the seed model (tstop 50 ms), control and pub on tcp://127.0.0.1:0, one state
   sample per message; every request kind, every error code but ``too_large``, sync points of
@@ -45,6 +47,7 @@ request schema (and each action against action.schema.json); a deliberately malf
 from __future__ import annotations
 
 import math
+import socket
 import struct
 import threading
 import time
@@ -576,9 +579,15 @@ class Session:
         self.log = log
         self.label = f"{label} ({client})"
         self.client = client
-        self.sock = ctx.socket(zmq.REQ)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.connect(endpoint)
+        self.unix = endpoint.startswith("unix://")
+        if self.unix:
+            self.usock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.usock.settimeout(REPLY_TIMEOUT_MS / 1000)
+            self.usock.connect(endpoint[len("unix://") :])
+        else:
+            self.sock = ctx.socket(zmq.REQ)
+            self.sock.setsockopt(zmq.LINGER, 0)
+            self.sock.connect(endpoint)
         self.next_id = 1
         self.done = False
         # The sync points the node's controllers were told of, in order: the start point (the
@@ -586,13 +595,32 @@ class Session:
         self.sync_points = sync_points
 
     def close(self) -> None:
-        self.sock.close(0)
+        if self.unix:
+            self.usock.close()
+        else:
+            self.sock.close(0)
+
+    def _read(self, n: int, what: str) -> bytes:
+        data = b""
+        while len(data) < n:
+            try:
+                got = self.usock.recv(n - len(data))
+            except TimeoutError:
+                raise AssertionError(f"{self.label}: no reply within {REPLY_TIMEOUT_MS} ms to {what}") from None
+            assert got, f"{self.label}: the node closed the connection instead of answering {what}"
+            data += got
+        return data
 
     def _exchange(self, data: bytes, what: str) -> Any:
-        self.sock.send(data)
-        replied = self.sock.poll(REPLY_TIMEOUT_MS, zmq.POLLIN)
-        assert replied, f"{self.label}: no reply within {REPLY_TIMEOUT_MS} ms to {what}"
-        frames = self.sock.recv_multipart()
+        if self.unix:
+            # One frame each way: a 4-byte big-endian length, then the message.
+            self.usock.sendall(struct.pack(">I", len(data)) + data)
+            frames = [self._read(struct.unpack(">I", self._read(4, what))[0], what)]
+        else:
+            self.sock.send(data)
+            replied = self.sock.poll(REPLY_TIMEOUT_MS, zmq.POLLIN)
+            assert replied, f"{self.label}: no reply within {REPLY_TIMEOUT_MS} ms to {what}"
+            frames = self.sock.recv_multipart()
         if len(frames) != 1:
             self.log.violations["one frame per reply"].append(f"{self.label}: {len(frames)} frames answering {what}")
         try:
@@ -823,7 +851,7 @@ def drive_seed(s: Session, s2: Session) -> None:
             owner, other = other, owner
             actions = [schedule(on_spike=[], remove_at=[47.0])]
         rep = owner.request(cont(*actions), expect)
-    assert owner.done, f"seed/tcp: the run did not end with `done`: last reply {short(rep)}"
+    assert owner.done, f"{owner.label}: the run did not end with `done`: last reply {short(rep)}"
 
 
 def drive_exp2syn(s: Session, s2: Session) -> None:
@@ -856,7 +884,7 @@ def drive_exp2syn(s: Session, s2: Session) -> None:
             first = False
             actions = [event("nc1", t + 0.5), event("syn2", t + 1.0, 0.002), set_("nc1.weight", 0.005)]
         rep = s.request(cont(*actions), "reply:sync")
-    assert s.done, f"exp2syn/ipc: the run did not end with `done`: last reply {short(rep)}"
+    assert s.done, f"{s.label}: the run did not end with `done`: last reply {short(rep)}"
 
 
 def drive_max_message(s: Session, s2: Session) -> None:
@@ -903,26 +931,36 @@ class Run:
     batch: int = 1
 
 
-@pytest.fixture(scope="module")
-def wire(spikebus_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> WireLog:
+@pytest.fixture(scope="module", params=["zmq", "unix"])
+def wire(request: pytest.FixtureRequest, spikebus_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> WireLog:
+    """The three runs, their control channel over ZeroMQ (``zmq``: tcp, ipc, tcp) or over
+    Unix sockets with length-prefixed frames (``unix``): every test below runs on both."""
+    unix = request.param == "unix"
     log = WireLog()
     d = tmp_path_factory.mktemp("wire")
     ctl_ipc, short1 = ipc_endpoint(d, "ctl", prefix="sbw")
     pub_ipc, short2 = ipc_endpoint(d, "pub", prefix="sbw")
+
+    def ctl_unix(name: str) -> str:
+        # Beside the ipc sockets (a directory short enough for a socket path).
+        return f"unix://{Path(ctl_ipc[len('ipc://') :]).parent / name}.sock"
+
+    tcp = "tcp://127.0.0.1:0"
     runs = [
         Run(
-            "seed/tcp",
-            ["--control", "tcp://127.0.0.1:0", "--pub", "tcp://127.0.0.1:0", "--wait-subscribers", "1",
+            "seed/unix" if unix else "seed/tcp",
+            ["--control", ctl_unix("seed") if unix else tcp, "--pub", tcp, "--wait-subscribers", "1",
              "--set", "soma.threshold=0", "--set", "tstop=50", "--out", d / "seed"],
             drive_seed, "pub:state:per-step", 1,
         ),
         Run(
-            "exp2syn/ipc",
-            [EXP2SYN, "--control", ctl_ipc, "--pub", pub_ipc, "--wait-subscribers", "1", "--pub-batch", "7",
-             "--out", d / "exp2syn"],
+            "exp2syn/unix" if unix else "exp2syn/ipc",
+            [EXP2SYN, "--control", ctl_unix("exp2syn") if unix else ctl_ipc, "--pub", pub_ipc, "--wait-subscribers",
+             "1", "--pub-batch", "7", "--out", d / "exp2syn"],
             drive_exp2syn, "pub:state:batched", 7,
         ),
-        Run("seed/max-message", ["--control", "tcp://127.0.0.1:0", "--max-message", "200", "--out", d / "big"],
+        Run("seed/max-message" + ("/unix" if unix else ""),
+            ["--control", ctl_unix("big") if unix else tcp, "--max-message", "200", "--out", d / "big"],
             drive_max_message),
         Run(
             "seed/snapshots",

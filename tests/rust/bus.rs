@@ -1,11 +1,42 @@
-//! The node over ZeroMQ, driven by a Rust controller in this (separate) process.
+//! The node over its control transports (ZeroMQ, and a Unix socket with length-prefixed
+//! frames), driven by a Rust controller in this (separate) process. Every protocol test runs
+//! on both: `NAME::zmq` and `NAME::unix` (`on_both_transports!`).
 
 use std::collections::BTreeMap;
 
 use spikebus_protocol::{self as proto, ErrorCode, Reason, Reply};
 
 use crate::golden::{decode_trace, load_golden, root};
-use crate::node::{event, every, read_file, schedule, seed_interval_controller, set, stop, watch, Client, Node};
+use crate::node::{
+    event, every, read_file, schedule, seed_interval_controller, set, stop, unix_endpoint, watch, Client, Kind, Node,
+};
+
+/// For each protocol test `fn NAME(kind: Kind)`, the tests `NAME::zmq` and `NAME::unix`.
+macro_rules! on_both_transports {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn zmq() {
+                super::$name(crate::node::Kind::Zmq)
+            }
+            #[test]
+            fn unix() {
+                super::$name(crate::node::Kind::Unix)
+            }
+        }
+    )*};
+}
+pub(crate) use on_both_transports;
+
+on_both_transports!(
+    refused_requests_change_nothing,
+    hello_get_and_resent_requests,
+    sync_points_fall_where_the_spec_says,
+    requests_without_an_id_are_never_resends,
+    resends_are_applied_once_whatever_came_between,
+    a_second_controller_cannot_move_the_run,
+    the_final_request_resent_gets_the_same_done,
+);
 
 fn csv_column(text: &str, name: &str) -> Vec<f64> {
     let mut lines = text.lines();
@@ -14,13 +45,17 @@ fn csv_column(text: &str, name: &str) -> Vec<f64> {
 }
 
 /// The acceptance run with a Rust controller: the seed program over the bus gives
-/// NEURON's own numbers, over ipc and over tcp, and both runs write identical files.
+/// NEURON's own numbers, over ipc, tcp and unix, and the three runs write identical files.
 #[test]
-fn seed_callback_over_ipc_and_tcp_is_neuron_exact() {
+fn seed_callback_over_ipc_tcp_and_unix_is_neuron_exact() {
     let golden = load_golden("seed_interval");
     let tmp = tempfile::tempdir().unwrap();
     let mut outputs = vec![];
-    for (kind, ep) in [("ipc", format!("ipc://{}", tmp.path().join("ctl").display())), ("tcp", "tcp://127.0.0.1:0".to_string())] {
+    for (kind, ep) in [
+        ("ipc", format!("ipc://{}", tmp.path().join("ctl").display())),
+        ("tcp", "tcp://127.0.0.1:0".to_string()),
+        ("unix", unix_endpoint(tmp.path(), "ctl")),
+    ] {
         let out = tmp.path().join(kind);
         let node = Node::start(&["--control", &ep, "--set", "soma.threshold=0", "--out", out.to_str().unwrap()]);
         let done = seed_interval_controller(node.control.as_deref().unwrap());
@@ -45,6 +80,7 @@ fn seed_callback_over_ipc_and_tcp_is_neuron_exact() {
         outputs.push((read_file(&out, "traces.csv"), read_file(&out, "spikes.csv")));
     }
     assert!(outputs[0] == outputs[1], "ipc and tcp runs wrote different files");
+    assert!(outputs[0] == outputs[2], "ipc and unix runs wrote different files");
 }
 
 /// Every valid request example of schemas/examples decodes; every invalid one is refused.
@@ -114,12 +150,11 @@ fn send_refused(c: &Client, point: &str) -> usize {
 
 /// Requests the schemas allow but the node must refuse get the documented error code, and
 /// none of them changes the run: its files equal an undisturbed run's, byte for byte.
-#[test]
-fn refused_requests_change_nothing() {
+fn refused_requests_change_nothing(kind: Kind) {
     let tmp = tempfile::tempdir().unwrap();
     let run = |name: &str, disturb: bool| {
         let out = tmp.path().join(name);
-        let node = Node::start(&["--control", "tcp://127.0.0.1:0", "--set", "tstop=20", "--out", out.to_str().unwrap()]);
+        let node = Node::start(&["--control", &kind.control(tmp.path()), "--set", "tstop=20", "--out", out.to_str().unwrap()]);
         let mut c = Client::connect(node.control.as_deref().unwrap());
         // Sent at step 14 (t = 0.35), so that every example meant for `step` is refused there.
         let mut refused = 0;
@@ -151,10 +186,9 @@ fn refused_requests_change_nothing() {
 
 /// hello describes the model and the pending point; get reads without advancing; a resent
 /// request gets the same reply and is applied once; a reader mid-run takes over explicitly.
-#[test]
-fn hello_get_and_resent_requests() {
+fn hello_get_and_resent_requests(kind: Kind) {
     let tmp = tempfile::tempdir().unwrap();
-    let node = Node::start(&["--control", "tcp://127.0.0.1:0", "--set", "tstop=5", "--out", tmp.path().to_str().unwrap()]);
+    let node = Node::start(&["--control", &kind.control(tmp.path()), "--set", "tstop=5", "--out", tmp.path().to_str().unwrap()]);
     let mut c = Client::connect(node.control.as_deref().unwrap());
     let h = c.hello();
     assert_eq!((h.protocol, h.dt, h.tstop, h.step), (2, 0.025, 5.0, 0));
@@ -211,12 +245,11 @@ fn hello_get_and_resent_requests() {
 }
 
 /// Sync points: FInitializeHandler types, at-times (NEURON's CVode.event timing), spikes.
-#[test]
-fn sync_points_fall_where_the_spec_says() {
+fn sync_points_fall_where_the_spec_says(kind: Kind) {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().to_str().unwrap();
     // The seed model with NEURON's golden first soma spike (tests/golden/seed.json).
-    let node = Node::start(&["--control", "tcp://127.0.0.1:0", "--set", "tstop=30", "--set", "soma.threshold=0", "--out", out]);
+    let node = Node::start(&["--control", &kind.control(tmp.path()), "--set", "tstop=30", "--set", "soma.threshold=0", "--out", out]);
     let mut c = Client::connect(node.control.as_deref().unwrap());
     let at = proto::Schedule { add_at: Some(vec![0.1, 12.0]), init: Some(vec![0, 1, 2, 3]), ..Default::default() };
     let r = c.sync(vec![schedule(at), watch(&["syn.g", "soma.m_hh", "soma.v"])]);
@@ -263,10 +296,9 @@ fn sync_points_fall_where_the_spec_says() {
 }
 
 /// A `continue` without an id is never a resend: five of them advance five sync points.
-#[test]
-fn requests_without_an_id_are_never_resends() {
+fn requests_without_an_id_are_never_resends(kind: Kind) {
     let tmp = tempfile::tempdir().unwrap();
-    let node = Node::start(&["--control", "tcp://127.0.0.1:0", "--set", "tstop=1", "--out", tmp.path().to_str().unwrap()]);
+    let node = Node::start(&["--control", &kind.control(tmp.path()), "--set", "tstop=1", "--out", tmp.path().to_str().unwrap()]);
     let c = Client::connect(node.control.as_deref().unwrap());
     let first = proto::encode(&proto::Request::Continue(proto::Continue { actions: vec![every(1)], ..Default::default() }));
     assert!(matches!(c.raw(&first), Reply::Sync(s) if s.body.step == 0));
@@ -283,10 +315,9 @@ fn requests_without_an_id_are_never_resends() {
 /// A resend after a lost reply is answered from the kept replies even when other requests
 /// came in between (another client's get, a stray byte): it is applied once, and a resent
 /// event is not refused as past.
-#[test]
-fn resends_are_applied_once_whatever_came_between() {
+fn resends_are_applied_once_whatever_came_between(kind: Kind) {
     let tmp = tempfile::tempdir().unwrap();
-    let node = Node::start(&["--control", "tcp://127.0.0.1:0", "--set", "tstop=5", "--out", tmp.path().to_str().unwrap()]);
+    let node = Node::start(&["--control", &kind.control(tmp.path()), "--set", "tstop=5", "--out", tmp.path().to_str().unwrap()]);
     let ep = node.control.clone().unwrap();
     let mut c = Client::connect(&ep);
     let bystander = Client::connect(&ep);
@@ -324,12 +355,11 @@ fn resends_are_applied_once_whatever_came_between() {
 /// Two controllers on one node: the first to continue owns the run, every request of the
 /// other is answered (not_owner) and changes nothing, and the seed program still gives
 /// NEURON's numbers.
-#[test]
-fn a_second_controller_cannot_move_the_run() {
+fn a_second_controller_cannot_move_the_run(kind: Kind) {
     let golden = load_golden("seed_interval");
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("o");
-    let node = Node::start(&["--control", "tcp://127.0.0.1:0", "--set", "soma.threshold=0", "--out", out.to_str().unwrap()]);
+    let node = Node::start(&["--control", &kind.control(tmp.path()), "--set", "soma.threshold=0", "--out", out.to_str().unwrap()]);
     let ep = node.control.clone().unwrap();
     let owner = std::thread::spawn({
         let ep = ep.clone();
@@ -364,10 +394,9 @@ fn a_second_controller_cannot_move_the_run() {
 }
 
 /// After `done`, the node lingers: the final request resent gets the same `done`.
-#[test]
-fn the_final_request_resent_gets_the_same_done() {
+fn the_final_request_resent_gets_the_same_done(kind: Kind) {
     let tmp = tempfile::tempdir().unwrap();
-    let node = Node::start(&["--control", "tcp://127.0.0.1:0", "--set", "tstop=1", "--out", tmp.path().to_str().unwrap()]);
+    let node = Node::start(&["--control", &kind.control(tmp.path()), "--set", "tstop=1", "--out", tmp.path().to_str().unwrap()]);
     let ep = node.control.clone().unwrap();
     let c = Client::connect(&ep);
     let fin = proto::encode(&proto::Request::Continue(proto::Continue {

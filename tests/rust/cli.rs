@@ -197,10 +197,54 @@ fn threads_give_the_same_files_and_neurons_numbers() {
     }
 }
 
-/// `spikebus expand` writes a model file that runs exactly as the populations it expands.
+/// A morphology that cannot be imported as NEURON would import it, or tables that contradict
+/// the file, are refused with the file, line and key (and the SWC file's line).
 #[test]
-fn expanded_populations_run_the_same() {
-    let model = root().join("tests/models/network200_pop.toml");
+fn bad_morphologies_are_refused_with_where_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let swc = dir.path().join("cell.swc");
+    std::fs::write(&swc, "# two points\n1 1 0 0 0 5 -1\n2 3 10 0 0 1 1\n").unwrap();
+    let check = |text: &str| run_err(spikebus().arg("check").arg(write_model(dir.path(), text)));
+
+    let err = check("[morphology]\nswc = \"nothere.swc\"\n");
+    assert!(err.contains(":2: key `morphology.swc`: cannot read") && err.contains("nothere.swc"), "{err}");
+    let err = check("[morphology]\nswc = \"cell.swc\"\n\n[morphology.apic]\ninsert = [\"pas\"]\n");
+    assert!(err.contains("key `morphology.apic`: cell.swc has no `apic` sections; its types: soma, dend"), "{err}");
+    let err = check("[morphology]\nswc = \"cell.swc\"\n\n[morphology.all]\nL = 10.0\n");
+    assert!(err.contains(":5: key `morphology.all.L`: the SWC file gives"), "{err}");
+    let err = check("[morphology]\nswc = \"cell.swc\"\nnseg = 3\nd_lambda = 0.1\n");
+    assert!(err.contains("d_lambda and d_lambda_freq need nseg = \"d_lambda\""), "{err}");
+    let err = check("[section.a]\npt3d = [[0, 0, 0, 1], [1, 0, 0, 1]]\nL = 5.0\n");
+    assert!(err.contains(":3: key `section.a.L`: not with pt3d (line 2)"), "{err}");
+    let err = check("[section.a]\npt3d = [[0, 0, 0, 1]]\n");
+    assert!(err.contains("key `section.a.pt3d`: expected 2 to"), "{err}");
+
+    std::fs::write(&swc, "1 1 0 0 0 5 -1\n2 3 10 0 0 1 1\n3 3 20 0 0 1 7\n").unwrap();
+    let err = check("[morphology]\nswc = \"cell.swc\"\n");
+    assert!(err.contains("cell.swc: line 3: parent 7 is not less than id 3"), "{err}");
+    std::fs::write(&swc, "1 1 0 0 0 5 -1\n2 3 10 0 zero 1 1\n").unwrap();
+    let err = check("[morphology]\nswc = \"cell.swc\"\n");
+    assert!(err.contains("cell.swc: line 2: `zero` is not a number"), "{err}");
+
+    // L and diam of a section with points come from them: not settable.
+    std::fs::write(&swc, "1 1 0 0 0 5 -1\n2 3 10 0 0 1 1\n").unwrap();
+    let p = write_model(dir.path(), "[morphology]\nswc = \"cell.swc\"\n");
+    let err = run_err(spikebus().arg("run").arg(&p).arg("--set").arg("dend[0].L=3").arg("--out").arg("/dev/null"));
+    assert!(err.contains("section `dend[0]` has 3-d points"), "{err}");
+}
+
+/// `spikebus expand` writes a model file that runs exactly as the populations it expands, as
+/// the models with plays, per-segment values, array parameters and artificial cells, and a
+/// morphology as its sections' 3-d points.
+#[test]
+fn expanded_models_run_the_same() {
+    for name in ["network200_pop", "play_discrete", "play_continuous", "segments", "vclamp", "intfire4", "swc_pyramidal"] {
+        expands_to_the_same_run(&format!("tests/models/{name}.toml"));
+    }
+}
+
+fn expands_to_the_same_run(model: &str) {
+    let model = root().join(model);
     let out = run_ok(spikebus().arg("expand").arg(&model));
     let dir = tempfile::tempdir().unwrap();
     let flat = write_model(dir.path(), &String::from_utf8(out.stdout).unwrap());
@@ -208,6 +252,43 @@ fn expanded_populations_run_the_same() {
     run_ok(spikebus().arg("run").arg(&model).arg("--out").arg(&a));
     run_ok(spikebus().arg("run").arg(&flat).arg("--out").arg(&b));
     for f in ["traces.csv", "spikes.csv"] {
-        assert!(std::fs::read(a.join(f)).unwrap() == std::fs::read(b.join(f)).unwrap(), "{f} differs");
+        assert!(std::fs::read(a.join(f)).unwrap() == std::fs::read(b.join(f)).unwrap(), "{}: {f} differs", model.display());
+    }
+}
+
+/// NEURON's built-ins from model files, with `--set` of single segments and of VClamp's
+/// array elements: `spikebus run` writes NEURON 9.0.2's traces and spikes bit for bit.
+#[test]
+fn builtins_and_segment_sets_run_to_neurons_numbers() {
+    let variants = [
+        "intfire1", "intfire2", "intfire4", "alphasynapse", "seclamp", "vclamp", "vclamp_slow", "play_discrete",
+        "play_continuous", "segments", "segments_set",
+    ];
+    for name in variants {
+        let g = load_golden(name);
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = spikebus();
+        cmd.arg("run").arg(root().join(&g.model));
+        for (k, v) in &g.set {
+            cmd.arg("--set").arg(format!("{k}={v:?}"));
+        }
+        run_ok(cmd.arg("--out").arg(dir.path()));
+        let (header, rows) = read_csv(&dir.path().join("traces.csv"));
+        assert_eq!(header, g.signals, "{name}");
+        for sig in &g.signals {
+            let want = decode_trace(&g.traces[sig]);
+            let got = column(&header, &rows, sig);
+            assert_eq!(got.len(), want.len(), "{name} {sig}");
+            let differ = got.iter().zip(&want).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+            assert_eq!(differ, 0, "{name} {sig}: {differ} samples differ from NEURON");
+        }
+        let (_, rows) = read_csv(&dir.path().join("spikes.csv"));
+        for (source, want) in &g.spikes {
+            let got: Vec<f64> = rows.iter().filter(|r| &r[0] == source).map(|r| r[1].parse().unwrap()).collect();
+            assert!(
+                got.len() == want.len() && got.iter().zip(want).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{name} {source}: {got:?} vs NEURON {want:?}"
+            );
+        }
     }
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use serde::Deserialize;
 use spikebus_app::record::DtClock;
-use spikebus_engine::{parse_model, Kernels, Pause, SignalRef, Sim, Spike};
+use spikebus_engine::{parse_model_with, Kernels, Pause, SignalRef, Sim, Spike};
 
 #[derive(Deserialize)]
 pub struct Golden {
@@ -118,7 +118,10 @@ fn spikes_by_source(sim: &mut Sim) -> BTreeMap<String, Vec<f64>> {
 fn run_variant(g: &Golden, kernels: Kernels, threads: usize) -> Run {
     let path = root().join(&g.model);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut model = parse_model(&text, &g.model).unwrap_or_else(|e| panic!("{e}"));
+    // Files the model refers to (an SWC file) are read relative to it, as the CLI does.
+    let dir = path.parent().expect("a model file has a directory").to_path_buf();
+    let read = |file: &str| std::fs::read_to_string(dir.join(file)).map_err(|e| format!("{file}: {e}"));
+    let mut model = parse_model_with(&text, &g.model, &read).unwrap_or_else(|e| panic!("{e}"));
     for (name, value) in &g.set {
         model.set(name, *value).unwrap_or_else(|e| panic!("{e}"));
     }
@@ -263,6 +266,19 @@ golden!(
     recdt_exp2syn,
     recdt_iclamp,
     network200,
+    swc_pyramidal,
+    swc_random72,
+    intfire1,
+    intfire2,
+    intfire4,
+    alphasynapse,
+    seclamp,
+    vclamp,
+    vclamp_slow,
+    play_discrete,
+    play_continuous,
+    segments,
+    segments_set,
 );
 
 /// Every golden file is checked: a variant added to variants.toml must be added here too
@@ -278,9 +294,72 @@ fn every_golden_file_is_tested() {
             (p.extension()? == "json").then(|| p.file_stem().unwrap().to_string_lossy().into_owned())
         })
         .filter(|name| !name.starts_with("prog_"))
+        // NEURON's geometry of random SWC files, checked by `swc_geometry_is_neurons` below.
+        .filter(|name| name != "swc_geometry")
         .collect();
     files.sort();
     let mut listed: Vec<String> = VARIANTS.iter().map(|s| s.to_string()).collect();
     listed.sort();
     assert_eq!(files, listed, "golden files in {} vs the variants tested", Path::new("tests/golden").display());
+}
+
+/// NEURON's geometry of the sections Import3d makes from random SWC files
+/// (tests/golden/swc_geometry.json, by `generate.py --swc-geometry`): spikebus makes the same
+/// sections, in the same order, with the same names, connections and nseg, and every
+/// segment's area and axial resistance is NEURON's `seg.area()` and `seg.ri()`, bit for bit.
+#[test]
+fn swc_geometry_is_neurons() {
+    #[derive(Deserialize)]
+    struct Case {
+        seed: u64,
+        swc: String,
+        model: String,
+        segments: Vec<[String; 5]>,
+    }
+    #[derive(Deserialize)]
+    struct File {
+        cases: Vec<Case>,
+    }
+    let path = root().join("tests/golden/swc_geometry.json");
+    let file: File = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert!(file.cases.len() >= 50, "{} cases", file.cases.len());
+    let num = |s: &str| -> f64 { s.parse().unwrap_or_else(|e| panic!("{s}: {e}")) };
+    let mut segments = 0;
+    for case in &file.cases {
+        let read = |_: &str| Ok(case.swc.clone());
+        let what = format!("random_swc({}) with {:?}", case.seed, case.model);
+        let model = parse_model_with(&case.model, "swc_geometry", &read).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let mut sim = Sim::new(model).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let mut got = vec![];
+        for s in 0..sim.model().sections.len() {
+            let (name, parent) = {
+                let spec = &sim.model().sections[s];
+                (spec.name.clone(), spec.parent.as_ref().map(|p| (p.section.clone(), p.x)))
+            };
+            let geometry = sim.segment_geometry(s);
+            let nseg = geometry.len() as f64;
+            for (j, (area, ri)) in geometry.into_iter().enumerate() {
+                got.push((name.clone(), (j as f64 + 0.5) / nseg, area, ri, parent.clone()));
+            }
+        }
+        let want: Vec<_> = case
+            .segments
+            .iter()
+            .map(|[name, x, area, ri, parent]| {
+                let parent = (parent != "-").then(|| {
+                    let (sec, x) = parent.trim_end_matches(')').rsplit_once('(').expect("SEC(x)");
+                    (sec.to_string(), num(x))
+                });
+                (name.clone(), num(x), num(area), num(ri), parent)
+            })
+            .collect();
+        assert_eq!(got.len(), want.len(), "{what}: segments");
+        for (g, w) in got.iter().zip(&want) {
+            // Compared as bits: the same double, not merely close.
+            let same = g.0 == w.0 && g.4 == w.4 && [(g.1, w.1), (g.2, w.2), (g.3, w.3)].iter().all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{what}: spikebus {g:?}, NEURON {w:?}");
+        }
+        segments += got.len();
+    }
+    assert_eq!(segments, file.cases.iter().map(|c| c.segments.len()).sum::<usize>());
 }

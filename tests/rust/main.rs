@@ -9,6 +9,7 @@ mod redteam;
 mod reliability;
 mod replay;
 mod snapshot;
+mod unix;
 
 /// The binary under test: this build's, or `$SPIKEBUS_BIN` (to run the suite against another
 /// build, e.g. to show that a red-team test fails on an older one).

@@ -1,7 +1,9 @@
 //! A spikebus node in its own process, for tests: started with real sockets, its endpoints
-//! read from the line it prints (no sleeps), killed when dropped. A minimal Rust controller.
+//! read from the line it prints (no sleeps), killed when dropped. A minimal Rust controller
+//! over either control transport (ZeroMQ, or a Unix socket with length-prefixed frames).
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
@@ -67,10 +69,43 @@ impl Drop for Node {
     }
 }
 
-/// A REQ socket speaking the protocol, with ids.
+/// The two control transports a protocol test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// ZeroMQ (tcp loopback).
+    Zmq,
+    /// A Unix-domain socket with length-prefixed frames (`unix://`).
+    Unix,
+}
+
+impl Kind {
+    /// A fresh control endpoint of this kind: tcp on a free port, or a unix socket in `dir`.
+    pub fn control(self, dir: &Path) -> String {
+        match self {
+            Kind::Zmq => "tcp://127.0.0.1:0".to_string(),
+            Kind::Unix => unix_endpoint(dir, "ctl"),
+        }
+    }
+}
+
+/// `unix://DIR/NAME.sock`.
+pub fn unix_endpoint(dir: &Path, name: &str) -> String {
+    format!("unix://{}", dir.join(format!("{name}.sock")).display())
+}
+
+/// How long a client waits for a reply by default.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A controller's connection: a ZeroMQ REQ socket, or a Unix-domain socket speaking frames
+/// (a 4-byte big-endian length, then the message), chosen by the endpoint's scheme.
+enum Conn {
+    Zmq { sock: zmq::Socket, _ctx: zmq::Context },
+    Unix(UnixStream),
+}
+
+/// A controller speaking the protocol, with ids.
 pub struct Client {
-    sock: zmq::Socket,
-    _ctx: zmq::Context,
+    conn: Conn,
     next_id: u64,
 }
 
@@ -79,33 +114,53 @@ impl Client {
         Self::connect_as(endpoint, None)
     }
 
-    /// Connects with PLAIN credentials (user, password).
+    /// Connects with PLAIN credentials (user, password; ZeroMQ only).
     pub fn connect_as(endpoint: &str, plain: Option<(&str, &str)>) -> Client {
+        if let Some(path) = endpoint.strip_prefix("unix://") {
+            assert!(plain.is_none(), "the unix transport has no credentials");
+            let stream = UnixStream::connect(path).unwrap_or_else(|e| panic!("connect {endpoint}: {e}"));
+            return Client { conn: Conn::Unix(stream), next_id: 1 };
+        }
         let ctx = zmq::Context::new();
         let sock = ctx.socket(zmq::REQ).unwrap();
         if let Some((u, p)) = plain {
             sock.set_plain_username(Some(u)).unwrap();
             sock.set_plain_password(Some(p)).unwrap();
         }
-        sock.set_rcvtimeo(30_000).unwrap();
+        sock.set_rcvtimeo(REPLY_TIMEOUT.as_millis() as i32).unwrap();
         sock.set_linger(0).unwrap();
         // Lets it reach an IPv6 endpoint ([::1]) too.
         sock.set_ipv6(true).unwrap();
         sock.connect(endpoint).unwrap();
-        Client { sock, _ctx: ctx, next_id: 1 }
+        Client { conn: Conn::Zmq { sock, _ctx: ctx }, next_id: 1 }
+    }
+
+    /// Sends a request and waits at most `timeout` for the reply's bytes; None on a timeout
+    /// (or, over a Unix socket, when the node closed the connection).
+    pub fn exchange(&self, bytes: &[u8], timeout: Duration) -> Option<Vec<u8>> {
+        match &self.conn {
+            Conn::Zmq { sock, .. } => {
+                sock.set_rcvtimeo(timeout.as_millis() as i32).unwrap();
+                sock.send(bytes, 0).unwrap();
+                sock.recv_bytes(0).ok()
+            }
+            Conn::Unix(stream) => {
+                stream.set_read_timeout(Some(timeout)).unwrap();
+                let mut s = stream;
+                s.write_all(&frame(bytes)).ok()?;
+                read_frame(&mut s)
+            }
+        }
     }
 
     /// Sends a request and waits at most `ms` for the reply.
     pub fn try_raw(&self, bytes: &[u8], ms: i32) -> Option<Reply> {
-        self.sock.set_rcvtimeo(ms).unwrap();
-        self.sock.send(bytes, 0).unwrap();
-        let reply = self.sock.recv_bytes(0).ok()?;
+        let reply = self.exchange(bytes, Duration::from_millis(ms as u64))?;
         Some(rmp_serde::from_slice(&reply).expect("a reply decodes"))
     }
 
     pub fn raw(&self, bytes: &[u8]) -> Reply {
-        self.sock.send(bytes, 0).unwrap();
-        let reply = self.sock.recv_bytes(0).expect("a reply within the timeout");
+        let reply = self.exchange(bytes, REPLY_TIMEOUT).expect("a reply within the timeout");
         rmp_serde::from_slice(&reply).expect("a reply decodes")
     }
 
@@ -148,6 +203,22 @@ impl Client {
             r => panic!("expected a sync, got {r:?}"),
         }
     }
+}
+
+/// One frame of the unix:// transport: the length (4 bytes, big-endian), then `bytes`.
+pub fn frame(bytes: &[u8]) -> Vec<u8> {
+    let mut f = (bytes.len() as u32).to_be_bytes().to_vec();
+    f.extend_from_slice(bytes);
+    f
+}
+
+/// Reads one frame; None at the end of the stream, on a timeout or an error.
+pub fn read_frame(r: &mut impl Read) -> Option<Vec<u8>> {
+    let mut header = [0u8; 4];
+    r.read_exact(&mut header).ok()?;
+    let mut body = vec![0u8; u32::from_be_bytes(header) as usize];
+    r.read_exact(&mut body).ok()?;
+    Some(body)
 }
 
 pub fn every(n: u64) -> Action {

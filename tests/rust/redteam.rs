@@ -17,7 +17,7 @@ use crate::node::{every, set, watch, Client, Node};
 
 /// Runs `spikebus ARGS` that must fail at start-up: exit 2, one line on stderr, no
 /// `listening` line, and nothing written to `out` (when given).
-fn refused_at_startup(args: &[&str], out: Option<&Path>) -> String {
+pub(crate) fn refused_at_startup(args: &[&str], out: Option<&Path>) -> String {
     let o = spikebus().args(args).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
@@ -31,13 +31,13 @@ fn refused_at_startup(args: &[&str], out: Option<&Path>) -> String {
 }
 
 /// The node's peak resident memory so far, in KiB (VmHWM).
-fn peak_rss_kib(pid: u32) -> u64 {
+pub(crate) fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-fn rss_kib(pid: u32) -> u64 {
+pub(crate) fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()

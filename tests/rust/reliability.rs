@@ -9,7 +9,14 @@ use std::process::Stdio;
 use spikebus_protocol::{self as proto, Reply};
 
 use crate::cli::spikebus;
-use crate::node::{every, stop, Client, Node};
+use crate::bus::on_both_transports;
+use crate::node::{every, stop, Client, Kind, Node};
+
+on_both_transports!(
+    signal_while_waiting_for_a_controller,
+    silent_controller_abort_policy_saves_what_was_recorded,
+    silent_controller_continue_policy_finishes_the_run,
+);
 
 /// traces.csv is whole: every row has every column and parses; returns the row count.
 fn whole_rows(dir: &Path) -> usize {
@@ -77,10 +84,9 @@ fn sigterm_stops_at_a_step_boundary_and_writes_everything() {
     signal_free_run("TERM", 143);
 }
 
-#[test]
-fn signal_while_waiting_for_a_controller() {
+fn signal_while_waiting_for_a_controller(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(&["--control", "tcp://127.0.0.1:0", "--out", dir.path().to_str().unwrap()]);
+    let node = Node::start(&["--control", &kind.control(dir.path()), "--out", dir.path().to_str().unwrap()]);
     let mut c = Client::connect(node.control.as_deref().unwrap());
     let r = c.sync(vec![every(100)]);
     let r = {
@@ -112,11 +118,10 @@ fn second_sigint_exits_at_once_and_leaves_no_torn_file() {
     }
 }
 
-#[test]
-fn silent_controller_abort_policy_saves_what_was_recorded() {
+fn silent_controller_abort_policy_saves_what_was_recorded(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(&[
-        "--control", "tcp://127.0.0.1:0", "--sync-timeout", "0.5", "--on-timeout", "abort", "--out", dir.path().to_str().unwrap(),
+        "--control", &kind.control(dir.path()), "--sync-timeout", "0.5", "--on-timeout", "abort", "--out", dir.path().to_str().unwrap(),
     ]);
     let mut c = Client::connect(node.control.as_deref().unwrap());
     let r = c.sync(vec![every(40)]);
@@ -129,12 +134,11 @@ fn silent_controller_abort_policy_saves_what_was_recorded() {
     assert_eq!(whole_rows(dir.path()), 41);
 }
 
-#[test]
-fn silent_controller_continue_policy_finishes_the_run() {
+fn silent_controller_continue_policy_finishes_the_run(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
     let free = tempfile::tempdir().unwrap();
     let node = Node::start(&[
-        "--control", "tcp://127.0.0.1:0", "--set", "tstop=50", "--sync-timeout", "0.3", "--on-timeout", "continue",
+        "--control", &kind.control(dir.path()), "--set", "tstop=50", "--sync-timeout", "0.3", "--on-timeout", "continue",
         "--out", dir.path().to_str().unwrap(),
     ]);
     let mut c = Client::connect(node.control.as_deref().unwrap());

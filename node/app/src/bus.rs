@@ -1,5 +1,6 @@
-//! All ZeroMQ code of spikebus: binding, receiving requests, replying, publishing. Nothing
-//! else touches a socket: the lockstep sees the control socket through `transport::Transport`.
+//! All ZeroMQ code of spikebus: binding, receiving requests, replying, publishing. The only
+//! other socket code is `unix` (the control channel over a Unix-domain socket); the lockstep
+//! sees either control channel through `transport::Transport`.
 
 use std::os::raw::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -160,8 +161,11 @@ pub fn check_endpoint(endpoint: &str, remote: bool, auth: bool) -> Result<Endpoi
         }
         return Ok(Endpoint { bind: endpoint.to_string(), ipv6: false, ipc_path: Some(path.into()) });
     }
+    if endpoint.starts_with("unix://") {
+        return refuse("unix:// serves the control channel only (--control); the state stream is a ZeroMQ PUB socket: use tcp://HOST:PORT or ipc:///PATH");
+    }
     let Some(addr) = endpoint.strip_prefix("tcp://") else {
-        return refuse("use tcp://HOST:PORT or ipc:///PATH");
+        return refuse("use tcp://HOST:PORT or ipc:///PATH (or, for --control, unix:///PATH)");
     };
     let Some((host, port)) = addr.rsplit_once(':') else {
         return refuse("a tcp endpoint needs a port, e.g. tcp://127.0.0.1:0 (0 picks a free port)");
@@ -186,13 +190,20 @@ pub fn check_endpoint(endpoint: &str, remote: bool, auth: bool) -> Result<Endpoi
 /// silently take the path over. A stale socket file (nobody listening) is fine: libzmq
 /// replaces it.
 pub fn check_not_in_use(ep: &Endpoint, endpoint: &str) -> Result<(), AppError> {
-    if let Some(path) = &ep.ipc_path {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(AppError::Usage(format!(
-                "endpoint {endpoint} is in use: something is listening on {}; stop it or choose another path",
-                path.display()
-            )));
-        }
+    match &ep.ipc_path {
+        Some(path) => refuse_if_listening(path, endpoint),
+        None => Ok(()),
+    }
+}
+
+/// Refuses a socket path where something listens: connecting is the test (a stale socket file
+/// refuses the connection). Both ipc:// and unix:// endpoints are checked so.
+pub fn refuse_if_listening(path: &std::path::Path, endpoint: &str) -> Result<(), AppError> {
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(AppError::Usage(format!(
+            "endpoint {endpoint} is in use: something is listening on {}; stop it or choose another path",
+            path.display()
+        )));
     }
     Ok(())
 }

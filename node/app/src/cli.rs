@@ -5,12 +5,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use spikebus_engine::{parse_model, Limits, Model, Sim};
+use spikebus_engine::{parse_model_with, Limits, Model, Sim};
 use spikebus_protocol as proto;
 
 use std::io::Write as _;
 
-use crate::bus::{check_endpoint, check_not_in_use, Bus, Credentials};
+use crate::bus::{check_endpoint, check_not_in_use, Bus, Credentials, ZmqControl};
+use crate::unix::{self, UnixControl};
 use crate::lockstep::{controlled_run, ControlOptions, TimeoutPolicy, Watch};
 use crate::record::DtClock;
 use crate::control_log::{self, ControlLog, LogHeader, LogLimits};
@@ -87,6 +88,10 @@ enum Command {
         /// The model file (TOML, docs/model-format.md): its sections, point processes, cells,
         /// NetCons and recordings are checked, and a simulation is built from it.
         model: PathBuf,
+        /// Then list every segment's geometry: section, x, area (um2), ri (Megohm, to the
+        /// parent node), as NEURON's seg.area() and seg.ri().
+        #[arg(long)]
+        geometry: bool,
     },
     /// Print a model with every object and value written out: populations and connection
     /// rules expanded (names as their copies have them), every default made explicit. The
@@ -97,6 +102,21 @@ enum Command {
         /// Override a parameter first, e.g. --set soma.gnabar_hh=0.1 (repeatable).
         #[arg(long = "set", value_name = "NAME=VALUE")]
         sets: Vec<String>,
+    },
+    /// Build a model with its NEURON script and write it as a spikebus model file.
+    ///
+    /// Runs the tool spikebus_client.from_neuron, which this binary carries, in PYTHON (so
+    /// that Python needs NEURON, not spikebus_client). Whatever spikebus cannot run exactly
+    /// is listed and nothing is written (exit 2). docs/model-format.md, "From NEURON".
+    #[command(name = "from-neuron", disable_help_flag = true)]
+    FromNeuron {
+        /// The Python that has NEURON (and the script's mechanisms).
+        #[arg(long, env = "SPIKEBUS_PYTHON", default_value = "python3")]
+        python: PathBuf,
+        /// The tool's arguments: SCRIPT [--out MODEL.toml] [--record SIG,...] [-- ARGS]
+        /// (`--help` for the tool's own help).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        args: Vec<String>,
     },
     /// List the parameters of a model (name, value, unit, writable while running), then its
     /// recordable signals (names for --record, --pub-signals, `watch` and `get`).
@@ -144,7 +164,9 @@ struct LimitArgs {
 #[derive(clap::Args)]
 struct BusArgs {
     /// Be steered by a controller: bind the control socket here (tcp://127.0.0.1:PORT, PORT 0
-    /// for any free port, or ipc:///PATH) and wait for it before initialization.
+    /// for any free port, ipc:///PATH, or unix:///PATH: the same protocol in length-prefixed
+    /// frames over a plain Unix-domain socket, the fastest on one machine) and wait for it
+    /// before initialization.
     #[arg(long, value_name = "ENDPOINT")]
     control: Option<String>,
     /// Several controllers in lockstep: each sync point waits for a `continue` from every
@@ -276,20 +298,100 @@ impl BusArgs {
     /// The endpoints, each valid, and not one socket's twice.
     fn check_endpoints(&self) -> Result<(), AppError> {
         let auth = self.auth_file.is_some();
-        for ep in [&self.control, &self.pub_endpoint].into_iter().flatten() {
-            check_not_in_use(&check_endpoint(ep, self.allow_remote, auth)?, ep)?;
-        }
-        if let (Some(c), Some(p)) = (&self.control, &self.pub_endpoint) {
+        let control_path = match self.control.as_deref() {
+            Some(c) => match unix::endpoint_path(c)? {
+                Some(path) => {
+                    if auth {
+                        return Err(AppError::Usage(format!(
+                            "--control {c}: a unix:// control channel has no authentication (the socket file's \
+                             permissions decide who may connect); --auth-file needs a tcp:// or ipc:// control endpoint"
+                        )));
+                    }
+                    unix::check_path_free(&path, c)?;
+                    Some(path)
+                }
+                None => {
+                    let ep = check_endpoint(c, self.allow_remote, auth)?;
+                    check_not_in_use(&ep, c)?;
+                    ep.ipc_path
+                }
+            },
+            None => None,
+        };
+        if let Some(p) = &self.pub_endpoint {
+            let ep = check_endpoint(p, self.allow_remote, auth)?;
+            check_not_in_use(&ep, p)?;
             // Port 0 binds a fresh port each time: the same text is two endpoints.
-            if c == p && !c.ends_with(":0") {
-                return Err(AppError::Usage(format!("--control and --pub are both {c}: each needs its own endpoint")));
+            let same = match (&control_path, &ep.ipc_path) {
+                (Some(a), Some(b)) => a == b,
+                _ => self.control.as_deref() == Some(p.as_str()) && !p.ends_with(":0"),
+            };
+            if same {
+                let c = self.control.as_deref().unwrap_or_default();
+                let both = if c == p { format!("both {c}") } else { format!("{c} and {p}, the same path") };
+                return Err(AppError::Usage(format!("--control and --pub are {both}: each needs its own endpoint")));
             }
         }
         Ok(())
     }
 }
 
+/// The control channel, over one transport or the other (the lockstep is compiled for each).
+enum Control {
+    Zmq(ZmqControl),
+    Unix(UnixControl),
+}
+
+impl Control {
+    fn endpoint(&self) -> &str {
+        match self {
+            Control::Zmq(c) => &c.endpoint,
+            Control::Unix(c) => &c.endpoint,
+        }
+    }
+}
+
+/// spikebus_client/from_neuron.py, carried in the binary: `spikebus from-neuron` runs it in
+/// the user's NEURON Python, which need not have spikebus_client installed.
+const FROM_NEURON: &str = include_str!("../../../examples-py/spikebus_client/from_neuron.py");
+
+/// `spikebus from-neuron`: the tool's exit code (0 written, 2 refused or a bad script).
+fn from_neuron(python: &Path, args: &[String]) -> Result<u8, AppError> {
+    let status = std::process::Command::new(python)
+        .arg("-c")
+        .arg(FROM_NEURON)
+        .args(args)
+        .status()
+        .map_err(|e| AppError::Usage(format!("cannot run {} (--python, $SPIKEBUS_PYTHON): {e}", python.display())))?;
+    Ok(status.code().map_or(1, |c| u8::try_from(c).unwrap_or(1)))
+}
+
+/// `check --geometry`: a line per segment, `section x area ri parent` (numbers that parse
+/// back to the same doubles; parent: the section's connection, `SEC(x)` or `-` for a root).
+fn print_geometry(sim: &mut Sim) {
+    let mut buf = ryu::Buffer::new();
+    let mut text = String::from("section\tx\tarea\tri\tparent\n");
+    for s in 0..sim.model().sections.len() {
+        let spec = &sim.model().sections[s];
+        let name = spec.name.clone();
+        let parent = match &spec.parent {
+            Some(p) => format!("{}({})", p.section, crate::output::format_f64(&mut buf, p.x)),
+            None => "-".to_string(),
+        };
+        let geometry = sim.segment_geometry(s);
+        let nseg = geometry.len() as f64;
+        for (j, (area, ri)) in geometry.into_iter().enumerate() {
+            let x = crate::output::format_f64(&mut buf, (j as f64 + 0.5) / nseg).to_string();
+            let a = crate::output::format_f64(&mut buf, area).to_string();
+            let r = crate::output::format_f64(&mut buf, ri).to_string();
+            text += &format!("{name}\t{x}\t{a}\t{r}\t{parent}\n");
+        }
+    }
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
 /// Loads a model file, or the built-in seed model, and applies `--set` overrides in order.
+/// Files the model refers to (`[morphology] swc`) are read relative to its directory.
 pub fn load_model(path: Option<&Path>, sets: &[String]) -> Result<Model, AppError> {
     load_model_source(path, sets).map(|(m, _)| m)
 }
@@ -308,9 +410,16 @@ pub fn load_model_source(path: Option<&Path>, sets: &[String]) -> Result<(Model,
     Ok((model_of(&source)?, source))
 }
 
-/// The model a `ModelSource` describes.
+/// The model a `ModelSource` describes. Files the model names (morphologies) are read from
+/// beside its origin, as when it was first loaded: a snapshot file or a control log carries
+/// the model's own text, not those files.
 pub fn model_of(source: &ModelSource) -> Result<Model, AppError> {
-    let mut model = parse_model(&source.text, &source.origin)?;
+    let dir = Path::new(&source.origin).parent().unwrap_or(Path::new(""));
+    let read = |file: &str| {
+        let path = dir.join(file);
+        std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    };
+    let mut model = parse_model_with(&source.text, &source.origin, &read)?;
     for s in &source.sets {
         let (name, value) = parse_set(s)?;
         model.set(name, value)?;
@@ -324,14 +433,6 @@ pub fn parse_set(s: &str) -> Result<(&str, f64), AppError> {
         .split_once('=')
         .ok_or_else(|| AppError::Usage(format!("--set {s}: expected NAME=VALUE, e.g. --set soma.gnabar_hh=0.1")))?;
     let name = name.trim();
-    if let Some((section, rest)) = name.split_once('(') {
-        // SEC(x).VAR: a value per segment, which a model cannot hold yet (parameters are per
-        // section); said plainly instead of "no object `dend(0`".
-        let var = rest.split_once(").").map_or("VAR", |(_, v)| v);
-        return Err(AppError::Usage(format!(
-            "--set {s}: per-segment values like `{name}` are not supported yet: set `{section}.{var}` for the whole section"
-        )));
-    }
     let v: f64 = value
         .trim()
         .parse()
@@ -457,12 +558,16 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
             session.sim.set_interrupt(stop.shared_flag());
             let creds = bus.auth_file.as_deref().map(Credentials::load).transpose()?;
             let net = Bus::new(bus.allow_remote, creds)?;
-            let control = bus.control.as_deref().map(|ep| net.control(ep, bus.max_message)).transpose()?;
+            let control = match bus.control.as_deref() {
+                Some(ep) if ep.starts_with("unix://") => Some(Control::Unix(UnixControl::bind(ep, bus.max_message)?)),
+                Some(ep) => Some(Control::Zmq(net.control(ep, bus.max_message)?)),
+                None => None,
+            };
             let publisher = bus.pub_endpoint.as_deref().map(|ep| net.publisher(ep, bus.pub_hwm)).transpose()?;
             if control.is_some() || publisher.is_some() {
                 let mut line = String::from("spikebus: listening");
                 if let Some(c) = &control {
-                    line += &format!(" control={}", c.endpoint);
+                    line += &format!(" control={}", c.endpoint());
                 }
                 if let Some(p) = &publisher {
                     line += &format!(" pub={}", p.endpoint);
@@ -506,7 +611,8 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
                 session.log = Some(ControlLog::create(path, &header)?);
             }
             let summary = match (control, helics_cfg, helics_lib) {
-                (Some(c), ..) => controlled_run(session, c, &copts, &stop, resume)?,
+                (Some(Control::Zmq(c)), ..) => controlled_run(session, c, &copts, &stop, resume)?,
+                (Some(Control::Unix(c)), ..) => controlled_run(session, c, &copts, &stop, resume)?,
                 (None, Some(cfg), Some(lib)) => {
                     let about = format!("HELICS {} ({})", lib.version, lib.path.display());
                     let joined = helics::join(lib, &cfg, &stop)?;
@@ -547,11 +653,13 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
                 proto::EndReason::Limit => 5,
             })
         }
-        Command::Check { model } => {
+        Command::Check { model, geometry } => {
             let m = load_model(Some(&model), &[])?;
-            Sim::new(m.clone())?;
+            let mut sim = Sim::new(m.clone())?;
+            // Plays are counted only where there are some (older models' summaries unchanged).
+            let plays = if m.plays.is_empty() { String::new() } else { format!(", {} plays", m.plays.len()) };
             println!(
-                "{}: ok ({} sections, {} point processes, {} artificial cells, {} NetCons, {} recorded signals)",
+                "{}: ok ({} sections, {} point processes, {} artificial cells, {} NetCons{plays}, {} recorded signals)",
                 model.display(),
                 m.sections.len(),
                 m.points.len(),
@@ -559,8 +667,12 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
                 m.netcons.len(),
                 m.record.len()
             );
+            if geometry {
+                print_geometry(&mut sim);
+            }
             Ok(0)
         }
+        Command::FromNeuron { python, args } => from_neuron(&python, &args),
         Command::Expand { model, sets } => {
             let m = load_model(model.as_deref(), &sets)?;
             let text = spikebus_engine::write::write_model(&m);
@@ -574,8 +686,23 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
             let mut text = format!("{:<24} {:>22} {:<8} at run time\n", "name", "value", "unit");
             for p in m.params() {
                 let v = crate::output::format_f64(&mut buf, p.value).to_string();
-                let rt = if p.runtime { "writable" } else { "model only" };
+                let rt = match (p.read_only, p.runtime) {
+                    (true, _) => "read-only (3-d points)",
+                    (false, true) => "writable",
+                    (false, false) => "model only",
+                };
                 text += &format!("{:<24} {:>22} {:<8} {}\n", p.name, v, p.unit, rt);
+            }
+            if !m.plays.is_empty() {
+                text += "\nplays (Vector.play: the run writes these parameters; a set holds until the next value):\n";
+                for p in &m.plays {
+                    let mode = if p.continuous { "continuous" } else { "discrete" };
+                    let when = match p.dt {
+                        Some(dt) => format!("every {} ms", crate::output::format_f64(&mut buf, dt)),
+                        None => "at their times".to_string(),
+                    };
+                    text += &format!("{:<24} {:<22} {mode}, {} values {when}\n", p.name, p.target, p.values.len());
+                }
             }
             text += "\nsignals (recordable: --record, --pub-signals, watch, get; SEC(x).VAR too, 0 <= x <= 1):\n";
             for name in spikebus_engine::signal::names(&m) {

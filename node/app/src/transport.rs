@@ -1,6 +1,6 @@
 //! The control channel as the lockstep sees it: requests in, one reply out per request, and
-//! who sent what. A transport (ZeroMQ in `bus`) is one implementation; the lockstep logic
-//! (`lockstep`) talks only to this trait.
+//! who sent what. Two transports implement it, ZeroMQ (`bus::ZmqControl`) and a Unix-domain
+//! socket (`unix::UnixControl`); the lockstep logic (`lockstep`) talks only to this trait.
 
 use crate::error::AppError;
 
@@ -12,7 +12,8 @@ pub const RECV_TIMEOUT_MS: i32 = 100;
 /// the reply, and a name for a controller that did not name itself.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Peer {
-    /// The transport's address of the connection (a ZeroMQ routing id).
+    /// The transport's address of the connection (a ZeroMQ routing id, or the number of a
+    /// Unix-socket connection).
     pub id: Vec<u8>,
     /// Whether the request came in a REQ envelope (an empty delimiter frame), to be answered
     /// in one.

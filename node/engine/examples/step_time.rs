@@ -3,6 +3,9 @@
 //! variant, in ns per cell-step. The benchmarks against NEURON and Arbor are in bench/.
 //!
 //!     [KERNELS=avx512|avx2|portable] [THREADS=N] cargo run --release -p spikebus-engine --example step_time -- [CELLS] [TSTOP] [REPEATS]
+//!
+//! With MODEL=FILE, that model file instead (its own tstop; CELLS counts its sections and
+//! artificial cells), e.g. an event-heavy network.
 
 use spikebus_engine::{parse_model, Kernels, Sim};
 
@@ -32,7 +35,14 @@ fn main() {
     let n: usize = args.get(1).map_or(1000, |a| a.parse().unwrap());
     let tstop: f64 = args.get(2).map_or(100.0, |a| a.parse().unwrap());
     let repeats: usize = args.get(3).map_or(5, |a| a.parse().unwrap());
-    let m = parse_model(&model(n, tstop), "bench").unwrap();
+    let (m, n) = match std::env::var("MODEL") {
+        Ok(path) => {
+            let m = parse_model(&std::fs::read_to_string(&path).unwrap(), &path).unwrap();
+            let cells = m.sections.len() + m.cells.len();
+            (m, cells)
+        }
+        Err(_) => (parse_model(&model(n, tstop), "bench").unwrap(), n),
+    };
     let only = std::env::var("KERNELS").ok();
     let threads: usize = std::env::var("THREADS").map_or(1, |t| t.parse().unwrap());
     for k in Kernels::ALL.into_iter().filter(|k| k.runs_here() && only.as_deref().is_none_or(|o| o == k.name())) {

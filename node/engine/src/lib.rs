@@ -4,6 +4,7 @@
 //! model arrives as text, results leave through callbacks and buffers.
 //!
 //! - `model`: the description of what is simulated (and `parse`: model files);
+//! - `morphology`: 3-d points and their geometry, SWC files imported as NEURON's Import3d does;
 //! - `signal`: names of recordable variables;
 //! - `sim`: execution, split at the points where a controller may pause it;
 //! - `exp`: libm's `exp`, bit for bit, over whole slices;
@@ -14,6 +15,7 @@ pub mod mech;
 pub mod exp;
 pub mod expr;
 pub mod model;
+pub mod morphology;
 pub mod parse;
 pub mod population;
 pub mod signal;
@@ -23,5 +25,5 @@ pub mod xxh64;
 
 pub use error::{Error, Result};
 pub use model::Model;
-pub use parse::parse_model;
+pub use parse::{parse_model, parse_model_with};
 pub use sim::{Boundary, Kernels, LimitHit, Limits, Pause, SignalRef, Sim, Spike, Stops};

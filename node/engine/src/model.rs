@@ -102,11 +102,91 @@ pub struct Loc {
     pub x: f64,
 }
 
-/// A mechanism inserted in a section: a value per field of its table.
+/// A mechanism inserted in a section: a value per field of its table (every segment's), and
+/// the segments' own values of the fields that vary along the section.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Inserted {
     pub mech: MechId,
     pub params: Vec<f64>,
+    pub segs: SegValues,
+}
+
+/// The values of range variables (NEURON's per-segment parameters such as `dend(0.3).g_pas`)
+/// that differ along a section: for such a field, one value per segment. Nothing is stored
+/// (one null pointer) while every field holds one value for the whole section, the common
+/// case.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SegValues(Option<Box<Vec<(u16, Box<[f64]>)>>>);
+
+impl SegValues {
+    /// Segment `seg`'s own value of `field`, if the field varies along the section.
+    pub fn get(&self, field: usize, seg: u32) -> Option<f64> {
+        self.values(field).map(|v| v[seg as usize])
+    }
+
+    /// Every segment's value of `field`, if it varies along the section.
+    pub fn values(&self, field: usize) -> Option<&[f64]> {
+        self.0.as_ref()?.iter().find(|(f, _)| usize::from(*f) == field).map(|(_, v)| &v[..])
+    }
+
+    /// Sets segment `seg` of `field` (of `nseg`), the others keeping `uniform` if the field
+    /// did not vary yet.
+    pub fn set(&mut self, field: usize, seg: u32, value: f64, nseg: u32, uniform: f64) {
+        let list = self.0.get_or_insert_with(Default::default);
+        let i = match list.iter().position(|(f, _)| usize::from(*f) == field) {
+            Some(i) => i,
+            None => {
+                list.push((field as u16, vec![uniform; nseg as usize].into_boxed_slice()));
+                list.len() - 1
+            }
+        };
+        list[i].1[seg as usize] = value;
+    }
+
+    /// `field` holds one value for the whole section again.
+    pub fn clear(&mut self, field: usize) {
+        if let Some(list) = &mut self.0 {
+            list.retain(|(f, _)| usize::from(*f) != field);
+            if list.is_empty() {
+                self.0 = None;
+            }
+        }
+    }
+
+    /// The fields that vary, with their values.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &[f64])> {
+        self.0.iter().flat_map(|l| l.iter().map(|(f, v)| (usize::from(*f), &v[..])))
+    }
+
+    /// nseg changed from `old` to `new`: each new segment takes the value of the old segment
+    /// holding its center, as NEURON does.
+    fn renseg(&mut self, old: u32, new: u32) {
+        if let Some(list) = &mut self.0 {
+            for (_, v) in list.iter_mut() {
+                *v = (0..new).map(|j| v[segment_index(old, (f64::from(j) + 0.5) / f64::from(new)) as usize]).collect();
+            }
+        }
+    }
+}
+
+/// NEURON's `node_index` within a section of `nseg` segments: the segment holding x
+/// (0 <= x <= 1; x = 1 is the last segment).
+pub fn segment_index(nseg: u32, x: f64) -> u32 {
+    ((f64::from(nseg) * x) as u32).min(nseg - 1)
+}
+
+/// A short name for a location in segment `seg` of `nseg`: its center, rounded to the fewest
+/// decimals that stay within a twentieth of a segment of it.
+pub fn segment_x(nseg: u32, seg: u32) -> String {
+    let center = (f64::from(seg) + 0.5) / f64::from(nseg);
+    for digits in 1..=17 {
+        let text = format!("{center:.digits$}");
+        let x: f64 = text.parse().expect("a number");
+        if segment_index(nseg, x) == seg && (x - center).abs() <= 0.05 / f64::from(nseg) {
+            return text.trim_end_matches('0').trim_end_matches('.').to_string();
+        }
+    }
+    center.to_string()
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -123,6 +203,11 @@ pub struct SectionSpec {
     pub threshold: f64,
     /// Inserted mechanisms, in the order of `insert`, each followed by the ions it uses (once).
     pub mechs: Vec<Inserted>,
+    /// 3-d points (NEURON's pt3d): when present, L and each segment's area, resistance and
+    /// diameter come from them (`l` and `diam` are not used).
+    pub pt3d: Option<std::sync::Arc<crate::morphology::Pt3d>>,
+    /// Segments' own `diam` and `cm` (`SEC_DIAM`, `SEC_CM`) where they vary.
+    pub segs: SegValues,
 }
 
 impl SectionSpec {
@@ -138,6 +223,8 @@ impl SectionSpec {
             parent: None,
             threshold: d(SEC_THRESHOLD),
             mechs: vec![],
+            pt3d: None,
+            segs: SegValues::default(),
         }
     }
 
@@ -146,7 +233,7 @@ impl SectionSpec {
     pub fn insert(&mut self, def: &'static MechDef) {
         for d in std::iter::once(def).chain(def.ions.iter().copied()) {
             if self.slot(d.id()).is_none() {
-                self.mechs.push(Inserted { mech: d.id(), params: d.defaults() });
+                self.mechs.push(Inserted { mech: d.id(), params: d.defaults(), segs: SegValues::default() });
             }
         }
     }
@@ -161,6 +248,13 @@ impl SectionSpec {
     }
 
     fn own(&self, f: usize) -> f64 {
+        match (f, &self.pt3d) {
+            // What NEURON's sec.L and sec.diam read: the points' length, the middle segment's
+            // mean diameter.
+            (SEC_L, Some(p)) => return p.length(),
+            (SEC_DIAM, Some(p)) => return p.mid_diam(self.nseg),
+            _ => {}
+        }
         match f {
             SEC_L => self.l,
             SEC_DIAM => self.diam,
@@ -172,12 +266,39 @@ impl SectionSpec {
         }
     }
 
-    /// Sets one of `SECTION_FIELDS` (an already checked value).
+    /// Sets one of `SECTION_FIELDS` (an already checked value) for the whole section. A new
+    /// nseg keeps the values along the section as NEURON does.
     pub fn set_own(&mut self, f: usize, value: f64) {
         if f == SEC_NSEG {
-            self.nseg = value as u32;
+            let new = value as u32;
+            self.segs.renseg(self.nseg, new);
+            for m in &mut self.mechs {
+                m.segs.renseg(self.nseg, new);
+            }
+            self.nseg = new;
         } else {
             *self.own_mut(f) = value;
+            self.segs.clear(f);
+        }
+    }
+
+    /// Whether section field `f` is a range variable (a value per segment in NEURON).
+    pub fn is_range_field(f: usize) -> bool {
+        f == SEC_DIAM || f == SEC_CM
+    }
+
+    /// Segment `seg`'s value of section field `f` (diam, cm).
+    pub fn own_at(&self, f: usize, seg: u32) -> f64 {
+        self.segs.get(f, seg).unwrap_or_else(|| self.own(f))
+    }
+
+    /// The value NEURON gives for a section's range variable without a location: the
+    /// segment holding x = 0.5.
+    fn own_mid(&self, f: usize) -> f64 {
+        if Self::is_range_field(f) {
+            self.own_at(f, segment_index(self.nseg, 0.5))
+        } else {
+            self.own(f)
         }
     }
 
@@ -224,6 +345,20 @@ impl CellSpec {
     }
 }
 
+/// NEURON's `Vector.play` of `values` into a parameter: at given `times` or every `dt`
+/// (discrete: each value from its time on), or interpolated in time (`continuous`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlaySpec {
+    pub name: String,
+    /// The parameter played into, by name (`stim.amp`, `soma.gnabar_hh`, `dend(0.3).g_pas`).
+    pub target: String,
+    pub values: Vec<f64>,
+    /// The values' times (ms, non-decreasing); none: every `dt` from 0.
+    pub times: Option<Vec<f64>>,
+    pub dt: Option<f64>,
+    pub continuous: bool,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetConSpec {
     pub name: String,
@@ -245,6 +380,8 @@ pub struct Model {
     pub points: Vec<PointSpec>,
     pub cells: Vec<CellSpec>,
     pub netcons: Vec<NetConSpec>,
+    /// `Vector.play`s, in creation order.
+    pub plays: Vec<PlaySpec>,
     /// Signals recorded into traces, in order.
     pub record: Vec<String>,
     /// `[record] dt`: record at t = 0, Dt, 2 Dt, ... as NEURON's `Vector.record(&x, Dt)`
@@ -343,6 +480,8 @@ pub struct ParamInfo {
     pub allowed: Allowed,
     /// False for structural parameters (nseg), which only a model file or `--set` can change.
     pub runtime: bool,
+    /// True when nothing may set it: the L and diam of a section with 3-d points.
+    pub read_only: bool,
     pub value: f64,
 }
 
@@ -355,6 +494,10 @@ pub enum ParamRef {
     Section { section: usize, field: usize },
     /// Field `field` of the mechanism in the section's `mechs[slot]`.
     Mech { section: usize, slot: usize, field: usize },
+    /// A section's range variable (`SEC_DIAM`, `SEC_CM`) in one segment (`dend(0.3).cm`).
+    SectionSeg { section: usize, field: usize, seg: u32 },
+    /// A mechanism's field in one segment (`dend(0.3).g_pas`).
+    MechSeg { section: usize, slot: usize, field: usize, seg: u32 },
     Point { point: usize, field: usize },
     Cell { cell: usize, field: usize },
     /// An index in `NETCON_FIELDS`.
@@ -403,6 +546,7 @@ impl Model {
             points: vec![],
             cells: vec![],
             netcons: vec![],
+            plays: vec![],
             record: vec![],
             record_dt: None,
             index: NameIndex::default(),
@@ -493,6 +637,9 @@ impl Model {
                 globals.join(", ")
             )));
         };
+        if obj_name.contains('(') {
+            return self.resolve_segment(name, obj_name, field);
+        }
         let obj = self.object(obj_name).ok_or_else(|| {
             unknown(format!("there is no object `{obj_name}`; objects are {}", self.object_names_hint()))
         })?;
@@ -508,6 +655,77 @@ impl Model {
         } else {
             format!("`{obj_name}` has {}", fields.join(", "))
         }))
+    }
+
+    /// The parameter a `Vector.play` writes: a parameter that NEURON's play can write
+    /// without further updates (NEURON writes the value through a pointer).
+    pub fn play_target(&self, name: &str) -> Result<(ParamRef, &'static Field)> {
+        let (r, field) = self.resolve(name)?;
+        let ok = match r {
+            ParamRef::Mech { .. } | ParamRef::MechSeg { .. } | ParamRef::Point { .. } | ParamRef::Cell { .. } => true,
+            ParamRef::Section { field, .. } | ParamRef::SectionSeg { field, .. } => field == SEC_CM,
+            ParamRef::NetCon { field, .. } => field == NC_WEIGHT,
+            ParamRef::Global(_) => false,
+        };
+        // NEURON plays into one value (a pointer): a section's range variable is the one of
+        // the segment at 0.5, which `SEC.FIELD` means only with one segment.
+        if let ParamRef::Mech { section, .. } | ParamRef::Section { section, .. } = r {
+            let s = &self.sections[section];
+            if ok && s.nseg > 1 {
+                let field_name = name.rsplit_once('.').map_or(name, |(_, f)| f);
+                return Err(Error::UnknownName {
+                    what: "play target",
+                    name: name.to_string(),
+                    hint: format!(
+                        "`{}` has {} segments and a play writes one value (NEURON's `{}(0.5)._ref_{field_name}`): \
+                         name the segment, e.g. `{}(0.5).{field_name}`, with a play for each segment to change",
+                        s.name, s.nseg, s.name, s.name
+                    ),
+                });
+            }
+        }
+        if !ok || !field.runtime {
+            return Err(Error::UnknownName {
+                what: "play target",
+                name: name.to_string(),
+                hint: "a play writes a mechanism's parameter (soma.gnabar_hh, dend(0.3).g_pas, stim.amp), an \
+                       artificial cell's, cm, or a NetCon's weight; globals, geometry (L, diam, Ra, nseg), \
+                       thresholds and delays need updates a play does not make: set them over the bus instead"
+                    .into(),
+            });
+        }
+        Ok((r, field))
+    }
+
+    /// `SEC(x).FIELD`: a range variable (a section's `diam` or `cm`, or a parameter of an
+    /// inserted mechanism) in the segment holding x (NEURON's rule: x = 1 is the last).
+    fn resolve_segment(&self, name: &str, obj_name: &str, field: &str) -> Result<(ParamRef, &'static Field)> {
+        let unknown = |hint: String| Error::UnknownName { what: "parameter", name: name.to_string(), hint };
+        let loc = crate::parse::parse_loc(obj_name)
+            .ok_or_else(|| unknown(format!("`{obj_name}` is not SECTION(x) with 0 <= x <= 1")))?;
+        let Some(Object::Section(section)) = self.object(&loc.section) else {
+            return Err(unknown(format!("there is no section `{}` (only a section's parameters have segments)", loc.section)));
+        };
+        let sec = &self.sections[section];
+        let seg = segment_index(sec.nseg, loc.x);
+        if let Some(f) = SECTION_FIELDS.iter().position(|f| f.name == field) {
+            if !SectionSpec::is_range_field(f) {
+                return Err(unknown(format!(
+                    "`{field}` belongs to the whole section, not to a segment: set `{}.{field}`",
+                    loc.section
+                )));
+            }
+            return Ok((ParamRef::SectionSeg { section, field: f, seg }, &SECTION_FIELDS[f]));
+        }
+        for (slot, m) in sec.mechs.iter().enumerate() {
+            let def = m.mech.def();
+            if let Some(f) = def.param(field) {
+                return Ok((ParamRef::MechSeg { section, slot, field: f, seg }, &def.params[f]));
+            }
+        }
+        let mut fields: Vec<&str> = vec!["diam", "cm"];
+        fields.extend(sec.mechs.iter().flat_map(|m| m.mech.def().params.iter().map(|f| f.name)));
+        Err(unknown(format!("a segment of `{}` has {}", loc.section, fields.join(", "))))
     }
 
     /// The object names, for a message: all of them for a small model, else the first few.
@@ -533,8 +751,17 @@ impl Model {
     pub fn get_ref(&self, r: ParamRef) -> f64 {
         match r {
             ParamRef::Global(f) => self.run.get(f),
-            ParamRef::Section { section, field } => self.sections[section].own(field),
-            ParamRef::Mech { section, slot, field } => self.sections[section].mechs[slot].params[field],
+            ParamRef::Section { section, field } => self.sections[section].own_mid(field),
+            ParamRef::Mech { section, slot, field } => {
+                let s = &self.sections[section];
+                let m = &s.mechs[slot];
+                m.segs.get(field, segment_index(s.nseg, 0.5)).unwrap_or(m.params[field])
+            }
+            ParamRef::SectionSeg { section, field, seg } => self.sections[section].own_at(field, seg),
+            ParamRef::MechSeg { section, slot, field, seg } => {
+                let m = &self.sections[section].mechs[slot];
+                m.segs.get(field, seg).unwrap_or(m.params[field])
+            }
             ParamRef::Point { point, field } => self.points[point].params[field],
             ParamRef::Cell { cell, field } => self.cells[cell].params[field],
             ParamRef::NetCon { netcon, field } => match field {
@@ -561,7 +788,28 @@ impl Model {
             value,
             allowed: a.to_string(),
         })?;
+        self.check_writable(r, name)?;
         Ok((r, field.runtime))
+    }
+
+    /// L and diam of a section with 3-d points come from its points: NEURON would move or
+    /// resize the points (`nrn_length_change`, `nrn_diam_change`), which spikebus does not do.
+    pub fn check_writable(&self, r: ParamRef, name: &str) -> Result<()> {
+        if let ParamRef::Section { section, field: field @ (SEC_L | SEC_DIAM) }
+        | ParamRef::SectionSeg { section, field: field @ (SEC_L | SEC_DIAM), .. } = r
+        {
+            if self.sections[section].pt3d.is_some() {
+                return Err(Error::NotWritable {
+                    name: name.to_string(),
+                    reason: format!(
+                        "section `{}` has 3-d points, which give its {}: change the points (pt3d) instead",
+                        self.sections[section].name,
+                        if field == SEC_L { "length" } else { "diameters" }
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Stores an already checked value.
@@ -569,7 +817,21 @@ impl Model {
         match r {
             ParamRef::Global(f) => self.run.set(f, value),
             ParamRef::Section { section, field } => self.sections[section].set_own(field, value),
-            ParamRef::Mech { section, slot, field } => self.sections[section].mechs[slot].params[field] = value,
+            ParamRef::Mech { section, slot, field } => {
+                let m = &mut self.sections[section].mechs[slot];
+                m.params[field] = value;
+                m.segs.clear(field);
+            }
+            ParamRef::SectionSeg { section, field, seg } => {
+                let s = &mut self.sections[section];
+                let uniform = s.own(field);
+                s.segs.set(field, seg, value, s.nseg, uniform);
+            }
+            ParamRef::MechSeg { section, slot, field, seg } => {
+                let s = &mut self.sections[section];
+                let m = &mut s.mechs[slot];
+                m.segs.set(field, seg, value, s.nseg, m.params[field]);
+            }
             ParamRef::Point { point, field } => self.points[point].params[field] = value,
             ParamRef::Cell { cell, field } => self.cells[cell].params[field] = value,
             ParamRef::NetCon { netcon, field } => match field {
@@ -586,23 +848,39 @@ impl Model {
 
     /// Every parameter with its metadata and current value, in model order.
     pub fn params(&self) -> Vec<ParamInfo> {
-        let info = |name: String, f: &Field, value: f64| ParamInfo {
-            name,
-            unit: f.unit,
-            allowed: f.allowed,
-            runtime: f.runtime,
-            value,
+        let info = |name: String, f: &Field, r: ParamRef| {
+            let read_only = self.check_writable(r, &name).is_err();
+            ParamInfo { name, unit: f.unit, allowed: f.allowed, runtime: f.runtime && !read_only, read_only, value: self.get_ref(r) }
         };
-        let mut out: Vec<ParamInfo> = GLOBAL_FIELDS
-            .iter()
-            .enumerate()
-            .map(|(i, f)| info(f.name.to_string(), f, self.get_ref(ParamRef::Global(i))))
-            .collect();
+        let mut out: Vec<ParamInfo> =
+            GLOBAL_FIELDS.iter().enumerate().map(|(i, f)| info(f.name.to_string(), f, ParamRef::Global(i))).collect();
         for obj in self.all_objects() {
             for (table, make) in tables_of(self, obj) {
                 for (i, f) in table.iter().enumerate() {
                     let name = format!("{}.{}", self.object_name(obj), f.name);
-                    out.push(info(name, f, self.get_ref(make(i))));
+                    out.push(info(name, f, make(i)));
+                }
+            }
+            // Range variables that vary along the section: each segment's value too (the
+            // section's entry above is the segment at 0.5).
+            if let Object::Section(si) = obj {
+                let s = &self.sections[si];
+                type SegRef = Box<dyn Fn(u32) -> ParamRef>;
+                let varying = s.segs.iter().map(|(field, v)| {
+                    let r: SegRef = Box::new(move |seg| ParamRef::SectionSeg { section: si, field, seg });
+                    (&SECTION_FIELDS[field], v.len(), r)
+                });
+                let varying = varying.chain(s.mechs.iter().enumerate().flat_map(|(slot, m)| {
+                    m.segs.iter().map(move |(field, v)| {
+                        let r: SegRef = Box::new(move |seg| ParamRef::MechSeg { section: si, slot, field, seg });
+                        (&m.mech.def().params[field], v.len(), r)
+                    })
+                }));
+                for (f, count, make) in varying {
+                    for seg in 0..count as u32 {
+                        let name = format!("{}({}).{}", s.name, segment_x(s.nseg, seg), f.name);
+                        out.push(info(name, f, make(seg)));
+                    }
                 }
             }
         }

@@ -10,21 +10,50 @@ use toml::Spanned;
 use crate::error::{Error, Result};
 use crate::mech::{self, MechDef};
 use crate::model::*;
+use crate::morphology::Pt3d;
 use crate::expr::Expr;
 use crate::population::{Connect, PerCopySet, PerItem, Population, Populations, Rule, Selector, Template, MAX_COPIES, RULES};
 use crate::signal;
 
-/// Parses and checks a model. `origin` names the text in messages (usually its path).
+/// Reads a file a model refers to (`[morphology] swc`), by the path written in the model;
+/// Err: why it cannot be read.
+pub type FileReader<'a> = &'a dyn Fn(&str) -> std::result::Result<String, String>;
+
+/// Parses and checks a model that refers to no other file. `origin` names the text in
+/// messages (usually its path).
 pub fn parse_model(text: &str, origin: &str) -> Result<Model> {
+    parse_model_with(text, origin, &|path: &str| {
+        Err(format!("cannot read `{path}`: this model text does not come from a file (give the model file's path)"))
+    })
+}
+
+/// Parses and checks a model, reading the files it refers to with `files` (the caller
+/// resolves their paths, e.g. relative to the model file's directory).
+pub fn parse_model_with(text: &str, origin: &str, files: FileReader<'_>) -> Result<Model> {
     let root = DeTable::parse(text).map_err(|e| {
         let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
         Error::Syntax { origin: origin.to_string(), line, col, msg: e.message().trim().to_string() }
     })?;
     let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
-    let mut p = Parser { origin, line_starts, lines: HashMap::new(), thresholds: vec![], prefix: String::new(), netstims: 0 };
+    let mut p = Parser { origin, line_starts, lines: HashMap::new(), thresholds: vec![], prefix: String::new(), netstims: 0, files };
     let mut model = p.model(root.get_ref())?;
     p.check_references(&mut model)?;
     Ok(model)
+}
+
+/// Which keys a section table may hold.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SectionKeys {
+    All,
+    /// A `[morphology]` table: not what the file gives (L, diam, pt3d, parent) nor nseg.
+    Morphology,
+}
+
+/// `[morphology] nseg`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NsegRule {
+    Fixed(u32),
+    DLambda,
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -48,6 +77,8 @@ struct Parser<'t> {
     prefix: String,
     /// NetStims so far (their default stream ids count them).
     netstims: usize,
+    /// Reads the files the model refers to.
+    files: FileReader<'t>,
 }
 
 impl<'t> Parser<'t> {
@@ -113,12 +144,22 @@ impl<'t> Parser<'t> {
     fn model(&mut self, root: &DeTable<'t>) -> Result<Model> {
         let mut m = Model::empty(self.origin);
         let mut pops = Populations::default();
-        const TOP: &[&str] = &["run", "section", "point", "cell", "netcon", "template", "population", "connect", "record"];
+        const TOP: &[&str] = &[
+            "run", "morphology", "section", "point", "cell", "netcon", "play", "template", "population", "connect", "record",
+        ];
+        let mut morphology = vec![];
         for (k, v) in root {
             let key: &str = k.get_ref();
             match key {
                 "run" => self.run(v, &mut m.run)?,
+                "morphology" => morphology = self.morphology(v)?,
                 "section" | "point" | "cell" | "netcon" => self.objects(key, v, &mut m)?,
+                "play" => {
+                    for (name, pv) in self.named_tables(v, "play")? {
+                        let p = self.play(&name, pv)?;
+                        m.plays.push(p);
+                    }
+                }
                 "template" => {
                     for (name, tv) in self.named_tables(v, "template")? {
                         let line = self.line(tv.span());
@@ -166,6 +207,12 @@ impl<'t> Parser<'t> {
                 _ => return Err(self.unknown_key(k, key, TOP)),
             }
         }
+        // A morphology's sections come first, as when a NEURON script imports it first.
+        if !morphology.is_empty() {
+            morphology.append(&mut m.sections);
+            m.sections = morphology;
+            m.index = NameIndex::default();
+        }
         pops.expand(&mut m)?;
         Ok(m)
     }
@@ -207,6 +254,7 @@ impl<'t> Parser<'t> {
             thresholds: vec![],
             prefix: format!("template.{name}."),
             netstims: 0,
+            files: self.files,
         };
         let mut m = Model::empty(self.origin);
         let mut default_id3 = vec![];
@@ -214,6 +262,14 @@ impl<'t> Parser<'t> {
             let key: &str = k.get_ref();
             match key {
                 "section" | "point" | "cell" | "netcon" => sub.objects(key, ov, &mut m)?,
+                "play" => {
+                    let path = sub.path(key);
+                    return Err(self.err(
+                        k.span(),
+                        &path,
+                        "a play belongs to the model, not to a template: write [play.NAME] at the top level with the copy's parameter, e.g. target = \"pop[3].stim.amp\"",
+                    ));
+                }
                 _ => {
                     let path = sub.path(key);
                     return Err(self.unknown_key(k, &path, &["section", "point", "cell", "netcon"]));
@@ -277,9 +333,17 @@ impl<'t> Parser<'t> {
     fn section(&mut self, name: &str, v: &Val<'t>) -> Result<SectionSpec> {
         let t = self.table(v, name)?;
         let mut s = SectionSpec::new(name);
+        let base = self.path(&format!("section.{name}"));
+        self.section_keys(&mut s, t, &base, SectionKeys::All)?;
+        Ok(s)
+    }
+
+    /// The keys of a section table applied to `s` (`base`: the table's key path, for
+    /// messages). A morphology's tables may not give what the file gives (`keys`).
+    fn section_keys(&mut self, s: &mut SectionSpec, t: &DeTable<'t>, base: &str, keys: SectionKeys) -> Result<()> {
         // `insert` first: mechanism parameters are only valid for inserted mechanisms.
         if let Some(iv) = t.get("insert") {
-            let path = self.path(&format!("section.{name}.insert"));
+            let path = format!("{base}.insert");
             let arr = iv.get_ref().as_array().ok_or_else(|| {
                 self.err(iv.span(), &path, "expected an array of mechanism names, e.g. [\"hh\", \"pas\"]")
             })?;
@@ -287,16 +351,47 @@ impl<'t> Parser<'t> {
                 let mech = self.string(m, &path, "a mechanism name")?;
                 let def = mech::find(mech, MechKind::Density).ok_or_else(|| {
                     let allowed = mech::names(MechKind::Density).join(", ");
-                    self.err(m.span(), &path, format!("unknown mechanism `{mech}`; allowed: {allowed}"))
+                    self.err(m.span(), &path, unknown_mech("mechanism", mech, &allowed))
                 })?;
                 s.insert(def);
             }
         }
+        if keys == SectionKeys::Morphology {
+            for key in ["L", "diam", "nseg", "parent", "pt3d"] {
+                if let Some((k, _)) = t.get_key_value(key) {
+                    return Err(self.err(
+                        k.span(),
+                        &format!("{base}.{key}"),
+                        "the SWC file gives the sections' points and connections, and [morphology] nseg their nseg",
+                    ));
+                }
+            }
+        }
+        if let Some((k, _)) = t.get_key_value("pt3d") {
+            for key in ["L", "diam"] {
+                if let Some((lk, _)) = t.get_key_value(key) {
+                    return Err(self.err(
+                        lk.span(),
+                        &format!("{base}.{key}"),
+                        format!("not with pt3d (line {}): the 3-d points give the section's length and diameters", self.line(k.span())),
+                    ));
+                }
+            }
+        }
+        // `nseg` first too: a list of per-segment values needs it.
+        if let Some(val) = t.get("nseg") {
+            let path = format!("{base}.nseg");
+            if !val.get_ref().is_integer() {
+                return Err(self.err(val.span(), &path, "expected an integer from 1 to 32767"));
+            }
+            s.nseg = self.number(val, &path, Allowed::Count)? as u32;
+        }
         for (k, val) in t {
             let key: &str = k.get_ref();
-            let path = self.path(&format!("section.{name}.{key}"));
+            let path = format!("{base}.{key}");
             match key {
-                "insert" => {}
+                "insert" | "nseg" => {}
+                "pt3d" => s.pt3d = Some(std::sync::Arc::new(self.pt3d(val, &path)?)),
                 "parent" => {
                     let text = self.string(val, &path, "a location such as \"soma(1)\"")?;
                     let loc = parse_loc(text).ok_or_else(|| {
@@ -305,14 +400,18 @@ impl<'t> Parser<'t> {
                     self.lines.insert(path, self.line(val.span()));
                     s.parent = Some(loc);
                 }
-                "nseg" => {
-                    if !val.get_ref().is_integer() {
-                        return Err(self.err(val.span(), &path, "expected an integer from 1 to 32767"));
-                    }
-                    s.nseg = self.number(val, &path, Allowed::Count)? as u32;
-                }
                 _ => {
                     if let Some(f) = SECTION_FIELDS.iter().position(|f| f.name == key) {
+                        if let Some(values) = self.per_segment(val, &path, &s, SECTION_FIELDS[f].allowed)? {
+                            if !SectionSpec::is_range_field(f) {
+                                return Err(self.err(val.span(), &path, format!("`{key}` is one value for the whole section; only diam, cm and mechanism parameters take a value per segment")));
+                            }
+                            for (seg, x) in values.into_iter().enumerate() {
+                                let uniform = s.own_at(f, seg as u32);
+                                s.segs.set(f, seg as u32, x, s.nseg, uniform);
+                            }
+                            continue;
+                        }
                         let x = self.number(val, &path, SECTION_FIELDS[f].allowed)?;
                         s.set_own(f, x);
                         continue;
@@ -321,7 +420,15 @@ impl<'t> Parser<'t> {
                         m.mech.def().param(key).map(|f| (slot, f))
                     });
                     if let Some((slot, f)) = found {
-                        let x = self.number(val, &path, s.mechs[slot].mech.def().params[f].allowed)?;
+                        let allowed = s.mechs[slot].mech.def().params[f].allowed;
+                        if let Some(values) = self.per_segment(val, &path, &s, allowed)? {
+                            let (nseg, m) = (s.nseg, &mut s.mechs[slot]);
+                            for (seg, x) in values.into_iter().enumerate() {
+                                m.segs.set(f, seg as u32, x, nseg, m.params[f]);
+                            }
+                            continue;
+                        }
+                        let x = self.number(val, &path, allowed)?;
                         s.mechs[slot].params[f] = x;
                         continue;
                     }
@@ -342,13 +449,125 @@ impl<'t> Parser<'t> {
                         ));
                     }
                     let mut allowed: Vec<&str> = SECTION_FIELDS.iter().map(|f| f.name).collect();
-                    allowed.extend(["parent", "insert"]);
+                    allowed.extend(["parent", "insert", "pt3d"]);
                     allowed.extend(s.mechs.iter().flat_map(|m| m.mech.def().params.iter().map(|f| f.name)));
                     return Err(self.unknown_key(k, &path, &allowed));
                 }
             }
         }
-        Ok(s)
+        Ok(())
+    }
+
+    /// `pt3d = [[x, y, z, diam], ...]`: two or more 3-d points (um), as NEURON's pt3dadd.
+    fn pt3d(&self, v: &Val<'t>, path: &str) -> Result<Pt3d> {
+        let bad = |span| self.err(span, path, "expected a list of [x, y, z, diam] points (um), at least 2");
+        let arr = v.get_ref().as_array().ok_or_else(|| bad(v.span()))?;
+        if arr.len() < 2 || arr.len() > crate::morphology::MAX_POINTS {
+            return Err(self.err(v.span(), path, format!("expected 2 to {} points, found {}", crate::morphology::MAX_POINTS, arr.len())));
+        }
+        let mut points = Vec::with_capacity(arr.len());
+        for item in arr.iter() {
+            let q = item.get_ref().as_array().filter(|q| q.len() == 4).ok_or_else(|| bad(item.span()))?;
+            let mut pt = [0.0; 4];
+            for (i, x) in q.iter().enumerate() {
+                pt[i] = self.number(x, path, if i == 3 { Allowed::NonNegative } else { Allowed::Any })?;
+                // Stored as a C float, as NEURON does: it must be one.
+                if !(pt[i] as f32).is_finite() {
+                    return Err(self.err(x.span(), path, format!("{} is beyond a float's range", pt[i])));
+                }
+            }
+            points.push(pt);
+        }
+        Ok(Pt3d::new(&points))
+    }
+
+    /// `[morphology]`: the sections of an SWC file, as NEURON's Import3d makes them, with
+    /// the parameters of the `all` table and of their type's table, and nseg by the rule.
+    fn morphology(&mut self, v: &Val<'t>) -> Result<Vec<SectionSpec>> {
+        let t = self.table(v, "morphology")?;
+        let swc_val = t.get("swc").ok_or_else(|| self.err(v.span(), "morphology", "missing key `swc` (the SWC file, relative to the model file)"))?;
+        let file = self.string(swc_val, "morphology.swc", "a path to an SWC file")?;
+        let text = (self.files)(file).map_err(|e| self.err(swc_val.span(), "morphology.swc", e))?;
+        let imported = crate::morphology::swc::import(&text)
+            .map_err(|e| self.err(swc_val.span(), "morphology.swc", format!("{file}: {e}")))?;
+        let mut rule = NsegRule::Fixed(1);
+        let (mut d_lambda, mut freq) = (None, None);
+        let mut tables: Vec<(&str, &DeTable<'t>, Range<usize>)> = vec![];
+        for (k, val) in t {
+            let key: &str = k.get_ref();
+            let path = format!("morphology.{key}");
+            match key {
+                "swc" => {}
+                "nseg" => {
+                    rule = match val.get_ref() {
+                        DeValue::String(s) if s.as_ref() == "d_lambda" => NsegRule::DLambda,
+                        DeValue::Integer(_) => NsegRule::Fixed(self.number(val, &path, Allowed::Count)? as u32),
+                        _ => return Err(self.err(val.span(), &path, "expected an integer from 1 to 32767 or \"d_lambda\"")),
+                    }
+                }
+                "d_lambda" => d_lambda = Some((self.number(val, &path, Allowed::Positive)?, val.span())),
+                "d_lambda_freq" => freq = Some((self.number(val, &path, Allowed::Positive)?, val.span())),
+                _ => {
+                    let Some(tt) = val.get_ref().as_table() else {
+                        return Err(self.unknown_key(k, &path, &["swc", "nseg", "d_lambda", "d_lambda_freq", "all", "TYPE (a table: soma, axon, dend, apic, ...)"]));
+                    };
+                    if key != "all" && !imported.iter().any(|s| s.type_name == key) {
+                        let mut have: Vec<&str> = imported.iter().map(|s| s.type_name.as_str()).collect();
+                        have.dedup();
+                        return Err(self.err(k.span(), &path, format!("{file} has no `{key}` sections; its types: {}; `all` is every section", have.join(", "))));
+                    }
+                    tables.push((key, tt, k.span()));
+                }
+            }
+        }
+        if rule != NsegRule::DLambda {
+            if let Some((_, span)) = d_lambda.clone().or(freq.clone()) {
+                return Err(self.err(span, "morphology", "d_lambda and d_lambda_freq need nseg = \"d_lambda\""));
+            }
+        }
+        // `all` first, then the type's own table.
+        tables.sort_by_key(|(key, _, _)| *key != "all");
+        let mut out = Vec::with_capacity(imported.len());
+        for sec in &imported {
+            let mut s = SectionSpec::new(&self.path(&sec.name));
+            s.pt3d = Some(std::sync::Arc::new(Pt3d::new(&sec.points)));
+            s.parent = sec.parent.map(|(pi, x)| Loc { section: self.path(&imported[pi].name), x });
+            for (key, tt, _) in &tables {
+                if *key == "all" || *key == sec.type_name {
+                    self.section_keys(&mut s, tt, &format!("morphology.{key}"), SectionKeys::Morphology)?;
+                }
+            }
+            s.nseg = match rule {
+                NsegRule::Fixed(n) => n,
+                NsegRule::DLambda => {
+                    let pt = s.pt3d.as_deref().expect("set above");
+                    let n = crate::morphology::d_lambda_nseg(pt, d_lambda.as_ref().map_or(0.1, |d| d.0), freq.as_ref().map_or(100.0, |f| f.0), s.ra, s.cm)
+                        .map_err(|e| self.err(v.span(), "morphology.nseg", format!("{}: the d_lambda rule cannot be applied (NEURON's lambda_f fails): {e}", sec.name)))?;
+                    if !(1.0..=32767.0).contains(&n) {
+                        return Err(self.err(v.span(), "morphology.nseg", format!("{}: the d_lambda rule gives nseg = {n}, beyond 32767", sec.name)));
+                    }
+                    n as u32
+                }
+            };
+            self.lines.insert(self.path(&format!("section.{}", sec.name)), self.line(v.span()));
+            self.lines.insert(self.path(&format!("section.{}.parent", sec.name)), self.line(swc_val.span()));
+            out.push(s);
+        }
+        Ok(out)
+    }
+
+    /// A range variable given per segment: a list of one value per segment (None for a single
+    /// number).
+    fn per_segment(&self, v: &Val<'t>, path: &str, s: &SectionSpec, allowed: Allowed) -> Result<Option<Vec<f64>>> {
+        let Some(arr) = v.get_ref().as_array() else { return Ok(None) };
+        if arr.len() != s.nseg as usize {
+            return Err(self.err(
+                v.span(),
+                path,
+                format!("a list gives one value per segment: nseg = {}, found {} values", s.nseg, arr.len()),
+            ));
+        }
+        arr.iter().map(|x| self.number(x, path, allowed)).collect::<Result<_>>().map(Some)
     }
 
     /// The `type` key of a point process or artificial cell, required, as a mechanism.
@@ -359,8 +578,7 @@ impl<'t> Parser<'t> {
             .ok_or_else(|| self.err(v.span(), path, format!("missing key `type` ({allowed})")))?;
         let tpath = format!("{path}.type");
         let ty = self.string(tv, &tpath, &allowed)?;
-        mech::find(ty, kind)
-            .ok_or_else(|| self.err(tv.span(), &tpath, format!("unknown type `{ty}`; allowed: {allowed}")))
+        mech::find(ty, kind).ok_or_else(|| self.err(tv.span(), &tpath, unknown_mech("type", ty, &allowed)))
     }
 
     /// The numeric keys of a point process or artificial cell: its mechanism's fields.
@@ -371,6 +589,17 @@ impl<'t> Parser<'t> {
                 continue;
             }
             let kpath = format!("{path}.{key}");
+            // An array parameter (VClamp's `dur[0]`, `dur[1]`, `dur[2]`) as a list.
+            let elems: Vec<usize> = (0..).map_while(|j| def.param(&format!("{key}[{j}]"))).collect();
+            if let (false, Some(arr)) = (elems.is_empty(), val.get_ref().as_array()) {
+                if arr.len() != elems.len() {
+                    return Err(self.err(val.span(), &kpath, format!("expected a list of {} numbers, found {}", elems.len(), arr.len())));
+                }
+                for (&f, x) in elems.iter().zip(arr.iter()) {
+                    params[f] = self.number(x, &kpath, def.params[f].allowed)?;
+                }
+                continue;
+            }
             let Some(f) = def.param(key) else {
                 if key == "seed" && def.name == "NetStim" {
                     return Err(self.err(
@@ -433,6 +662,83 @@ impl<'t> Parser<'t> {
             }
         }
         Ok(c)
+    }
+
+    /// `[play.NAME]`: NEURON's `Vector.play` into a parameter (checked against the model in
+    /// `check_references`).
+    fn play(&mut self, name: &str, v: &Val<'t>) -> Result<PlaySpec> {
+        let t = self.table(v, name)?;
+        let path = format!("play.{name}");
+        for req in ["target", "values"] {
+            if !t.contains_key(req) {
+                return Err(self.err(v.span(), &path, format!("missing key `{req}`")));
+            }
+        }
+        let mut p = PlaySpec { name: name.to_string(), target: String::new(), values: vec![], times: None, dt: None, continuous: false };
+        let list = |key: &str, val: &Val<'t>| -> Result<Vec<f64>> {
+            let kpath = format!("{path}.{key}");
+            let arr = val.get_ref().as_array().ok_or_else(|| self.err(val.span(), &kpath, "expected a list of numbers"))?;
+            arr.iter().map(|x| self.number(x, &kpath, Allowed::Any)).collect()
+        };
+        let mut lines = vec![];
+        for (k, val) in t {
+            let key: &str = k.get_ref();
+            let kpath = format!("{path}.{key}");
+            match key {
+                "target" => {
+                    p.target = self.string(val, &kpath, "a parameter name such as \"stim.amp\"")?.to_string();
+                    lines.push((kpath, self.line(val.span())));
+                }
+                "values" => {
+                    p.values = list(key, val)?;
+                    if p.values.is_empty() {
+                        return Err(self.err(val.span(), &kpath, "expected at least one value"));
+                    }
+                    lines.push((kpath, self.line(val.span())));
+                }
+                "times" => {
+                    let times = list(key, val)?;
+                    if let Some(w) = times.windows(2).find(|w| w[1] < w[0]) {
+                        return Err(self.err(val.span(), &kpath, format!("times must not decrease; {} comes after {}", w[1], w[0])));
+                    }
+                    p.times = Some(times);
+                }
+                // Vector.play's bounds for Dt (chkarg 1e-9 to 1e10).
+                "dt" => {
+                    let dt = self.number(val, &kpath, Allowed::Positive)?;
+                    if !(1e-9..=1e10).contains(&dt) {
+                        return Err(self.err(val.span(), &kpath, format!("expected 1e-9 to 1e10 ms, found {dt}")));
+                    }
+                    p.dt = Some(dt);
+                }
+                "continuous" => {
+                    p.continuous = val.get_ref().as_bool().ok_or_else(|| self.err(val.span(), &kpath, "expected true or false"))?;
+                }
+                "discon" => {
+                    return Err(self.err(
+                        k.span(),
+                        &kpath,
+                        "discontinuity indices (Vector.play's third argument as a Vector) are not supported: repeat a time in `times` instead (equal times give a step)",
+                    ))
+                }
+                _ => return Err(self.unknown_key(k, &kpath, &["target", "values", "times", "dt", "continuous"])),
+            }
+        }
+        self.lines.extend(lines);
+        match (&p.times, p.dt) {
+            (Some(times), None) if times.len() != p.values.len() => {
+                Err(self.err(t["times"].span(), &format!("{path}.times"), format!("one time per value: {} values, {} times", p.values.len(), times.len())))
+            }
+            (Some(_), Some(_)) | (None, None) => {
+                Err(self.err(v.span(), &path, "give either `times` (a list, one per value) or `dt` (a value every dt ms from 0)"))
+            }
+            (None, Some(_)) if p.continuous => Err(self.err(
+                t["continuous"].span(),
+                &format!("{path}.continuous"),
+                "continuous play needs `times` (NEURON: \"Second argument of Vector.play in continuous mode must be a time vector\")",
+            )),
+            _ => Ok(p),
+        }
     }
 
     fn netcon(&mut self, name: &str, v: &Val<'t>) -> Result<NetConSpec> {
@@ -520,6 +826,7 @@ impl<'t> Parser<'t> {
                         if matches!(r, ParamRef::Global(_)) {
                             return Err(self.err(pk.span(), &ppath, "a global is not a copy's: set it in [run]"));
                         }
+                        templates[template].model.check_writable(r, param).map_err(|e| self.err(pk.span(), &ppath, e.to_string()))?;
                         let value = self.per_item(pv, &ppath, &["i", "n"], Some(count), field.allowed)?;
                         sets.push(PerCopySet { path: ppath, line: self.line(pv.span()), param: r, field, value });
                     }
@@ -699,6 +1006,16 @@ impl<'t> Parser<'t> {
             by_source.insert(source.clone(), (*x, path));
             m.sections[si].threshold = *x;
         }
+        for p in &m.plays {
+            let tpath = format!("play.{}.target", p.name);
+            let (_, field) = m.play_target(&p.target).map_err(|e| self.err_at_line(self.line_of(&tpath), &tpath, e.to_string()))?;
+            for &x in &p.values {
+                field.allowed.check(x).map_err(|a| {
+                    let vpath = format!("play.{}.values", p.name);
+                    self.err_at_line(self.line_of(&vpath), &vpath, format!("{} takes {a}, found {x}", p.target))
+                })?;
+            }
+        }
         for s in &m.record {
             let path = format!("record.signals.{s}");
             signal::resolve(m, s).map_err(|e| self.err_at_line(self.line_of(&path), "record.signals", e.to_string()))?;
@@ -732,4 +1049,23 @@ pub fn parse_loc(text: &str) -> Option<Loc> {
         return None;
     }
     Some(Loc { section: sec.trim().to_string(), x })
+}
+
+/// "unknown type `X`; allowed: ...", and what to use instead when X is one of NEURON's
+/// built-ins that spikebus does not have (or one of another kind: a point process where an
+/// artificial cell is expected).
+fn unknown_mech(what: &str, name: &str, allowed: &str) -> String {
+    let mut text = format!("unknown {what} `{name}`; allowed: {allowed}");
+    let other = mech::MECHANISMS.iter().find(|m| m.name == name).map(|m| m.kind);
+    if let Some(hint) = mech::instead_of(name) {
+        text += &format!(" (NEURON's `{name}`: {hint})");
+    } else if let Some(kind) = other {
+        let table = match kind {
+            mech::MechKind::Density | mech::MechKind::Ion => "`insert` of a [section.NAME]",
+            mech::MechKind::Point => "a [point.NAME] table",
+            mech::MechKind::Artificial => "a [cell.NAME] table",
+        };
+        text += &format!(" (`{name}` belongs in {table})");
+    }
+    text
 }

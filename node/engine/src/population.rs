@@ -321,6 +321,8 @@ fn shift(r: ParamRef, (s0, p0, c0, n0): (usize, usize, usize, usize)) -> ParamRe
         ParamRef::Global(f) => ParamRef::Global(f),
         ParamRef::Section { section, field } => ParamRef::Section { section: s0 + section, field },
         ParamRef::Mech { section, slot, field } => ParamRef::Mech { section: s0 + section, slot, field },
+        ParamRef::SectionSeg { section, field, seg } => ParamRef::SectionSeg { section: s0 + section, field, seg },
+        ParamRef::MechSeg { section, slot, field, seg } => ParamRef::MechSeg { section: s0 + section, slot, field, seg },
         ParamRef::Point { point, field } => ParamRef::Point { point: p0 + point, field },
         ParamRef::Cell { cell, field } => ParamRef::Cell { cell: c0 + cell, field },
         ParamRef::NetCon { netcon, field } => ParamRef::NetCon { netcon: n0 + netcon, field },

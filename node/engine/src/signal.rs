@@ -1,5 +1,5 @@
 //! Signal names: the state variables and currents that can be recorded or watched, such as
-//! `soma.v`, `dend(0.1).v`, `soma.m_hh`, `syn.g`. Resolved against a `Model` here (so a model
+//! `soma.v`, `dend(0.1).v`, `soma.m_hh`, `syn.g`, `cell.m` (an artificial cell's state). Resolved against a `Model` here (so a model
 //! file can name a bad signal with its line) and against a `Sim`'s arrays in `sim`.
 
 use crate::error::{Error, Result};
@@ -20,6 +20,8 @@ pub enum SignalSpec {
     Node { section: usize, x: f64, var: NodeVar },
     /// A variable of a point process (the index in its mechanism's `vars`).
     Point { point: usize, var: usize },
+    /// A variable of an artificial cell (the index in its mechanism's `vars`).
+    Cell { cell: usize, var: usize },
 }
 
 /// Resolves a signal name against a model.
@@ -71,7 +73,22 @@ pub fn resolve(m: &Model, name: &str) -> Result<SignalSpec> {
                 .ok_or_else(|| unknown(format!("{} `{obj_name}` has {}", def.name, def.vars.join(", "))))?;
             Ok(SignalSpec::Point { point: pi, var: i })
         }
-        Some(Object::Cell(_)) | Some(Object::NetCon(_)) => Err(unknown(format!(
+        Some(Object::Cell(ci)) => {
+            if x.is_some() {
+                return Err(unknown(format!("`{obj_name}` is an artificial cell: name it without (x)")));
+            }
+            let def = m.cells[ci].mech.def();
+            if def.vars.is_empty() {
+                return Err(unknown(format!("a {} has no recordable variables (its spikes are in spikes.csv)", def.name)));
+            }
+            let i = def
+                .vars
+                .iter()
+                .position(|v| *v == var)
+                .ok_or_else(|| unknown(format!("{} `{obj_name}` has {}", def.name, def.vars.join(", "))))?;
+            Ok(SignalSpec::Cell { cell: ci, var: i })
+        }
+        Some(Object::NetCon(_)) => Err(unknown(format!(
             "`{obj_name}` has no recordable variables (its spikes are in spikes.csv)"
         ))),
         None => Err(unknown(format!("there is no section or point process `{obj_name}`"))),
@@ -92,6 +109,9 @@ pub fn names(m: &Model) -> Vec<String> {
     }
     for p in &m.points {
         out.extend(p.mech.def().vars.iter().map(|v| format!("{}.{v}", p.name)));
+    }
+    for c in &m.cells {
+        out.extend(c.mech.def().vars.iter().map(|v| format!("{}.{v}", c.name)));
     }
     out
 }

@@ -41,7 +41,7 @@ fn model_errors_carry_line_and_key() {
         e => panic!("{e:?}"),
     }
     match model_err("x = 1") {
-        Error::Model { key, msg, .. } => assert!(key == "x" && msg.contains("run, section"), "{msg}"),
+        Error::Model { key, msg, .. } => assert!(key == "x" && msg.contains("run, morphology, section"), "{msg}"),
         e => panic!("{e:?}"),
     }
     assert!(matches!(model_err("[run\n"), Error::Syntax { line: 1, .. }));
@@ -235,6 +235,13 @@ fn written_models_read_back_the_same() {
         ("branched", include_str!("../../../tests/models/branched.toml")),
         ("exp2syn", include_str!("../../../tests/models/exp2syn.toml")),
         ("netstim100_ids", include_str!("../../../tests/models/netstim100_ids.toml")),
+        ("intfire4", include_str!("../../../tests/models/intfire4.toml")),
+        ("vclamp", include_str!("../../../tests/models/vclamp.toml")),
+        ("seclamp", include_str!("../../../tests/models/seclamp.toml")),
+        ("alphasynapse", include_str!("../../../tests/models/alphasynapse.toml")),
+        ("play_discrete", include_str!("../../../tests/models/play_discrete.toml")),
+        ("play_continuous", include_str!("../../../tests/models/play_continuous.toml")),
+        ("segments", include_str!("../../../tests/models/segments.toml")),
     ];
     for (name, text) in files {
         let m = parse_model(text, name).unwrap();
@@ -243,4 +250,72 @@ fn written_models_read_back_the_same() {
         assert_eq!(back, m, "{name}");
         assert_eq!(spikebus_engine::write::write_model(&back), written, "{name}: writing is stable");
     }
+}
+
+/// What issue 12's built-ins refuse, each with what to use instead.
+#[test]
+fn builtins_refuse_with_what_to_use_instead() {
+    let sec = "[section.soma]\ninsert = [\"hh\"]\n[section.dend]\nparent = \"soma(1)\"\nnseg = 5\ninsert = [\"pas\"]\n";
+    let cases: &[(&str, &str)] = &[
+        ("[point.x]\ntype = \"OClamp\"\nat = \"soma(0.5)\"\n", "NEURON's `OClamp`: clamp the voltage with SEClamp"),
+        ("[point.x]\ntype = \"IntFire1\"\nat = \"soma(0.5)\"\n", "`IntFire1` belongs in a [cell.NAME] table"),
+        ("[cell.x]\ntype = \"PatternStim\"\n", "one VecStim cell per source"),
+        ("[section.b]\ninsert = [\"na_ion\"]\n", "insert hh, then set ena and ek"),
+        ("[section.b]\ninsert = [\"ExpSyn\"]\n", "`ExpSyn` belongs in a [point.NAME] table"),
+        // a play writes one value: a section with several segments needs SEC(x)
+        ("[play.p]\ntarget = \"dend.g_pas\"\ndt = 1.0\nvalues = [1.0]\n", "name the segment, e.g. `dend(0.5).g_pas`"),
+        ("[play.p]\ntarget = \"soma.L\"\ndt = 1.0\nvalues = [1.0]\n", "set them over the bus instead"),
+        ("[play.p]\ntarget = \"dend(0.3).g_pas\"\nvalues = [1.0]\n", "give either `times`"),
+        ("[play.p]\ntarget = \"dend(0.3).g_pas\"\ndt = 1.0\nvalues = [1.0]\ncontinuous = true\n", "continuous play needs `times`"),
+        ("[play.p]\ntarget = \"dend(0.3).g_pas\"\ntimes = [0.0, 1.0]\nvalues = [1.0, 2.0]\ndiscon = [1.0]\n", "repeat a time in `times` instead"),
+        ("[play.p]\ntarget = \"dend(0.3).g_pas\"\ntimes = [0.0]\nvalues = [-1.0]\n", "dend(0.3).g_pas takes"),
+        // per-segment lists: one value per segment, range variables only
+        ("[section.b]\nnseg = 2\nL = [1.0, 2.0]\n", "only diam, cm and mechanism parameters take a value per segment"),
+        ("[section.b]\nnseg = 2\ninsert = [\"pas\"]\ng_pas = [0.001]\n", "nseg = 2, found 1 values"),
+        ("[point.c]\ntype = \"VClamp\"\nat = \"soma(0.5)\"\ndur = [1.0, 2.0]\n", "expected a list of 3 numbers, found 2"),
+        ("[point.a]\ntype = \"AlphaSynapse\"\nat = \"soma(0.5)\"\n[cell.n]\ntype = \"NetStim\"\n[netcon.c]\nsource = \"n\"\ntarget = \"a\"\n", "receives no events"),
+        ("[point.a]\ntype = \"AlphaSynapse\"\nat = \"soma(0.5)\"\n[record]\nsignals = [\"a.g\"]\n", "AlphaSynapse `a` has i"),
+    ];
+    for (text, want) in cases {
+        let e = model_err(&format!("{sec}{text}")).to_string();
+        assert!(e.contains(want), "{text}\n=> {e}\n(wanted {want:?})");
+    }
+    // A section of one segment plays as NEURON's sec._ref_x (its one segment).
+    let m = parse_model(&format!("{sec}[play.p]\ntarget = \"soma.gnabar_hh\"\ndt = 1.0\nvalues = [0.1]\n"), "m").unwrap();
+    assert_eq!(m.plays.len(), 1);
+    // Per-segment values set and read by name; the section's name reads the segment at 0.5.
+    let mut m = parse_model(sec, "m").unwrap();
+    m.set("dend(0.3).g_pas", 0.002).unwrap();
+    assert_eq!(m.get("dend(0.3).g_pas").unwrap(), 0.002);
+    assert_eq!(m.get("dend(0.25).g_pas").unwrap(), 0.002, "the same segment (nseg 5: 0.2 <= x < 0.4)");
+    assert_eq!(m.get("dend(0.5).g_pas").unwrap(), 0.001);
+    assert_eq!(m.get("dend.g_pas").unwrap(), 0.001);
+    m.set("dend.g_pas", 0.0005).unwrap();
+    assert_eq!(m.get("dend(0.3).g_pas").unwrap(), 0.0005, "the section's name sets every segment");
+}
+
+/// A `set` of a played parameter holds until the play writes its next value: a discrete
+/// play's next time, a continuous play's next step.
+#[test]
+fn a_set_holds_until_the_play_writes_again() {
+    let text = "[run]\ntstop = 20.0\n[section.s]\n[point.stim]\ntype = \"IClamp\"\nat = \"s(0.5)\"\n\
+                [point.se]\ntype = \"SEClamp\"\nat = \"s(0.5)\"\n\
+                [play.a]\ntarget = \"stim.amp\"\ntimes = [0.0, 10.0]\nvalues = [0.1, 0.2]\n\
+                [play.c]\ntarget = \"se.amp1\"\ntimes = [0.0, 20.0]\nvalues = [0.0, -20.0]\ncontinuous = true\n";
+    let mut sim = Sim::new(parse_model(text, "m").unwrap()).unwrap();
+    sim.initialize(|_| {});
+    assert_eq!(sim.get("stim.amp").unwrap(), 0.1, "the value at t = 0, written at initialization");
+    while sim.t() < 5.0 {
+        sim.step(|_| {});
+    }
+    sim.set("stim.amp", 0.5).unwrap();
+    sim.set("se.amp1", 7.0).unwrap();
+    sim.step(|_| {});
+    assert_eq!(sim.get("stim.amp").unwrap(), 0.5, "held until the play's next time");
+    let amp1 = sim.get("se.amp1").unwrap();
+    assert!(amp1 < -4.9 && amp1 > -5.2, "a continuous play writes again in the next step: {amp1}");
+    while sim.t() < 10.5 {
+        sim.step(|_| {});
+    }
+    assert_eq!(sim.get("stim.amp").unwrap(), 0.2, "the play's value at 10 ms");
 }

@@ -18,8 +18,8 @@
 //!   the requests arrived in. A controller's later `continue` at the same point replaces its
 //!   held one (a controller restarted under its name resumes).
 //! - A bad request changes nothing (`actions::check` before anything applies).
-//! - After `done` the node lingers, answering resends of the final request, until its peers
-//!   have disconnected or `--linger` has passed.
+//! - After `done` the node lingers, answering resends of the final request, until no peer has
+//!   been connected for a whole receive wait (100 ms) or `--linger` has passed.
 
 mod actions;
 mod clients;
@@ -653,11 +653,21 @@ impl<'a, T: Transport> Lockstep<'a, T> {
 }
 
 /// After `done`: answers a resend of the final request with the same `done` and anything
-/// else with `wrong_state`, until every peer has disconnected, `linger` has passed or a
-/// signal came.
+/// else with `wrong_state`, until no peer has been connected for a whole receive wait,
+/// `linger` has passed or a signal came. (The wait lets a controller that lost the reply
+/// replace its connection, closing the old one before the new one is in, and resend.)
 fn linger<T: Transport>(transport: &mut T, lasts: &[Last], linger: Duration, stop: &Stop) -> Result<(), AppError> {
     let deadline = Instant::now() + linger;
-    while Instant::now() < deadline && !stop.requested() && transport.connected() != Some(0) {
+    let mut nobody = false;
+    while Instant::now() < deadline && !stop.requested() {
+        if transport.connected() == Some(0) {
+            if nobody {
+                break;
+            }
+            nobody = true;
+        } else {
+            nobody = false;
+        }
         let Some(msg) = transport.recv()? else { continue };
         let (client, id) = proto::peek_client_and_id(&msg.bytes);
         let client = client.filter(|c| proto::valid_client(c)).unwrap_or_else(|| msg.peer.name());

@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use super::{exp2syn, expsyn, hh, iclamp, pas, MechDef};
+use super::{alphasynapse, exp2syn, expsyn, hh, iclamp, pas, seclamp, vclamp, MechDef};
 
 /// The lane count of a tile: `N` when the kernels were instantiated for N lanes (so that
 /// every loop over the lanes of a one-cell tile disappears at compile time), else `lanes`.
@@ -18,14 +18,15 @@ pub fn lane_count<const N: usize>(lanes: usize) -> usize {
     }
 }
 
-/// What the current kernels see: a tile's node arrays (`[node * lanes + lane]`) and the time
-/// of the currents (t_n + dt/2); `N` as in `lane_count`.
+/// What the current kernels see: a tile's node arrays (`[node * lanes + lane]`), the time
+/// of the currents (t_n + dt/2) and the step; `N` as in `lane_count`.
 pub struct Cx<'a, const N: usize> {
     pub lanes: usize,
     pub v: &'a [f64],
     pub rhs: &'a mut [f64],
     pub d: &'a mut [f64],
     pub t: f64,
+    pub dt: f64,
 }
 
 impl<const N: usize> Cx<'_, N> {
@@ -64,8 +65,11 @@ pub struct Rates {
 pub enum Block {
     Pas(pas::Pas),
     IClamp(iclamp::IClamp),
+    AlphaSynapse(alphasynapse::AlphaSynapse),
     ExpSyn(expsyn::ExpSyn),
     Exp2Syn(exp2syn::Exp2Syn),
+    SEClamp(seclamp::SEClamp),
+    VClamp(vclamp::VClamp),
     Hh(hh::Hh),
 }
 
@@ -74,8 +78,11 @@ macro_rules! each {
         match $self {
             Block::Pas($b) => $e,
             Block::IClamp($b) => $e,
+            Block::AlphaSynapse($b) => $e,
             Block::ExpSyn($b) => $e,
             Block::Exp2Syn($b) => $e,
+            Block::SEClamp($b) => $e,
+            Block::VClamp($b) => $e,
             Block::Hh($b) => $e,
         }
     };
@@ -88,8 +95,11 @@ impl Block {
         match def.name {
             "pas" => Block::Pas(pas::Pas::new(base)),
             "IClamp" => Block::IClamp(iclamp::IClamp::new(base)),
+            "AlphaSynapse" => Block::AlphaSynapse(alphasynapse::AlphaSynapse::new(base)),
             "ExpSyn" => Block::ExpSyn(expsyn::ExpSyn::new(base)),
             "Exp2Syn" => Block::Exp2Syn(exp2syn::Exp2Syn::new(base)),
+            "SEClamp" => Block::SEClamp(seclamp::SEClamp::new(base)),
+            "VClamp" => Block::VClamp(vclamp::VClamp::new(base)),
             "hh" => Block::Hh(hh::Hh::new(base)),
             other => unreachable!("{other} has no kernel block"),
         }
@@ -105,24 +115,28 @@ impl Block {
         each!(self, b => b.current(cx))
     }
 
-    /// The SOLVE block (or the synapses' decay) with the new v.
+    /// The SOLVE block (or the synapses' decay) with the new v, at t = t_{n+1}.
     #[inline(always)]
-    pub fn state<const N: usize>(&mut self, v: &[f64], dt: f64, rates: &Rates) {
+    pub fn state<const N: usize>(&mut self, v: &[f64], t: f64, dt: f64, rates: &Rates) {
         match self {
             Block::ExpSyn(b) => b.state(dt),
             Block::Exp2Syn(b) => b.state(dt),
+            Block::SEClamp(b) => b.state(v),
+            Block::VClamp(b) => b.state(v, t, dt),
             Block::Hh(b) => b.state::<N>(v, dt, rates),
-            Block::Pas(_) | Block::IClamp(_) => {}
+            Block::Pas(_) | Block::IClamp(_) | Block::AlphaSynapse(_) => {}
         }
     }
 
     /// INITIAL.
     pub fn initial(&mut self, v: &[f64], rates: &Rates) {
         match self {
-            Block::Pas(_) => {}
+            Block::Pas(_) | Block::AlphaSynapse(_) => {}
             Block::IClamp(b) => b.initial(),
             Block::ExpSyn(b) => b.initial(),
             Block::Exp2Syn(b) => b.initial(),
+            Block::SEClamp(b) => b.initial(),
+            Block::VClamp(b) => b.initial(v),
             Block::Hh(b) => b.initial(v, rates),
         }
     }
@@ -159,35 +173,68 @@ impl Block {
     pub fn set_mfact(&mut self, at: usize, mfact: f64) {
         match self {
             Block::IClamp(b) => b.mfact[at] = mfact,
+            Block::AlphaSynapse(b) => b.mfact[at] = mfact,
             Block::ExpSyn(b) => b.mfact[at] = mfact,
             Block::Exp2Syn(b) => b.mfact[at] = mfact,
+            Block::SEClamp(b) => b.mfact[at] = mfact,
+            Block::VClamp(b) => b.mfact[at] = mfact,
             Block::Pas(_) | Block::Hh(_) => {}
         }
     }
 
-    /// Every array of the block that a snapshot holds (parameters, states, outputs, factors), in
-    /// the mechanism's fixed order (its `columns`).
-    pub fn for_each_column(&self, mut f: impl FnMut(&[f64])) {
-        each!(self, b => b.columns().into_iter().for_each(&mut f))
-    }
-
-    pub fn for_each_column_mut(&mut self, mut f: impl FnMut(&mut [f64])) {
-        each!(self, b => b.columns_mut().into_iter().for_each(&mut f))
-    }
-
-    /// How many columns `for_each_column` visits.
-    pub fn column_count(&self) -> usize {
-        each!(self, b => b.columns().len())
-    }
-
-    /// Forgets what the block computes again by itself from its columns (the synapses' decay
-    /// constants), after the columns were overwritten.
-    pub fn forget_derived(&mut self) {
-        match self {
-            Block::ExpSyn(b) => b.forget_derived(),
-            Block::Exp2Syn(b) => b.forget_derived(),
-            Block::Pas(_) | Block::IClamp(_) | Block::Hh(_) => {}
+    /// What a snapshot holds of entry `at` (`i * lanes + lane`): its parameters, states,
+    /// outputs and factors, in the mechanism's fixed order (its `columns`).
+    pub fn save(&self, at: usize, o: &mut dyn FnMut(f64)) {
+        macro_rules! cols {
+            ($b:ident) => {
+                $b.columns().into_iter().for_each(|c| o(c[at]))
+            };
         }
+        match self {
+            Block::Pas(b) => cols!(b),
+            Block::IClamp(b) => cols!(b),
+            Block::AlphaSynapse(b) => cols!(b),
+            Block::ExpSyn(b) => cols!(b),
+            Block::Exp2Syn(b) => cols!(b),
+            Block::SEClamp(b) => cols!(b),
+            Block::Hh(b) => cols!(b),
+            Block::VClamp(b) => b.save(at, o),
+        }
+    }
+
+    /// Entry `at` as `save` wrote it; then what the block computes by itself from those
+    /// values (the synapses' decay constants) is made again.
+    pub fn load(&mut self, at: usize, i: &mut dyn FnMut() -> f64) {
+        macro_rules! cols {
+            ($b:ident) => {
+                $b.columns_mut().into_iter().for_each(|c| c[at] = i())
+            };
+        }
+        match self {
+            Block::Pas(b) => cols!(b),
+            Block::IClamp(b) => cols!(b),
+            Block::AlphaSynapse(b) => cols!(b),
+            Block::ExpSyn(b) => {
+                cols!(b);
+                b.forget_derived();
+            }
+            Block::Exp2Syn(b) => {
+                cols!(b);
+                b.forget_derived();
+            }
+            Block::SEClamp(b) => cols!(b),
+            Block::Hh(b) => cols!(b),
+            Block::VClamp(b) => b.load(at, i),
+        }
+    }
+
+    /// How many values `save` writes per entry.
+    pub fn saved_len(&self) -> usize {
+        let mut n = 0;
+        if !self.base().node.is_empty() {
+            self.save(0, &mut |_| n += 1);
+        }
+        n
     }
 
     /// NET_RECEIVE(weight) of a synapse.
@@ -196,7 +243,7 @@ impl Block {
         match self {
             Block::ExpSyn(b) => b.receive(at, w),
             Block::Exp2Syn(b) => b.receive(at, w),
-            Block::Pas(_) | Block::IClamp(_) | Block::Hh(_) => unreachable!("no NET_RECEIVE"),
+            _ => unreachable!("no NET_RECEIVE"),
         }
     }
 }

@@ -3,27 +3,53 @@
 //! A mechanism is one file: a `MechDef` (its name, kind, field table of parameters with unit,
 //! default and allowed range, its recordable variables, the ions it uses) and, for membrane
 //! mechanisms and point processes, a kernel block (`Block`) with `initial`, `current`, `state`
-//! and, if it receives events, `receive` hooks over structure-of-arrays storage. Parsing,
-//! get/set by name, parameter listings, signals and the step loop all derive from the table
-//! and the registry below, so adding a mechanism is its file plus three lines here: its entry
-//! in `MECHANISMS`, its `Block` variant and the variant's arms in `block.rs`.
+//! and, if it receives events, `receive` hooks over structure-of-arrays storage; for an
+//! artificial cell, an `ArtBlock` with `initial`, `receive` and `after_event` hooks over its
+//! instances. Parsing, get/set by name, parameter listings, signals and the step loop all
+//! derive from the table and the registry below, so adding a mechanism is its file plus its
+//! entry in `MECHANISMS` and its variant with the variant's arms in `block.rs` (or `art.rs`).
 //!
 //! Storage is over *lanes*: the cells of a group (`sim::group`) have the same structure, so a
 //! mechanism's instance `i` of every cell sits at `i * lanes + lane` and the kernels run the
 //! same operations on every lane (vectorized), each lane's arithmetic exactly NEURON's.
 
+/// `save` and `load` of a struct of f64 fields (a snapshot's values of one instance), in the
+/// order listed. The struct is destructured and built whole, so a field missing from the
+/// list is a compile error, not a value a snapshot forgets.
+macro_rules! f64_fields {
+    ($t:ident: $($f:ident),* $(,)?) => {
+        impl $t {
+            pub(crate) fn save(&self, o: &mut dyn FnMut(f64)) {
+                let $t { $($f),* } = *self;
+                $( o($f); )*
+            }
+            pub(crate) fn load(&mut self, i: &mut dyn FnMut() -> f64) {
+                *self = $t { $($f: i()),* };
+            }
+        }
+    };
+}
+
+pub mod alphasynapse;
+pub mod art;
 pub mod block;
 mod decay;
 pub mod exp2syn;
 pub mod expsyn;
 pub mod hh;
 pub mod iclamp;
+pub mod intfire1;
+pub mod intfire2;
+pub mod intfire4;
 pub mod lanes;
 pub mod ion;
 pub mod netstim;
 pub mod pas;
+pub mod seclamp;
+pub mod vclamp;
 pub mod vecstim;
 
+pub use art::{ArtBlock, ArtCx};
 pub use block::{Block, Cx, Rates};
 
 /// What values a parameter accepts.
@@ -101,9 +127,10 @@ pub enum MechKind {
     Density,
     /// An ion's per-segment state (na_ion, k_ion), inserted with the mechanisms that use it.
     Ion,
-    /// A point process at a location (ExpSyn, Exp2Syn, IClamp).
+    /// A point process at a location (ExpSyn, Exp2Syn, AlphaSynapse, IClamp, SEClamp, VClamp).
     Point,
-    /// An artificial cell (NetStim, VecStim): no membrane, only events.
+    /// An artificial cell (NetStim, IntFire1, IntFire2, IntFire4, VecStim): no membrane, only
+    /// events.
     Artificial,
 }
 
@@ -156,23 +183,48 @@ impl MechId {
     }
 }
 
-/// Every mechanism, in NEURON 9.0.2's type order (the order of the currents at a node: pas,
-/// IClamp, ExpSyn, Exp2Syn, hh; ions and artificial cells add no current).
+/// Every mechanism, in NEURON 9.0.2's type order (`h.MechanismType(...).internal_type()`:
+/// pas 4, IClamp 7, AlphaSynapse 8, ExpSyn 9, Exp2Syn 10, SEClamp 11, VClamp 12, na_ion 15,
+/// k_ion 16, hh 17, NetStim 18, IntFire1 19, IntFire2 20, IntFire4 21, then VecStim, which
+/// a model loads from its own library). The type order is the order of the currents at a
+/// node and of the artificial cells' INITIAL blocks; ions add no current.
 pub static MECHANISMS: &[&MechDef] = &[
     &pas::DEF,
     &iclamp::DEF,
+    &alphasynapse::DEF,
     &expsyn::DEF,
     &exp2syn::DEF,
-    &hh::DEF,
+    &seclamp::DEF,
+    &vclamp::DEF,
     &ion::NA,
     &ion::K,
+    &hh::DEF,
     &netstim::DEF,
+    &intfire1::DEF,
+    &intfire2::DEF,
+    &intfire4::DEF,
     &vecstim::DEF,
 ];
 
 /// A mechanism by its NEURON name and kind.
 pub fn find(name: &str, kind: MechKind) -> Option<&'static MechDef> {
     MECHANISMS.iter().copied().find(|m| m.name == name && m.kind == kind)
+}
+
+/// What to use instead of one of NEURON's built-in mechanisms that spikebus does not have, for
+/// the message that refuses it.
+pub fn instead_of(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "OClamp" => "clamp the voltage with SEClamp (svclmp.mod) or VClamp",
+        "APCount" => "every section has a spike detector at its middle: its spikes are in spikes.csv and on the bus",
+        "PatternStim" => "make one VecStim cell per source with its spike times",
+        "NetStimFD" | "IntervalFire" => "use NetStim, or IntFire1, IntFire2, IntFire4",
+        "fastpas" => "insert pas",
+        "extracellular" => "nothing yet: spikebus has no extracellular layers",
+        "k_ion" | "na_ion" => "ions come with the mechanism that uses them: insert hh, then set ena and ek",
+        "ExpSyn2" | "AlphaSyn" => "use ExpSyn, Exp2Syn or AlphaSynapse",
+        _ => return None,
+    })
 }
 
 /// The names of the mechanisms of a kind, for messages.

@@ -1,12 +1,9 @@
 //! NetStim: NEURON's spike generator (`netstim.mod` of NEURON 9.0.2, statement for statement),
 //! its noise drawn from a Random123 stream (`RANDOM ranvar`).
-//!
-//! An artificial cell talks to the rest of the simulation through the event queue: its own
-//! `net_send` self-events, and `net_event` (the caller records the spike and queues the NetCon
-//! events between `receive` and `after_event`).
 
+use super::art::{params_push, ArtCx, Senders};
 use super::{Allowed, Field, MechDef, MechKind};
-use crate::sim::queue::{EventKind, EventQueue};
+use crate::model::CellSpec;
 use crate::sim::random123::Stream;
 
 pub static DEF: MechDef = MechDef {
@@ -49,20 +46,17 @@ pub struct NetStim {
     pub(crate) ranvar: Vec<Stream>,
     /// NEURON's `Random123_globalindex`, the key shared by every stream.
     pub globalindex: u32,
-    /// This NetStim's index among all artificial cells (for its self-events).
-    pub cell: Vec<u32>,
+    pub send: Senders,
 }
 
 impl NetStim {
-    pub fn push(&mut self, cell: u32) {
-        for (f, field) in self.p.iter_mut().zip(DEF.params) {
-            f.push(field.default);
-        }
+    pub fn push(&mut self, cell: u32, spec: &CellSpec) {
+        params_push(&mut self.p, spec);
         self.ispike.push(0.0);
         self.event.push(0.0);
         self.on.push(false);
         self.ranvar.push(Stream::default());
-        self.cell.push(cell);
+        self.send.push(cell);
     }
 
     /// A new value of a parameter. `ranvar.set_ids(...)` only when an id is what changed:
@@ -105,12 +99,8 @@ impl NetStim {
         }
     }
 
-    fn send(&self, k: usize, queue: &mut EventQueue, t: f64, delay: f64, flag: u8) {
-        queue.push(t + delay, EventKind::SelfEvent { cell: self.cell[k], flag });
-    }
-
     /// INITIAL at t = 0.
-    pub fn initial(&mut self, k: usize, queue: &mut EventQueue) {
+    pub fn initial(&mut self, k: usize, cx: &mut ArtCx) {
         // seed(0): random_setseq(ranvar, 0), so every run draws from sequence 0 (whatever
         // sequence a user set before), with the ids and global index in force now.
         self.ranvar[k].set_seq4which(0.0, self.globalindex);
@@ -125,28 +115,28 @@ impl NetStim {
                 event = 0.0;
             }
             self.event[k] = event;
-            self.send(k, queue, 0.0, event, FLAG_INIT);
+            self.send.send(k, cx, cx.t + event, FLAG_INIT);
         }
     }
 
-    /// NET_RECEIVE at time t, up to its `net_event(t)`: true if it fires, and then the caller
-    /// records the spike, queues its NetCon events and calls `after_event` (NEURON runs a
-    /// NetCon.record callback and queues the NetCon events inside net_event, so before the
-    /// next interval is drawn and the next self-event queued).
-    pub fn receive(&mut self, k: usize, flag: u8, w: f64, t: f64, queue: &mut EventQueue) -> bool {
+    /// NET_RECEIVE, up to its `net_event(t)` (NEURON runs a NetCon.record callback and queues
+    /// the NetCon events inside net_event, so before the next interval is drawn and the next
+    /// self-event queued).
+    pub fn receive(&mut self, k: usize, flag: u8, w: f64, cx: &mut ArtCx) -> bool {
+        let t = cx.t;
         if flag == 0 {
             if w > 0.0 && !self.on[k] {
                 self.init_sequence(k);
                 self.next_invl(k);
                 self.event[k] -= self.p[INTERVAL][k] * (1.0 - self.p[NOISE][k]);
-                self.send(k, queue, t, self.event[k], FLAG_SPIKE);
+                self.send.send(k, cx, t + self.event[k], FLAG_SPIKE);
             } else if w < 0.0 {
                 self.on[k] = false;
             }
         }
         if flag == FLAG_INIT && self.on[k] {
             self.init_sequence(k);
-            self.send(k, queue, t, 0.0, FLAG_SPIKE);
+            self.send.send(k, cx, t + 0.0, FLAG_SPIKE);
         }
         if flag == FLAG_SPIKE && self.on[k] {
             self.ispike[k] += 1.0;
@@ -156,10 +146,43 @@ impl NetStim {
     }
 
     /// The rest of NET_RECEIVE after `net_event` (flag 1): the next interval, read now.
-    pub fn after_event(&mut self, k: usize, t: f64, queue: &mut EventQueue) {
+    pub fn after_event(&mut self, k: usize, cx: &mut ArtCx) {
         self.next_invl(k);
         if self.on[k] {
-            self.send(k, queue, t, self.event[k], FLAG_SPIKE);
+            self.send.send(k, cx, cx.t + self.event[k], FLAG_SPIKE);
         }
+    }
+
+    pub fn var(&self, _var: usize, _k: usize) -> f64 {
+        unreachable!("NetStim has no recordable variables")
+    }
+}
+
+impl NetStim {
+    /// A snapshot's state of instance k: on, ispike, event, and its Random123 stream
+    /// (counter, output block, next word).
+    pub fn save(&self, k: usize, o: &mut dyn FnMut(u64)) {
+        o(u64::from(self.on[k]));
+        super::art::save_cols(&[&self.ispike, &self.event], k, o);
+        let (c, r, which) = self.ranvar[k].raw();
+        c.into_iter().chain(r).for_each(|x| o(u64::from(x)));
+        o(u64::from(which));
+    }
+
+    pub fn load(&mut self, k: usize, i: &mut dyn FnMut() -> u64) -> Result<(), &'static str> {
+        self.on[k] = match i() {
+            0 => false,
+            1 => true,
+            _ => return Err("a NetStim's `on` flag"),
+        };
+        super::art::load_cols(&mut [&mut self.ispike, &mut self.event], k, i);
+        let mut x = [0u32; 8];
+        for w in &mut x {
+            *w = u32::try_from(i()).map_err(|_| "a random stream word")?;
+        }
+        let which = u8::try_from(i()).ok().filter(|&w| w <= 3).ok_or("a random stream's next word")?;
+        let [c0, c1, c2, c3, r0, r1, r2, r3] = x;
+        self.ranvar[k] = crate::sim::random123::Stream::from_raw([c0, c1, c2, c3], [r0, r1, r2, r3], which);
+        Ok(())
     }
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use crate::mech::block::lane_count;
 use crate::mech::{lanes, Block, Cx, MechDef, MechId, MechKind, Rates};
-use crate::model::{FastHash, Model, SectionSpec};
+use crate::model::{FastHash, Model, SectionSpec, SEC_DIAM};
 
 /// The most cells in one tile. A tile is the unit of work of a thread; 128 cells' arrays stay
 /// in the second-level cache while a step runs over them, and the loops over lanes are long
@@ -388,19 +388,34 @@ impl Tile {
     }
 
     /// Areas and axial coefficients from the sections' geometry (NEURON's `nrn_area_ri` for
-    /// every section, then `connection_coef`), and the point processes' area factors.
+    /// every section: from L and diam, or from its 3-d points; then `connection_coef`), and
+    /// the point processes' area factors.
     pub fn geometry(&mut self, specs: &[SectionSpec]) {
         let n = self.lanes;
         let t = self.template.clone();
         for (j, lay) in t.sections.iter().enumerate() {
             for lane in 0..n {
                 let spec = &specs[self.secs[j * n + lane] as usize];
+                if let Some(pt) = spec.pt3d.as_deref() {
+                    // diam_from_list: each segment's area and resistance from the points.
+                    let (area, rinv) = (&mut self.area, &mut self.rinv);
+                    let last = pt.area_ri(lay.nseg, spec.ra, |s, g| {
+                        let k = (lay.first as usize + s) * n + lane;
+                        area[k] = g.area;
+                        rinv[k] = g.rinv;
+                    });
+                    let k = lay.end_node() as usize * n + lane;
+                    self.area[k] = 1.0e2;
+                    self.rinv[k] = last;
+                    continue;
+                }
                 let dx = spec.l / f64::from(lay.nseg);
                 let mut rright = 0.0;
                 for s in 0..lay.nseg {
                     let k = (lay.first + s) as usize * n + lane;
-                    self.area[k] = PI * spec.diam * dx;
-                    let rleft = 1e-2 * spec.ra * (dx / 2.0) / (PI * spec.diam * spec.diam / 4.0);
+                    let diam = spec.own_at(SEC_DIAM, s);
+                    self.area[k] = PI * diam * dx;
+                    let rleft = 1e-2 * spec.ra * (dx / 2.0) / (PI * diam * diam / 4.0);
                     self.rinv[k] = 1.0 / (rleft + rright);
                     rright = rleft;
                 }
@@ -430,17 +445,29 @@ impl Tile {
         }
     }
 
-    /// cm of local section j in one lane (read by every step's matrix, so a change acts at
-    /// the next matrix, unlike the geometry).
-    pub fn set_cm(&mut self, j: usize, lane: usize, cm: f64) {
-        for c in self.template.cap_range(j) {
-            self.cm[c * self.lanes + lane] = cm;
+    /// Area and axial resistance (1 / NODERINV) of each segment of local section j, lane `lane`.
+    pub fn segment_geometry(&self, j: usize, lane: usize) -> Vec<(f64, f64)> {
+        let lay = self.template.sections[j];
+        (lay.first..lay.first + lay.nseg)
+            .map(|nd| {
+                let k = nd as usize * self.lanes + lane;
+                (self.area[k], 1.0 / self.rinv[k])
+            })
+            .collect()
+    }
+
+    /// cm of local section j in one lane, segment by segment (read by every step's matrix, so
+    /// a change acts at the next matrix, unlike the geometry).
+    pub fn set_cm(&mut self, j: usize, lane: usize, cm: impl Fn(u32) -> f64) {
+        for (seg, c) in self.template.cap_range(j).enumerate() {
+            self.cm[c * self.lanes + lane] = cm(seg as u32);
         }
     }
 
-    /// A parameter of mechanism `def` inserted in local section j, lane `lane`: into the
-    /// mechanism's block, or for an ion into every block that uses it.
-    pub fn set_section_param(&mut self, j: usize, lane: usize, def: &'static MechDef, field: usize, value: f64) {
+    /// A parameter of mechanism `def` inserted in local section j, lane `lane`, segment by
+    /// segment (`value(seg)`): into the mechanism's block, or for an ion into every block that
+    /// uses it.
+    pub fn set_section_param(&mut self, j: usize, lane: usize, def: &'static MechDef, field: usize, value: impl Fn(u32) -> f64) {
         let n = self.lanes;
         let id = def.id();
         for b in 0..self.blocks.len() {
@@ -454,8 +481,8 @@ impl Tile {
             } else {
                 continue;
             };
-            for i in self.template.instances(b, j) {
-                self.blocks[b].set_param(f, i * n + lane, value);
+            for (seg, i) in self.template.instances(b, j).enumerate() {
+                self.blocks[b].set_param(f, i * n + lane, value(seg as u32));
             }
         }
     }
@@ -513,11 +540,12 @@ impl Tile {
         }
     }
 
-    /// The membrane currents at time t, in NEURON's mechanism-type order, into rhs and d.
+    /// The membrane currents at time t (of a step dt), in NEURON's mechanism-type order, into
+    /// rhs and d.
     #[inline(always)]
-    pub fn currents<const N: usize>(&mut self, t: f64) {
+    pub fn currents<const N: usize>(&mut self, t: f64, dt: f64) {
         lanes::zero2(&mut self.rhs, &mut self.d);
-        let mut cx = Cx::<N> { lanes: self.lanes, v: &self.v, rhs: &mut self.rhs, d: &mut self.d, t };
+        let mut cx = Cx::<N> { lanes: self.lanes, v: &self.v, rhs: &mut self.rhs, d: &mut self.d, t, dt };
         for block in &mut self.blocks {
             block.current(&mut cx);
         }
@@ -527,7 +555,7 @@ impl Tile {
     /// v = v_{n+1}.
     #[inline(always)]
     pub fn advance_v<const N: usize>(&mut self, t: f64, dt: f64) {
-        self.currents::<N>(t);
+        self.currents::<N>(t, dt);
         self.matrix::<N>(dt);
         self.solve::<N>();
         self.detect::<N>();
@@ -580,11 +608,12 @@ impl Tile {
         lanes::add(&mut self.v, &self.rhs);
     }
 
-    /// The states of every block at the new v (cnexp, the synapses' decay).
+    /// The states of every block at the new v, at t = t_{n+1} (cnexp, the synapses' decay,
+    /// the clamps' SOLVE blocks).
     #[inline(always)]
-    pub fn states<const N: usize>(&mut self, dt: f64, rates: &Rates) {
+    pub fn states<const N: usize>(&mut self, t: f64, dt: f64, rates: &Rates) {
         for block in &mut self.blocks {
-            block.state::<N>(&self.v, dt, rates);
+            block.state::<N>(&self.v, t, dt, rates);
         }
     }
 }

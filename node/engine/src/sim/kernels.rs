@@ -57,8 +57,8 @@ pub enum Work {
     /// The first half of a step (currents at t, matrix, solve: v_{n+1}) and, with `states`,
     /// the states too.
     Step { t: f64, dt: f64, states: bool },
-    /// The states of a step whose first half ran before a pause.
-    States { dt: f64 },
+    /// The states of a step whose first half ran before a pause, at t = t_{n+1}.
+    States { t: f64, dt: f64 },
 }
 
 #[inline(always)]
@@ -80,10 +80,11 @@ fn run_tile<const N: usize>(tile: &mut Tile, work: Work, rates: &Rates) {
         Work::Step { t, dt, states } => {
             tile.advance_v::<N>(t, dt);
             if states {
-                tile.states::<N>(dt, rates);
+                // t_{n+1} as the step computes it: (t_n + dt/2) + dt/2.
+                tile.states::<N>(t + 0.5 * dt, dt, rates);
             }
         }
-        Work::States { dt } => tile.states::<N>(dt, rates),
+        Work::States { t, dt } => tile.states::<N>(t, dt, rates),
     }
 }
 

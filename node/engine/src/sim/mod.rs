@@ -40,7 +40,7 @@ mod state;
 use std::ops::Range;
 
 use crate::error::{Error, Result};
-use crate::mech::{hh, netstim::NetStim, vecstim::VecStim, Rates};
+use crate::mech::{hh, ArtBlock, ArtCx, MechKind, Rates, MECHANISMS};
 use crate::model::{self, Model, Object, ParamRef};
 use crate::signal::{self, NodeVar, SignalSpec};
 use cells::Cells;
@@ -58,8 +58,8 @@ const THRESHOLD_TEPS: f64 = 1e-10;
 pub enum Target {
     /// A point process: its tile, block and entry.
     Point { tile: u32, block: u16, at: u32 },
-    NetStim(u32),
-    VecStim(u32),
+    /// An artificial cell: its type's block (`Sim::arts`) and its instance there.
+    Art { block: u16, k: u32 },
 }
 
 /// A spike: its source (sections first, then artificial cells; see `Sim::source_name`) and time.
@@ -76,6 +76,8 @@ pub enum SignalRef {
     V { tile: u32, idx: u32 },
     /// Variable `var` of entry `at` of a tile's block.
     Var { tile: u32, block: u16, var: u16, at: u32 },
+    /// Variable `var` of instance k of an artificial cell type's block.
+    Cell { block: u16, var: u16, k: u32 },
 }
 
 /// What `advance` pauses at besides step boundaries and `at` times: the callbacks a NEURON
@@ -198,8 +200,7 @@ enum Window {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AfterFire {
     Detector,
-    NetStim(u32),
-    VecStim(u32),
+    Art { block: u16, k: u32 },
 }
 
 /// A spike whose callback pause is in progress: the rest of its `PreSyn::send`.
@@ -231,6 +232,23 @@ struct NetCons {
     source_range: Vec<Range<usize>>,
 }
 
+/// The state of each `Vector.play` of the model (what it plays is `Model::plays`).
+#[derive(Debug, Clone, Default)]
+struct Plays {
+    list: Vec<Play>,
+    /// The continuous plays, in creation order (NEURON's `fixed_play_` list).
+    continuous: Vec<u32>,
+}
+
+/// vrecord.cpp's VecPlayStep (`index`: current_index_) or VecPlayContinuous (`index`:
+/// ubound_index_, `last`: last_index_).
+#[derive(Debug, Clone)]
+struct Play {
+    target: ParamRef,
+    index: usize,
+    last: usize,
+}
+
 /// Where the spike detector of each section is (its threshold and flags live in its tile).
 #[derive(Debug, Clone, Default)]
 struct Detectors {
@@ -247,12 +265,14 @@ struct Detectors {
 pub struct Sim {
     model: Model,
     cells: Cells,
-    netstim: NetStim,
-    vecstim: VecStim,
-    /// Per artificial cell of the model, its slot.
+    /// The artificial cells, a block per type present, in type order (NEURON's order of
+    /// their INITIAL blocks).
+    arts: Vec<ArtBlock>,
+    /// Per artificial cell of the model, where it is in `arts`.
     cell_slot: Vec<Target>,
     det: Detectors,
     nets: NetCons,
+    plays: Plays,
     queue: EventQueue,
     spikes: Vec<Spike>,
     rates: Rates,
@@ -338,23 +358,18 @@ impl Sim {
         let shares = pool::shares(&cells.tiles, threads);
         let nsec = model.sections.len();
 
-        let mut netstim = NetStim::default();
-        let mut vecstim = VecStim::default();
-        let cell_slot: Vec<Target> = model
-            .cells
-            .iter()
-            .enumerate()
-            .map(|(ci, c)| match c.mech.def().name {
-                "NetStim" => {
-                    netstim.push(ci as u32);
-                    Target::NetStim(netstim.cell.len() as u32 - 1)
-                }
-                _ => {
-                    vecstim.push(ci as u32, c.times.clone());
-                    Target::VecStim(vecstim.cell.len() as u32 - 1)
-                }
-            })
-            .collect();
+        let mut arts: Vec<ArtBlock> = vec![];
+        let mut cell_slot = vec![Target::Art { block: 0, k: 0 }; model.cells.len()];
+        for def in MECHANISMS.iter().filter(|d| d.kind == MechKind::Artificial) {
+            let mut block = ArtBlock::new(def);
+            for (ci, c) in model.cells.iter().enumerate().filter(|(_, c)| std::ptr::eq(c.mech.def(), *def)) {
+                cell_slot[ci] = Target::Art { block: arts.len() as u16, k: block.len() as u32 };
+                block.push(ci as u32, c);
+            }
+            if !block.is_empty() {
+                arts.push(block);
+            }
+        }
 
         let mut det = Detectors::default();
         for at in &cells.sec_at {
@@ -388,10 +403,32 @@ impl Sim {
             nets.source_range.push(start..nets.by_source.len());
         }
 
+        let mut plays = Plays::default();
+        for (p, spec) in model.plays.iter().enumerate() {
+            let (target, _) = model.play_target(&spec.target)?;
+            let ok = !spec.values.is_empty()
+                && match (&spec.times, spec.dt) {
+                    (Some(t), None) => t.len() == spec.values.len() && t.windows(2).all(|w| w[0] <= w[1]),
+                    (None, Some(dt)) => dt > 0.0 && !spec.continuous,
+                    _ => false,
+                };
+            if !ok {
+                return Err(Error::InvalidValue {
+                    name: format!("play {}", spec.name),
+                    value: spec.values.len() as f64,
+                    allowed: "values with non-decreasing times, one per value, or a dt (not continuous)".into(),
+                });
+            }
+            plays.list.push(Play { target, index: 0, last: 0 });
+            if spec.continuous {
+                plays.continuous.push(p as u32);
+            }
+        }
+
         let mut sim = Sim {
+            plays,
             cells,
-            netstim,
-            vecstim,
+            arts,
             cell_slot,
             det,
             nets,
@@ -494,19 +531,25 @@ impl Sim {
                 let run = &self.model.run;
                 self.rates.q10 = hh::q10(run.celsius);
                 self.rates.usetable = run.usetable_hh;
-                self.netstim.globalindex = run.random123_globalindex;
+                for a in &mut self.arts {
+                    a.run_settings(run);
+                }
             }
-            ParamRef::Section { section, field } => self.refresh_section_field(section, field),
-            ParamRef::Mech { section, slot, field } => {
+            ParamRef::Section { section, field } | ParamRef::SectionSeg { section, field, .. } => {
+                self.refresh_section_field(section, field)
+            }
+            // Every segment's value of the field (nseg writes).
+            ParamRef::Mech { section, slot, field } | ParamRef::MechSeg { section, slot, field, .. } => {
                 let at = self.cells.sec_at[section];
                 let ins = &self.model.sections[section].mechs[slot];
                 let tile = &mut self.cells.tiles[at.tile as usize];
-                tile.set_section_param(at.local as usize, at.lane as usize, ins.mech.def(), field, ins.params[field]);
+                let value = |seg| ins.segs.get(field, seg).unwrap_or(ins.params[field]);
+                tile.set_section_param(at.local as usize, at.lane as usize, ins.mech.def(), field, value);
             }
             ParamRef::Point { point, field } => self.refresh_point(point, field),
             ParamRef::Cell { cell, field } => {
-                if let Target::NetStim(k) = self.cell_slot[cell] {
-                    self.netstim.set_param(field, k as usize, self.model.cells[cell].params[field]);
+                if let Target::Art { block, k } = self.cell_slot[cell] {
+                    self.arts[block as usize].set_param(field, k as usize, self.model.cells[cell].params[field]);
                 }
             }
             ParamRef::NetCon { netcon, field } => match field {
@@ -547,7 +590,7 @@ impl Sim {
             // cm is read by every step's matrix at once.
             model::SEC_CM => {
                 let at = self.cells.sec_at[s];
-                self.cells.tiles[at.tile as usize].set_cm(at.local as usize, at.lane as usize, spec.cm);
+                self.cells.tiles[at.tile as usize].set_cm(at.local as usize, at.lane as usize, |seg| spec.own_at(model::SEC_CM, seg));
             }
             // L, diam and Ra change the geometry, which NEURON recomputes (recalc_diam) only
             // when the next step or initialization begins.
@@ -675,8 +718,8 @@ impl Sim {
                     self.t = self.tsav;
                     match w {
                         Window::Init => {
-                            let t = self.t;
-                            self.cells.tiles.iter_mut().for_each(|tile| tile.currents::<0>(t));
+                            let (t, dt) = (self.t, self.dt_step);
+                            self.cells.tiles.iter_mut().for_each(|tile| tile.currents::<0>(t, dt));
                             sample(self);
                             self.open_window(Window::InitRecord, self.t);
                         }
@@ -684,15 +727,23 @@ impl Sim {
                         Window::StepStart => {
                             let dt = self.dt_step;
                             self.t += 0.5 * dt;
+                            self.play_continuous();
                             let every = self.stops.scatter_gather;
                             let pause_sg = every > 0 && self.step.is_multiple_of(every);
-                            // Without a pause inside the step, each tile's whole step at once.
-                            self.run_kernels(Work::Step { t: self.t, dt, states: !pause_sg });
+                            // Without a pause inside the step (nor a continuous play, which
+                            // writes its value at t_{n+1} before the states), each tile's
+                            // whole step at once.
+                            let split = pause_sg || !self.plays.continuous.is_empty();
+                            self.run_kernels(Work::Step { t: self.t, dt, states: !split });
                             self.t += 0.5 * dt;
+                            self.play_continuous();
                             if pause_sg {
                                 self.phase = Phase::ScatterGather;
                                 self.now = self.hoc_t;
                                 return Pause::ScatterGather;
+                            }
+                            if split {
+                                self.run_kernels(Work::States { t: self.t, dt });
                             }
                             self.end_step(sample);
                         }
@@ -713,7 +764,7 @@ impl Sim {
                     self.open_window(Window::StepStart, self.t + 0.5 * self.dt_step);
                 }
                 Phase::ScatterGather => {
-                    self.run_kernels(Work::States { dt: self.dt_step });
+                    self.run_kernels(Work::States { t: self.t, dt: self.dt_step });
                     self.end_step(sample);
                 }
             }
@@ -804,6 +855,12 @@ impl Sim {
         self.at_fired.clear();
         self.delivered = 0;
         self.dt_step = self.model.run.dt;
+        // nrn_play_init, then the play events at t = 0 (before v is set).
+        self.play_init();
+        while let Some(ev) = self.queue.pop_due(self.t) {
+            let EventKind::Play(p) = ev.kind else { unreachable!("only plays are queued") };
+            self.play_deliver(p as usize, ev.t);
+        }
         for p in &mut self.at_pending {
             p.2 = cvode_event_time(p.1, self.dt_step);
             self.queue.push(p.2, EventKind::At(p.0));
@@ -829,11 +886,17 @@ impl Sim {
                 spec.params[f] = self.cells.tiles[at.tile as usize].blocks[at.block as usize].param(f, at.at as usize);
             }
         }
-        for k in 0..self.netstim.cell.len() {
-            self.netstim.initial(k, &mut self.queue);
-        }
-        for k in 0..self.vecstim.cell.len() {
-            self.vecstim.initial(k, &mut self.queue);
+        let mut cx = ArtCx { t: self.t, queue: &mut self.queue };
+        for a in &mut self.arts {
+            for k in 0..a.len() {
+                a.initial(k, &mut cx);
+            }
+            let c0 = a.cell(0) as usize;
+            for &f in self.model.cells[c0].mech.def().initial_writes {
+                for k in 0..a.len() {
+                    self.model.cells[a.cell(k) as usize].params[f] = a.param(f, k);
+                }
+            }
         }
     }
 
@@ -905,10 +968,8 @@ impl Sim {
         for &nc in &self.nets.by_source[self.nets.source_range[source as usize].clone()] {
             self.queue.push(t + self.nets.delay[nc as usize], EventKind::NetCon(nc));
         }
-        match r.then {
-            AfterFire::Detector => {}
-            AfterFire::NetStim(k) => self.netstim.after_event(k as usize, t, &mut self.queue),
-            AfterFire::VecStim(k) => self.vecstim.after_event(k as usize, t, &mut self.queue),
+        if let AfterFire::Art { block, k } = r.then {
+            self.arts[block as usize].after_event(k as usize, &mut ArtCx { t, queue: &mut self.queue });
         }
     }
 
@@ -938,6 +999,10 @@ impl Sim {
                     if let Some(i) = self.at_pending.iter().position(|p| p.0 == id) {
                         self.at_fired.push(self.at_pending.remove(i).1);
                     }
+                    None
+                }
+                EventKind::Play(p) => {
+                    self.play_deliver(p as usize, ev.t);
                     None
                 }
             };
@@ -1007,20 +1072,116 @@ impl Sim {
             Target::Point { tile, block, at } => {
                 self.cells.tiles[tile as usize].blocks[block as usize].receive(at as usize, w);
             }
-            Target::NetStim(k) => {
-                if self.netstim.receive(k as usize, flag, w, t, &mut self.queue) {
-                    let src = nsec + self.netstim.cell[k as usize] as usize;
-                    return self.fire(src, t, AfterFire::NetStim(k));
-                }
-            }
-            Target::VecStim(k) => {
-                if self.vecstim.receive(k as usize, flag) {
-                    let src = nsec + self.vecstim.cell[k as usize] as usize;
-                    return self.fire(src, t, AfterFire::VecStim(k));
+            Target::Art { block, k } => {
+                let a = &mut self.arts[block as usize];
+                if a.receive(k as usize, flag, w, &mut ArtCx { t, queue: &mut self.queue }) {
+                    let src = nsec + a.cell(k as usize) as usize;
+                    return self.fire(src, t, AfterFire::Art { block, k });
                 }
             }
         }
         None
+    }
+
+    // ---- Vector.play ----------------------------------------------------------------------
+
+    /// A played value is written as NEURON's play writes it, through the parameter's storage
+    /// (the model, and the arrays the kernels read).
+    fn play_write(&mut self, p: usize, value: f64) {
+        let r = self.plays.list[p].target;
+        self.model.set_ref(r, value);
+        self.refresh(r);
+    }
+
+    /// nrn_play_init: each play's first event (VecPlayStep / VecPlayContinuous::play_init).
+    fn play_init(&mut self) {
+        for (p, spec) in self.model.plays.iter().enumerate() {
+            let play = &mut self.plays.list[p];
+            play.index = 0;
+            play.last = 0;
+            match &spec.times {
+                Some(times) => self.queue.push(times[0], EventKind::Play(p as u32)),
+                None => self.queue.push(0.0, EventKind::Play(p as u32)),
+            };
+        }
+    }
+
+    /// A play's event at time tt (`deliver` of vrecord.cpp): a discrete play writes its next
+    /// value and plans the one after; a continuous play moves on to the next time point and
+    /// writes its value interpolated at tt.
+    fn play_deliver(&mut self, p: usize, tt: f64) {
+        let spec = &self.model.plays[p];
+        let play = &mut self.plays.list[p];
+        if !spec.continuous {
+            let value = spec.values[play.index];
+            play.index += 1;
+            if play.index < spec.values.len() {
+                let next = match (&spec.times, spec.dt) {
+                    (Some(times), _) => times[play.index],
+                    (None, Some(dt)) => tt + dt,
+                    (None, None) => unreachable!("checked play"),
+                };
+                self.queue.push(next, EventKind::Play(p as u32));
+            }
+            self.play_write(p, value);
+        } else {
+            let times = spec.times.as_ref().expect("a continuous play has times");
+            play.last = play.index;
+            if play.index < times.len() - 1 {
+                play.index += 1;
+                self.queue.push(times[play.index], EventKind::Play(p as u32));
+            }
+            let value = self.interpolate(p, tt);
+            self.play_write(p, value);
+        }
+    }
+
+    /// fixed_play_continuous: every continuous play writes its value at the current t.
+    /// (Called twice per step: inlined, a model without continuous plays pays one test.)
+    #[inline(always)]
+    fn play_continuous(&mut self) {
+        if !self.plays.continuous.is_empty() {
+            self.play_continuous_all();
+        }
+    }
+
+    #[inline(never)]
+    fn play_continuous_all(&mut self) {
+        for i in 0..self.plays.continuous.len() {
+            let p = self.plays.continuous[i] as usize;
+            let value = self.interpolate(p, self.t);
+            self.play_write(p, value);
+        }
+    }
+
+    /// VecPlayContinuous::interpolate: linear between the time points around tt (moving
+    /// `last`), the first value before the first time, extrapolated from the last two points
+    /// when tt passed the upper bound not yet delivered.
+    fn interpolate(&mut self, p: usize, tt: f64) -> f64 {
+        let spec = &self.model.plays[p];
+        let (ts, ys) = (spec.times.as_ref().expect("a continuous play has times"), &spec.values);
+        let play = &mut self.plays.list[p];
+        if tt >= ts[play.index] {
+            play.last = play.index;
+            if play.last == 0 {
+                return ys[0];
+            }
+        } else if tt <= ts[0] {
+            play.last = 0;
+            return ys[0];
+        } else {
+            while tt < ts[play.last] {
+                play.last -= 1;
+            }
+            while tt >= ts[play.last] {
+                play.last += 1;
+            }
+        }
+        let (x0, x1, t0, t1) = (ys[play.last - 1], ys[play.last], ts[play.last - 1], ts[play.last]);
+        if t0 == t1 {
+            return (x0 + x1) / 2.0;
+        }
+        x0 + (x1 - x0) * ((tt - t0) / (t1 - t0))
     }
 
     // ---- events and sync times from outside ---------------------------------------------
@@ -1194,7 +1355,20 @@ impl Sim {
                 let at = self.cells.point_at[point];
                 SignalRef::Var { tile: at.tile, block: at.block, var: var as u16, at: at.at }
             }
+            SignalSpec::Cell { cell, var } => {
+                let Target::Art { block, k } = self.cell_slot[cell] else { unreachable!("a cell's slot") };
+                SignalRef::Cell { block, var: var as u16, k }
+            }
         })
+    }
+
+    /// Each segment's membrane area (um2) and axial resistance to its parent node (Megohm):
+    /// NEURON's `seg.area()` and `seg.ri()` for every segment of section `section` (a model
+    /// index), as the next step computes them.
+    pub fn segment_geometry(&mut self, section: usize) -> Vec<(f64, f64)> {
+        self.update_geometry();
+        let at = self.cells.sec_at[section];
+        self.cells.tiles[at.tile as usize].segment_geometry(at.local as usize, at.lane as usize)
     }
 
     /// Whether a synaptic event (NET_RECEIVE) writes the signal's value.
@@ -1204,6 +1378,10 @@ impl Sim {
             SignalRef::Var { tile, block, var, .. } => {
                 let t = &self.cells.tiles[tile as usize].template;
                 t.blocks[block as usize].0.def().receive_writes.contains(&usize::from(var))
+            }
+            SignalRef::Cell { block, var, k } => {
+                let cell = self.arts[block as usize].cell(k as usize) as usize;
+                self.model.cells[cell].mech.def().receive_writes.contains(&usize::from(var))
             }
         }
     }
@@ -1215,6 +1393,7 @@ impl Sim {
             SignalRef::Var { tile, block, var, at } => {
                 self.cells.tiles[tile as usize].blocks[block as usize].var(var as usize, at as usize)
             }
+            SignalRef::Cell { block, var, k } => self.arts[block as usize].var(var as usize, k as usize),
         }
     }
 }

@@ -97,7 +97,7 @@ impl Pool {
             job: UnsafeCell::new(Job {
                 tiles: std::ptr::null_mut(),
                 rates: std::ptr::null(),
-                work: Work::States { dt: 0.0 },
+                work: Work::States { t: 0.0, dt: 0.0 },
                 kernels: Kernels::Portable,
             }),
             shares: UnsafeCell::new(vec![0..0; threads]),

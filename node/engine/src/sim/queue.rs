@@ -1,89 +1,445 @@
-//! The event queue. NEURON's TQueue (a splay tree with a cached least item) delivers events in
-//! time order and, among equal times, in insertion order; a binary heap keyed by (time,
-//! insertion number) gives the same order. Pushing allocates only when the heap grows.
+//! The event queue, as NEURON's TQueue (tqueue.cpp) orders it: a cached least item and a
+//! splay tree that keeps equal times in the order they entered the tree. An insertion earlier
+//! than the least item makes it the least and moves the old least into the tree (behind the
+//! tree's items of its time); `move` (NMODL's `net_move`) follows TQueue::move case by case.
+//! The tree is a binary heap keyed by (time, entry number), which pops in the same order. A
+//! moved item enters the heap again with a new entry number; its old entry stays behind, dead,
+//! and is dropped when it reaches the top (`Moved` tells which entry of an event is alive).
+//! Once the heap has grown to the run's largest queue, nothing is allocated.
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 
 /// What an event does when delivered.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum EventKind {
     /// A NetCon delivers its weight to its target.
     NetCon(u32),
-    /// An artificial cell's own `net_send` (cell index in `Sim::cells`, NMODL flag).
+    /// An artificial cell's own `net_send` (cell index in `Model::cells`, NMODL flag).
     SelfEvent { cell: u32, flag: u8 },
     /// An event injected from outside (`NetCon.event` semantics) into a target.
     External { target: super::Target, weight: f64 },
     /// A scheduled sync time (`Sim::add_at`), as NEURON queues a `CVode.event` (a HocEvent).
     At(u32),
+    /// The next element of a `Vector.play` (its index in `Model::plays`).
+    Play(u32),
 }
+
+/// An event's identity, stable while it waits (NEURON's `TQItem*`).
+pub type EventId = u64;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Event {
     pub t: f64,
+    pub id: EventId,
+    /// Its place among equal times in the tree (given when it enters the tree).
     seq: u64,
     pub kind: EventKind,
 }
 
 impl Event {
-    /// Its insertion number: among events of equal time, the lower is delivered first.
+    /// Its entry number in the tree: among events of equal time there, the lower is
+    /// delivered first.
     pub fn seq(&self) -> u64 {
         self.seq
     }
-}
 
-impl PartialEq for Event {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
+    /// An event as `EventQueue::live` gave it (a restored snapshot's).
+    pub fn restored(t: f64, id: EventId, seq: u64, kind: EventKind) -> Event {
+        Event { t, id, seq, kind }
     }
 }
-impl Eq for Event {}
-impl PartialOrd for Event {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+
+/// A tree key: time (total order; event times are never NaN), then entry number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Key(i64, u64);
+
+impl Key {
+    fn of(ev: &Event) -> Key {
+        // IEEE total order as a signed integer.
+        let b = ev.t.to_bits() as i64;
+        Key(b ^ ((((b >> 63) as u64) >> 1) as i64), ev.seq)
+    }
+}
+
+/// A heap entry, ordered by its key alone.
+#[derive(Debug, Clone, Copy)]
+struct Entry(Key, Event);
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
-impl Ord for Event {
-    /// Reversed, so that the max-heap pops the earliest (then the first inserted) event.
-    fn cmp(&self, other: &Self) -> Ordering {
-        other.t.total_cmp(&self.t).then(other.seq.cmp(&self.seq))
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.cmp(&other.0)
     }
 }
+
+/// An event moved while in the tree: the entry number of its live entry (`NOT_IN_TREE` while
+/// it is the least or delivered) and how many dead entries of it the heap still holds.
+#[derive(Debug, Clone, Copy)]
+struct Moved {
+    live: u64,
+    dead: u32,
+}
+
+const NOT_IN_TREE: u64 = u64::MAX;
 
 #[derive(Debug, Default, Clone)]
 pub struct EventQueue {
-    heap: BinaryHeap<Event>,
+    least: Option<Event>,
+    tree: BinaryHeap<Reverse<Entry>>,
+    /// The events with dead entries in `tree` (few: an artificial cell's pending self-event).
+    moved: HashMap<EventId, Moved>,
+    /// Dead entries in `tree`.
+    dead: usize,
     next_seq: u64,
+    next_id: EventId,
 }
+
+/// TQueue's `least_t()` of an empty queue.
+const EMPTY_LEAST_T: f64 = 1e15;
 
 impl EventQueue {
     pub fn clear(&mut self) {
-        self.heap.clear();
+        self.least = None;
+        self.tree.clear();
+        self.moved.clear();
+        self.dead = 0;
         self.next_seq = 0;
+        self.next_id = 0;
     }
 
-    pub fn push(&mut self, t: f64, kind: EventKind) {
-        let seq = self.next_seq;
+    fn enqueue(&mut self, mut ev: Event) {
+        ev.seq = self.next_seq;
         self.next_seq += 1;
-        self.heap.push(Event { t, seq, kind });
+        self.insert(ev);
     }
 
-    /// Removes and returns the earliest event if it is due by `til` (te <= til).
-    pub fn pop_due(&mut self, til: f64) -> Option<Event> {
-        if self.heap.peek()?.t <= til {
-            self.heap.pop()
+    /// Into the tree with the entry number it has.
+    fn insert(&mut self, ev: Event) {
+        if let Some(m) = self.moved.get_mut(&ev.id) {
+            m.live = ev.seq;
+        }
+        self.tree.push(Reverse(Entry(Key::of(&ev), ev)));
+    }
+
+    /// Whether the top entry is dead; if so it is dropped.
+    fn drop_dead_top(&mut self) -> bool {
+        let Some(Reverse(Entry(_, ev))) = self.tree.peek() else { return false };
+        let Some(m) = self.moved.get_mut(&ev.id) else { return false };
+        if m.live == ev.seq {
+            return false;
+        }
+        m.dead -= 1;
+        if m.dead == 0 && m.live == NOT_IN_TREE {
+            self.moved.remove(&ev.id);
+        }
+        self.dead -= 1;
+        self.tree.pop();
+        true
+    }
+
+    /// The tree's first live event.
+    fn first(&mut self) -> Option<&Event> {
+        while self.drop_dead_top() {}
+        self.tree.peek().map(|Reverse(Entry(_, ev))| ev)
+    }
+
+    fn dequeue(&mut self) -> Option<Event> {
+        while self.drop_dead_top() {}
+        let Reverse(Entry(_, ev)) = self.tree.pop()?;
+        if let Some(m) = self.moved.get_mut(&ev.id) {
+            // its live entry leaves the tree
+            if m.dead == 0 {
+                self.moved.remove(&ev.id);
+            } else {
+                m.live = NOT_IN_TREE;
+            }
+        }
+        Some(ev)
+    }
+
+    fn least_t(&self) -> f64 {
+        self.least.map_or(EMPTY_LEAST_T, |l| l.t)
+    }
+
+    /// TQueue::insert.
+    pub fn push(&mut self, t: f64, kind: EventKind) -> EventId {
+        let id = self.next_id;
+        self.next_id += 1;
+        let ev = Event { t, id, seq: 0, kind };
+        if t < self.least_t() {
+            if let Some(old) = self.least.take() {
+                self.enqueue(old);
+            }
+            self.least = Some(ev);
         } else {
-            None
+            self.enqueue(ev);
+        }
+        id
+    }
+
+    /// TQueue::atomic_dq: removes and returns the least event if it is due by `til`.
+    pub fn pop_due(&mut self, til: f64) -> Option<Event> {
+        match self.least {
+            Some(l) if l.t <= til => {
+                self.least = self.dequeue();
+                Some(l)
+            }
+            _ => None,
         }
     }
 
-    /// Puts back an event just popped (its place in the order is its time and insertion number).
+    /// Puts back the event just popped: it is the least again and the item that replaced it
+    /// returns to the front of the tree, with its entry number (so the order is as before).
     pub fn unpop(&mut self, ev: Event) {
-        self.heap.push(ev);
+        if let Some(l) = self.least.replace(ev) {
+            self.insert(l);
+        }
+    }
+
+    /// TQueue::move of event `id` (of `kind`) to `tnew` (NMODL's `net_move`). The event must
+    /// be waiting: an artificial cell moves only its pending self-event.
+    pub fn move_to(&mut self, id: EventId, kind: EventKind, tnew: f64) {
+        if let Some(mut l) = self.least.filter(|l| l.id == id) {
+            // move_least_nolock: it stays least unless the tree's first is now earlier.
+            l.t = tnew;
+            match self.first() {
+                Some(first) if tnew > first.t => {
+                    self.least = self.dequeue();
+                    self.enqueue(l);
+                }
+                _ => self.least = Some(l),
+            }
+            return;
+        }
+        // Its entry in the tree dies; the event enters again (as TQueue's remove and insert).
+        let m = self.moved.entry(id).or_insert(Moved { live: NOT_IN_TREE, dead: 0 });
+        m.dead += 1;
+        m.live = NOT_IN_TREE;
+        self.dead += 1;
+        let ev = Event { t: tnew, id, seq: 0, kind };
+        if tnew < self.least_t() {
+            if let Some(old) = self.least.take() {
+                self.enqueue(old);
+            }
+            self.least = Some(ev);
+        } else {
+            self.enqueue(ev);
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.heap.len()
+        usize::from(self.least.is_some()) + self.tree.len() - self.dead
+    }
+
+    /// The waiting events as a snapshot holds them: the least item, the tree's live entries in
+    /// their order (dead entries of moved events are left out: they only ever get dropped),
+    /// and the next entry number and event id. The heap's own layout depends on its history;
+    /// this does not.
+    pub fn live(&self) -> (Option<Event>, Vec<Event>, u64, EventId) {
+        let alive = |ev: &Event| self.moved.get(&ev.id).is_none_or(|m| m.live == ev.seq);
+        let mut tree: Vec<Event> = self.tree.iter().map(|Reverse(Entry(_, ev))| *ev).filter(alive).collect();
+        tree.sort_unstable_by_key(Key::of);
+        (self.least, tree, self.next_seq, self.next_id)
+    }
+
+    /// The queue `live` described.
+    pub fn restore(&mut self, least: Option<Event>, tree: Vec<Event>, next_seq: u64, next_id: EventId) {
+        self.clear();
+        self.least = least;
+        self.tree.extend(tree.into_iter().map(|ev| Reverse(Entry(Key::of(&ev), ev))));
+        self.next_seq = next_seq;
+        self.next_id = next_id;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(q: &mut EventQueue) -> Vec<u32> {
+        let mut out = vec![];
+        while let Some(ev) = q.pop_due(f64::INFINITY) {
+            let EventKind::At(n) = ev.kind else { unreachable!() };
+            out.push(n);
+        }
+        out
+    }
+
+    #[test]
+    fn equal_times_in_tree_order() {
+        let mut q = EventQueue::default();
+        q.push(5.0, EventKind::At(0));
+        q.push(5.0, EventKind::At(1));
+        q.push(1.0, EventKind::At(2));
+        // The old least (0) enters the tree behind 1, as in NEURON's TQueue.
+        assert_eq!(order(&mut q), vec![2, 1, 0]);
+        q.push(3.0, EventKind::At(0));
+        q.push(3.0, EventKind::At(1));
+        q.push(-1.0, EventKind::At(2));
+        q.push(3.0, EventKind::At(3));
+        assert_eq!(order(&mut q), vec![2, 1, 0, 3]);
+    }
+
+    #[test]
+    fn moves_as_tqueue() {
+        let mut q = EventQueue::default();
+        let k = |n| EventKind::At(n);
+        let a = q.push(5.0, k(0));
+        let b = q.push(7.0, k(1));
+        q.push(7.0, k(2));
+        // b to before the least: it becomes least, the old least enters the tree.
+        q.move_to(b, k(1), 2.0);
+        // a (in the tree now) to 7: behind 2.
+        q.move_to(a, k(0), 7.0);
+        assert_eq!(q.len(), 3);
+        assert_eq!(order(&mut q), vec![1, 2, 0]);
+        // The least moved later but not past the tree's first: it stays first.
+        let a = q.push(1.0, k(0));
+        q.push(4.0, k(1));
+        q.move_to(a, k(0), 4.0);
+        assert_eq!(order(&mut q), vec![0, 1]);
+        let a = q.push(1.0, k(0));
+        q.push(4.0, k(1));
+        q.move_to(a, k(0), 4.5);
+        assert_eq!(order(&mut q), vec![1, 0]);
+        assert_eq!(q.len(), 0);
+        assert!(q.moved.is_empty() && q.dead == 0, "no dead entries left behind");
+    }
+
+    /// TQueue as the splay tree orders it, written plainly: a least item and a list searched
+    /// for its least (time, entry number); a move removes the item from the list.
+    #[derive(Default)]
+    struct Plain {
+        least: Option<(f64, u64, u64)>,
+        list: Vec<(f64, u64, u64)>,
+        seq: u64,
+    }
+
+    impl Plain {
+        fn enqueue(&mut self, t: f64, id: u64) {
+            self.list.push((t, self.seq, id));
+            self.seq += 1;
+        }
+        fn dequeue(&mut self) -> Option<(f64, u64, u64)> {
+            let i = (0..self.list.len()).min_by(|&i, &j| {
+                let (a, b) = (self.list[i], self.list[j]);
+                a.0.total_cmp(&b.0).then(a.1.cmp(&b.1))
+            })?;
+            Some(self.list.remove(i))
+        }
+        fn insert(&mut self, t: f64, id: u64) {
+            match self.least {
+                Some(l) if t < l.0 => {
+                    self.enqueue(l.0, l.2);
+                    self.least = Some((t, 0, id));
+                }
+                None => self.least = Some((t, 0, id)),
+                _ => self.enqueue(t, id),
+            }
+        }
+        fn pop_due(&mut self, til: f64) -> Option<(f64, u64)> {
+            let l = self.least.filter(|l| l.0 <= til)?;
+            self.least = self.dequeue();
+            Some((l.0, l.2))
+        }
+        fn unpop(&mut self, t: f64, id: u64) {
+            if let Some(l) = self.least.replace((t, 0, id)) {
+                self.list.push(l);
+            }
+        }
+        fn move_to(&mut self, id: u64, tnew: f64) {
+            if let Some(l) = self.least.filter(|l| l.2 == id) {
+                let first = (0..self.list.len()).map(|i| self.list[i]).min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                match first {
+                    Some(f) if tnew > f.0 => {
+                        self.least = self.dequeue();
+                        self.enqueue(tnew, id);
+                    }
+                    _ => self.least = Some((tnew, l.1, id)),
+                }
+                return;
+            }
+            let i = self.list.iter().position(|e| e.2 == id).expect("waiting");
+            self.list.remove(i);
+            self.insert(tnew, id);
+        }
+    }
+
+    /// Random pushes (many equal times), moves (of events in the tree and of the least, again
+    /// and again), deliveries and unpops: the heap with dead entries delivers as the plain
+    /// TQueue does, and leaves nothing dead behind.
+    #[test]
+    fn heap_with_dead_entries_is_tqueue() {
+        let mut x: u64 = 0x2545F4914F6CDD1D;
+        let mut rnd = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for _round in 0..50 {
+            let (mut q, mut p) = (EventQueue::default(), Plain::default());
+            let mut waiting: Vec<u64> = vec![];
+            let mut now = 0.0;
+            for _ in 0..400 {
+                match rnd(10) {
+                    0..=3 => {
+                        let t = now + rnd(8) as f64 * 0.25;
+                        let id = q.push(t, EventKind::At(0));
+                        p.insert(t, id);
+                        waiting.push(id);
+                    }
+                    4..=6 if !waiting.is_empty() => {
+                        let id = waiting[rnd(waiting.len() as u64) as usize];
+                        let t = now + rnd(8) as f64 * 0.25;
+                        q.move_to(id, EventKind::At(0), t);
+                        p.move_to(id, t);
+                    }
+                    _ => {
+                        let til = now + rnd(3) as f64 * 0.25;
+                        let (a, b) = (q.pop_due(til), p.pop_due(til));
+                        assert_eq!(a.map(|e| (e.t, e.id)), b);
+                        if let Some(e) = a {
+                            if rnd(4) == 0 {
+                                q.unpop(e);
+                                p.unpop(e.t, e.id);
+                            } else {
+                                waiting.retain(|&w| w != e.id);
+                                now = f64::max(now, e.t);
+                            }
+                        }
+                    }
+                }
+                assert_eq!(q.len(), p.list.len() + usize::from(p.least.is_some()));
+            }
+            while let Some(b) = p.pop_due(f64::INFINITY) {
+                assert_eq!(q.pop_due(f64::INFINITY).map(|e| (e.t, e.id)), Some(b));
+            }
+            assert!(q.pop_due(f64::INFINITY).is_none());
+            assert!(q.moved.is_empty() && q.dead == 0 && q.tree.is_empty());
+        }
+    }
+
+    #[test]
+    fn unpop_restores_the_order() {
+        let mut q = EventQueue::default();
+        for (i, t) in [2.0, 1.0, 1.0, 3.0].into_iter().enumerate() {
+            q.push(t, EventKind::At(i as u32));
+        }
+        let ev = q.pop_due(10.0).unwrap();
+        q.unpop(ev);
+        assert_eq!(order(&mut q), vec![1, 2, 0, 3]);
     }
 
     /// Every waiting event in delivery order, and the next insertion number (what a snapshot

@@ -16,15 +16,14 @@
 //! The layout, in order (f64 as its IEEE bits, bool as 0 or 1, a list as its length then its
 //! items), is documented in docs/snapshots.md; `STATE_FORMAT` numbers it.
 
-use super::queue::EventKind;
-use super::random123::Stream;
+use super::queue::{Event, EventKind};
 use super::{AfterFire, Phase, Resume, Sim, Spike, Target, Window};
 use crate::error::{Error, Result};
 use crate::mech::{MechId, MechKind};
 use crate::xxh64::Xxh64;
 
 /// The version of the word layout below. A snapshot of another layout is refused.
-pub const STATE_FORMAT: u32 = 1;
+pub const STATE_FORMAT: u32 = 2;
 
 /// Where words go: a list (a snapshot) or a hasher (the state hash).
 pub trait Words {
@@ -124,6 +123,24 @@ impl Reader<'_> {
         Ok(n as usize)
     }
 
+    /// Checks that `n` more words are there (the unchecked reads below then cannot run out).
+    fn have(&self, n: usize) -> Result<()> {
+        if self.words.len() - self.pos < n {
+            return Err(bad(format!("the state ends after {} words", self.words.len())));
+        }
+        Ok(())
+    }
+
+    /// The next word, after `have` (or `len`) made sure it is there.
+    fn next_w(&mut self) -> u64 {
+        self.pos += 1;
+        self.words[self.pos - 1]
+    }
+
+    fn next_f(&mut self) -> f64 {
+        f64::from_bits(self.next_w())
+    }
+
     fn fs_into(&mut self, out: &mut [f64], what: &str) -> Result<()> {
         self.expect(out.len(), what)?;
         for x in out {
@@ -173,8 +190,10 @@ const EV_POINT: u64 = 2;
 const EV_CELL: u64 = 3;
 const EV_AT: u64 = 4;
 
-/// Words per event: t, seq, tag, two arguments.
-pub const EVENT_WORDS: usize = 5;
+const EV_PLAY: u64 = 5;
+
+/// Words per event: t, id, entry number, tag, two arguments.
+pub const EVENT_WORDS: usize = 6;
 
 impl Sim {
     /// The state as words (see the module's doc).
@@ -217,13 +236,12 @@ impl Sim {
                 o.w(u64::from(spike.source));
                 o.f(spike.t);
                 let (tag, k) = match then {
-                    AfterFire::Detector => (0, 0),
-                    AfterFire::NetStim(k) => (1, k),
-                    AfterFire::VecStim(k) => (2, k),
+                    AfterFire::Detector => (0, (0, 0)),
+                    AfterFire::Art { block, k } => (1, (block, k)),
                 };
                 o.w(tag);
-                o.w(u64::from(k));
-                o.w(0);
+                o.w(u64::from(k.0));
+                o.w(u64::from(k.1));
             }
         }
         o.f(self.rates.q10);
@@ -253,17 +271,19 @@ impl Sim {
             o.w(u64::from(s.source));
             o.f(s.t);
         }
-        // The event queue, in delivery order.
-        let (events, next_seq) = self.queue.in_order();
+        // The event queue: the least item, then the tree's live entries in their order.
+        let (least, tree, next_seq, next_id) = self.queue.live();
         o.w(next_seq);
-        o.n(events.len());
-        for e in &events {
-            o.f(e.t);
-            o.w(e.seq());
-            let (tag, a, b) = self.event_code(e.kind);
-            o.w(tag);
-            o.w(a);
-            o.w(b);
+        o.w(next_id);
+        o.b(least.is_some());
+        least.iter().for_each(|e| self.write_event(o, e));
+        o.n(tree.len());
+        tree.iter().for_each(|e| self.write_event(o, e));
+        // The plays: where each is in its vector.
+        o.n(self.plays.list.len());
+        for p in &self.plays.list {
+            o.w(p.index as u64);
+            o.w(p.last as u64);
         }
         // Sections: parameters, then their nodes, capacitance, detector and density mechanisms.
         o.n(m.sections.len());
@@ -275,7 +295,9 @@ impl Sim {
             for ins in &spec.mechs {
                 o.w(u64::from(ins.mech.0));
                 o.fs(&ins.params);
+                seg_values(o, &ins.segs);
             }
+            seg_values(o, &spec.segs);
             let at = self.cells.sec_at[s];
             let tile = &self.cells.tiles[at.tile as usize];
             let (n, lane, j) = (tile.lanes, at.lane as usize, at.local as usize);
@@ -300,12 +322,10 @@ impl Sim {
                 let range = tile.template.instances(b, j);
                 o.w(u64::from(tile.template.blocks[b].0 .0));
                 o.n(range.len());
-                o.n(tile.blocks[b].column_count());
-                tile.blocks[b].for_each_column(|col| {
-                    for i in range.clone() {
-                        o.f(col[i * n + lane]);
-                    }
-                });
+                o.n(tile.blocks[b].saved_len());
+                for i in range.clone() {
+                    tile.blocks[b].save(i * n + lane, &mut |x| o.f(x));
+                }
             }
         }
         // Point processes: the model's parameters, then the block's columns.
@@ -315,38 +335,20 @@ impl Sim {
             o.fs(&spec.params);
             let at = self.cells.point_at[p];
             let block = &self.cells.tiles[at.tile as usize].blocks[at.block as usize];
-            o.n(block.column_count());
-            block.for_each_column(|col| o.f(col[at.at as usize]));
+            o.n(block.saved_len());
+            block.save(at.at as usize, &mut |x| o.f(x));
         }
         // Artificial cells: the model's parameters, then the cell's own state.
         o.n(m.cells.len());
         for (c, spec) in m.cells.iter().enumerate() {
             o.w(u64::from(spec.mech.0));
             o.fs(&spec.params);
-            match self.cell_slot[c] {
-                Target::NetStim(k) => {
-                    let (k, ns) = (k as usize, &self.netstim);
-                    o.n(ns.p.len());
-                    for p in &ns.p {
-                        o.f(p[k]);
-                    }
-                    o.b(ns.on[k]);
-                    o.f(ns.ispike[k]);
-                    o.f(ns.event[k]);
-                    let (ctr, r, which) = ns.ranvar[k].raw();
-                    for x in ctr.into_iter().chain(r) {
-                        o.w(u64::from(x));
-                    }
-                    o.w(u64::from(which));
-                }
-                Target::VecStim(k) => {
-                    o.f(self.vecstim.index[k as usize]);
-                    o.f(self.vecstim.etime[k as usize]);
-                }
-                Target::Point { .. } => unreachable!("a cell's slot"),
-            }
+            let Target::Art { block, k } = self.cell_slot[c] else { unreachable!("a cell's slot") };
+            let mut words = vec![];
+            self.arts[block as usize].save(k as usize, &mut |x| words.push(x));
+            o.n(words.len());
+            words.into_iter().for_each(|x| o.w(x));
         }
-        o.w(u64::from(self.netstim.globalindex));
         // NetCons: the model's delay and weight, then the copies events read.
         o.n(m.netcons.len());
         for (i, nc) in m.netcons.iter().enumerate() {
@@ -357,6 +359,16 @@ impl Sim {
         }
     }
 
+    fn write_event(&self, o: &mut impl Words, e: &Event) {
+        o.f(e.t);
+        o.w(e.id);
+        o.w(e.seq());
+        let (tag, a, b) = self.event_code(e.kind);
+        o.w(tag);
+        o.w(a);
+        o.w(b);
+    }
+
     /// An event's kind as (tag, a, b), its target named by model index.
     fn event_code(&self, kind: EventKind) -> (u64, u64, u64) {
         match kind {
@@ -364,10 +376,10 @@ impl Sim {
             EventKind::SelfEvent { cell, flag } => (EV_SELF, u64::from(cell), u64::from(flag)),
             EventKind::External { target, weight } => match target {
                 Target::Point { tile, block, at } => (EV_POINT, self.point_of(tile, block, at) as u64, weight.to_bits()),
-                Target::NetStim(k) => (EV_CELL, u64::from(self.netstim.cell[k as usize]), weight.to_bits()),
-                Target::VecStim(k) => (EV_CELL, u64::from(self.vecstim.cell[k as usize]), weight.to_bits()),
+                Target::Art { block, k } => (EV_CELL, u64::from(self.arts[block as usize].cell(k as usize)), weight.to_bits()),
             },
             EventKind::At(id) => (EV_AT, u64::from(id), 0),
+            EventKind::Play(p) => (EV_PLAY, u64::from(p), 0),
         }
     }
 
@@ -407,13 +419,14 @@ impl Sim {
             let source = r.index(nsrc, "spike source")? as u32;
             let t = r.f()?;
             let (tag, k) = (r.w()?, r.w()?);
+            let k2 = r.w()?;
             let then = match tag {
                 0 => AfterFire::Detector,
-                1 if k < self.netstim.cell.len() as u64 => AfterFire::NetStim(k as u32),
-                2 if k < self.vecstim.cell.len() as u64 => AfterFire::VecStim(k as u32),
-                _ => return Err(bad(format!("a paused spike's continuation {tag} ({k})"))),
+                1 if (k as usize) < self.arts.len() && (k2 as usize) < self.arts[k as usize].len() => {
+                    AfterFire::Art { block: k as u16, k: k2 as u32 }
+                }
+                _ => return Err(bad(format!("a paused spike's continuation {tag} ({k}, {k2})"))),
             };
-            r.w()?;
             Some(Resume { spike: Spike { source, t }, then })
         } else {
             (0..5).try_for_each(|_| r.w().map(drop))?;
@@ -457,15 +470,29 @@ impl Sim {
             self.spikes.push(Spike { source, t: r.f()? });
         }
         let next_seq = r.w()?;
-        let n = r.len(EVENT_WORDS, "events")?;
-        let mut events = Vec::with_capacity(n);
-        for _ in 0..n {
+        let next_id = r.w()?;
+        let has_least = r.b()?;
+        let read_event = |r: &mut Reader| -> Result<Event> {
             let t = r.f()?;
-            let seq = r.w()?;
+            let (id, seq) = (r.w()?, r.w()?);
             let (tag, a, b) = (r.w()?, r.w()?, r.w()?);
-            events.push((t, seq, self.event_kind(tag, a, b)?));
+            Ok(Event::restored(t, id, seq, self.event_kind(tag, a, b)?))
+        };
+        let least = if has_least { Some(read_event(&mut r)?) } else { None };
+        let n = r.len(EVENT_WORDS, "events")?;
+        let mut tree = Vec::with_capacity(n);
+        for _ in 0..n {
+            tree.push(read_event(&mut r)?);
         }
-        self.queue.restore(events, next_seq);
+        self.queue.restore(least, tree, next_seq, next_id);
+        let n = r.len(2, "plays")?;
+        if n != self.plays.list.len() {
+            return Err(bad(format!("the state has {n} plays, this simulation {}", self.plays.list.len())));
+        }
+        for p in &mut self.plays.list {
+            p.index = r.w()? as usize;
+            p.last = r.w()? as usize;
+        }
 
         let nsec = self.model.sections.len();
         r.expect(nsec, "sections")?;
@@ -486,7 +513,9 @@ impl Sim {
                     return Err(bad(format!("section `{}` has other mechanisms in the state", spec.name)));
                 }
                 r.fs_into(&mut ins.params, "parameters")?;
+                read_seg_values(&mut r, &mut ins.segs, spec.nseg)?;
             }
+            read_seg_values(&mut r, &mut spec.segs, spec.nseg)?;
             let root = spec.parent.is_none();
             let at = self.cells.sec_at[s];
             let tile = &mut self.cells.tiles[at.tile as usize];
@@ -524,18 +553,12 @@ impl Sim {
                     return Err(bad("a density mechanism of another type"));
                 }
                 r.expect(range.len(), "instances")?;
-                r.expect(tile.blocks[b].column_count(), "columns")?;
-                let mut res = Ok(());
-                tile.blocks[b].for_each_column_mut(|col| {
-                    for i in range.clone() {
-                        match r.f() {
-                            Ok(x) => col[i * n + lane] = x,
-                            Err(e) => res = Err(e),
-                        }
-                    }
-                });
-                res?;
-                tile.blocks[b].forget_derived();
+                let per = tile.blocks[b].saved_len();
+                r.expect(per, "values per instance")?;
+                r.have(per * range.len())?;
+                for i in range.clone() {
+                    tile.blocks[b].load(i * n + lane, &mut || r.next_f());
+                }
             }
         }
         r.expect(self.model.points.len(), "point processes")?;
@@ -547,14 +570,10 @@ impl Sim {
             r.fs_into(&mut spec.params, "parameters")?;
             let at = self.cells.point_at[p];
             let block = &mut self.cells.tiles[at.tile as usize].blocks[at.block as usize];
-            r.expect(block.column_count(), "columns")?;
-            let mut res = Ok(());
-            block.for_each_column_mut(|col| match r.f() {
-                Ok(x) => col[at.at as usize] = x,
-                Err(e) => res = Err(e),
-            });
-            res?;
-            block.forget_derived();
+            let per = block.saved_len();
+            r.expect(per, "values per instance")?;
+            r.have(per)?;
+            block.load(at.at as usize, &mut || r.next_f());
         }
         r.expect(self.model.cells.len(), "artificial cells")?;
         for c in 0..self.model.cells.len() {
@@ -563,35 +582,16 @@ impl Sim {
                 return Err(bad(format!("cell `{}` is of another type in the state", spec.name)));
             }
             r.fs_into(&mut spec.params, "parameters")?;
-            match self.cell_slot[c] {
-                Target::NetStim(k) => {
-                    let (k, ns) = (k as usize, &mut self.netstim);
-                    r.expect(ns.p.len(), "NetStim parameters")?;
-                    for p in ns.p.iter_mut() {
-                        p[k] = r.f()?;
-                    }
-                    ns.on[k] = r.b()?;
-                    ns.ispike[k] = r.f()?;
-                    ns.event[k] = r.f()?;
-                    let mut x = [0u32; 8];
-                    for w in &mut x {
-                        *w = u32::try_from(r.w()?).map_err(|_| bad("a random stream word"))?;
-                    }
-                    let which = r.w()?;
-                    if which > 3 {
-                        return Err(bad("a random stream's next word"));
-                    }
-                    let [c0, c1, c2, c3, r0, r1, r2, r3] = x;
-                    ns.ranvar[k] = Stream::from_raw([c0, c1, c2, c3], [r0, r1, r2, r3], which as u8);
-                }
-                Target::VecStim(k) => {
-                    self.vecstim.index[k as usize] = r.f()?;
-                    self.vecstim.etime[k as usize] = r.f()?;
-                }
-                Target::Point { .. } => unreachable!("a cell's slot"),
+            let Target::Art { block, k } = self.cell_slot[c] else { unreachable!("a cell's slot") };
+            let n = r.len(1, "words of a cell")?;
+            let art = &mut self.arts[block as usize];
+            let mut want = 0;
+            art.save(k as usize, &mut |_| want += 1);
+            if n != want {
+                return Err(bad(format!("cell `{}` has {n} words of state, {want} here", self.model.cells[c].name)));
             }
+            art.load(k as usize, &mut || r.next_w()).map_err(|what| bad(format!("cell `{}`: {what}", self.model.cells[c].name)))?;
         }
-        self.netstim.globalindex = u32::try_from(r.w()?).map_err(|_| bad("the global index"))?;
         r.expect(self.model.netcons.len(), "NetCons")?;
         for i in 0..self.model.netcons.len() {
             self.model.netcons[i].delay = r.f()?;
@@ -624,6 +624,7 @@ impl Sim {
             }
             EV_CELL => EventKind::External { target: self.cell_slot[idx(self.model.cells.len(), "cell")?], weight: f64::from_bits(b) },
             EV_AT => EventKind::At(u32::try_from(a).map_err(|_| bad("a sync id"))?),
+            EV_PLAY => EventKind::Play(idx(self.plays.list.len(), "play")? as u32),
             _ => return Err(bad(format!("an event of unknown kind {tag}"))),
         })
     }
@@ -673,4 +674,29 @@ fn density_blocks(tile: &super::cells::Tile, j: usize) -> impl Iterator<Item = u
         let id: MechId = t.blocks[b].0;
         id.def().kind == MechKind::Density && !t.instances(b, j).is_empty()
     })
+}
+
+/// A section's or mechanism's per-segment values: how many fields vary, then each field, its
+/// count of segments and their values.
+fn seg_values(o: &mut impl Words, segs: &crate::model::SegValues) {
+    o.n(segs.iter().count());
+    for (field, values) in segs.iter() {
+        o.n(field);
+        o.fs(values);
+    }
+}
+
+fn read_seg_values(r: &mut Reader, segs: &mut crate::model::SegValues, nseg: u32) -> Result<()> {
+    let fields: Vec<usize> = segs.iter().map(|(f, _)| f).collect();
+    fields.into_iter().for_each(|f| segs.clear(f));
+    let n = r.len(2, "fields with per-segment values")?;
+    for _ in 0..n {
+        let field = r.index(u16::MAX as usize, "field")?;
+        r.expect(nseg as usize, "segments")?;
+        for seg in 0..nseg {
+            let x = r.f()?;
+            segs.set(field, seg, x, nseg, 0.0);
+        }
+    }
+    Ok(())
 }
