@@ -441,19 +441,4 @@ mod tests {
         q.unpop(ev);
         assert_eq!(order(&mut q), vec![1, 2, 0, 3]);
     }
-
-    /// Every waiting event in delivery order, and the next insertion number (what a snapshot
-    /// holds: the heap's own layout depends on its history, this order does not).
-    pub fn in_order(&self) -> (Vec<Event>, u64) {
-        let mut v: Vec<Event> = self.heap.iter().copied().collect();
-        v.sort_unstable_by(|a, b| b.cmp(a));
-        (v, self.next_seq)
-    }
-
-    /// The queue `in_order` described.
-    pub fn restore(&mut self, events: impl IntoIterator<Item = (f64, u64, EventKind)>, next_seq: u64) {
-        self.heap.clear();
-        self.heap.extend(events.into_iter().map(|(t, seq, kind)| Event { t, seq, kind }));
-        self.next_seq = next_seq;
-    }
 }
