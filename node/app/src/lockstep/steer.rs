@@ -277,20 +277,30 @@ impl<'a> Steer<'a> {
             self.point = Point::Paused;
         }
         for _ in 0..n {
-            let (pause, _) = self.session.advance();
-            match pause {
-                Pause::Interrupted => return Some(proto::EndReason::Signal),
-                Pause::Limit(hit) => {
-                    self.session.limit(hit);
-                    return Some(proto::EndReason::Limit);
-                }
-                _ => {}
-            }
-            if let Some(reason) = self.session.must_end() {
+            if let Err(reason) = self.pause_once() {
                 return Some(reason);
             }
         }
         None
+    }
+
+    /// Runs to the engine's next pause (collecting the spikes reports carry); the end reason
+    /// if the run must end there (a signal, a limit, an output that failed, a divergence).
+    fn pause_once(&mut self) -> Result<Pause, proto::EndReason> {
+        let (pause, spikes) = self.session.advance();
+        self.pauses += 1;
+        if self.watch.spikes {
+            self.since_sync.extend_from_slice(spikes);
+        }
+        match pause {
+            Pause::Interrupted => return Err(proto::EndReason::Signal),
+            Pause::Limit(hit) => {
+                self.session.limit(hit);
+                return Err(proto::EndReason::Limit);
+            }
+            _ => {}
+        }
+        self.session.must_end().map_or(Ok(pause), Err)
     }
 
     /// Runs to the next sync point and makes it pending; the end reason if the run must end.
@@ -313,22 +323,10 @@ impl<'a> Steer<'a> {
             if self.stop.requested() {
                 return Some(proto::EndReason::Signal);
             }
-            let (pause, spikes) = self.session.advance();
-            self.pauses += 1;
-            if self.watch.spikes {
-                self.since_sync.extend_from_slice(spikes);
-            }
-            match pause {
-                Pause::Interrupted => return Some(proto::EndReason::Signal),
-                Pause::Limit(hit) => {
-                    self.session.limit(hit);
-                    return Some(proto::EndReason::Limit);
-                }
-                _ => {}
-            }
-            if let Some(reason) = self.session.must_end() {
-                return Some(reason);
-            }
+            let pause = match self.pause_once() {
+                Ok(p) => p,
+                Err(reason) => return Some(reason),
+            };
             if let Some(body) = self.report(pause) {
                 if body.reasons.contains(&Reason::End) {
                     self.point = Point::End;
