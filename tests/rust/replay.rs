@@ -87,3 +87,36 @@ fn a_replay_writes_the_same_files_and_names_where_it_diverges() {
     let manifest: serde_json::Value = serde_json::from_slice(&read_file(&tmp.path().join("bad"), "manifest.json")).unwrap();
     assert_eq!(manifest["reason"], "diverged");
 }
+
+/// A session that ended between sync points (the traces file reached --max-output): the log's
+/// `end` counts the pauses after the last sync point, and the replay ends at the same sample
+/// with the same files.
+#[test]
+fn a_replay_ends_where_the_session_ended_between_sync_points() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, log) = (tmp.path().join("run"), tmp.path().join("session.log"));
+    let node = Node::start(&[
+        "--control", "tcp://127.0.0.1:0", "--out", out.to_str().unwrap(), "--control-log", log.to_str().unwrap(),
+        "--set", "tstop=40", "--max-output", "50000",
+    ]);
+    let mut c = Client::connect(node.control.as_deref().unwrap());
+    c.hello();
+    let mut r = c.cont(vec![every(400), set("nc.weight", 0.2)]);
+    let done = loop {
+        match r {
+            Reply::Sync(_) => r = c.cont(vec![set("ns.interval", 9.0)]),
+            Reply::Done(d) => break d,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(done.reason, proto::EndReason::Limit);
+    assert_eq!(node.wait().0, Some(5));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let end = text.lines().last().unwrap();
+    assert!(end.contains("\"end\"") && end.contains("\"limit\"") && !end.contains("\"pauses\":0"), "{end}");
+    let o = replay(&log, &tmp.path().join("r"), &[]);
+    assert_eq!(o.status.code(), Some(5), "{}", String::from_utf8_lossy(&o.stderr));
+    for f in ["traces.csv", "spikes.csv"] {
+        assert!(read_file(&out, f) == read_file(&tmp.path().join("r"), f), "{f} differs from the session's");
+    }
+}
