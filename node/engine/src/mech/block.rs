@@ -117,13 +117,13 @@ impl Block {
 
     /// The SOLVE block (or the synapses' decay) with the new v, at t = t_{n+1}.
     #[inline(always)]
-    pub fn state<const N: usize>(&mut self, v: &[f64], t: f64, dt: f64, rates: &Rates) {
+    pub fn state<const N: usize>(&mut self, v: &[f64], t: f64, dt: f64, rates: &Rates, k: crate::sim::Kernels) {
         match self {
             Block::ExpSyn(b) => b.state(dt),
             Block::Exp2Syn(b) => b.state(dt),
             Block::SEClamp(b) => b.state(v),
             Block::VClamp(b) => b.state(v, t, dt),
-            Block::Hh(b) => b.state::<N>(v, dt, rates),
+            Block::Hh(b) => b.state::<N>(v, dt, rates, k),
             Block::Pas(_) | Block::IClamp(_) | Block::AlphaSynapse(_) => {}
         }
     }

@@ -611,9 +611,9 @@ impl Tile {
     /// The states of every block at the new v, at t = t_{n+1} (cnexp, the synapses' decay,
     /// the clamps' SOLVE blocks).
     #[inline(always)]
-    pub fn states<const N: usize>(&mut self, t: f64, dt: f64, rates: &Rates) {
+    pub fn states<const N: usize>(&mut self, t: f64, dt: f64, rates: &Rates, k: super::kernels::Kernels) {
         for block in &mut self.blocks {
-            block.state::<N>(&self.v, t, dt, rates);
+            block.state::<N>(&self.v, t, dt, rates, k);
         }
     }
 }

@@ -62,42 +62,42 @@ pub enum Work {
 }
 
 #[inline(always)]
-fn run(tiles: &mut [Tile], work: Work, rates: &Rates) {
+fn run(tiles: &mut [Tile], work: Work, rates: &Rates, k: Kernels) {
     for tile in tiles {
         // A tile of one cell (a model of one cell, or a cell unlike any other) gets kernels
         // made for one lane: no loops over lanes at all.
         if tile.lanes == 1 {
-            run_tile::<1>(tile, work, rates);
+            run_tile::<1>(tile, work, rates, k);
         } else {
-            run_tile::<0>(tile, work, rates);
+            run_tile::<0>(tile, work, rates, k);
         }
     }
 }
 
 #[inline(always)]
-fn run_tile<const N: usize>(tile: &mut Tile, work: Work, rates: &Rates) {
+fn run_tile<const N: usize>(tile: &mut Tile, work: Work, rates: &Rates, k: Kernels) {
     match work {
         Work::Step { t, dt, states } => {
             tile.advance_v::<N>(t, dt);
             if states {
                 // t_{n+1} as the step computes it: (t_n + dt/2) + dt/2.
-                tile.states::<N>(t + 0.5 * dt, dt, rates);
+                tile.states::<N>(t + 0.5 * dt, dt, rates, k);
             }
         }
-        Work::States { t, dt } => tile.states::<N>(t, dt, rates),
+        Work::States { t, dt } => tile.states::<N>(t, dt, rates, k),
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
 fn run_avx512(tiles: &mut [Tile], work: Work, rates: &Rates) {
-    run(tiles, work, rates)
+    run(tiles, work, rates, Kernels::Avx512)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn run_avx2(tiles: &mut [Tile], work: Work, rates: &Rates) {
-    run(tiles, work, rates)
+    run(tiles, work, rates, Kernels::Avx2)
 }
 
 /// Runs `work` over `tiles` with the kernels `k` (which must run here: see `Sim::set_kernels`).
@@ -108,6 +108,6 @@ pub fn dispatch(k: Kernels, tiles: &mut [Tile], work: Work, rates: &Rates) {
         Kernels::Avx512 => unsafe { run_avx512(tiles, work, rates) },
         #[cfg(target_arch = "x86_64")]
         Kernels::Avx2 => unsafe { run_avx2(tiles, work, rates) },
-        _ => run(tiles, work, rates),
+        _ => run(tiles, work, rates, Kernels::Portable),
     }
 }
