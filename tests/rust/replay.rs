@@ -88,8 +88,9 @@ fn a_replay_writes_the_same_files_and_names_where_it_diverges() {
     assert_eq!(manifest["reason"], "diverged");
 }
 
-/// A session that ended between sync points (the traces file reached --max-output): the log's
-/// `end` counts the pauses after the last sync point, and the replay ends at the same sample
+/// A session that ended between sync points (a step delivered more events than
+/// --max-events-per-step: the engine's own limit, so the same step in any run): the log's
+/// `end` counts the pauses after the last sync point, and the replay ends at the same step
 /// with the same files.
 #[test]
 fn a_replay_ends_where_the_session_ended_between_sync_points() {
@@ -97,14 +98,21 @@ fn a_replay_ends_where_the_session_ended_between_sync_points() {
     let (out, log) = (tmp.path().join("run"), tmp.path().join("session.log"));
     let node = Node::start(&[
         "--control", "tcp://127.0.0.1:0", "--out", out.to_str().unwrap(), "--control-log", log.to_str().unwrap(),
-        "--set", "tstop=40", "--max-output", "50000",
+        "--set", "tstop=40", "--max-events-per-step", "6",
     ]);
     let mut c = Client::connect(node.control.as_deref().unwrap());
     c.hello();
     let mut r = c.cont(vec![every(400), set("nc.weight", 0.2)]);
+    let mut points = 0;
     let done = loop {
         match r {
-            Reply::Sync(_) => r = c.cont(vec![set("ns.interval", 9.0)]),
+            Reply::Sync(s) => {
+                points += 1;
+                // From the third point on, the NetStim fires every 0.004 ms: a step holds more
+                // events than the limit, some steps after the sync point.
+                let faster = if points == 3 { vec![set("ns.interval", 0.004), set("ns.start", s.body.t + 0.3)] } else { vec![] };
+                r = c.cont(faster);
+            }
             Reply::Done(d) => break d,
             other => panic!("{other:?}"),
         }
