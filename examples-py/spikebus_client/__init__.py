@@ -41,7 +41,7 @@ becomes, over the bus (a ``scatter_gather`` sync point is where that callback ru
 
 import logging
 
-from .actions import Action, event, schedule, set_, stop, watch
+from .actions import Action, discard, event, restore, schedule, set_, snapshot, stop, watch
 from .controller import Controller, pack, steps_of, unpack
 from .messages import (
     PROTOCOL_VERSION,
@@ -88,13 +88,16 @@ __all__ = [
     "TOPICS",
     "Values",
     "Watch",
+    "discard",
     "event",
     "find_binary",
     "pack",
     "parse_listening",
     "parse_reply",
+    "restore",
     "schedule",
     "set_",
+    "snapshot",
     "steps_of",
     "stop",
     "unpack",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-__all__ = ["Action", "set_", "event", "schedule", "watch", "stop"]
+__all__ = ["Action", "set_", "event", "schedule", "watch", "stop", "snapshot", "restore", "discard"]
 
 Action = dict[str, Any]
 """One action of a ``continue`` request: a map with ``op`` and its fields."""
@@ -92,16 +92,29 @@ def schedule(
     return a
 
 
-def watch(values: Iterable[str] | None = None, spikes: bool | None = None) -> Action:
-    """Choose what sync reports carry: the listed parameters/signals, and (``spikes``)
-    every spike since the previous report."""
+def watch(
+    values: Iterable[str] | None = None,
+    spikes: bool | None = None,
+    hash: bool | None = None,
+    hash_every: int | None = None,
+    telemetry: bool | None = None,
+) -> Action:
+    """Choose what sync reports carry: the listed parameters/signals, (``spikes``) every
+    spike since the previous report, (``hash``) the state hash, (``telemetry``) the
+    exchange's wait and simulation times; ``hash_every`` N > 0 publishes the state hash on the
+    stream every N steps."""
     a: Action = {"op": "watch"}
     if values is not None:
         if isinstance(values, str):
             raise TypeError("values is a list of names, not one string")
         a["values"] = [str(v) for v in values]
-    if spikes is not None:
-        a["spikes"] = bool(spikes)
+    for key, flag in (("spikes", spikes), ("hash", hash), ("telemetry", telemetry)):
+        if flag is not None:
+            a[key] = bool(flag)
+    if hash_every is not None:
+        if isinstance(hash_every, bool) or not isinstance(hash_every, int) or hash_every < 0:
+            raise ValueError(f"hash_every must be an integer >= 0, got {hash_every!r}")
+        a["hash_every"] = hash_every
     return a
 
 
@@ -109,3 +122,26 @@ def stop() -> Action:
     """End the run now: the node writes its files, replies ``done`` (reason ``stop``) and
     exits 0."""
     return {"op": "stop"}
+
+
+def _id(x: int) -> int:
+    if isinstance(x, bool) or not isinstance(x, int) or x < 0:
+        raise ValueError(f"a snapshot id is an integer >= 0, got {x!r}")
+    return x
+
+
+def snapshot() -> Action:
+    """Keep the whole state of the run here, in the node; the reply's ``snapshots`` (and
+    :attr:`Sync.snapshots`) gives its id."""
+    return {"op": "snapshot"}
+
+
+def restore(id: int) -> Action:
+    """Go back to snapshot ``id`` (the last action of its request): the reply is the report
+    of the snapshot's sync point, and the run goes on from there bit for bit as it did."""
+    return {"op": "restore", "id": _id(id)}
+
+
+def discard(id: int) -> Action:
+    """Forget snapshot ``id`` (its memory is freed)."""
+    return {"op": "discard", "id": _id(id)}

@@ -297,6 +297,17 @@ class Controller:
             self._drop_socket()
         return r
 
+    def export(self, snapshot: int, file: str) -> dict[str, Any]:
+        """Write snapshot ``snapshot`` to ``file`` in the node's ``--snapshot-dir``; the
+        ``exported`` reply (``path``, ``bytes``, ``hash``).  ``spikebus run --from-snapshot
+        PATH`` starts another node from it."""
+        r = self.request_map({"op": "export", "snapshot": snapshot, "file": file})
+        if r.get("op") == "error":
+            parse_reply(r)
+        if r.get("op") != "exported":
+            raise ProtocolViolation(f"export answered with {r!r}")
+        return r
+
     def act(self, *actions: Action) -> None:
         """Queue actions for the next ``continue`` (the next :meth:`cont`, or the next
         iteration of :meth:`run`); they go first, in the order queued."""

@@ -167,6 +167,29 @@ class Sync:
         """The ``end`` point: the run reached tstop; the next ``continue`` gets ``done``."""
         return "end" in self.reasons
 
+    @property
+    def hash(self) -> str | None:
+        """The state hash here (when the watch asks for it: ``watch(hash=True)``)."""
+        h = self.raw.get("hash")
+        return None if h is None else str(h)
+
+    @property
+    def snapshots(self) -> tuple[int, ...]:
+        """The ids of the snapshots the request that led here took."""
+        return tuple(int(x) for x in self.raw.get("snapshots") or ())
+
+    @property
+    def restored(self) -> int | None:
+        """The snapshot the request that led here restored (this is then its point)."""
+        r = self.raw.get("restored")
+        return None if r is None else int(r)
+
+    @property
+    def telemetry(self) -> dict[str, float] | None:
+        """``{"wait": s, "sim": s}``: the exchange's wall times (``watch(telemetry=True)``)."""
+        t = self.raw.get("telemetry")
+        return None if t is None else {str(k): float(v) for k, v in t.items()}
+
 
 @dataclass(frozen=True)
 class Done:

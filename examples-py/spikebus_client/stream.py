@@ -17,7 +17,7 @@ __all__ = ["StreamMessage", "Observer", "TOPICS", "decode_frames", "SeqCounter"]
 
 log = logging.getLogger("spikebus_client.stream")
 
-TOPICS = ("started", "state", "spike", "sync", "owner", "done")
+TOPICS = ("started", "state", "spike", "sync", "owner", "done", "hash", "restore")
 """The topics of protocol version 2."""
 
 

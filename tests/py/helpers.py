@@ -43,6 +43,9 @@ ERROR_CODES = (
     "wrong_state",
     "not_owner",
     "too_large",
+    "unknown_snapshot",
+    "snapshot_limit",
+    "io_error",
 )
 
 

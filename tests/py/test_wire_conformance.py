@@ -76,20 +76,20 @@ LINGER_BOUND_S = 3.0  # the node's exit after its last controller disconnected (
 REASONS = ("start", "init_3", "init_0", "init_1", "init_2", "spike", "scatter_gather", "at", "every", "end")
 # The reasons of one step boundary, in the order a report lists them (README, "Sync points").
 BOUNDARY_ORDER = ("at", "init_2", "every", "end")
-ACTIONS = ("set", "event", "schedule", "watch", "stop")
-TOPICS = ("started", "state", "spike", "sync", "owner", "done")
+ACTIONS = ("set", "event", "schedule", "watch", "stop", "snapshot", "restore", "discard")
+TOPICS = ("started", "state", "spike", "sync", "owner", "done", "hash", "restore")
 
-REQUEST_SCHEMA = {"hello": "hello.request", "get": "get.request", "continue": "continue.request"}
-REPLY_SCHEMA = {op: f"{op}.reply" for op in ("hello", "values", "sync", "done", "error")}
+REQUEST_SCHEMA = {"hello": "hello.request", "get": "get.request", "continue": "continue.request", "export": "export.request"}
+REPLY_SCHEMA = {op: f"{op}.reply" for op in ("hello", "values", "sync", "done", "error", "exported")}
 PUB_SCHEMA = {topic: f"{topic}.pub" for topic in TOPICS}
 
 # Every kind of node message this test must see (one test case each).
 NODE_KINDS = (
-    ["reply:hello", "reply:values"]
+    ["reply:hello", "reply:values", "reply:exported", "reply:sync:snapshots", "reply:sync:restored"]
     + [f"reply:sync:{r}" for r in REASONS]
     + ["reply:done:end", "reply:done:stop"]
     + [f"reply:error:{c}" for c in ERROR_CODES]
-    + ["pub:started", "pub:state:per-step", "pub:state:batched", "pub:spike", "pub:owner"]
+    + ["pub:started", "pub:state:per-step", "pub:state:batched", "pub:spike", "pub:owner", "pub:hash", "pub:restore"]
     + [f"pub:sync:{r}" for r in REASONS]
     + ["pub:done:end", "pub:done:stop"]
 )
@@ -208,11 +208,12 @@ def reply_kinds(rep: Any) -> list[str]:
     if not isinstance(rep, dict):
         return ["reply:other"]
     op = rep.get("op")
-    if op in ("hello", "values"):
+    if op in ("hello", "values", "exported"):
         return [f"reply:{op}"]
     if op == "sync":
         rs = rep.get("reasons")
         ks = [f"reply:sync:{r}" for r in rs if r in REASONS] if isinstance(rs, list) else []
+        ks += [f"reply:sync:{k}" for k in ("snapshots", "restored") if k in rep and ks]
         return ks or ["reply:other"]
     if op == "done":
         return [f"reply:done:{rep['reason']}"] if rep.get("reason") in ("end", "stop") else ["reply:other"]
@@ -299,7 +300,9 @@ def check_report(log: WireLog, where: str, msg: Any) -> None:
 
 
 def body(report: dict) -> dict:
-    return {k: v for k, v in report.items() if k not in ("op", "id", "seq")}
+    """The report's fields the stream repeats: not the reply's `snapshots` and `restored`,
+    which answer the request."""
+    return {k: v for k, v in report.items() if k not in ("op", "id", "seq", "snapshots", "restored")}
 
 
 def check_stream_syncs(log: WireLog, label: str, frames: list[list[bytes]], sync_points: list[dict]) -> None:
@@ -363,7 +366,7 @@ def record_stream(log: WireLog, label: str, frames: list[list[bytes]], state_kin
             kinds = [f"pub:sync:{r}" for r in msg["reasons"] if r in REASONS] or ["pub:other"]
         elif topic == "done" and isinstance(msg, dict) and msg.get("reason") in ("end", "stop"):
             kinds = [f"pub:done:{msg['reason']}"]
-        elif topic in ("started", "spike", "owner"):
+        elif topic in ("started", "spike", "owner", "hash", "restore"):
             kinds = [f"pub:{topic}"]
         else:
             kinds = ["pub:other"]
@@ -403,7 +406,10 @@ def record_stream(log: WireLog, label: str, frames: list[list[bytes]], state_kin
 # other number a float 64, even when integral.  A field is a count by its name: a value under
 # one of these keys, or an item of a list under one (`state`'s `step`, `schedule.init`);
 # nothing under `values` (watched names are not field names).
-COUNT_FIELDS = frozenset({"id", "step", "protocol", "every", "scatter_gather", "init", "seq", "published"})
+COUNT_FIELDS = frozenset(
+    {"id", "step", "protocol", "every", "scatter_gather", "init", "seq", "published", "hash_every", "exchanges",
+     "snapshots", "restored", "snapshot", "bytes"}
+)
 # Where nil stands for an absent value.
 NIL_FIELDS = frozenset({"id", "spike", "owner", "previous", "error"})
 
@@ -894,6 +900,28 @@ def drive_max_message(s: Session, s2: Session) -> None:
     s.request(cont(STOP), "reply:done:stop")
 
 
+def drive_snapshots(s: Session, s2: Session) -> None:
+    """Snapshots, restore, discard, export, the state hash in reports and on the stream,
+    telemetry, and their refusals; then `stop`."""
+    s.request({"op": "hello", "protocol": 2}, "reply:hello")
+    rep = s.request(
+        cont(schedule(every=40), watch(values=["soma.v"], hash=True, hash_every=40, telemetry=True)), "reply:sync:every"
+    )
+    rep = s.request(cont({"op": "snapshot"}), "reply:sync:snapshots", "a snapshot")
+    s.request({"op": "export", "snapshot": 0, "file": "zero.snap"}, "reply:exported")
+    s2.request({"op": "export", "snapshot": 7, "file": "seven.snap"}, "reply:error:unknown_snapshot", "export, unknown")
+    s.request({"op": "export", "snapshot": 0, "file": "taken"}, "reply:error:io_error", "a directory is in the way")
+    s.request(cont({"op": "restore", "id": 9}), "reply:error:unknown_snapshot")
+    s.request(cont(*[{"op": "snapshot"}] * 65), "reply:error:snapshot_limit", "65 snapshots, 64 allowed")
+    s.request(cont({"op": "restore", "id": 0}, set_("syn.tau", 3.0)), "reply:error:invalid_value", "restore not last")
+    rep = s.request(cont(), "reply:sync:every")
+    rep = s.request(cont({"op": "restore", "id": 0}), "reply:sync:restored")
+    s.request({"op": "hello", "protocol": 2}, "reply:hello", "hello holding a snapshot")
+    s2.request({"op": "get", "names": ["soma.v"]}, "reply:values")
+    rep = s.request(cont({"op": "discard", "id": 0}), "reply:sync:every")
+    s.request(cont(STOP), "reply:done:stop")
+
+
 @dataclass
 class Run:
     label: str
@@ -934,7 +962,14 @@ def wire(request: pytest.FixtureRequest, spikebus_bin: Path, tmp_path_factory: p
         Run("seed/max-message" + ("/unix" if unix else ""),
             ["--control", ctl_unix("big") if unix else tcp, "--max-message", "200", "--out", d / "big"],
             drive_max_message),
+        Run(
+            "seed/snapshots",
+            ["--control", "tcp://127.0.0.1:0", "--pub", "tcp://127.0.0.1:0", "--wait-subscribers", "1",
+             "--set", "tstop=5", "--snapshot-dir", d / "snaps", "--out", d / "snapshots"],
+            drive_snapshots, "pub:state:per-step", 1,
+        ),
     ]  # fmt: skip
+    (d / "snaps" / "taken").mkdir(parents=True)
     ctx = zmq.Context()
     try:
         for run in runs:

@@ -87,7 +87,7 @@ fn seed_callback_over_ipc_tcp_and_unix_is_neuron_exact() {
 #[test]
 fn schema_examples_decode_as_the_schemas_say() {
     let mut checked = 0;
-    for msg in ["hello.request", "get.request", "continue.request"] {
+    for msg in ["hello.request", "get.request", "continue.request", "export.request"] {
         for (kind, should_decode) in [("valid", true), ("invalid", false)] {
             let dir = root().join("schemas/examples").join(msg).join(kind);
             for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
@@ -111,7 +111,8 @@ struct Refused {
     point: String,
 }
 
-const REFUSED_DIRS: [&str; 3] = ["continue.request/refused", "get.request/refused", "hello.request/refused"];
+const REFUSED_DIRS: [&str; 4] =
+    ["continue.request/refused", "get.request/refused", "hello.request/refused", "export.request/refused"];
 
 /// Every refused example, with its path.
 fn refused_examples() -> Vec<(std::path::PathBuf, Refused)> {
@@ -471,6 +472,8 @@ mod rmpv_like {
         L(Vec<Any>),
         // nil (done's `error`).
         Nil(()),
+        // done's `telemetry`.
+        M(#[allow(dead_code)] std::collections::BTreeMap<String, Any>),
     }
     impl Any {
         pub fn as_u64(&self) -> u64 {

@@ -7,6 +7,8 @@ mod node;
 mod recording;
 mod redteam;
 mod reliability;
+mod replay;
+mod snapshot;
 mod unix;
 
 /// The binary under test: this build's, or `$SPIKEBUS_BIN` (to run the suite against another

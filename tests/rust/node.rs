@@ -234,7 +234,7 @@ pub fn schedule(s: proto::Schedule) -> Action {
 }
 
 pub fn watch(names: &[&str]) -> Action {
-    Action::Watch(proto::Watch { values: Some(names.iter().map(|s| s.to_string()).collect()), spikes: None })
+    Action::Watch(proto::Watch { values: Some(names.iter().map(|s| s.to_string()).collect()), ..Default::default() })
 }
 
 pub fn set(name: &str, value: f64) -> Action {

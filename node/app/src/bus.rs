@@ -448,7 +448,7 @@ pub struct Publisher {
 
 /// The topics the node publishes (`spikebus_protocol`'s TOPIC_*): a subscription is kept
 /// only if it is a prefix of one of them.
-const TOPICS: [&[u8]; 6] = [b"started", b"state", b"spike", b"sync", b"owner", b"done"];
+const TOPICS: [&[u8]; 8] = [b"started", b"state", b"spike", b"sync", b"owner", b"done", b"hash", b"restore"];
 
 impl Publisher {
     /// The `seq` of the next message (counts every attempt, so gaps show losses).

@@ -12,7 +12,11 @@ use std::io::Write as _;
 
 use crate::bus::{check_endpoint, check_not_in_use, Bus, Credentials, ZmqControl};
 use crate::unix::{self, UnixControl};
-use crate::lockstep::{controlled_run, ControlOptions, TimeoutPolicy};
+use crate::lockstep::{controlled_run, ControlOptions, TimeoutPolicy, Watch};
+use crate::record::DtClock;
+use crate::control_log::{self, ControlLog, LogHeader, LogLimits};
+use crate::replay::{replay, ReplayOptions};
+use crate::snapshot::{self, LockState, ModelSource};
 use crate::signals::Stop;
 use crate::error::AppError;
 use crate::helics::{self, helics_run};
@@ -52,10 +56,32 @@ enum Command {
         /// number); at most 256.
         #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
         threads: u16,
+        /// Start from a snapshot file (written by `export`): its model, its state, its sync
+        /// point; another node that goes on from there (a fork). No MODEL or --set with it.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["model", "sets"])]
+        from_snapshot: Option<PathBuf>,
         #[command(flatten)]
         bus: Box<BusArgs>,
         #[command(flatten)]
         limits: LimitArgs,
+    },
+    /// Run a session recorded with --control-log again, without a controller: the same
+    /// requests at the same sync points, the state hash compared with the log's at every
+    /// logged step; writes DIR's files as the session did. Exit 7 naming the first step whose
+    /// state differs (a `diverged` run), 0 when the replay agrees to the end.
+    Replay {
+        /// The control log (JSON Lines, docs/snapshots.md).
+        log: PathBuf,
+        /// Output directory (created if missing); /dev/null: write no files.
+        #[arg(long, value_name = "DIR", default_value = "out")]
+        out: PathBuf,
+        /// Threads that run the steps (the state, so the replay, does not depend on it).
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        threads: u16,
+        /// The snapshot file the recorded node started from (when it was started with
+        /// --from-snapshot).
+        #[arg(long, value_name = "FILE")]
+        from_snapshot: Option<PathBuf>,
     },
     /// Check a model file and print a summary; exit 2 with the problem if it is invalid.
     Check {
@@ -125,6 +151,14 @@ struct LimitArgs {
     /// Most names in a `watch` or `get` request.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     max_names: usize,
+    /// Most snapshots a node holds at once; a `snapshot` beyond it is refused
+    /// (`snapshot_limit`).
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    max_snapshots: usize,
+    /// Most bytes of state the held snapshots may take in all; a `snapshot` beyond it is
+    /// refused (`snapshot_limit`).
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 30)]
+    snapshot_memory: u64,
 }
 
 #[derive(clap::Args)]
@@ -135,6 +169,26 @@ struct BusArgs {
     /// before initialization.
     #[arg(long, value_name = "ENDPOINT")]
     control: Option<String>,
+    /// Several controllers in lockstep: each sync point waits for a `continue` from every
+    /// named controller (its requests' `client`), applies their actions in this order and
+    /// answers each (comma-separated names). Without it the first controller to continue
+    /// owns the run.
+    #[arg(long, value_name = "NAMES", value_delimiter = ',', requires = "control")]
+    controllers: Option<Vec<String>>,
+    /// Record every applied request, with the sync point it applied at and the state hash
+    /// there, and the state hash at step boundaries, in FILE (JSON Lines), for `spikebus
+    /// replay FILE`. Needs --control.
+    #[arg(long, value_name = "FILE", requires = "control")]
+    control_log: Option<PathBuf>,
+    /// With --control-log: log the state hash at every step boundary whose step is a multiple
+    /// of N (1: every step, so a replay names the exact first step that differs; a larger N
+    /// costs less on large models).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    log_hash_every: u64,
+    /// Where `export` writes snapshot files (created if missing); without it `export` is
+    /// refused.
+    #[arg(long, value_name = "DIR")]
+    snapshot_dir: Option<PathBuf>,
     /// Be a HELICS federate, configured by this JSON file (docs/helics.md): sync points are
     /// HELICS time steps, values and spikes go out as publications and messages, inputs come
     /// back as parameters and events. Needs libhelics (`pip install helics`) at run time.
@@ -215,7 +269,30 @@ impl BusArgs {
             sync_timeout,
             on_timeout: self.on_timeout,
             linger: std::time::Duration::from_secs_f64(self.linger),
+            max_snapshots: 64,
+            snapshot_memory: 1 << 30,
+            snapshot_dir: self.snapshot_dir.clone(),
+            controllers: self.controllers()?,
         })
+    }
+
+    /// `--controllers`, checked: 1 to 64 distinct client names.
+    fn controllers(&self) -> Result<Option<Vec<String>>, AppError> {
+        let Some(names) = &self.controllers else { return Ok(None) };
+        if names.is_empty() || names.len() > 64 {
+            return Err(AppError::Usage(format!("--controllers: 1 to 64 names, not {}", names.len())));
+        }
+        for (i, n) in names.iter().enumerate() {
+            if !proto::valid_client(n) {
+                return Err(AppError::Usage(format!(
+                    "--controllers: `{n}` is not a client name (1 to 64 bytes without control characters, not beginning with `peer-`)"
+                )));
+            }
+            if names[..i].contains(n) {
+                return Err(AppError::Usage(format!("--controllers: `{n}` is named twice")));
+            }
+        }
+        Ok(Some(names.clone()))
     }
 
     /// The endpoints, each valid, and not one socket's twice.
@@ -316,19 +393,34 @@ fn print_geometry(sim: &mut Sim) {
 /// Loads a model file, or the built-in seed model, and applies `--set` overrides in order.
 /// Files the model refers to (`[morphology] swc`) are read relative to its directory.
 pub fn load_model(path: Option<&Path>, sets: &[String]) -> Result<Model, AppError> {
-    let mut model = match path {
-        None => Model::seed(),
+    load_model_source(path, sets).map(|(m, _)| m)
+}
+
+/// `load_model`, and where the model came from (its text and the `--set`s), for snapshot
+/// files and control logs.
+pub fn load_model_source(path: Option<&Path>, sets: &[String]) -> Result<(Model, ModelSource), AppError> {
+    let (origin, text) = match path {
+        None => ("<seed>".to_string(), spikebus_engine::model::SEED_TOML.to_string()),
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|source| AppError::ReadModel { path: p.to_path_buf(), source })?;
-            let dir = p.parent().unwrap_or(Path::new(""));
-            let read = |file: &str| {
-                let path = dir.join(file);
-                std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
-            };
-            parse_model_with(&text, &p.display().to_string(), &read)?
+            (p.display().to_string(), text)
         }
     };
-    for s in sets {
+    let source = ModelSource { origin, text, sets: sets.to_vec(), record: vec![], record_dt: None };
+    Ok((model_of(&source)?, source))
+}
+
+/// The model a `ModelSource` describes. Files the model names (morphologies) are read from
+/// beside its origin, as when it was first loaded: a snapshot file or a control log carries
+/// the model's own text, not those files.
+pub fn model_of(source: &ModelSource) -> Result<Model, AppError> {
+    let dir = Path::new(&source.origin).parent().unwrap_or(Path::new(""));
+    let read = |file: &str| {
+        let path = dir.join(file);
+        std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    };
+    let mut model = parse_model_with(&source.text, &source.origin, &read)?;
+    for s in &source.sets {
         let (name, value) = parse_set(s)?;
         model.set(name, value)?;
     }
@@ -393,9 +485,19 @@ fn print_summary(s: &RunSummary, writes_files: bool) {
 /// when an output could not be written).
 fn dispatch(command: Command) -> Result<u8, AppError> {
     match command {
-        Command::Run { model, sets, record, record_dt, format, out, threads, bus, limits } => {
-            let mut model = load_model(model.as_deref(), &sets)?;
-            let sets: Vec<String> = sets;
+        Command::Run { model, sets, record, record_dt, format, out, threads, from_snapshot, bus, limits } => {
+            let snap = from_snapshot.as_deref().map(snapshot::read_file).transpose()?;
+            let (mut model, mut source) = match &snap {
+                Some((h, _)) => {
+                    // The snapshot's recording, unless this command line says otherwise.
+                    let mut m = model_of(&h.model)?;
+                    m.record = h.model.record.clone();
+                    m.record_dt = h.model.record_dt;
+                    (m, h.model.clone())
+                }
+                None => load_model_source(model.as_deref(), &sets)?,
+            };
+            let sets: Vec<String> = source.sets.clone();
             if let Some(names) = record {
                 model.record = names.into_iter().filter(|n| !n.is_empty()).collect();
             }
@@ -407,15 +509,28 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
                 }
                 model.record_dt = Some(d);
             }
+            source.record = model.record.clone();
+            source.record_dt = model.record_dt;
             let mut sim = Sim::with_threads(model, usize::from(threads))?;
             sim.set_limits(Limits {
                 max_steps: limits.max_steps,
                 max_events_per_step: limits.max_events_per_step,
                 max_queue: limits.max_queue,
             })?;
+            if let (Some((h, words)), Some(file)) = (&snap, &from_snapshot) {
+                snapshot::load_into(&mut sim, h, words, file)?;
+            }
             // Every option is checked before anything is written or bound.
             let mut copts = bus.control_options()?;
             copts.max_names = limits.max_names;
+            if limits.max_snapshots == 0 {
+                return Err(AppError::Usage("--max-snapshots 0: expected at least 1".into()));
+            }
+            copts.max_snapshots = limits.max_snapshots;
+            copts.snapshot_memory = limits.snapshot_memory;
+            if let Some(dir) = &copts.snapshot_dir {
+                crate::output::create_dir(dir)?;
+            }
             bus.check_endpoints()?;
             if bus.pub_batch > MAX_PUB_BATCH {
                 return Err(AppError::Usage(format!("--pub-batch {}: at most {MAX_PUB_BATCH} samples per message", bus.pub_batch)));
@@ -429,6 +544,7 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
                 sets: sets.clone(),
                 max_output: limits.max_output,
                 format,
+                source,
             };
             // Output files are made before anything is bound: an --out that cannot be
             // written is a start-up error.
@@ -462,9 +578,41 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
             if let Some(p) = publisher {
                 session.attach_stream(p, &opts)?;
             }
+            let resume = match &snap {
+                Some((h, _)) => {
+                    session.set_recorder_state(h.record_clock.map(DtClock::from_parts), h.at_boundary);
+                    session.from_snapshot = Some(h.hash.clone());
+                    let watch = Watch::from_state(&session.sim, &h.watch)?;
+                    Some(LockState { point: h.point.into(), watch, pending: h.pending.clone() })
+                }
+                None => None,
+            };
+            if let Some(path) = &bus.control_log {
+                let header = LogHeader {
+                    spikebus_control_log: control_log::LOG_FORMAT,
+                    spikebus: env!("CARGO_PKG_VERSION").to_string(),
+                    binary: snapshot::binary_sha256()?.to_string(),
+                    state_format: spikebus_engine::sim::STATE_FORMAT,
+                    model: opts.source.clone(),
+                    format: opts.format.name().to_string(),
+                    max_output: opts.max_output,
+                    limits: LogLimits {
+                        max_steps: limits.max_steps,
+                        max_events_per_step: limits.max_events_per_step,
+                        max_queue: limits.max_queue,
+                        max_names: limits.max_names,
+                        max_snapshots: limits.max_snapshots,
+                        snapshot_memory: limits.snapshot_memory,
+                    },
+                    controllers: copts.controllers.clone(),
+                    every: bus.log_hash_every,
+                    from_snapshot: session.from_snapshot.clone(),
+                };
+                session.log = Some(ControlLog::create(path, &header)?);
+            }
             let summary = match (control, helics_cfg, helics_lib) {
-                (Some(Control::Zmq(c)), ..) => controlled_run(session, c, &copts, &stop)?,
-                (Some(Control::Unix(c)), ..) => controlled_run(session, c, &copts, &stop)?,
+                (Some(Control::Zmq(c)), ..) => controlled_run(session, c, &copts, &stop, resume)?,
+                (Some(Control::Unix(c)), ..) => controlled_run(session, c, &copts, &stop, resume)?,
                 (None, Some(cfg), Some(lib)) => {
                     let about = format!("HELICS {} ({})", lib.version, lib.path.display());
                     let joined = helics::join(lib, &cfg, &stop)?;
@@ -478,6 +626,26 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
             Ok(match summary.reason {
                 // A HELICS federation that failed mid-run (the manifest's error says how).
                 proto::EndReason::Stop if summary.error.is_some() => 6,
+                proto::EndReason::End | proto::EndReason::Stop => 0,
+                proto::EndReason::Signal => 128 + stop.signal().unwrap_or(2) as u8,
+                proto::EndReason::Timeout => 3,
+                proto::EndReason::IoError => 4,
+                proto::EndReason::Limit => 5,
+                proto::EndReason::Diverged => 7,
+            })
+        }
+        Command::Replay { log, out, threads, from_snapshot } => {
+            let stop = Stop::install()?;
+            let opts = ReplayOptions {
+                log: &log,
+                out_dir: (!writes_no_files(&out)).then_some(out),
+                threads: usize::from(threads),
+                from_snapshot: from_snapshot.as_deref(),
+            };
+            let summary = replay(&opts, &stop)?;
+            print_summary(&summary, opts.out_dir.is_some());
+            Ok(match summary.reason {
+                proto::EndReason::Diverged => 7,
                 proto::EndReason::End | proto::EndReason::Stop => 0,
                 proto::EndReason::Signal => 128 + stop.signal().unwrap_or(2) as u8,
                 proto::EndReason::Timeout => 3,

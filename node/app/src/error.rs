@@ -32,6 +32,10 @@ pub enum AppError {
     /// A run went past one of the node's limits (what, and the option that sets it).
     #[error("the run was ended: {0}")]
     Limit(String),
+
+    /// A replay reached another state than the one its log holds (where, and how).
+    #[error("{0}")]
+    Diverged(String),
 }
 
 impl AppError {
@@ -39,7 +43,7 @@ impl AppError {
     pub fn exit_code(&self) -> u8 {
         match self {
             AppError::Model(_) | AppError::ReadModel { .. } | AppError::Usage(_) | AppError::Bus(_) | AppError::Helics(_) => 2,
-            AppError::Write { .. } | AppError::Limit(_) => 1,
+            AppError::Write { .. } | AppError::Limit(_) | AppError::Diverged(_) => 1,
         }
     }
 }

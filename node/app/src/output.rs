@@ -21,6 +21,7 @@ pub struct Written {
 }
 
 /// A writer that digests what goes through it.
+#[derive(Clone)]
 struct Digesting<W> {
     inner: W,
     sha: Sha256,
@@ -66,6 +67,33 @@ fn complete(tmp: &Path, path: PathBuf, out: BufWriter<Digesting<File>>) -> Resul
     file.inner.sync_all().map_err(write_error(tmp))?;
     fs::rename(tmp, &path).map_err(write_error(&path))?;
     Ok(Written { path, bytes: file.bytes, sha256: format!("{:x}", file.sha.finalize()) })
+}
+
+/// Where a file being written was: its length, the digest of those bytes, and the rows
+/// written (`Mark`s let a run that goes back to a snapshot cut its file back: `truncate`).
+#[derive(Clone)]
+pub struct Mark {
+    bytes: u64,
+    sha: Sha256,
+    rows: u64,
+}
+
+/// Flushes `out` and notes where the file is.
+fn mark_of(out: &mut BufWriter<Digesting<File>>, rows: u64) -> std::io::Result<Mark> {
+    out.flush()?;
+    let d = out.get_ref();
+    Ok(Mark { bytes: d.bytes, sha: d.sha.clone(), rows })
+}
+
+/// Cuts the file back to `m` (what was written after it is gone, digest included).
+fn truncate_to(out: &mut BufWriter<Digesting<File>>, m: &Mark) -> std::io::Result<()> {
+    out.flush()?;
+    let d = out.get_mut();
+    d.inner.set_len(m.bytes)?;
+    d.inner.seek(SeekFrom::Start(m.bytes))?;
+    d.bytes = m.bytes;
+    d.sha = m.sha.clone();
+    Ok(())
 }
 
 /// A CSV file being written: `name.partial` until `finish` renames it to `name`.
@@ -143,6 +171,18 @@ impl CsvFile {
     pub fn finish(self) -> Result<Written, AppError> {
         complete(&self.tmp, self.path, self.out)
     }
+
+    /// Where the file is now (flushed).
+    pub fn mark(&mut self) -> Result<Mark, AppError> {
+        mark_of(&mut self.out, 0).map_err(write_error(&self.tmp))
+    }
+
+    /// Back to `m`: the rows written since are gone.
+    pub fn truncate(&mut self, m: &Mark) -> Result<(), AppError> {
+        truncate_to(&mut self.out, m).map_err(write_error(&self.tmp))?;
+        self.written = m.bytes;
+        Ok(())
+    }
 }
 
 /// The `.npy` header's length: magic, version, header length and a dict padded to a fixed
@@ -211,6 +251,18 @@ impl NpyFile {
         self.out.write_all(&self.bytes).map_err(|source| AppError::Write { path: self.tmp.clone(), source })?;
         self.rows += n as u64;
         Ok(n * self.columns == values.len())
+    }
+
+    /// Where the file is now (flushed).
+    pub fn mark(&mut self) -> Result<Mark, AppError> {
+        mark_of(&mut self.out, self.rows).map_err(write_error(&self.tmp))
+    }
+
+    /// Back to `m`: the rows written since are gone.
+    pub fn truncate(&mut self, m: &Mark) -> Result<(), AppError> {
+        truncate_to(&mut self.out, m).map_err(write_error(&self.tmp))?;
+        self.rows = m.rows;
+        Ok(())
     }
 
     /// Flushes, syncs and renames to the final name, with the header's shape made right.

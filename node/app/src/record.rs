@@ -33,6 +33,15 @@ impl DtClock {
         DtClock { dt, next: 0.0 }
     }
 
+    /// Dt and the next record time (what a snapshot file keeps).
+    pub fn parts(&self) -> (f64, f64) {
+        (self.dt, self.next)
+    }
+
+    pub fn from_parts((dt, next): (f64, f64)) -> Self {
+        DtClock { dt, next }
+    }
+
     /// finitialize: the next sample is at t = 0.
     pub fn restart(&mut self) {
         self.next = 0.0;

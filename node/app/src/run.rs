@@ -2,7 +2,14 @@
 //! the state stream). `Session` advances the engine from pause to pause and records what
 //! NEURON would (`record`), handing the samples to the traces writer thread (`traces`);
 //! `free_run` drives it to the end, `lockstep` pauses it at sync points for a controller.
+//!
+//! At step boundaries a `Session` also hashes the state when asked to: for the stream
+//! (`hash` messages every `hash_every` steps), for the control log, and, in a replay, to
+//! compare with the log (`Expected`). A snapshot notes where the outputs stood (`mark`); a
+//! restore cuts them back there (`rewind`): the files hold the history that leads to where
+//! the run ends, without the branches it left.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -10,7 +17,9 @@ use spikebus_engine::{Pause, SignalRef, Sim, Spike};
 use spikebus_protocol as proto;
 
 use crate::bus::Publisher;
+use crate::control_log::{self, ControlLog, Entry};
 use crate::error::AppError;
+use crate::snapshot::{hex, ModelSource, RecMark};
 use crate::output::{clear_outputs, create_dir, write_atomic, CsvFile, Written};
 use crate::record::{event_written, DtClock};
 use crate::signals::Stop;
@@ -31,6 +40,9 @@ pub struct RunOptions {
     pub max_output: u64,
     /// The traces file's format.
     pub format: TraceFormat,
+    /// The model's text and the command line's changes (for snapshot files and the control
+    /// log).
+    pub source: ModelSource,
 }
 
 #[derive(Debug)]
@@ -49,6 +61,9 @@ pub struct RunSummary {
     pub published: u64,
     /// Why outputs could not be written (the reason is then `io_error`).
     pub error: Option<String>,
+    /// Time waited for controllers and simulated (the lockstep's exchanges; a free run's
+    /// simulation time).
+    pub telemetry: proto::Totals,
 }
 
 /// Samples of the state stream waiting to be published as one message.
@@ -145,9 +160,37 @@ impl Recorder {
     }
 }
 
+/// What a replay expects at step boundaries: the logged state hashes, in order.
+#[derive(Debug, Default)]
+pub struct Expected {
+    /// The steps whose hash was logged are the multiples of this.
+    pub every: u64,
+    /// The logged hashes up to the next sync point (the replay refills it at each).
+    pub queue: VecDeque<control_log::Boundary>,
+    /// The last step whose hash matched, and its t.
+    pub last_match: Option<(u64, f64)>,
+    /// Hashes compared so far.
+    pub checked: u64,
+}
+
 pub struct Session {
     pub sim: Sim,
     rec: Recorder,
+    /// The stream carries the state hash every N steps (0: never).
+    pub hash_every: u64,
+    /// The control log (`--control-log`), which gets the state hash at step boundaries too.
+    pub log: Option<ControlLog>,
+    /// A replay's logged hashes, compared at step boundaries.
+    pub expect: Option<Expected>,
+    /// How a replay diverged, if it did.
+    pub diverged: Option<String>,
+    /// Restores so far (for the manifest).
+    restores: u64,
+    /// The lockstep's telemetry totals, for `done` (none in a free run).
+    pub telemetry: Option<proto::Totals>,
+    pub source: ModelSource,
+    /// The hash of the snapshot this run started from (`--from-snapshot`).
+    pub from_snapshot: Option<String>,
     /// Every spike so far (for spikes.csv) and the ones found by the last stage.
     spikes: Vec<Spike>,
     fresh: Vec<Spike>,
@@ -222,6 +265,14 @@ impl Session {
         Ok(Session {
             sim,
             rec: Recorder { traces, clock: record_dt.map(DtClock::new), refs, stream, error: None },
+            hash_every: 0,
+            log: None,
+            expect: None,
+            diverged: None,
+            restores: 0,
+            telemetry: None,
+            source: opts.source.clone(),
+            from_snapshot: None,
             spikes: Vec::with_capacity(1024),
             fresh: Vec::with_capacity(64),
             sources,
@@ -284,14 +335,116 @@ impl Session {
         }
         let pause = sim.advance(&mut |s: &Sim| rec.sample(s));
         self.at_boundary = matches!(pause, Pause::Boundary(_));
+        self.collect_spikes();
         if self.at_boundary {
+            // After the spikes are taken: the state as the sync report there sees it.
+            self.on_boundary();
             let n = self.sim.step_index();
             if n.is_multiple_of(1024) {
                 self.bar.set_position(n);
                 self.bar.set_message(format!("{:.1}", self.sim.t()));
             }
         }
-        (pause, self.collect_spikes())
+        (pause, &self.fresh)
+    }
+
+    /// At a step boundary: the state hash, where the stream, the log or a replay wants it.
+    fn on_boundary(&mut self) {
+        let step = self.sim.step_index();
+        let due = |every: u64| every > 0 && step.is_multiple_of(every);
+        let stream = due(self.hash_every) && self.rec.stream.is_some();
+        let log = self.log.as_ref().is_some_and(|l| due(l.every));
+        let check = self.diverged.is_none() && self.expect.as_ref().is_some_and(|e| due(e.every));
+        if !(stream || log || check) {
+            return;
+        }
+        let (h, t) = (hex(self.sim.state_hash()), self.sim.t());
+        if stream {
+            let s = self.rec.stream.as_mut().expect("checked");
+            s.flush();
+            let msg = proto::HashPub { seq: s.publisher.next_seq(), step, t, hash: h.clone() };
+            s.publish(proto::TOPIC_HASH, &msg);
+        }
+        if log {
+            let l = self.log.as_mut().expect("checked");
+            l.write(&Entry::Boundary(control_log::Boundary { step, t, hash: h.clone() }));
+        }
+        if check {
+            let e = self.expect.as_mut().expect("checked");
+            e.checked += 1;
+            let since = match e.last_match {
+                Some((s, t)) => format!("it was the same at step {s} (t={t})"),
+                None => "no earlier step was compared".into(),
+            };
+            match e.queue.pop_front() {
+                Some(b) if b.step == step && b.hash == h => e.last_match = Some((step, t)),
+                Some(b) if b.step == step => {
+                    self.diverged = Some(format!(
+                        "the replay diverges at step {step} (t={t}): its state hash is {h}, the log's {}; {since}",
+                        b.hash
+                    ))
+                }
+                Some(b) => {
+                    self.diverged = Some(format!(
+                        "the replay diverges at step {step} (t={t}): the log's next state is step {} (t={}); {since}",
+                        b.step, b.t
+                    ))
+                }
+                None => {
+                    self.diverged = Some(format!(
+                        "the replay diverges at step {step} (t={t}): the log has no state here (the run reached its \
+                         next sync point sooner); {since}"
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Notes where the outputs are (for a snapshot `id`): the traces file's writer marks its
+    /// length and digest.
+    pub fn mark(&mut self, id: u64) -> RecMark {
+        if let Some(t) = self.rec.traces.as_mut() {
+            t.mark(id);
+        }
+        RecMark { spikes: self.spikes.len(), clock: self.rec.clock, at_boundary: self.at_boundary }
+    }
+
+    /// Cuts the outputs back to the mark of snapshot `id`, and publishes the jump.
+    pub fn rewind(&mut self, id: u64, m: &RecMark) {
+        if let Some(t) = self.rec.traces.as_mut() {
+            t.truncate(id);
+        }
+        self.spikes.truncate(m.spikes);
+        self.rec.clock = m.clock;
+        self.at_boundary = m.at_boundary;
+        self.restores += 1;
+        let (t, step) = (self.sim.now(), self.sim.step_index());
+        if let Some(stream) = self.rec.stream.as_mut() {
+            stream.flush();
+            let msg = proto::RestorePub { seq: stream.publisher.next_seq(), snapshot: id, t, step };
+            stream.publish(proto::TOPIC_RESTORE, &msg);
+        }
+    }
+
+    /// The mark of snapshot `id` is not needed any more.
+    pub fn forget_mark(&mut self, id: u64) {
+        if let Some(t) = self.rec.traces.as_mut() {
+            t.forget(id);
+        }
+    }
+
+    /// The record clock (`[record] dt`) and whether the last pause was a step boundary: what
+    /// a snapshot file keeps of the recorder.
+    pub fn recorder_state(&self) -> (Option<DtClock>, bool) {
+        (self.rec.clock, self.at_boundary)
+    }
+
+    /// Sets what `recorder_state` gave (a node started from a snapshot file).
+    pub fn set_recorder_state(&mut self, clock: Option<DtClock>, at_boundary: bool) {
+        if self.rec.clock.is_some() {
+            self.rec.clock = clock;
+        }
+        self.at_boundary = at_boundary;
     }
 
     /// Moves the engine's new spikes into the record and onto the stream; returns them.
@@ -342,6 +495,9 @@ impl Session {
     /// Why the run must end now, if it must: an output could not be written (what follows
     /// could not be recorded) or went past its limit.
     pub fn must_end(&self) -> Option<proto::EndReason> {
+        if self.diverged.is_some() {
+            return Some(proto::EndReason::Diverged);
+        }
         self.rec.error.as_ref().map(end_reason).or_else(|| self.rec.traces.as_ref()?.must_end())
     }
 
@@ -391,7 +547,17 @@ impl Session {
             Some(dir) => self.write_spikes(dir).map_err(|e| error = error.take().or(Some(e))).ok(),
             None => None,
         };
-        let reason = error.as_ref().map_or(reason, end_reason);
+        let mut reason = error.as_ref().map_or(reason, end_reason);
+        if let Some(d) = self.diverged.take() {
+            reason = proto::EndReason::Diverged;
+            error.get_or_insert(AppError::Diverged(d));
+        }
+        if let Some(log) = self.log.as_mut() {
+            log.flush();
+            if let Some(e) = log.error.take() {
+                eprintln!("spikebus: {e}");
+            }
+        }
         let (t, steps) = (self.sim.t(), self.sim.step_index());
         let files: Vec<&Written> = [&traces, &spikes].into_iter().flatten().collect();
         let complete = files.len() == 1 + usize::from(traces_expected);
@@ -404,6 +570,7 @@ impl Session {
         if let Some(e) = &error {
             eprintln!("spikebus: {e}");
         }
+        let telemetry = self.telemetry.unwrap_or(proto::Totals { wait: 0.0, sim: sim_seconds, exchanges: 0 });
         if let Some(stream) = self.rec.stream.as_mut() {
             let msg = proto::DonePub {
                 seq: stream.publisher.next_seq(),
@@ -412,6 +579,7 @@ impl Session {
                 step: steps,
                 published,
                 error: error.clone(),
+                telemetry,
             };
             stream.publish(proto::TOPIC_DONE, &msg);
         }
@@ -425,6 +593,7 @@ impl Session {
             spikes_path: spikes.map(|w| w.path),
             published,
             error,
+            telemetry,
         }
     }
 
@@ -466,6 +635,8 @@ impl Session {
             "set": self.sets,
             "t": t,
             "steps": steps,
+            "restores": self.restores,
+            "from_snapshot": self.from_snapshot,
             "files": files.iter().map(|w| file(w)).collect::<serde_json::Map<_, _>>(),
         });
         let text = serde_json::to_string_pretty(&manifest).expect("a JSON value serializes");
@@ -502,6 +673,7 @@ pub fn free_run(mut session: Session, wait_subscribers: usize, stop: &Stop) -> R
 fn end_reason(e: &AppError) -> proto::EndReason {
     match e {
         AppError::Limit(_) => proto::EndReason::Limit,
+        AppError::Diverged(_) => proto::EndReason::Diverged,
         AppError::Helics(_) => proto::EndReason::Stop,
         _ => proto::EndReason::IoError,
     }

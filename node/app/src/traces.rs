@@ -7,6 +7,11 @@
 //! ahead of the file. A write error or `--max-output` stops the writing at once and raises a
 //! flag that the run checks at every pause (`must_end`); `finish` hands over the last block,
 //! waits for the writer and says how the file ended.
+//!
+//! A run that goes back to a snapshot cuts the file back to where it was then: `mark` hands
+//! over the samples so far and has the writer note the file's length and digest under the
+//! snapshot's id; `truncate` drops the samples not yet handed over and has the writer cut
+//! the file back to that mark (`output::Mark`).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -18,7 +23,7 @@ use std::time::Instant;
 use spikebus_protocol as proto;
 
 use crate::error::AppError;
-use crate::output::{CsvFile, NpyFile, Written};
+use crate::output::{CsvFile, Mark, NpyFile, Written};
 use crate::record::planned_samples;
 
 /// The traces file's format (`--format`).
@@ -35,6 +40,14 @@ impl TraceFormat {
         match self {
             TraceFormat::Csv => "traces.csv",
             TraceFormat::Npy => "traces.npy",
+        }
+    }
+
+    /// As `--format` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TraceFormat::Csv => "csv",
+            TraceFormat::Npy => "npy",
         }
     }
 }
@@ -70,6 +83,34 @@ enum Sink {
     Npy(NpyFile),
 }
 
+impl Sink {
+    fn mark(&mut self) -> Result<Mark, AppError> {
+        match self {
+            Sink::Csv(f) => f.mark(),
+            Sink::Npy(f) => f.mark(),
+        }
+    }
+
+    fn truncate(&mut self, m: &Mark) -> Result<(), AppError> {
+        match self {
+            Sink::Csv(f) => f.truncate(m),
+            Sink::Npy(f) => f.truncate(m),
+        }
+    }
+}
+
+/// What the stepping thread sends the writer.
+enum Msg {
+    /// Samples to write.
+    Block(Vec<f64>),
+    /// Note where the file is, under this id.
+    Mark(u64),
+    /// Cut the file back to the mark of this id.
+    Truncate(u64),
+    /// The mark of this id is not needed any more.
+    Forget(u64),
+}
+
 /// How the writer ended: the file (or why it could not be completed), the limit it met, and
 /// when it had handed every sample to the file (before the final flush and sync).
 struct Outcome {
@@ -94,7 +135,7 @@ pub struct Traces {
     /// Doubles per block: a whole number of samples.
     block_len: usize,
     made: usize,
-    full: Option<Sender<Vec<f64>>>,
+    full: Option<Sender<Msg>>,
     free: Receiver<Vec<f64>>,
     shared: Arc<Shared>,
     writer: Option<JoinHandle<Outcome>>,
@@ -110,7 +151,7 @@ impl Traces {
             TraceFormat::Npy => Sink::Npy(NpyFile::create(path, width)?),
         };
         let shared = Arc::new(Shared { state: AtomicU8::new(WRITING), closing: AtomicBool::new(false), abandoned: AtomicBool::new(false) });
-        let (full_tx, full_rx) = mpsc::channel::<Vec<f64>>();
+        let (full_tx, full_rx) = mpsc::channel::<Msg>();
         let (free_tx, free_rx) = mpsc::channel::<Vec<f64>>();
         let name = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         let sh = shared.clone();
@@ -158,7 +199,7 @@ impl Traces {
             Err(_) => self.free.recv().ok(),
         };
         let sent = match next {
-            Some(next) => tx.send(std::mem::replace(&mut self.block, next)).is_ok(),
+            Some(next) => tx.send(Msg::Block(std::mem::replace(&mut self.block, next))).is_ok(),
             None => false,
         };
         if !sent {
@@ -166,6 +207,34 @@ impl Traces {
             self.shared.state.store(FAILED, Ordering::Release);
             self.full = None;
             self.block.clear();
+        }
+    }
+
+    /// Notes where the file is after the samples so far, under `id` (a snapshot's).
+    pub fn mark(&mut self, id: u64) {
+        if !self.block.is_empty() {
+            self.hand_over();
+        }
+        self.send(Msg::Mark(id));
+    }
+
+    /// Cuts the file back to the mark `id`: the samples recorded since are gone.
+    pub fn truncate(&mut self, id: u64) {
+        self.block.clear();
+        self.send(Msg::Truncate(id));
+    }
+
+    /// The mark `id` will not be truncated to.
+    pub fn forget(&mut self, id: u64) {
+        self.send(Msg::Forget(id));
+    }
+
+    fn send(&mut self, msg: Msg) {
+        if let Some(tx) = &self.full {
+            if tx.send(msg).is_err() {
+                self.shared.state.store(FAILED, Ordering::Release);
+                self.full = None;
+            }
         }
     }
 
@@ -186,7 +255,7 @@ impl Traces {
         let last = std::mem::take(&mut self.block);
         if let Some(tx) = self.full.take() {
             if !last.is_empty() {
-                let _ = tx.send(last);
+                let _ = tx.send(Msg::Block(last));
             }
         }
         let writer = self.writer.take().expect("the writer runs until finish");
@@ -221,12 +290,13 @@ fn write(
     max_bytes: u64,
     plan: Plan,
     name: &str,
-    full: &Receiver<Vec<f64>>,
+    full: &Receiver<Msg>,
     free: &Sender<Vec<f64>>,
     shared: &Shared,
 ) -> Outcome {
     let mut failed = None;
     let mut limit = None;
+    let mut marks: std::collections::HashMap<u64, Mark> = std::collections::HashMap::new();
     if let Sink::Npy(f) = &mut sink {
         // Counted here, off the stepping thread, while the first blocks fill.
         let expected = planned_samples(plan.dt, plan.tstop, plan.record_dt, &shared.closing);
@@ -235,7 +305,37 @@ fn write(
             failed = Some(e);
         }
     }
-    for mut block in full {
+    for msg in full {
+        let mut block = match msg {
+            Msg::Block(b) => b,
+            Msg::Mark(id) => {
+                if failed.is_none() && limit.is_none() {
+                    match sink.mark() {
+                        Ok(m) => {
+                            marks.insert(id, m);
+                        }
+                        Err(e) => {
+                            failed = Some(e);
+                            shared.state.store(FAILED, Ordering::Release);
+                        }
+                    }
+                }
+                continue;
+            }
+            Msg::Truncate(id) => {
+                if let (None, None, Some(m)) = (&failed, &limit, marks.get(&id)) {
+                    if let Err(e) = sink.truncate(m) {
+                        failed = Some(e);
+                        shared.state.store(FAILED, Ordering::Release);
+                    }
+                }
+                continue;
+            }
+            Msg::Forget(id) => {
+                marks.remove(&id);
+                continue;
+            }
+        };
         if failed.is_none() && limit.is_none() {
             let written = match &mut sink {
                 Sink::Csv(f) => f.rows(&block, width, max_bytes),
@@ -297,6 +397,52 @@ mod tests {
         let values: Vec<f64> = bytes[crate::output::NPY_HEADER..].chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect();
         let want: Vec<f64> = (0..n).flat_map(|i| [i as f64, i as f64 + 0.5, -(i as f64)]).collect();
         assert_eq!(values, want);
+    }
+
+    /// A mark, more samples (over several blocks), a truncation back to the mark, other
+    /// samples: the file holds the samples before the mark, then the others, and its digest
+    /// and length are those of the file on disk. Both formats.
+    #[test]
+    fn truncating_to_a_mark_forgets_what_came_after() {
+        use sha2::{Digest, Sha256};
+        for format in [TraceFormat::Csv, TraceFormat::Npy] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(format.file_name());
+            let plan = Plan { dt: 0.025, tstop: 1.0, record_dt: None };
+            let mut traces = Traces::start(&path, format, &["t", "a"], u64::MAX, plan).unwrap();
+            let many = 3 * traces.block_len;
+            for i in 0..100 {
+                traces.push(i as f64, [0.5].into_iter());
+            }
+            traces.mark(7);
+            for i in 0..many {
+                traces.push(-(i as f64), [1.5].into_iter());
+            }
+            traces.mark(8);
+            traces.truncate(7);
+            for i in 100..150 {
+                traces.push(i as f64, [0.5].into_iter());
+            }
+            traces.forget(8);
+            let written = traces.finish().file.unwrap();
+            let bytes = std::fs::read(&path).unwrap();
+            assert_eq!(written.bytes, bytes.len() as u64);
+            assert_eq!(written.sha256, format!("{:x}", Sha256::digest(&bytes)));
+            let rows: Vec<(f64, f64)> = match format {
+                TraceFormat::Csv => String::from_utf8(bytes).unwrap().lines().skip(1).map(|l| {
+                    let (a, b) = l.split_once(',').unwrap();
+                    (a.parse().unwrap(), b.parse().unwrap())
+                }).collect(),
+                TraceFormat::Npy => {
+                    assert_eq!(&bytes[..crate::output::NPY_HEADER], &crate::output::npy_header(150, 2));
+                    bytes[crate::output::NPY_HEADER..].chunks_exact(16).map(|c| {
+                        (f64::from_le_bytes(c[..8].try_into().unwrap()), f64::from_le_bytes(c[8..].try_into().unwrap()))
+                    }).collect()
+                }
+            };
+            let want: Vec<(f64, f64)> = (0..150).map(|i| (i as f64, 0.5)).collect();
+            assert_eq!(rows, want, "{format:?}");
+        }
     }
 
     /// Dropped without `finish` (a start-up error after the file was made): the file stays

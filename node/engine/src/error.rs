@@ -63,6 +63,10 @@ pub enum Error {
     #[error("{what} cannot be queued now: {reason}")]
     NotNow { what: &'static str, reason: String },
 
+    /// A saved state (a snapshot's words) that does not fit this simulation or is damaged.
+    #[error("the saved state does not fit: {0}")]
+    State(String),
+
     /// An event injected into something that has no NET_RECEIVE.
     #[error("`{target}` cannot receive events: {reason}")]
     NotATarget { target: String, reason: String },

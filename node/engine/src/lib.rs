@@ -7,7 +7,8 @@
 //! - `morphology`: 3-d points and their geometry, SWC files imported as NEURON's Import3d does;
 //! - `signal`: names of recordable variables;
 //! - `sim`: execution, split at the points where a controller may pause it;
-//! - `exp`: libm's `exp`, bit for bit, over whole slices.
+//! - `exp`: libm's `exp`, bit for bit, over whole slices;
+//! - `xxh64`: the digest of the state hash.
 
 pub mod error;
 pub mod mech;
@@ -20,6 +21,7 @@ pub mod population;
 pub mod signal;
 pub mod write;
 pub mod sim;
+pub mod xxh64;
 
 pub use error::{Error, Result};
 pub use model::Model;

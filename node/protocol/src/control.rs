@@ -51,6 +51,20 @@ pub struct Continue {
     pub actions: Vec<Action>,
 }
 
+/// `export`: write a stored snapshot to a file (a fork: `spikebus run --from-snapshot FILE`).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Export {
+    #[serde(default)]
+    pub id: RequestId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// The snapshot's id (from a report's `snapshots`).
+    pub snapshot: u64,
+    /// A file name (no directory) in the node's snapshot directory.
+    pub file: String,
+}
+
 /// A request, tagged by `op`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -58,6 +72,7 @@ pub enum Request {
     Hello(Hello),
     Get(Get),
     Continue(Continue),
+    Export(Export),
 }
 
 impl Request {
@@ -66,6 +81,7 @@ impl Request {
             Request::Hello(r) => r.id,
             Request::Get(r) => r.id,
             Request::Continue(r) => r.id,
+            Request::Export(r) => r.id,
         }
     }
 
@@ -74,6 +90,7 @@ impl Request {
             Request::Hello(r) => r.client.as_deref(),
             Request::Get(r) => r.client.as_deref(),
             Request::Continue(r) => r.client.as_deref(),
+            Request::Export(r) => r.client.as_deref(),
         }
     }
 }
@@ -123,11 +140,40 @@ pub struct Watch {
     pub values: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spikes: Option<bool>,
+    /// Reports carry the state hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<bool>,
+    /// The stream carries the state hash every N steps (topic `hash`; 0: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_every: Option<u64>,
+    /// Reports carry the exchange's telemetry (wait and simulate times).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Stop {}
+
+/// `snapshot`: keep the whole state of the run, here, under a new id (in the report's
+/// `snapshots`).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {}
+
+/// `restore`: go back to a snapshot (the last action of its request).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Restore {
+    pub id: u64,
+}
+
+/// `discard`: forget a snapshot (its memory is freed).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Discard {
+    pub id: u64,
+}
 
 /// What a `continue` does before the simulation runs on, in order.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -138,6 +184,9 @@ pub enum Action {
     Schedule(Schedule),
     Watch(Watch),
     Stop(Stop),
+    Snapshot(Snapshot),
+    Restore(Restore),
+    Discard(Discard),
 }
 
 /// Why the node paused.
@@ -191,6 +240,29 @@ pub struct SyncBody {
     pub spike: Option<SpikeRecord>,
     pub values: BTreeMap<String, f64>,
     pub spikes: Vec<SpikeRecord>,
+    /// The state hash here (when watched: `watch.hash`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    /// How the exchange that led here went (when watched: `watch.telemetry`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<Telemetry>,
+}
+
+/// The wall time of one exchange, in seconds: how long the node waited at the previous sync
+/// point for its controllers' `continue`, and how long it then took to get here (the actions,
+/// the simulation, recording).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+pub struct Telemetry {
+    pub wait: f64,
+    pub sim: f64,
+}
+
+/// A run's telemetry in `done`: the sums over its exchanges (seconds), and their number.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Deserialize, Serialize)]
+pub struct Totals {
+    pub wait: f64,
+    pub sim: f64,
+    pub exchanges: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -198,6 +270,32 @@ pub struct SyncReport {
     pub id: RequestId,
     #[serde(flatten)]
     pub body: SyncBody,
+    /// The snapshots this request's actions took, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snapshots: Vec<u64>,
+    /// The snapshot this request restored (the report is then the restored point's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored: Option<u64>,
+}
+
+/// A stored snapshot, as `hello` lists it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct SnapshotInfo {
+    pub id: u64,
+    pub t: f64,
+    pub step: u64,
+    /// Bytes of memory it holds.
+    pub bytes: u64,
+    /// The state hash it holds.
+    pub hash: String,
+}
+
+/// A controller of a `--controllers` run, as `hello` lists it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ControllerState {
+    pub name: String,
+    /// Its `continue` for the pending sync point has arrived.
+    pub arrived: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -221,6 +319,12 @@ pub struct ScheduleState {
 pub struct WatchState {
     pub values: Vec<String>,
     pub spikes: bool,
+    #[serde(default)]
+    pub hash: bool,
+    #[serde(default)]
+    pub hash_every: u64,
+    #[serde(default)]
+    pub telemetry: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -244,6 +348,13 @@ pub struct HelloReply {
     pub schedule: ScheduleState,
     pub watch: WatchState,
     pub pending: Pending,
+    /// The snapshots the node holds, oldest first (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snapshots: Vec<SnapshotInfo>,
+    /// With `--controllers`: each controller, in the order their actions apply (absent
+    /// otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controllers: Option<Vec<ControllerState>>,
 }
 
 /// hello's `pending`: a sync report with its `op`, as the reply to a `continue` carries it.
@@ -266,7 +377,19 @@ pub struct ValuesReply {
     pub t: f64,
     pub step: u64,
     pub values: BTreeMap<String, f64>,
-    /// A digest of the node's whole state, 16 hex digits.
+    /// The state hash (XXH64 of the simulation's state), 16 hex digits.
+    pub hash: String,
+}
+
+/// The reply to `export`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ExportedReply {
+    pub id: RequestId,
+    pub snapshot: u64,
+    /// Where the file is, on the node's machine.
+    pub path: String,
+    pub bytes: u64,
+    /// The snapshot's state hash.
     pub hash: String,
 }
 
@@ -282,6 +405,9 @@ pub enum EndReason {
     IoError,
     /// The run went past one of the node's limits (`error` says which).
     Limit,
+    /// A replay (`spikebus replay`) reached a state other than the logged one (`error` says
+    /// where).
+    Diverged,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -294,6 +420,8 @@ pub struct DoneReply {
     pub published: u64,
     /// What could not be written (null unless `reason` is `io_error`).
     pub error: Option<String>,
+    /// The run's exchanges: time waited for controllers, time simulated.
+    pub telemetry: Totals,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -309,6 +437,12 @@ pub enum ErrorCode {
     WrongState,
     NotOwner,
     TooLarge,
+    /// A `restore`, `discard` or `export` of a snapshot the node does not hold.
+    UnknownSnapshot,
+    /// A `snapshot` beyond `--max-snapshots` or `--snapshot-memory`.
+    SnapshotLimit,
+    /// The node could not write a file a request asked for (`export`).
+    IoError,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -327,6 +461,7 @@ pub enum Reply {
     Hello(Box<HelloReply>),
     Values(ValuesReply),
     Sync(SyncReport),
+    Exported(ExportedReply),
     Done(DoneReply),
     Error(ErrorReply),
 }
@@ -452,6 +587,7 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, DecodeError> {
             Request::Hello(typed(fields, "")?)
         }
         "get" => Request::Get(typed(fields, "")?),
+        "export" => Request::Export(typed(fields, "")?),
         "continue" => {
             let mut fields = fields;
             let actions = take_field(&mut fields, "actions");
@@ -465,7 +601,7 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, DecodeError> {
             }
             Request::Continue(req)
         }
-        other => return Err(unknown_op(other, "", "hello, get, continue")),
+        other => return Err(unknown_op(other, "", "hello, get, continue, export")),
     };
     if let Some(c) = req.client() {
         if !valid_client(c) {
@@ -477,7 +613,23 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, DecodeError> {
             ));
         }
     }
+    if let Request::Export(e) = &req {
+        if !valid_file_name(&e.file) {
+            return Err(bad(
+                "`file` is a file name of 1 to 64 letters, digits, `.`, `_` or `-`, not beginning with `.` (no directory)",
+                Some("file".into()),
+            ));
+        }
+    }
     Ok(req)
+}
+
+/// A file name for `export`: 1 to 64 characters of letters, digits, `.`, `_`, `-`, not
+/// beginning with `.` (no directories: the node writes only into its snapshot directory).
+pub fn valid_file_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// A `client` name: 1 to `MAX_CLIENT_LEN` bytes, no control characters, not beginning with
@@ -501,7 +653,10 @@ fn decode_action(v: rmpv::Value, at: &str) -> Result<Action, DecodeError> {
         "schedule" => Action::Schedule(typed(fields, at)?),
         "watch" => Action::Watch(typed(fields, at)?),
         "stop" => Action::Stop(typed(fields, at)?),
-        other => return Err(unknown_op(other, at, "set, event, schedule, watch, stop")),
+        "snapshot" => Action::Snapshot(typed(fields, at)?),
+        "restore" => Action::Restore(typed(fields, at)?),
+        "discard" => Action::Discard(typed(fields, at)?),
+        other => return Err(unknown_op(other, at, "set, event, schedule, watch, stop, snapshot, restore, discard")),
     })
 }
 

@@ -3,7 +3,7 @@
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize};
 
-use crate::control::{EndReason, SyncBody};
+use crate::control::{EndReason, SyncBody, Totals};
 
 pub const TOPIC_STARTED: &[u8] = b"started";
 pub const TOPIC_STATE: &[u8] = b"state";
@@ -11,6 +11,8 @@ pub const TOPIC_SPIKE: &[u8] = b"spike";
 pub const TOPIC_SYNC: &[u8] = b"sync";
 pub const TOPIC_DONE: &[u8] = b"done";
 pub const TOPIC_OWNER: &[u8] = b"owner";
+pub const TOPIC_HASH: &[u8] = b"hash";
+pub const TOPIC_RESTORE: &[u8] = b"restore";
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Started {
@@ -68,6 +70,25 @@ pub struct DonePub {
     pub step: u64,
     pub published: u64,
     pub error: Option<String>,
+    pub telemetry: Totals,
+}
+
+/// The state hash at a step boundary (every `hash_every` steps, when asked for).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct HashPub {
+    pub seq: u64,
+    pub step: u64,
+    pub t: f64,
+    pub hash: String,
+}
+
+/// The run went back to a snapshot: what follows on the stream continues from there.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct RestorePub {
+    pub seq: u64,
+    pub snapshot: u64,
+    pub t: f64,
+    pub step: u64,
 }
 
 /// A controller took over the run (`hello` with `takeover`).

@@ -44,7 +44,7 @@ fn decodes_requests_with_named_fields() {
                 init: Some(vec![0, 2]),
                 ..Default::default()
             }),
-            Action::Watch(Watch { values: Some(vec!["soma.v".into()]), spikes: None }),
+            Action::Watch(Watch { values: Some(vec!["soma.v".into()]), ..Default::default() }),
             Action::Stop(Stop {}),
         ],
     });

@@ -1,33 +1,46 @@
 //! The lockstep: the node pauses at sync points and serves requests (protocol version 2,
-//! `schemas/README.md`). `Lockstep` owns the run (the `Session`) and the control channel (a
-//! `Transport`); one loop receives each request, answers it exactly once, and lets the
-//! simulation run on when the run's owner says `continue`.
+//! `schemas/README.md`). `Lockstep` owns the control channel (a `Transport`) and the run as
+//! it is steered (`steer::Steer`: the session, the sync point, the watch, the snapshots); one
+//! loop receives each request, answers it exactly once, and lets the simulation run on when
+//! the run's owner says `continue`.
 //!
 //! - Exactly once: a request with an id is answered once per (client, id, bytes); a resend
 //!   gets the kept reply and applies nothing (`clients`). A request without an id is never a
 //!   resend.
 //! - One owner: the first client to `continue` owns the run; a `continue` from anyone else is
 //!   refused (`not_owner`); `hello` with `takeover` hands the run over, announced on stderr
-//!   and on the stream. `hello` and `get` are open to all.
-//! - A bad request changes nothing (`actions::check` before `actions::apply`).
+//!   and on the stream. `hello`, `get` and `export` are open to all.
+//! - Or several controllers in lockstep (`--controllers A,B,...`): each sync point is a
+//!   barrier. A named controller's `continue` is checked alone when it arrives and held
+//!   (unanswered); when every named controller's is in, they are checked together in the
+//!   `--controllers` order (each after the actions of those before it), applied in that
+//!   order, and each gets the report of the next sync point. Nothing depends on the order
+//!   the requests arrived in. A controller's later `continue` at the same point replaces its
+//!   held one (a controller restarted under its name resumes).
+//! - A bad request changes nothing (`actions::check` before anything applies).
 //! - After `done` the node lingers, answering resends of the final request, until no peer has
 //!   been connected for a whole receive wait (100 ms) or `--linger` has passed.
 
 mod actions;
 mod clients;
+pub mod steer;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use spikebus_engine::{signal, Error as EngineError, Pause, SignalRef, Sim, Spike};
-use spikebus_protocol::{self as proto, ErrorCode, Reason, Reply, Request, RequestId};
+use spikebus_engine::{signal, Error as EngineError, SignalRef, Sim};
+use spikebus_protocol::{self as proto, Action, ErrorCode, Reply, Request, RequestId};
 
 use crate::error::AppError;
 use crate::run::{RunSummary, Session};
 use crate::signals::Stop;
+use crate::snapshot::{self, hex, FileHeader, LockState, Snapshots};
 use crate::transport::{Inbound, Transport};
 use actions::{engine_refusal, Refusal};
 use clients::Clients;
+pub use steer::Steer;
+use steer::Outcome;
 
 pub struct ControlOptions {
     /// Most names in a `watch` or `get`.
@@ -40,6 +53,15 @@ pub struct ControlOptions {
     pub on_timeout: TimeoutPolicy,
     /// How long the node stays up after `done` for a resend of the final request.
     pub linger: Duration,
+    /// Most snapshots held at once (`--max-snapshots`).
+    pub max_snapshots: usize,
+    /// Most bytes of state the snapshots hold in all (`--snapshot-memory`).
+    pub snapshot_memory: u64,
+    /// Where `export` writes (`--snapshot-dir`); none: `export` is refused.
+    pub snapshot_dir: Option<PathBuf>,
+    /// `--controllers`: the named controllers of a barrier run, in the order their actions
+    /// apply; none: one owner.
+    pub controllers: Option<Vec<String>>,
 }
 
 /// What the node does when no controller has sent anything for `--sync-timeout`.
@@ -71,11 +93,20 @@ pub enum Watched {
     Signal(SignalRef),
 }
 
-/// What sync reports carry.
+/// What sync reports carry (and the stream, for the state hash every `hash_every` steps).
 #[derive(Debug, Clone)]
 pub struct Watch {
     pub values: Vec<(String, Watched)>,
     pub spikes: bool,
+    pub hash: bool,
+    pub hash_every: u64,
+    pub telemetry: bool,
+}
+
+impl Default for Watch {
+    fn default() -> Self {
+        Watch { values: vec![], spikes: true, hash: false, hash_every: 0, telemetry: false }
+    }
 }
 
 impl Watch {
@@ -97,6 +128,23 @@ impl Watch {
             Watched::Signal(r) => sim.value(*r),
         }
     }
+
+    /// As `hello` and snapshot files write it.
+    pub fn state(&self) -> proto::WatchState {
+        proto::WatchState {
+            values: self.values.iter().map(|(n, _)| n.clone()).collect(),
+            spikes: self.spikes,
+            hash: self.hash,
+            hash_every: self.hash_every,
+            telemetry: self.telemetry,
+        }
+    }
+
+    /// A watch as `state` wrote it, its names resolved in `sim`.
+    pub fn from_state(sim: &Sim, s: &proto::WatchState) -> Result<Watch, EngineError> {
+        let values = s.values.iter().map(|n| Ok((n.clone(), Watch::resolve(sim, n)?))).collect::<Result<_, EngineError>>()?;
+        Ok(Watch { values, spikes: s.spikes, hash: s.hash, hash_every: s.hash_every, telemetry: s.telemetry })
+    }
 }
 
 /// What a request leads to.
@@ -114,6 +162,16 @@ fn error(id: RequestId, code: ErrorCode, message: impl Into<String>, field: Opti
     Reply::Error(proto::ErrorReply { id, code, message: message.into(), field: field.map(str::to_string) })
 }
 
+/// A request to answer when the run ends (with `done`): the message, its client, its id.
+type Answer = (Inbound, String, RequestId);
+
+/// A named controller's `continue`, held at the barrier until every one is in.
+struct Held {
+    msg: Inbound,
+    id: RequestId,
+    actions: Vec<Action>,
+}
+
 /// A request answered with `done`, kept for resends while the node lingers.
 struct Last {
     client: String,
@@ -123,64 +181,66 @@ struct Last {
 }
 
 pub struct Lockstep<'a, T: Transport> {
-    session: Session,
+    steer: Steer<'a>,
     transport: T,
     clients: Clients,
     opts: &'a ControlOptions,
     stop: &'a Stop,
-    point: Point,
-    watch: Watch,
-    pending: proto::SyncBody,
-    /// Spikes since the last report.
-    since_sync: Vec<Spike>,
-    sources: Vec<String>,
     /// Requests served since the transport's connection count was last brought up to date.
     served: u32,
+    /// With `--controllers`: each named controller's held `continue`, in their order.
+    held: Vec<Option<Held>>,
+    /// Sync points released so far (the barrier's timeout counts from the last release).
+    released: u64,
 }
 
-/// Serves controllers until the run is over; the last reply is `done`.
+/// Serves controllers until the run is over; the last reply is `done`. `resume`: the sync
+/// point a node started from a snapshot file is at.
 pub fn controlled_run<T: Transport>(
     session: Session,
     transport: T,
     opts: &ControlOptions,
     stop: &Stop,
+    resume: Option<LockState>,
 ) -> Result<RunSummary, AppError> {
-    Lockstep::new(session, transport, opts, stop).run()
+    let mut lock = Lockstep::new(session, transport, opts, stop);
+    if let Some(l) = resume {
+        lock.steer.resume_at(l);
+    }
+    lock.run()
 }
 
 impl<'a, T: Transport> Lockstep<'a, T> {
     pub fn new(session: Session, transport: T, opts: &'a ControlOptions, stop: &'a Stop) -> Self {
-        let sources: Vec<String> = session.sim.source_names().iter().map(|s| s.to_string()).collect();
+        let snapshots = Snapshots::new(opts.max_snapshots, opts.snapshot_memory);
         Lockstep {
-            session,
+            steer: Steer::new(session, snapshots, opts.max_names, opts.wait_subscribers, stop),
             transport,
             clients: Clients::default(),
             opts,
             stop,
-            point: Point::Start,
-            watch: Watch { values: vec![], spikes: true },
-            pending: proto::SyncBody {
-                t: 0.0,
-                step: 0,
-                reasons: vec![Reason::Start],
-                at: vec![],
-                spike: None,
-                values: BTreeMap::new(),
-                spikes: vec![],
-            },
-            since_sync: vec![],
-            sources,
             served: 0,
+            held: opts.controllers.iter().flatten().map(|_| None).collect(),
+            released: 0,
         }
+    }
+
+    /// The barrier's controllers, if this is a `--controllers` run.
+    fn barrier(&self) -> Option<&'a [String]> {
+        self.opts.controllers.as_deref()
     }
 
     /// Serves requests until the run is over, replies `done`, lingers, and says how the run went.
     pub fn run(mut self) -> Result<RunSummary, AppError> {
-        let (reason, answer) = self.serve()?;
-        let Lockstep { session, mut transport, opts, stop, .. } = self;
+        let (reason, answers) = self.serve()?;
+        self.steer.log_end(reason);
+        let telemetry = self.steer.close();
+        let Lockstep { steer, mut transport, opts, stop, .. } = self;
+        let session = steer.session;
         let (t, step) = (session.sim.now(), session.sim.step_index());
         let summary = session.finish(reason);
-        if let Some((msg, client, id)) = answer {
+        let mut lasts = vec![];
+        for (msg, client, id) in answers {
             let done = Reply::Done(proto::DoneReply {
                 id,
                 reason: summary.reason,
@@ -188,11 +248,14 @@ impl<'a, T: Transport> Lockstep<'a, T> {
                 step,
                 published: summary.published,
                 error: summary.error.clone(),
+                telemetry,
             });
             let reply = proto::encode(&done);
             transport.send(&msg.peer, &reply)?;
-            let last = Last { client, id, bytes: msg.bytes, reply };
-            linger(&mut transport, &last, opts.linger, stop)?;
+            lasts.push(Last { client, id, bytes: msg.bytes, reply });
+        }
+        if !lasts.is_empty() {
+            linger(&mut transport, &lasts, opts.linger, stop)?;
         }
         Ok(summary)
     }
@@ -200,61 +263,84 @@ impl<'a, T: Transport> Lockstep<'a, T> {
     /// The request loop; returns how the run ended and the request to answer with `done`
     /// (none when the run ended while no request was being served).
     #[allow(clippy::type_complexity)]
-    fn serve(&mut self) -> Result<(proto::EndReason, Option<(Inbound, String, RequestId)>), AppError> {
+    fn serve(&mut self) -> Result<(proto::EndReason, Vec<Answer>), AppError> {
         let mut idle_since = Instant::now();
         loop {
             let Some(msg) = self.transport.recv()? else {
                 if self.stop.requested() {
-                    return Ok((proto::EndReason::Signal, None));
+                    return Ok((proto::EndReason::Signal, self.take_held()));
                 }
                 let _ = self.transport.connected();
                 self.served = 0;
                 if let Some(limit) = self.opts.sync_timeout {
                     if idle_since.elapsed() >= limit {
-                        let at = self.session.sim.now();
+                        let at = self.steer.session.sim.now();
+                        let what = match self.barrier() {
+                            Some(names) => {
+                                let missing: Vec<&str> = names
+                                    .iter()
+                                    .zip(&self.held)
+                                    .filter(|(_, h)| h.is_none())
+                                    .map(|(n, _)| n.as_str())
+                                    .collect();
+                                format!("no `continue` from {} for {limit:?}", missing.join(", "))
+                            }
+                            None => format!("no request for {limit:?}"),
+                        };
                         match self.opts.on_timeout {
                             TimeoutPolicy::Wait => {
-                                eprintln!("spikebus: no request for {limit:?} at t={at}; waiting (--on-timeout wait)");
+                                eprintln!("spikebus: {what} at t={at}; waiting (--on-timeout wait)");
                                 idle_since = Instant::now();
                             }
                             TimeoutPolicy::Abort => {
-                                eprintln!("spikebus: no request for {limit:?} at t={at}; ending the run (--on-timeout abort)");
-                                return Ok((proto::EndReason::Timeout, None));
+                                eprintln!("spikebus: {what} at t={at}; ending the run (--on-timeout abort)");
+                                return Ok((proto::EndReason::Timeout, self.take_held()));
                             }
                             TimeoutPolicy::Continue => {
-                                eprintln!(
-                                    "spikebus: no request for {limit:?} at t={at}; running on to tstop (--on-timeout continue)"
-                                );
-                                return Ok((self.run_free(), None));
+                                eprintln!("spikebus: {what} at t={at}; running on to tstop (--on-timeout continue)");
+                                // The controllers that did send: their actions, in order.
+                                let (by, answers) = self.accepted_in_order()?;
+                                return Ok((self.steer.run_free(by), answers));
                             }
                         }
                     }
                 }
                 continue;
             };
-            idle_since = Instant::now();
+            // One owner: any request shows a controller is there. A barrier: its timeout
+            // counts from the last release (a missing controller is missing however busy
+            // the others are).
+            if self.barrier().is_none() {
+                idle_since = Instant::now();
+            }
             // Keep the connection count current under a steady stream of requests too.
             self.served += 1;
             if self.served >= 64 {
                 let _ = self.transport.connected();
                 self.served = 0;
             }
-            if let Some((reason, client, id)) = self.serve_one(&msg)? {
-                return Ok((reason, Some((msg, client, id))));
+            let released = self.released;
+            let ended = self.serve_one(&msg)?;
+            if self.released != released {
+                idle_since = Instant::now();
+            }
+            if let Some(end) = ended {
+                return Ok(end);
             }
         }
     }
 
     /// Answers one request (from the kept replies if it is a resend); returns the run's end
     /// when the request finishes it (the caller replies `done`).
-    fn serve_one(&mut self, msg: &Inbound) -> Result<Option<(proto::EndReason, String, RequestId)>, AppError> {
+    fn serve_one(&mut self, msg: &Inbound) -> Result<Option<(proto::EndReason, Vec<Answer>)>, AppError> {
         if msg.bytes.len() > self.opts.max_message {
             let text = format!(
                 "the message has {} bytes; this node accepts at most {} (--max-message)",
                 msg.bytes.len(),
                 self.opts.max_message
             );
-            return self.send_fresh(msg, &msg.peer.name(), None, error(None, ErrorCode::TooLarge, text, None));
+            self.send_fresh(msg, &msg.peer.name(), None, error(None, ErrorCode::TooLarge, text, None))?;
+            return Ok(None);
         }
         let decoded = proto::decode_request(&msg.bytes);
         let (client, id) = match &decoded {
@@ -279,6 +365,11 @@ impl<'a, T: Transport> Lockstep<'a, T> {
             Handled::Reply(error(id, ErrorCode::BadMessage, text, None))
         } else {
             match decoded {
+                Ok(Request::Continue(c)) if self.barrier().is_some() => return self.arrive(msg, client, c),
+                Ok(Request::Hello(h)) if h.takeover && self.barrier().is_some() => {
+                    let text = "this run is steered by --controllers: there is no owner to take over from";
+                    Handled::Reply(error(h.id, ErrorCode::WrongState, text, Some("takeover")))
+                }
                 Ok(req) => self.handle(&client, req),
                 Err(e) => Handled::Reply(error(id, e.code, e.message, e.field.as_deref())),
             }
@@ -286,26 +377,108 @@ impl<'a, T: Transport> Lockstep<'a, T> {
         match handled {
             Handled::Reply(reply) => {
                 let keep = moves && matches!(reply, Reply::Sync(_));
-                self.send_fresh(msg, &client, id.filter(|_| keep), reply)
+                self.send_fresh(msg, &client, id.filter(|_| keep), reply)?;
+                Ok(None)
             }
-            Handled::Finish(reason) => Ok(Some((reason, client, id))),
+            Handled::Finish(reason) => Ok(Some((reason, vec![(msg.clone(), client, id)]))),
         }
     }
 
+    /// A named controller's `continue` at the barrier: checked alone and held; when every
+    /// controller's is in, the sync point is released.
+    fn arrive(&mut self, msg: &Inbound, client: String, c: proto::Continue) -> Result<Option<(proto::EndReason, Vec<Answer>)>, AppError> {
+        let names = self.barrier().expect("a barrier run");
+        let Some(i) = names.iter().position(|n| *n == client) else {
+            let text = format!(
+                "this run is steered by --controllers {}: `{client}` is not one of them (it may read: hello, get)",
+                names.join(",")
+            );
+            self.send_fresh(msg, &client, None, error(c.id, ErrorCode::NotOwner, text, None))?;
+            return Ok(None);
+        };
+        if let Err(r) = self.steer.check(&[], &c.actions) {
+            self.send_fresh(msg, &client, None, error_reply(c.id, r))?;
+            return Ok(None);
+        }
+        self.held[i] = Some(Held { msg: msg.clone(), id: c.id, actions: c.actions });
+        if self.held.iter().any(Option::is_none) {
+            return Ok(None);
+        }
+        // Every controller is in: checked together in the fixed order; one refused given the
+        // actions before it gets its error and is waited for again (the others stay held).
+        let mut prior: Vec<Action> = vec![];
+        let mut refused = false;
+        for i in 0..self.held.len() {
+            let h = self.held[i].as_ref().expect("all held");
+            match self.steer.check(&prior, &h.actions) {
+                Ok(()) => prior.extend(h.actions.iter().cloned()),
+                Err(r) => {
+                    let h = self.held[i].take().expect("held");
+                    let name = names[i].clone();
+                    self.send_fresh(&h.msg, &name, None, error_reply(h.id, r))?;
+                    refused = true;
+                }
+            }
+        }
+        if refused {
+            return Ok(None);
+        }
+        let (by, answers) = self.accepted_in_order()?;
+        self.released += 1;
+        match self.steer.apply(by) {
+            Outcome::Finish(reason) => Ok(Some((reason, answers))),
+            Outcome::Sync { snapshots, restored } => {
+                for (msg, client, id) in answers {
+                    let reply = Reply::Sync(proto::SyncReport {
+                        id,
+                        body: self.steer.pending.clone(),
+                        snapshots: snapshots.clone(),
+                        restored,
+                    });
+                    self.send_fresh(&msg, &client, id, reply)?;
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// The held requests, taken, in the controllers' order, with their actions (each checked
+    /// after those before it; one refused so is answered with its error and left out).
+    fn accepted_in_order(&mut self) -> Result<(Vec<(String, Vec<Action>)>, Vec<Answer>), AppError> {
+        let names = self.barrier().unwrap_or_default();
+        let mut by: Vec<(String, Vec<Action>)> = vec![];
+        let mut answers = vec![];
+        let mut prior: Vec<Action> = vec![];
+        for i in 0..self.held.len() {
+            let Some(h) = self.held[i].take() else { continue };
+            let name = names[i].clone();
+            if let Err(r) = self.steer.check(&prior, &h.actions) {
+                self.send_fresh(&h.msg, &name, None, error_reply(h.id, r))?;
+                continue;
+            }
+            prior.extend(h.actions.iter().cloned());
+            by.push((name.clone(), h.actions));
+            answers.push((h.msg, name, h.id));
+        }
+        Ok((by, answers))
+    }
+
+    /// The held requests (to answer with `done`), taken.
+    fn take_held(&mut self) -> Vec<Answer> {
+        let names = self.barrier().unwrap_or_default();
+        let held = std::mem::take(&mut self.held);
+        self.held = held.iter().map(|_| None).collect();
+        held.into_iter().zip(names).filter_map(|(h, n)| h.map(|h| (h.msg, n.clone(), h.id))).collect()
+    }
+
     /// Sends a reply, and keeps it for resends when `keep_as` is the request's id.
-    fn send_fresh(
-        &mut self,
-        msg: &Inbound,
-        client: &str,
-        keep_as: RequestId,
-        reply: Reply,
-    ) -> Result<Option<(proto::EndReason, String, RequestId)>, AppError> {
+    fn send_fresh(&mut self, msg: &Inbound, client: &str, keep_as: RequestId, reply: Reply) -> Result<(), AppError> {
         let bytes = proto::encode(&reply);
         self.transport.send(&msg.peer, &bytes)?;
         if let Some(id) = keep_as {
             self.clients.remember(client, id, &msg.bytes, &bytes);
         }
-        Ok(None)
+        Ok(())
     }
 
     /// The dispatch of a decoded request.
@@ -315,18 +488,19 @@ impl<'a, T: Transport> Lockstep<'a, T> {
             Request::Hello(h) => {
                 if h.takeover && self.clients.owner() != Some(client) {
                     let previous = self.clients.set_owner(client);
-                    let sim = &self.session.sim;
+                    let sim = &self.steer.session.sim;
                     eprintln!(
                         "spikebus: controller `{client}` took over the run from {} at t={} (step {})",
                         previous.as_deref().map_or_else(|| "no owner".to_string(), |p| format!("`{p}`")),
                         sim.now(),
                         sim.step_index()
                     );
-                    self.session.publish_owner(client, previous.as_deref());
+                    self.steer.session.publish_owner(client, previous.as_deref());
                 }
                 Handled::Reply(self.hello(client, h.id))
             }
             Request::Get(g) => Handled::Reply(self.get(g.id, &g.names)),
+            Request::Export(e) => Handled::Reply(self.export(&e)),
             Request::Continue(c) => {
                 if let Some(owner) = self.clients.owner().filter(|o| *o != client) {
                     let text = format!(
@@ -334,34 +508,32 @@ impl<'a, T: Transport> Lockstep<'a, T> {
                     );
                     return Handled::Reply(error(c.id, ErrorCode::NotOwner, text, None));
                 }
-                if let Err(r) = actions::check(&self.session.sim, self.point, &self.sources, self.opts.max_names, &c.actions) {
+                if let Err(r) = self.steer.check(&[], &c.actions) {
                     return Handled::Reply(error_reply(c.id, r));
                 }
                 // The first accepted continue claims the run (a refused one changes nothing).
                 if self.clients.owner().is_none() {
                     self.clients.set_owner(client);
                 }
-                for a in c.actions {
-                    if actions::apply(&mut self.session.sim, &mut self.watch, &self.sources, a) {
-                        return Handled::Finish(proto::EndReason::Stop);
-                    }
+                match self.steer.apply(vec![(client.to_string(), c.actions)]) {
+                    Outcome::Finish(reason) => Handled::Finish(reason),
+                    Outcome::Sync { snapshots, restored } => Handled::Reply(Reply::Sync(proto::SyncReport {
+                        id: c.id,
+                        body: self.steer.pending.clone(),
+                        snapshots,
+                        restored,
+                    })),
                 }
-                if self.point == Point::End {
-                    return Handled::Finish(proto::EndReason::End);
-                }
-                if let Some(reason) = self.run_to_next() {
-                    return Handled::Finish(reason);
-                }
-                self.session.publish_sync(&self.pending);
-                Handled::Reply(Reply::Sync(proto::SyncReport { id: c.id, body: self.pending.clone() }))
             }
         }
     }
 
     fn hello(&self, client: &str, id: RequestId) -> Reply {
-        let sim = &self.session.sim;
+        let steer = &self.steer;
+        let sim = &steer.session.sim;
         let model = sim.model();
         let stops = sim.stops();
+        let sources = &steer.sources;
         Reply::Hello(Box::new(proto::HelloReply {
             id,
             protocol: proto::PROTOCOL_VERSION,
@@ -371,28 +543,38 @@ impl<'a, T: Transport> Lockstep<'a, T> {
             model: model.origin.clone(),
             dt: sim.dt(),
             tstop: sim.tstop(),
-            t: self.pending.t,
-            step: self.pending.step,
+            t: steer.pending.t,
+            step: steer.pending.step,
             params: model
                 .params()
                 .into_iter()
                 .map(|p| proto::ParamEntry { name: p.name, unit: p.unit.to_string(), writable: p.runtime, value: p.value })
                 .collect(),
             signals: signal::names(model),
-            sources: self.sources.clone(),
+            sources: sources.clone(),
             targets: sim.targets().iter().map(|s| s.to_string()).collect(),
             schedule: proto::ScheduleState {
                 init: (0..4u8).filter(|&k| stops.init[k as usize]).collect(),
                 every: stops.every,
                 scatter_gather: stops.scatter_gather,
                 at: sim.pending_at(),
-                on_spike: self.sources.iter().zip(&stops.on_spike).filter(|(_, on)| **on).map(|(s, _)| s.clone()).collect(),
+                on_spike: sources.iter().zip(&stops.on_spike).filter(|(_, on)| **on).map(|(s, _)| s.clone()).collect(),
             },
-            watch: proto::WatchState {
-                values: self.watch.values.iter().map(|(n, _)| n.clone()).collect(),
-                spikes: self.watch.spikes,
-            },
-            pending: proto::Pending::Sync(proto::SyncReport { id: None, body: self.pending.clone() }),
+            watch: steer.watch.state(),
+            pending: proto::Pending::Sync(proto::SyncReport {
+                id: None,
+                body: steer.pending.clone(),
+                snapshots: vec![],
+                restored: None,
+            }),
+            snapshots: steer.snapshots.list.iter().map(snapshot::Snapshot::info).collect(),
+            controllers: self.barrier().map(|names| {
+                names
+                    .iter()
+                    .zip(&self.held)
+                    .map(|(n, h)| proto::ControllerState { name: n.clone(), arrived: h.is_some() })
+                    .collect()
+            }),
         }))
     }
 
@@ -401,7 +583,7 @@ impl<'a, T: Transport> Lockstep<'a, T> {
             let text = format!("{} names; this node reads at most {} at once (--max-names)", names.len(), self.opts.max_names);
             return error(id, ErrorCode::TooLarge, text, Some("names"));
         }
-        let sim = &self.session.sim;
+        let sim = &self.steer.session.sim;
         let mut values = BTreeMap::new();
         for (i, name) in names.iter().enumerate() {
             match Watch::resolve(sim, name) {
@@ -413,131 +595,59 @@ impl<'a, T: Transport> Lockstep<'a, T> {
         }
         Reply::Values(proto::ValuesReply {
             id,
-            t: self.pending.t,
-            step: self.pending.step,
+            t: self.steer.pending.t,
+            step: self.steer.pending.step,
             values,
-            hash: format!("{:016x}", self.state_hash()),
+            hash: self.steer.hash(),
         })
     }
 
-    /// The simulation's state hash combined with the watch list and the point.
-    fn state_hash(&self) -> u64 {
-        let watch: Vec<&str> = self.watch.values.iter().map(|(n, _)| n.as_str()).collect();
-        let mine = spikebus_engine::sim::fnv1a(format!("{:?}{watch:?}{}", self.point, self.watch.spikes).as_bytes());
-        self.session.sim.state_hash() ^ mine.rotate_left(1)
-    }
-
-    /// Runs to the next sync point and makes it pending; the end reason if a signal
-    /// interrupted the run.
-    fn run_to_next(&mut self) -> Option<proto::EndReason> {
-        if self.point == Point::Start {
-            // Observers are waited for (and greeted) when the run leaves its start point, so a
-            // controller can say hello meanwhile.
-            if let Err(e) = self.session.announce(self.opts.wait_subscribers, self.stop) {
-                eprintln!("spikebus: {e}");
-                return Some(proto::EndReason::Signal);
-            }
-            // The start point, as the controller saw it, opens the stream's sync messages.
-            self.session.publish_sync(&self.pending);
-            self.point = Point::Paused;
-        }
-        loop {
-            if self.stop.requested() {
-                return Some(proto::EndReason::Signal);
-            }
-            let (pause, spikes) = self.session.advance();
-            if self.watch.spikes {
-                self.since_sync.extend_from_slice(spikes);
-            }
-            match pause {
-                Pause::Interrupted => return Some(proto::EndReason::Signal),
-                Pause::Limit(hit) => {
-                    self.session.limit(hit);
-                    return Some(proto::EndReason::Limit);
-                }
-                _ => {}
-            }
-            if let Some(reason) = self.session.must_end() {
-                return Some(reason);
-            }
-            if let Some(body) = self.report(pause) {
-                if body.reasons.contains(&Reason::End) {
-                    self.point = Point::End;
-                }
-                self.pending = body;
-                return None;
-            }
-        }
-    }
-
-    /// The sync report for a pause, if the pause is a sync point.
-    fn report(&mut self, pause: Pause) -> Option<proto::SyncBody> {
-        let mut at = vec![];
-        let mut spike = None;
-        let reasons = match pause {
-            Pause::Init(kind) => vec![Reason::init(kind)],
-            Pause::Spike(s) => {
-                spike = Some(proto::SpikeRecord { source: self.sources[s.source as usize].clone(), t: s.t });
-                vec![Reason::Spike]
-            }
-            Pause::ScatterGather => vec![Reason::ScatterGather],
-            Pause::Interrupted | Pause::Limit(_) => vec![],
-            Pause::Boundary(b) => {
-                // NEURON's order at a boundary: CVode.event callbacks (allthread_handle), then
-                // FInitializeHandler type 2 (at the end of initialization).
-                let mut r = vec![];
-                if !b.at.is_empty() {
-                    r.push(Reason::At);
-                    at = b.at;
-                }
-                if b.init {
-                    r.push(Reason::Init2);
-                }
-                if b.every {
-                    r.push(Reason::Every);
-                }
-                if b.end {
-                    r.push(Reason::End);
-                }
-                r
-            }
+    /// `export`: writes a held snapshot to a file in `--snapshot-dir`.
+    fn export(&self, e: &proto::Export) -> Reply {
+        let Some(dir) = &self.opts.snapshot_dir else {
+            let text = "this node writes no snapshot files: start it with --snapshot-dir DIR";
+            return error(e.id, ErrorCode::WrongState, text, None);
         };
-        if reasons.is_empty() {
-            return None;
-        }
-        let sim = &self.session.sim;
-        Some(proto::SyncBody {
-            t: sim.now(),
-            step: sim.step_index(),
-            reasons,
-            at,
-            spike,
-            values: self.watch.values.iter().map(|(n, w)| (n.clone(), Watch::read(sim, n, w))).collect(),
-            spikes: self
-                .since_sync
-                .drain(..)
-                .map(|s| proto::SpikeRecord { source: self.sources[s.source as usize].clone(), t: s.t })
-                .collect(),
-        })
-    }
-
-    /// Drops the schedule and runs to tstop (the `continue` timeout policy).
-    fn run_free(&mut self) -> proto::EndReason {
-        let sim = &mut self.session.sim;
-        let stops = sim.stops_mut();
-        stops.init = [false; 4];
-        stops.every = 0;
-        stops.scatter_gather = 0;
-        stops.on_spike.iter_mut().for_each(|s| *s = false);
-        for t in sim.pending_at() {
-            let _ = sim.remove_at(t);
-        }
-        if self.point == Point::End {
-            return proto::EndReason::End;
-        }
-        match self.run_to_next() {
-            Some(reason) => reason,
-            None => proto::EndReason::End,
+        let Some(snap) = self.steer.snapshots.get(e.snapshot) else {
+            let ids: Vec<String> = self.steer.snapshots.list.iter().map(|s| s.id.to_string()).collect();
+            let holds = if ids.is_empty() { "it holds none".to_string() } else { format!("it holds {}", ids.join(", ")) };
+            let text = format!("snapshot {} is not held by this node; {holds}", e.snapshot);
+            return error(e.id, ErrorCode::UnknownSnapshot, text, Some("snapshot"));
+        };
+        // The file name was checked by the decoder (`proto::valid_file_name`).
+        let binary = match snapshot::binary_sha256() {
+            Ok(b) => b.to_string(),
+            Err(err) => return error(e.id, ErrorCode::IoError, err.to_string(), None),
+        };
+        let session = &self.steer.session;
+        let mut pending = snap.lock.pending.clone();
+        pending.values.clear();
+        pending.telemetry = None;
+        let header = FileHeader {
+            spikebus: env!("CARGO_PKG_VERSION").to_string(),
+            binary,
+            state_format: spikebus_engine::sim::STATE_FORMAT,
+            model: session.source.clone(),
+            structure: session.sim.structure(),
+            snapshot: snap.id,
+            point: snap.lock.point.into(),
+            pending,
+            watch: snap.lock.watch.state(),
+            record_clock: snap.rec.clock.map(|c| c.parts()),
+            at_boundary: snap.rec.at_boundary,
+            words: snap.words.len() as u64,
+            hash: hex(snap.hash),
+        };
+        let path = dir.join(&e.file);
+        match snapshot::write_file(&path, &header, &snap.words) {
+            Ok(bytes) => Reply::Exported(proto::ExportedReply {
+                id: e.id,
+                snapshot: snap.id,
+                path: path.display().to_string(),
+                bytes,
+                hash: hex(snap.hash),
+            }),
+            Err(err) => error(e.id, ErrorCode::IoError, err.to_string(), Some("file")),
         }
     }
 }
@@ -546,7 +656,7 @@ impl<'a, T: Transport> Lockstep<'a, T> {
 /// else with `wrong_state`, until no peer has been connected for a whole receive wait,
 /// `linger` has passed or a signal came. (The wait lets a controller that lost the reply
 /// replace its connection, closing the old one before the new one is in, and resend.)
-fn linger<T: Transport>(transport: &mut T, last: &Last, linger: Duration, stop: &Stop) -> Result<(), AppError> {
+fn linger<T: Transport>(transport: &mut T, lasts: &[Last], linger: Duration, stop: &Stop) -> Result<(), AppError> {
     let deadline = Instant::now() + linger;
     let mut nobody = false;
     while Instant::now() < deadline && !stop.requested() {
@@ -561,8 +671,9 @@ fn linger<T: Transport>(transport: &mut T, last: &Last, linger: Duration, stop: 
         let Some(msg) = transport.recv()? else { continue };
         let (client, id) = proto::peek_client_and_id(&msg.bytes);
         let client = client.filter(|c| proto::valid_client(c)).unwrap_or_else(|| msg.peer.name());
-        let resent = last.id.is_some() && id == last.id && client == last.client && msg.bytes == last.bytes;
-        let reply = if resent {
+        let resent =
+            lasts.iter().find(|last| last.id.is_some() && id == last.id && client == last.client && msg.bytes == last.bytes);
+        let reply = if let Some(last) = resent {
             last.reply.clone()
         } else {
             proto::encode(&error(id, ErrorCode::WrongState, "the run has ended; this node is exiting", None))
@@ -635,7 +746,7 @@ mod fuzz {
     }
 
     fn action(r: &mut Rng) -> Value {
-        let op = *r.pick(&["set", "event", "schedule", "watch", "stop", "jump", ""]);
+        let op = *r.pick(&["set", "event", "schedule", "watch", "stop", "jump", "", "snapshot", "restore", "discard"]);
         let mut f = vec![("op", Value::String(op.into()))];
         match op {
             "set" => {
@@ -674,6 +785,12 @@ mod fuzz {
             }
             "watch" => {
                 f.push(("values", Value::Array((0..r.below(4)).map(|_| name(r)).collect())));
+                if r.below(3) == 0 {
+                    f.push(("hash", Value::Boolean(r.below(2) == 0)));
+                }
+            }
+            "restore" | "discard" => {
+                f.push(("id", if r.below(6) == 0 { number(r) } else { Value::from(r.below(5)) }));
             }
             _ => {}
         }
@@ -734,6 +851,7 @@ mod fuzz {
             sets: vec![],
             max_output: u64::MAX,
             format: crate::traces::TraceFormat::Csv,
+            source: crate::snapshot::ModelSource::default(),
         };
         Session::new(sim, &opts).unwrap()
     }
@@ -741,6 +859,14 @@ mod fuzz {
     /// A real control socket (never used here: requests go straight to `handle`).
     fn transport(bus: &Bus, dir: &std::path::Path, k: usize) -> ZmqControl {
         bus.control(&format!("ipc://{}", dir.join(format!("ctl{k}")).display()), 4096).unwrap()
+    }
+
+    /// What a refused request must leave as it was: the simulation's state, the point, the
+    /// watch and the snapshots held.
+    fn observed<T: Transport>(lock: &Lockstep<T>) -> String {
+        let s = &lock.steer;
+        let ids: Vec<u64> = s.snapshots.list.iter().map(|x| x.id).collect();
+        format!("{} {:?} {:?} {ids:?} {}", s.hash(), s.point, s.watch.state(), s.snapshots.next_id)
     }
 
     #[test]
@@ -753,6 +879,10 @@ mod fuzz {
             on_timeout: TimeoutPolicy::Wait,
             linger: Duration::ZERO,
             max_names: 100,
+            max_snapshots: 3,
+            snapshot_memory: 1 << 20,
+            snapshot_dir: None,
+            controllers: None,
         };
         let stop = Stop::new();
         let bus = Bus::new(false, None).unwrap();
@@ -761,7 +891,7 @@ mod fuzz {
         let mut lock = Lockstep::new(session(dir.path()), transport(&bus, dir.path(), 0), &opts, &stop);
         for _ in 0..30_000 {
             let bytes = request(&mut rng);
-            let before = lock.state_hash();
+            let before = observed(&lock);
             let handled = match proto::decode_request(&bytes) {
                 Ok(req) => lock.handle("fuzz", req),
                 Err(e) => Handled::Reply(error(None, e.code, e.message, e.field.as_deref())),
@@ -769,7 +899,7 @@ mod fuzz {
             match handled {
                 Handled::Reply(Reply::Error(e)) => {
                     refused += 1;
-                    assert_eq!(before, lock.state_hash(), "refused request changed the state: {e:?} for {bytes:?}");
+                    assert_eq!(before, observed(&lock), "refused request changed the state: {e:?} for {bytes:?}");
                 }
                 Handled::Reply(_) => accepted += 1,
                 Handled::Finish(..) => {

@@ -73,3 +73,15 @@ impl AlphaSynapse {
         [&self.i][var][at]
     }
 }
+
+impl AlphaSynapse {
+    /// The arrays a snapshot holds: onset, tau, gmax, e, mfact, g, i.
+    pub fn columns(&self) -> [&[f64]; 7] {
+        [&self.p[0], &self.p[1], &self.p[2], &self.p[3], &self.mfact, &self.g, &self.i]
+    }
+
+    pub fn columns_mut(&mut self) -> [&mut [f64]; 7] {
+        let [a, b, c, d] = &mut self.p;
+        [a, b, c, d, &mut self.mfact, &mut self.g, &mut self.i]
+    }
+}

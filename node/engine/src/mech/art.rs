@@ -114,6 +114,25 @@ impl ArtBlock {
         each!(self, b => b.p[field][k])
     }
 
+    /// What a snapshot holds of instance k, as words: its parameters, its pending self-event,
+    /// then its type's own state (doubles as their bits).
+    pub fn save(&self, k: usize, o: &mut dyn FnMut(u64)) {
+        each!(self, b => {
+            b.p.iter().for_each(|p| o(p[k].to_bits()));
+            b.send.save(k, o);
+            b.save(k, o);
+        })
+    }
+
+    /// Instance k as `save` wrote it; `Err` names a word that cannot be what it claims.
+    pub fn load(&mut self, k: usize, i: &mut dyn FnMut() -> u64) -> Result<(), &'static str> {
+        each!(self, b => {
+            b.p.iter_mut().for_each(|p| p[k] = f64::from_bits(i()));
+            b.send.load(k, i)?;
+            b.load(k, i)
+        })
+    }
+
     /// Recordable variable `var` (the index in the mechanism's `vars`) of instance k.
     pub fn var(&self, var: usize, k: usize) -> f64 {
         each!(self, b => b.var(var, k))
@@ -132,6 +151,24 @@ impl Senders {
     pub fn push(&mut self, cell: u32) {
         self.cell.push(cell);
         self.tq.push(None);
+    }
+
+    /// Instance k's pending flag-1 event: a flag, its id and time.
+    fn save(&self, k: usize, o: &mut dyn FnMut(u64)) {
+        let (on, id, t) = self.tq[k].map_or((0, 0, 0.0), |(id, t)| (1, id, t));
+        o(on);
+        o(id);
+        o(f64::to_bits(t));
+    }
+
+    fn load(&mut self, k: usize, i: &mut dyn FnMut() -> u64) -> Result<(), &'static str> {
+        let (on, id, t) = (i(), i(), f64::from_bits(i()));
+        self.tq[k] = match on {
+            0 => None,
+            1 => Some((id, t)),
+            _ => return Err("a pending self-event's flag"),
+        };
+        Ok(())
     }
 
     /// `net_send` at absolute time `td` (nocmodl adds t to the delay).
@@ -159,4 +196,14 @@ pub fn params_push(p: &mut [Vec<f64>], spec: &CellSpec) {
     for (f, v) in p.iter_mut().zip(&spec.params) {
         f.push(*v);
     }
+}
+
+/// Saves instance k's entry of each column (doubles as their bits).
+pub(crate) fn save_cols(cols: &[&Vec<f64>], k: usize, o: &mut dyn FnMut(u64)) {
+    cols.iter().for_each(|c| o(c[k].to_bits()));
+}
+
+/// Loads instance k's entry of each column.
+pub(crate) fn load_cols(cols: &mut [&mut Vec<f64>], k: usize, i: &mut dyn FnMut() -> u64) {
+    cols.iter_mut().for_each(|c| c[k] = f64::from_bits(i()));
 }

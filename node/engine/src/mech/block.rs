@@ -182,6 +182,61 @@ impl Block {
         }
     }
 
+    /// What a snapshot holds of entry `at` (`i * lanes + lane`): its parameters, states,
+    /// outputs and factors, in the mechanism's fixed order (its `columns`).
+    pub fn save(&self, at: usize, o: &mut dyn FnMut(f64)) {
+        macro_rules! cols {
+            ($b:ident) => {
+                $b.columns().into_iter().for_each(|c| o(c[at]))
+            };
+        }
+        match self {
+            Block::Pas(b) => cols!(b),
+            Block::IClamp(b) => cols!(b),
+            Block::AlphaSynapse(b) => cols!(b),
+            Block::ExpSyn(b) => cols!(b),
+            Block::Exp2Syn(b) => cols!(b),
+            Block::SEClamp(b) => cols!(b),
+            Block::Hh(b) => cols!(b),
+            Block::VClamp(b) => b.save(at, o),
+        }
+    }
+
+    /// Entry `at` as `save` wrote it; then what the block computes by itself from those
+    /// values (the synapses' decay constants) is made again.
+    pub fn load(&mut self, at: usize, i: &mut dyn FnMut() -> f64) {
+        macro_rules! cols {
+            ($b:ident) => {
+                $b.columns_mut().into_iter().for_each(|c| c[at] = i())
+            };
+        }
+        match self {
+            Block::Pas(b) => cols!(b),
+            Block::IClamp(b) => cols!(b),
+            Block::AlphaSynapse(b) => cols!(b),
+            Block::ExpSyn(b) => {
+                cols!(b);
+                b.forget_derived();
+            }
+            Block::Exp2Syn(b) => {
+                cols!(b);
+                b.forget_derived();
+            }
+            Block::SEClamp(b) => cols!(b),
+            Block::Hh(b) => cols!(b),
+            Block::VClamp(b) => b.load(at, i),
+        }
+    }
+
+    /// How many values `save` writes per entry.
+    pub fn saved_len(&self) -> usize {
+        let mut n = 0;
+        if !self.base().node.is_empty() {
+            self.save(0, &mut |_| n += 1);
+        }
+        n
+    }
+
     /// NET_RECEIVE(weight) of a synapse.
     #[inline]
     pub fn receive(&mut self, at: usize, w: f64) {

@@ -115,4 +115,21 @@ impl Exp2Syn {
     pub fn var(&self, var: usize, at: usize) -> f64 {
         [&self.g, &self.i, &self.a, &self.b][var][at]
     }
+
+    /// The arrays a snapshot holds: tau1, tau2, e, mfact, A, B, g, i, factor (made by INITIAL
+    /// from the taus of then); the decay constants follow from the taus and dt.
+    pub fn columns(&self) -> [&[f64]; 9] {
+        [&self.p[0], &self.p[1], &self.p[2], &self.mfact, &self.a, &self.b, &self.g, &self.i, &self.factor]
+    }
+
+    pub fn columns_mut(&mut self) -> [&mut [f64]; 9] {
+        let [tau1, tau2, e] = &mut self.p;
+        [tau1, tau2, e, &mut self.mfact, &mut self.a, &mut self.b, &mut self.g, &mut self.i, &mut self.factor]
+    }
+
+    /// The decay constants are made again, from the taus, at the next step.
+    pub fn forget_derived(&mut self) {
+        self.decay_a = Decay::new(self.a.len());
+        self.decay_b = Decay::new(self.b.len());
+    }
 }

@@ -71,4 +71,20 @@ impl ExpSyn {
     pub fn var(&self, var: usize, at: usize) -> f64 {
         [&self.g, &self.i][var][at]
     }
+
+    /// The arrays a snapshot holds: tau, e, mfact, g, i (the decay constants follow from tau
+    /// and dt: `forget_derived`).
+    pub fn columns(&self) -> [&[f64]; 5] {
+        [&self.p[0], &self.p[1], &self.mfact, &self.g, &self.i]
+    }
+
+    pub fn columns_mut(&mut self) -> [&mut [f64]; 5] {
+        let [tau, e] = &mut self.p;
+        [tau, e, &mut self.mfact, &mut self.g, &mut self.i]
+    }
+
+    /// The decay constants are made again, from tau, at the next step.
+    pub fn forget_derived(&mut self) {
+        self.decay = Decay::new(self.g.len());
+    }
 }

@@ -358,4 +358,16 @@ impl Hh {
     pub fn var(&self, var: usize, at: usize) -> f64 {
         [&self.m, &self.h, &self.n, &self.ina, &self.ik, &self.il, &self.gna, &self.gk][var][at]
     }
+
+    /// The arrays a snapshot holds: gnabar, gkbar, gl, el, ena, ek, m, h, n, ina, ik, il, gna,
+    /// gk (`scratch` is rewritten before every use).
+    pub fn columns(&self) -> [&[f64]; 14] {
+        let p = &self.p;
+        [&p[0], &p[1], &p[2], &p[3], &p[4], &p[5], &self.m, &self.h, &self.n, &self.ina, &self.ik, &self.il, &self.gna, &self.gk]
+    }
+
+    pub fn columns_mut(&mut self) -> [&mut [f64]; 14] {
+        let [a, b, c, d, e, f] = &mut self.p;
+        [a, b, c, d, e, f, &mut self.m, &mut self.h, &mut self.n, &mut self.ina, &mut self.ik, &mut self.il, &mut self.gna, &mut self.gk]
+    }
 }

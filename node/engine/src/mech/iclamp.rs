@@ -62,4 +62,14 @@ impl IClamp {
     pub fn var(&self, _var: usize, at: usize) -> f64 {
         self.i[at]
     }
+
+    /// The arrays a snapshot holds: del, dur, amp, mfact, i.
+    pub fn columns(&self) -> [&[f64]; 5] {
+        [&self.p[0], &self.p[1], &self.p[2], &self.mfact, &self.i]
+    }
+
+    pub fn columns_mut(&mut self) -> [&mut [f64]; 5] {
+        let [del, dur, amp] = &mut self.p;
+        [del, dur, amp, &mut self.mfact, &mut self.i]
+    }
 }

@@ -80,3 +80,15 @@ impl IntFire1 {
         self.m[k]
     }
 }
+
+impl IntFire1 {
+    /// A snapshot's state of instance k: m, t0, refractory.
+    pub fn save(&self, k: usize, o: &mut dyn FnMut(u64)) {
+        super::art::save_cols(&[&self.m, &self.t0, &self.refractory], k, o);
+    }
+
+    pub fn load(&mut self, k: usize, i: &mut dyn FnMut() -> u64) -> Result<(), &'static str> {
+        super::art::load_cols(&mut [&mut self.m, &mut self.t0, &mut self.refractory], k, i);
+        Ok(())
+    }
+}

@@ -166,3 +166,15 @@ fn newton1(a: f64, b: f64, c: f64, r: f64, mut x: f64) -> f64 {
     }
     x
 }
+
+impl IntFire2 {
+    /// A snapshot's state of instance k: i, m, t0, and NET_RECEIVE's inew and f.
+    pub fn save(&self, k: usize, o: &mut dyn FnMut(u64)) {
+        super::art::save_cols(&[&self.i, &self.m, &self.t0, &self.inew, &self.f], k, o);
+    }
+
+    pub fn load(&mut self, k: usize, i: &mut dyn FnMut() -> u64) -> Result<(), &'static str> {
+        super::art::load_cols(&mut [&mut self.i, &mut self.m, &mut self.t0, &mut self.inew, &mut self.f], k, i);
+        Ok(())
+    }
+}

@@ -328,3 +328,23 @@ impl IntFire4 {
         [s.e, s.i1, s.i2, s.m, s.ae, s.ai2, s.ai1, s.nself, s.nexcite, s.ninhibit][var]
     }
 }
+
+f64_fields!(St: e, i1, i2, m, enew, i1new, i2new, mnew, t0, nself, nexcite, ninhibit, ke, ki1, ki2, km, ae, ai1, ai2, be, bi1, bi2, a, b);
+
+impl IntFire4 {
+    /// A snapshot's state of instance k: its variables, and NET_RECEIVE's flag and weight
+    /// across `net_event`.
+    pub fn save(&self, k: usize, o: &mut dyn FnMut(u64)) {
+        self.s[k].save(&mut |x| o(x.to_bits()));
+        let (flag, w) = self.pending[k];
+        o(u64::from(flag));
+        o(w.to_bits());
+    }
+
+    pub fn load(&mut self, k: usize, i: &mut dyn FnMut() -> u64) -> Result<(), &'static str> {
+        self.s[k].load(&mut || f64::from_bits(i()));
+        let flag = u8::try_from(i()).map_err(|_| "an IntFire4 flag")?;
+        self.pending[k] = (flag, f64::from_bits(i()));
+        Ok(())
+    }
+}

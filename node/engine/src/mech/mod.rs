@@ -13,6 +13,23 @@
 //! mechanism's instance `i` of every cell sits at `i * lanes + lane` and the kernels run the
 //! same operations on every lane (vectorized), each lane's arithmetic exactly NEURON's.
 
+/// `save` and `load` of a struct of f64 fields (a snapshot's values of one instance), in the
+/// order listed. The struct is destructured and built whole, so a field missing from the
+/// list is a compile error, not a value a snapshot forgets.
+macro_rules! f64_fields {
+    ($t:ident: $($f:ident),* $(,)?) => {
+        impl $t {
+            pub(crate) fn save(&self, o: &mut dyn FnMut(f64)) {
+                let $t { $($f),* } = *self;
+                $( o($f); )*
+            }
+            pub(crate) fn load(&mut self, i: &mut dyn FnMut() -> f64) {
+                *self = $t { $($f: i()),* };
+            }
+        }
+    };
+}
+
 pub mod alphasynapse;
 pub mod art;
 pub mod block;

@@ -40,10 +40,10 @@ pub const FLAG_INIT: u8 = 3;
 #[derive(Debug, Clone, Default)]
 pub struct NetStim {
     pub p: [Vec<f64>; 7],
-    on: Vec<bool>,
-    ispike: Vec<f64>,
-    event: Vec<f64>,
-    ranvar: Vec<Stream>,
+    pub(crate) on: Vec<bool>,
+    pub(crate) ispike: Vec<f64>,
+    pub(crate) event: Vec<f64>,
+    pub(crate) ranvar: Vec<Stream>,
     /// NEURON's `Random123_globalindex`, the key shared by every stream.
     pub globalindex: u32,
     pub send: Senders,
@@ -155,5 +155,34 @@ impl NetStim {
 
     pub fn var(&self, _var: usize, _k: usize) -> f64 {
         unreachable!("NetStim has no recordable variables")
+    }
+}
+
+impl NetStim {
+    /// A snapshot's state of instance k: on, ispike, event, and its Random123 stream
+    /// (counter, output block, next word).
+    pub fn save(&self, k: usize, o: &mut dyn FnMut(u64)) {
+        o(u64::from(self.on[k]));
+        super::art::save_cols(&[&self.ispike, &self.event], k, o);
+        let (c, r, which) = self.ranvar[k].raw();
+        c.into_iter().chain(r).for_each(|x| o(u64::from(x)));
+        o(u64::from(which));
+    }
+
+    pub fn load(&mut self, k: usize, i: &mut dyn FnMut() -> u64) -> Result<(), &'static str> {
+        self.on[k] = match i() {
+            0 => false,
+            1 => true,
+            _ => return Err("a NetStim's `on` flag"),
+        };
+        super::art::load_cols(&mut [&mut self.ispike, &mut self.event], k, i);
+        let mut x = [0u32; 8];
+        for w in &mut x {
+            *w = u32::try_from(i()).map_err(|_| "a random stream word")?;
+        }
+        let which = u8::try_from(i()).ok().filter(|&w| w <= 3).ok_or("a random stream's next word")?;
+        let [c0, c1, c2, c3, r0, r1, r2, r3] = x;
+        self.ranvar[k] = crate::sim::random123::Stream::from_raw([c0, c1, c2, c3], [r0, r1, r2, r3], which);
+        Ok(())
     }
 }

@@ -46,4 +46,14 @@ impl Pas {
     pub fn var(&self, _var: usize, at: usize) -> f64 {
         self.i[at]
     }
+
+    /// The arrays a snapshot holds: g, e, i.
+    pub fn columns(&self) -> [&[f64]; 3] {
+        [&self.p[0], &self.p[1], &self.i]
+    }
+
+    pub fn columns_mut(&mut self) -> [&mut [f64]; 3] {
+        let [g, e] = &mut self.p;
+        [g, e, &mut self.i]
+    }
 }

@@ -128,3 +128,16 @@ impl SEClamp {
         [&self.i, &self.vc][var][at]
     }
 }
+
+impl SEClamp {
+    /// The arrays a snapshot holds: the parameters, mfact, i, vc, tc2, tc3, on.
+    pub fn columns(&self) -> [&[f64]; 13] {
+        let p = &self.p;
+        [&p[0], &p[1], &p[2], &p[3], &p[4], &p[5], &p[6], &self.mfact, &self.i, &self.vc, &self.tc2, &self.tc3, &self.on]
+    }
+
+    pub fn columns_mut(&mut self) -> [&mut [f64]; 13] {
+        let [a, b, c, d, e, f, g] = &mut self.p;
+        [a, b, c, d, e, f, g, &mut self.mfact, &mut self.i, &mut self.vc, &mut self.tc2, &mut self.tc3, &mut self.on]
+    }
+}

@@ -229,3 +229,21 @@ impl VClamp {
         [s.i, s.e, s.vo, s.vi][var]
     }
 }
+
+f64_fields!(St: i, e, vo, vi, e0, vo0, vi0, stim, tc);
+
+impl VClamp {
+    /// What a snapshot holds of entry `at`: the parameters, mfact, the assigned variables
+    /// and states.
+    pub fn save(&self, at: usize, o: &mut dyn FnMut(f64)) {
+        self.p.iter().for_each(|p| o(p[at]));
+        o(self.mfact[at]);
+        self.s[at].save(o);
+    }
+
+    pub fn load(&mut self, at: usize, i: &mut dyn FnMut() -> f64) {
+        self.p.iter_mut().for_each(|p| p[at] = i());
+        self.mfact[at] = i();
+        self.s[at].load(i);
+    }
+}

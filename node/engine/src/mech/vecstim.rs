@@ -23,8 +23,8 @@ pub struct VecStim {
     pub p: [Vec<f64>; 0],
     pub times: Vec<Vec<f64>>,
     /// Next element to play; -1 when the list is exhausted (vecevent.mod's `index`).
-    index: Vec<f64>,
-    etime: Vec<f64>,
+    pub(crate) index: Vec<f64>,
+    pub(crate) etime: Vec<f64>,
     pub send: Senders,
 }
 
@@ -78,5 +78,18 @@ impl VecStim {
 
     pub fn var(&self, _var: usize, _k: usize) -> f64 {
         unreachable!("VecStim has no recordable variables")
+    }
+}
+
+impl VecStim {
+    /// A snapshot's state of instance k: the next element's index and event time (the times
+    /// are the model's).
+    pub fn save(&self, k: usize, o: &mut dyn FnMut(u64)) {
+        super::art::save_cols(&[&self.index, &self.etime], k, o);
+    }
+
+    pub fn load(&mut self, k: usize, i: &mut dyn FnMut() -> u64) -> Result<(), &'static str> {
+        super::art::load_cols(&mut [&mut self.index, &mut self.etime], k, i);
+        Ok(())
     }
 }

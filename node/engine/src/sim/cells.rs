@@ -147,7 +147,7 @@ pub struct Tile {
     pub a: Vec<f64>,
     pub b: Vec<f64>,
     pub area: Vec<f64>,
-    rinv: Vec<f64>,
+    pub(crate) rinv: Vec<f64>,
     /// cm of each capacitance node (`Template::cap_nodes`) and lane.
     pub cm: Vec<f64>,
     cap_nodes: Vec<u32>,

@@ -35,6 +35,7 @@ pub mod kernels;
 mod pool;
 pub(crate) mod queue;
 pub mod random123;
+mod state;
 
 use std::ops::Range;
 
@@ -47,6 +48,7 @@ pub use kernels::Kernels;
 use kernels::Work;
 pub use queue::{Event, EventKind};
 use queue::EventQueue;
+pub use state::{Words, EVENT_WORDS, STATE_FORMAT};
 
 /// NEURON's offset of a detected spike past the step time (PreSyn::check, teps).
 const THRESHOLD_TEPS: f64 = 1e-10;
@@ -324,7 +326,7 @@ impl Clone for Threads {
 }
 
 impl std::fmt::Debug for Threads {
-    /// Nothing: the state (`Sim::state_hash`) does not depend on the thread count.
+    /// Nothing: the thread count is not part of the simulation's state.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Threads")
     }
@@ -1369,12 +1371,6 @@ impl Sim {
         self.cells.tiles[at.tile as usize].segment_geometry(at.local as usize, at.lane as usize)
     }
 
-    /// A digest of the whole simulation state (time, every state variable, parameter, pending
-    /// event and random stream), for checking that something changed nothing.
-    pub fn state_hash(&self) -> u64 {
-        fnv1a(format!("{self:?}").as_bytes())
-    }
-
     /// Whether a synaptic event (NET_RECEIVE) writes the signal's value.
     pub fn written_by_events(&self, s: SignalRef) -> bool {
         match s {
@@ -1408,7 +1404,3 @@ fn point_target(cells: &Cells, p: usize) -> Target {
     Target::Point { tile: at.tile, block: at.block, at: at.at }
 }
 
-/// FNV-1a, 64 bits.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-}

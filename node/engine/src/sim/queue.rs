@@ -37,6 +37,19 @@ pub struct Event {
     pub kind: EventKind,
 }
 
+impl Event {
+    /// Its entry number in the tree: among events of equal time there, the lower is
+    /// delivered first.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// An event as `EventQueue::live` gave it (a restored snapshot's).
+    pub fn restored(t: f64, id: EventId, seq: u64, kind: EventKind) -> Event {
+        Event { t, id, seq, kind }
+    }
+}
+
 /// A tree key: time (total order; event times are never NaN), then entry number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Key(i64, u64);
@@ -227,6 +240,26 @@ impl EventQueue {
 
     pub fn len(&self) -> usize {
         usize::from(self.least.is_some()) + self.tree.len() - self.dead
+    }
+
+    /// The waiting events as a snapshot holds them: the least item, the tree's live entries in
+    /// their order (dead entries of moved events are left out: they only ever get dropped),
+    /// and the next entry number and event id. The heap's own layout depends on its history;
+    /// this does not.
+    pub fn live(&self) -> (Option<Event>, Vec<Event>, u64, EventId) {
+        let alive = |ev: &Event| self.moved.get(&ev.id).is_none_or(|m| m.live == ev.seq);
+        let mut tree: Vec<Event> = self.tree.iter().map(|Reverse(Entry(_, ev))| *ev).filter(alive).collect();
+        tree.sort_unstable_by_key(Key::of);
+        (self.least, tree, self.next_seq, self.next_id)
+    }
+
+    /// The queue `live` described.
+    pub fn restore(&mut self, least: Option<Event>, tree: Vec<Event>, next_seq: u64, next_id: EventId) {
+        self.clear();
+        self.least = least;
+        self.tree.extend(tree.into_iter().map(|ev| Reverse(Entry(Key::of(&ev), ev))));
+        self.next_seq = next_seq;
+        self.next_id = next_id;
     }
 }
 

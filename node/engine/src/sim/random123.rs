@@ -66,6 +66,17 @@ impl Stream {
         self.c[3] = id2;
     }
 
+    /// The whole state: counter, computed block, next word (for snapshots).
+    pub fn raw(&self) -> ([u32; 4], [u32; 4], u8) {
+        (self.c, self.r, self.which)
+    }
+
+    /// A stream in the state `raw` gave (`which` must be 0 to 3).
+    pub fn from_raw(c: [u32; 4], r: [u32; 4], which: u8) -> Stream {
+        debug_assert!(which <= 3);
+        Stream { c, r, which }
+    }
+
     /// `[id1, id2, id3]` (`nrnran123_getids3`).
     pub fn ids(&self) -> [u32; 3] {
         [self.c[2], self.c[3], self.c[1]]
