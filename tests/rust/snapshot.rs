@@ -161,7 +161,7 @@ fn snapshot_limits_are_typed_errors_that_change_nothing() {
     let node = start(tmp.path(), &["--max-snapshots", "2"]);
     let mut c = Client::connect(node.control.as_deref().unwrap());
     c.hello();
-    let r = c.sync(vec![every(40), snapshot()]);
+    c.sync(vec![every(40), snapshot()]);
     let r = c.sync(vec![snapshot()]);
     let before = c.hello();
     assert_eq!(before.snapshots.iter().map(|s| s.id).collect::<Vec<_>>(), [0, 1]);
