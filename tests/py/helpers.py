@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import csv
 import json
+import socket
 import struct
 import sys
 import tempfile
@@ -171,3 +172,41 @@ def assert_matches_golden(out: Path, g: Golden) -> None:
     for source, want in g.spikes.items():
         assert_same_doubles(got.get(source, []), want, f"spikes of {source}")
     assert set(got) <= set(g.spikes), f"spikes of unknown sources: {set(got) - set(g.spikes)}"
+
+
+def open_control(ctx: Any, endpoint: str, zmq_type: int, timeout_ms: int) -> Any:
+    """A control connection without the client library: for ``unix://PATH`` a Unix-domain
+    stream socket with a receive timeout of ``timeout_ms``, else a ZeroMQ socket of
+    ``zmq_type`` (REQ, DEALER) with no linger, connected to ``endpoint``."""
+    if endpoint.startswith("unix://"):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout_ms / 1000)
+        s.connect(endpoint[len("unix://") :])
+        return s
+    import zmq
+
+    z = ctx.socket(zmq_type)
+    z.setsockopt(zmq.LINGER, 0)
+    z.connect(endpoint)
+    return z
+
+
+def unix_send(s: socket.socket, data: bytes) -> None:
+    """One frame of the unix:// control channel: a 4-byte big-endian length, then the message."""
+    s.sendall(struct.pack(">I", len(data)) + data)
+
+
+def unix_recv(s: socket.socket) -> bytes:
+    """One frame's message from the unix:// control channel. Raises TimeoutError when the
+    socket's timeout passes, ConnectionError when the node closes the connection."""
+
+    def read(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            got = s.recv(n - len(data))
+            if not got:
+                raise ConnectionError("the node closed the connection")
+            data += got
+        return data
+
+    return read(struct.unpack(">I", read(4))[0])

@@ -69,8 +69,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import socket
-import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,10 +78,9 @@ import msgpack
 import pytest
 import zmq
 
-from helpers import ERROR_CODES, Golden, assert_matches_golden, bits, load_golden, unpack
+from helpers import ERROR_CODES, Golden, assert_matches_golden, bits, load_golden, open_control, unix_recv, unix_send, unpack
 from helpers import pack as P
 from schemas_util import validator
-from spikebus_client.unix import frame
 
 REPLY_TIMEOUT_MS = 30_000
 NODE_EXIT_TIMEOUT = 60.0
@@ -827,44 +824,30 @@ class Channel:
 
     def __init__(self, ctx: zmq.Context, endpoint: str) -> None:
         self.unix = endpoint.startswith("unix://")
-        if self.unix:
-            self.usock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.usock.settimeout(REPLY_TIMEOUT_MS / 1000)
-            self.usock.connect(endpoint[len("unix://") :])
-        else:
-            self.sock = ctx.socket(zmq.DEALER)
-            self.sock.setsockopt(zmq.LINGER, 0)
-            self.sock.connect(endpoint)
+        self.sock = open_control(ctx, endpoint, zmq.DEALER, REPLY_TIMEOUT_MS)
 
     def close(self) -> None:
         if self.unix:
-            self.usock.close()
+            self.sock.close()
         else:
             self.sock.close(0)
 
     def exchange(self, frames: list[bytes], what: str) -> bytes:
         if self.unix:
             assert len(frames) == 1, f"{what}: a unix frame is one message"
-            self.usock.sendall(frame(frames[0]))
+            unix_send(self.sock, frames[0])
             try:
-                header = self._read(4)
-                return self._read(struct.unpack(">I", header)[0])
+                return unix_recv(self.sock)
             except TimeoutError:
                 pytest.fail(f"seed {SEED}: no reply within {REPLY_TIMEOUT_MS} ms to {what}", pytrace=False)
+            except ConnectionError:
+                pytest.fail(f"seed {SEED}: the node closed the connection", pytrace=False)
         self.sock.send_multipart([b"", *frames])
         if not self.sock.poll(REPLY_TIMEOUT_MS, zmq.POLLIN):
             pytest.fail(f"seed {SEED}: no reply within {REPLY_TIMEOUT_MS} ms to {what}", pytrace=False)
         reply = self.sock.recv_multipart()
         assert len(reply) == 2 and reply[0] == b"", f"seed {SEED}: {what}: reply frames {[f[:40] for f in reply]!r}"
         return reply[1]
-
-    def _read(self, n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            got = self.usock.recv(n - len(data))
-            assert got, f"seed {SEED}: the node closed the connection"
-            data += got
-        return data
 
 
 class Abuser:

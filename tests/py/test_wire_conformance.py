@@ -47,7 +47,6 @@ request schema (and each action against action.schema.json); a deliberately malf
 from __future__ import annotations
 
 import math
-import socket
 import struct
 import threading
 import time
@@ -61,7 +60,7 @@ import pytest
 import zmq
 from jsonschema import Draft202012Validator, validators
 
-from helpers import ERROR_CODES, REPO_ROOT, ipc_endpoint, make_node, pack, unpack
+from helpers import ERROR_CODES, REPO_ROOT, ipc_endpoint, make_node, open_control, pack, unix_recv, unix_send, unpack
 from schemas_util import validator
 
 EXP2SYN = REPO_ROOT / "tests" / "models" / "exp2syn.toml"
@@ -580,14 +579,7 @@ class Session:
         self.label = f"{label} ({client})"
         self.client = client
         self.unix = endpoint.startswith("unix://")
-        if self.unix:
-            self.usock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.usock.settimeout(REPLY_TIMEOUT_MS / 1000)
-            self.usock.connect(endpoint[len("unix://") :])
-        else:
-            self.sock = ctx.socket(zmq.REQ)
-            self.sock.setsockopt(zmq.LINGER, 0)
-            self.sock.connect(endpoint)
+        self.sock = open_control(ctx, endpoint, zmq.REQ, REPLY_TIMEOUT_MS)
         self.next_id = 1
         self.done = False
         # The sync points the node's controllers were told of, in order: the start point (the
@@ -596,26 +588,19 @@ class Session:
 
     def close(self) -> None:
         if self.unix:
-            self.usock.close()
+            self.sock.close()
         else:
             self.sock.close(0)
 
-    def _read(self, n: int, what: str) -> bytes:
-        data = b""
-        while len(data) < n:
-            try:
-                got = self.usock.recv(n - len(data))
-            except TimeoutError:
-                raise AssertionError(f"{self.label}: no reply within {REPLY_TIMEOUT_MS} ms to {what}") from None
-            assert got, f"{self.label}: the node closed the connection instead of answering {what}"
-            data += got
-        return data
-
     def _exchange(self, data: bytes, what: str) -> Any:
         if self.unix:
-            # One frame each way: a 4-byte big-endian length, then the message.
-            self.usock.sendall(struct.pack(">I", len(data)) + data)
-            frames = [self._read(struct.unpack(">I", self._read(4, what))[0], what)]
+            unix_send(self.sock, data)
+            try:
+                frames = [unix_recv(self.sock)]
+            except TimeoutError:
+                raise AssertionError(f"{self.label}: no reply within {REPLY_TIMEOUT_MS} ms to {what}") from None
+            except ConnectionError:
+                raise AssertionError(f"{self.label}: the node closed the connection instead of answering {what}") from None
         else:
             self.sock.send(data)
             replied = self.sock.poll(REPLY_TIMEOUT_MS, zmq.POLLIN)
