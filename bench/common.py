@@ -8,6 +8,7 @@ printable elsewhere. pyzmq and msgpack are imported only by the functions that r
 
 import os
 import platform
+import socket
 import subprocess
 import sys
 import time
@@ -191,3 +192,28 @@ def markdown_table(columns, rows, right):
            "| " + " | ".join("---:" if c in right else "---" for c in columns) + " |"]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(out)
+
+
+def free_port_block(n: int = 10) -> int:
+    """A port P with P to P + n - 1 free on 127.0.0.1. A zmq broker binds P and P + 1 and
+    hands the federates' cores ports above them (P + 5, P + 6, ... measured), and it cannot
+    bind port 0 and report it: so the ports are probed and released, and P is drawn below
+    the kernel's ephemeral range (32768 and up), where outgoing connections of other
+    processes take their ports. A race remains with processes binding fixed ports there."""
+    import random
+
+    for _ in range(200):
+        port = random.randrange(20000, 32700 - n)
+        socks = []
+        try:
+            for p in range(port, port + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+        return port
+    raise RuntimeError(f"no block of {n} free ports")

@@ -33,7 +33,6 @@ benchmark and the load average. The last line is exactly
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,8 +41,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import (DEFAULT_BINARY, cpu_snapshot, loadavg, log, machine_line,  # noqa: E402
-                    need_zmq_msgpack, others_line, spikebus_binary, text_table)
+from common import (DEFAULT_BINARY, cpu_snapshot, free_port_block, loadavg, log,  # noqa: E402
+                    machine_line, need_zmq_msgpack, others_line, spikebus_binary, text_table)
 from lockstep import run_lockstep  # noqa: E402
 
 STEP_NS = 25_000  # dt 0.025 ms at HELICS's default time scale (1 ms = 1e-3 s)
@@ -125,31 +124,6 @@ def pynode_worker(core, broker, steps):
 
 
 # ---------------------------------------------------------------------------------------------
-
-def free_port_block(n=10):
-    """A port P with P to P + n - 1 free on 127.0.0.1. A zmq broker binds P and P + 1 and
-    hands the federates' cores ports above them (P + 5, P + 6, ... measured), and it cannot
-    bind port 0 and report it: so the ports are probed and released, and P is drawn below
-    the kernel's ephemeral range (32768 and up), where outgoing connections of other
-    processes take their ports. A race remains with processes binding fixed ports there."""
-    import random
-
-    for _ in range(200):
-        port = random.randrange(20000, 32700 - n)
-        socks = []
-        try:
-            for p in range(port, port + n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-        return port
-    raise RuntimeError(f"no block of {n} free ports")
-
 
 def helics_paths():
     import helics

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +29,9 @@ from pathlib import Path
 import pytest
 
 from helpers import EXAMPLES, REPO_ROOT, assert_matches_golden, assert_same_doubles, load_golden
+
+sys.path.insert(0, str(REPO_ROOT / "bench"))
+from common import free_port_block  # noqa: E402  (the HELICS bench probes ports the same way)
 from test_programs import golden_log
 
 TIMEOUT = 600  # s; a whole seed run is 20,000 synchronized steps (~7 s on an idle machine)
@@ -55,31 +57,6 @@ def helics_install() -> Path:
     for p in (install / "bin" / "helics_broker", install / "lib64" / "libhelics.so.3"):
         assert p.is_file(), f"the helics package has no {p}"
     return install
-
-
-def free_port_block(n: int = 10) -> int:
-    """A port P with P to P + n - 1 free on 127.0.0.1. A zmq broker binds P and P + 1 and
-    hands the federates' cores ports above them (P + 5, P + 6, ... measured), and it cannot
-    bind port 0 and report it: so the ports are probed and released, and P is drawn below
-    the kernel's ephemeral range (32768 and up), where outgoing connections of other
-    processes take their ports. A race remains with processes binding fixed ports there."""
-    import random
-
-    for _ in range(200):
-        port = random.randrange(20000, 32700 - n)
-        socks = []
-        try:
-            for p in range(port, port + n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-        return port
-    raise RuntimeError(f"no block of {n} free ports")
 
 
 class Federation:
