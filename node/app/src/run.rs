@@ -305,6 +305,15 @@ impl Session {
         Ok(())
     }
 
+    /// Whether anything this run writes reads the mechanisms' current outputs (ina, a
+    /// synapse's i, ...) between steps: a recorded or published one, or a state hash (the
+    /// stream's, the control log's, a replay's), which covers them.
+    fn reads_outputs(&self) -> bool {
+        let stream = self.rec.stream.as_ref().map_or(&[][..], |s| &s.refs[..]);
+        let hashes = (self.hash_every > 0 && self.rec.stream.is_some()) || self.log.is_some() || self.expect.is_some();
+        hashes || self.rec.refs.iter().chain(stream).any(|&r| self.sim.is_current_output(r))
+    }
+
     pub fn source_name(&self, i: u32) -> &str {
         &self.sources[i as usize]
     }
@@ -647,6 +656,9 @@ impl Session {
 /// Runs from initialization to tstop without pausing (or until `stop` is raised, checked at
 /// every step boundary, or an output cannot be written).
 pub fn free_run(mut session: Session, wait_subscribers: usize, stop: &Stop) -> Result<RunSummary, AppError> {
+    // Nobody pauses a free run to read the state: outputs nothing here reads are skipped.
+    let read = session.reads_outputs();
+    session.sim.set_outputs_read(read);
     session.announce(wait_subscribers, stop)?;
     loop {
         match session.advance().0 {

@@ -319,3 +319,100 @@ fn a_set_holds_until_the_play_writes_again() {
     }
     assert_eq!(sim.get("stim.amp").unwrap(), 0.2, "the play's value at 10 ms");
 }
+
+/// Tiles with equal parameters share one copy of them (`mech::col`); a change to one cell's
+/// parameter or geometry mid-run acts on that cell alone. Every cell's v is checked against a
+/// run of that cell by itself (cells are independent; a one-cell run steps with other kernels
+/// and shares nothing), so the check fails if a write leaks into the other tiles' copy or is
+/// lost.
+#[test]
+fn shared_parameters_change_one_cell_only() {
+    fn cell(i: usize) -> String {
+        format!(
+            "[section.soma{i}]\ninsert = [\"hh\"]\n[point.syn{i}]\ntype = \"ExpSyn\"\nat = \"soma{i}(0.5)\"\ntau = 2.0\n\
+             [cell.ns{i}]\ntype = \"NetStim\"\ninterval = 5.0\nstart = {}\nnumber = 1e9\n\
+             [netcon.nc{i}]\nsource = \"ns{i}\"\ntarget = \"syn{i}\"\ndelay = 0.0\nweight = 0.5\n",
+            (i % 3) as f64
+        )
+    }
+    let run_text = "[run]\ntstop = 30.0\n";
+    // (cell, parameter, value at 10 ms); 300 cells are tiles of 128, 128 and 44 lanes.
+    let changes = [(7, "soma7.gnabar_hh", 0.2), (140, "syn140.tau", 7.0), (290, "soma290.diam", 300.0), (141, "soma141.threshold", 1e9)];
+    let run = |sim: &mut Sim, cells: std::ops::Range<usize>| -> (Vec<Vec<u64>>, Vec<spikebus_engine::Spike>) {
+        let sigs: Vec<_> = cells.clone().map(|c| sim.signal(&format!("soma{c}.v")).unwrap()).collect();
+        let mut out = vec![vec![]; sigs.len()];
+        sim.initialize(|_| {});
+        while sim.running() {
+            if sim.step_index() == 400 {
+                for &(c, name, x) in &changes {
+                    if cells.contains(&c) {
+                        sim.set(name, x).unwrap();
+                    }
+                }
+            }
+            sim.step(|s| sigs.iter().zip(out.iter_mut()).for_each(|(&g, o)| o.push(s.value(g).to_bits())));
+        }
+        let mut spikes = vec![];
+        sim.take_spikes(&mut spikes);
+        (out, spikes)
+    };
+    let n = 300;
+    let text: String = std::iter::once(run_text.to_string()).chain((0..n).map(cell)).collect();
+    let (got, spikes) = run(&mut Sim::new(parse_model(&text, "many").unwrap()).unwrap(), 0..n);
+    let mut alone = std::collections::HashMap::new();
+    for c in 0..n {
+        let key = if changes.iter().any(|ch| ch.0 == c) { c } else { c % 3 };
+        let want = alone.entry(key).or_insert_with(|| {
+            let one = parse_model(&format!("{run_text}{}", cell(key)), "one").unwrap();
+            run(&mut Sim::new(one).unwrap(), key..key + 1).0.remove(0)
+        });
+        let first = got[c].iter().zip(want.iter()).position(|(a, b)| a != b);
+        assert!(got[c] == *want, "cell {c}: v differs from its run alone from sample {first:?}");
+    }
+    // The changes did change what they change: the check above can fail.
+    assert_ne!(got[7], got[4], "gnabar");
+    assert_ne!(got[140], got[143], "tau");
+    assert_ne!(got[290], got[287], "diam");
+    let late = |c: usize| spikes.iter().filter(|s| s.source as usize == c && s.t > 10.5).count();
+    assert_eq!(late(141), 0, "the raised threshold holds for soma141");
+    assert!(late(138) > 0 && late(12) > 0, "the others' thresholds are their own: {} {}", late(138), late(12));
+}
+
+/// With `set_outputs_read(false)` the steps skip the currents' outputs (ina, a synapse's i,
+/// pas's i), and nothing else changes: every state and v bit for bit, every spike, and at the
+/// end the whole state (its words include the outputs, written again by the last step).
+#[test]
+fn unread_outputs_change_nothing_else() {
+    let text = "[run]\ntstop = 25.0\n[section.soma]\ninsert = [\"hh\"]\n\
+                [section.dend]\nparent = \"soma(1)\"\nnseg = 3\ninsert = [\"pas\"]\n\
+                [point.syn]\ntype = \"ExpSyn\"\nat = \"soma(0.5)\"\ntau = 2.0\n\
+                [point.syn2]\ntype = \"Exp2Syn\"\nat = \"dend(0.5)\"\n\
+                [point.alpha]\ntype = \"AlphaSynapse\"\nat = \"dend(0.9)\"\nonset = 3.0\ngmax = 0.05\n\
+                [cell.ns]\ntype = \"NetStim\"\ninterval = 4.0\nstart = 1.0\nnumber = 1e9\n\
+                [netcon.a]\nsource = \"ns\"\ntarget = \"syn\"\nweight = 0.05\n\
+                [netcon.b]\nsource = \"ns\"\ntarget = \"syn2\"\nweight = 0.02\n";
+    let model = parse_model(text, "m").unwrap();
+    let states = ["soma.v", "dend(0.5).v", "soma.m_hh", "soma.n_hh", "syn.g", "syn2.g", "syn2.A"];
+    let outputs = ["soma.ina", "soma.ik", "soma.il_hh", "soma.gna_hh", "soma.gk_hh", "syn.i", "syn2.i", "alpha.i", "dend(0.5).i_pas"];
+    let mut sims = [Sim::new(model.clone()).unwrap(), Sim::new(model).unwrap()];
+    sims[1].set_outputs_read(false);
+    let refs = |sim: &Sim, names: &[&str]| names.iter().map(|n| sim.signal(n).unwrap()).collect::<Vec<_>>();
+    let (st, out) = (refs(&sims[0], &states), refs(&sims[0], &outputs));
+    assert!(out.iter().all(|&r| sims[0].is_current_output(r)) && !st.iter().any(|&r| sims[0].is_current_output(r)));
+    sims.iter_mut().for_each(|s| s.initialize(|_| {}));
+    let mut stale = 0;
+    while sims[0].running() {
+        sims.iter_mut().for_each(|s| s.step(|_| {}));
+        for &r in &st {
+            assert_eq!(sims[0].value(r).to_bits(), sims[1].value(r).to_bits(), "step {}", sims[0].step_index());
+        }
+        stale += out.iter().filter(|&&r| sims[0].value(r) != sims[1].value(r)).count();
+    }
+    assert!(!sims[1].running());
+    assert!(stale > 1000, "the outputs were skipped mid-run ({stale} stale values)");
+    let mut spikes = [vec![], vec![]];
+    sims.iter_mut().zip(spikes.iter_mut()).for_each(|(s, o)| s.take_spikes(o));
+    assert!(!spikes[0].is_empty());
+    assert_eq!(spikes[0], spikes[1]);
+    assert_eq!(sims[0].state_words(), sims[1].state_words(), "the last step wrote the outputs");
+}

@@ -3,6 +3,7 @@
 //! 0), `i = g*(v - e)`. It is driven by time alone (no NET_RECEIVE). `at_time(onset)` only
 //! matters to CVode; a fixed step ignores it.
 
+use super::col::Col;
 use super::block::{Base, Cx};
 use super::{lanes, Allowed, Field, MechDef, MechKind};
 
@@ -20,6 +21,7 @@ pub static DEF: MechDef = MechDef {
     ions: &[],
     receives: false,
     receive_writes: &[],
+    current_outputs: &[0],
     initial_writes: &[],
 };
 
@@ -31,8 +33,8 @@ const E: usize = 3;
 #[derive(Debug, Clone)]
 pub struct AlphaSynapse {
     pub base: Base,
-    pub p: [Vec<f64>; 4],
-    pub mfact: Vec<f64>,
+    pub p: [Col; 4],
+    pub mfact: Col,
     g: Vec<f64>,
     i: Vec<f64>,
 }
@@ -49,7 +51,7 @@ fn alpha(x: f64) -> f64 {
 impl AlphaSynapse {
     pub fn new(base: Base) -> AlphaSynapse {
         let p = base.params(&DEF);
-        AlphaSynapse { mfact: base.field(0.0), g: base.field(0.0), i: base.field(0.0), p, base }
+        AlphaSynapse { mfact: base.col(0.0), g: base.field(0.0), i: base.field(0.0), p, base }
     }
 
     /// BREAKPOINT (computed at v + .001 and at v, with the same g): g at time t, then the
@@ -64,8 +66,9 @@ impl AlphaSynapse {
             for l in 0..n {
                 g[l] = gmax[l] * alpha((t - onset[l]) / tau[l]);
             }
+            let outputs = cx.outputs;
             let (v, rhs, d) = cx.node(nd);
-            lanes::synapse_current(v, rhs, d, g, &self.p[E][ir.clone()], &self.mfact[ir.clone()], &mut self.i[ir]);
+            lanes::synapse_current(v, rhs, d, g, &self.p[E][ir.clone()], &self.mfact[ir.clone()], outputs.then_some(&mut self.i[ir]));
         }
     }
 

@@ -4,6 +4,7 @@
 
 use std::ops::Range;
 
+use super::col::{Col, Interner};
 use super::{alphasynapse, exp2syn, expsyn, hh, iclamp, pas, seclamp, vclamp, MechDef};
 
 /// The lane count of a tile: `N` when the kernels were instantiated for N lanes (so that
@@ -27,6 +28,9 @@ pub struct Cx<'a, const N: usize> {
     pub d: &'a mut [f64],
     pub t: f64,
     pub dt: f64,
+    /// Whether the variables of the mechanisms' `current_outputs` (ina, a synapse's i, ...)
+    /// are written: false in steps whose outputs nobody reads (`Sim::set_outputs_read`).
+    pub outputs: bool,
 }
 
 impl<const N: usize> Cx<'_, N> {
@@ -125,6 +129,21 @@ impl Block {
             Block::VClamp(b) => b.state(v, t, dt),
             Block::Hh(b) => b.state::<N>(v, dt, rates),
             Block::Pas(_) | Block::IClamp(_) | Block::AlphaSynapse(_) => {}
+        }
+    }
+
+    /// Shares the columns a step only reads (parameters, point factors, decay constants made
+    /// for `dt`) with equal ones already seen by `i`: the values stay, tiles read one copy.
+    pub fn share(&mut self, dt: f64, i: &mut Interner) {
+        match self {
+            Block::Pas(b) => i.share_all(&mut b.p),
+            Block::Hh(b) => i.share_all(&mut b.p),
+            Block::IClamp(b) => i.share_all(b.p.iter_mut().chain([&mut b.mfact])),
+            Block::AlphaSynapse(b) => i.share_all(b.p.iter_mut().chain([&mut b.mfact])),
+            Block::SEClamp(b) => i.share_all(b.p.iter_mut().chain([&mut b.mfact])),
+            Block::VClamp(b) => i.share_all(b.p.iter_mut().chain([&mut b.mfact])),
+            Block::ExpSyn(b) => b.share(dt, i),
+            Block::Exp2Syn(b) => b.share(dt, i),
         }
     }
 
@@ -261,8 +280,13 @@ impl Base {
         vec![init; self.node.len() * self.lanes]
     }
 
+    /// A column that tiles may share (`Col`): for values a step only reads.
+    pub fn col(&self, init: f64) -> Col {
+        Col::new(self.node.len() * self.lanes, init)
+    }
+
     /// Storage for the first N parameters of a field table, at their defaults.
-    pub fn params<const N: usize>(&self, def: &MechDef) -> [Vec<f64>; N] {
-        std::array::from_fn(|f| self.field(def.params[f].default))
+    pub fn params<const N: usize>(&self, def: &MechDef) -> [Col; N] {
+        std::array::from_fn(|f| self.col(def.params[f].default))
     }
 }

@@ -3,26 +3,37 @@
 //! instance computed once per (tau, dt) and reused: the same operations on the same operands,
 //! so the same bits, and no `exp` or division per synapse and step.
 
-/// The decay constants of every instance-lane of one time constant.
+use super::col::{Col, Interner};
+
+/// The decay constants of every instance-lane of one time constant (columns tiles share
+/// when equal: see `col`).
 #[derive(Debug, Clone)]
 pub struct Decay {
     /// The dt they were made for (NaN: never made).
     dt: f64,
     /// `1 - exp(dt * a)` with `a = -1/tau`.
-    c: Vec<f64>,
+    c: Col,
     /// `-(0.0)/a`.
-    z: Vec<f64>,
+    z: Col,
 }
 
 impl Decay {
     pub fn new(n: usize) -> Decay {
-        Decay { dt: f64::NAN, c: vec![f64::NAN; n], z: vec![f64::NAN; n] }
+        Decay { dt: f64::NAN, c: Col::new(n, f64::NAN), z: Col::new(n, f64::NAN) }
     }
 
     fn make(&mut self, at: usize, tau: f64) {
         let a = -1.0 / tau;
         self.c[at] = 1.0 - crate::exp::exp(self.dt * a);
         self.z[at] = -(0.0) / a;
+    }
+
+    /// The constants made for `dt` (as the next step's `for_dt` would), then shared with
+    /// equal ones.
+    pub fn share(&mut self, dt: f64, tau: &[f64], i: &mut Interner) {
+        self.for_dt(dt, tau);
+        i.share(&mut self.c);
+        i.share(&mut self.z);
     }
 
     /// tau of entry `at` changed: its constants follow (for the dt in use).
@@ -37,8 +48,11 @@ impl Decay {
     pub fn for_dt(&mut self, dt: f64, tau: &[f64]) {
         if self.dt.to_bits() != dt.to_bits() {
             self.dt = dt;
-            for (at, &tau) in tau.iter().enumerate() {
-                self.make(at, tau);
+            let a = tau.iter().map(|&tau| -1.0 / tau);
+            let (c, z) = (&mut *self.c, &mut *self.z);
+            for ((c, z), a) in c.iter_mut().zip(z.iter_mut()).zip(a) {
+                *c = 1.0 - crate::exp::exp(dt * a);
+                *z = -(0.0) / a;
             }
         }
     }

@@ -1,6 +1,7 @@
 //! Exp2Syn: NEURON's double-exponential synapse (`exp2syn.mod`): `g = B - A`, A and B decay
 //! with tau1 and tau2, each event adds `weight*factor` to both.
 
+use super::col::{Col, Interner};
 use super::block::{Base, Cx};
 use super::decay::Decay;
 use super::{lanes, Allowed, Field, MechDef, MechKind};
@@ -18,6 +19,7 @@ pub static DEF: MechDef = MechDef {
     receives: true,
     // INITIAL keeps tau1 below tau2 and writes it back, as NEURON does.
     receive_writes: &[2, 3],
+    current_outputs: &[1],
     initial_writes: &[TAU1],
 };
 
@@ -28,8 +30,8 @@ const E: usize = 2;
 #[derive(Debug, Clone)]
 pub struct Exp2Syn {
     pub base: Base,
-    pub p: [Vec<f64>; 3],
-    pub mfact: Vec<f64>,
+    pub p: [Col; 3],
+    pub mfact: Col,
     a: Vec<f64>,
     b: Vec<f64>,
     g: Vec<f64>,
@@ -44,7 +46,7 @@ impl Exp2Syn {
         let p = base.params(&DEF);
         let n = base.node.len() * base.lanes;
         Exp2Syn {
-            mfact: base.field(0.0),
+            mfact: base.col(0.0),
             a: base.field(0.0),
             b: base.field(0.0),
             g: base.field(0.0),
@@ -90,10 +92,11 @@ impl Exp2Syn {
     pub fn current<const N: usize>(&mut self, cx: &mut Cx<N>) {
         for (k, &nd) in self.base.node.iter().enumerate() {
             let ir = cx.inst(k);
+            let outputs = cx.outputs;
             let (v, rhs, d) = cx.node(nd);
             let g = &mut self.g[ir.clone()];
             lanes::difference(g, &self.b[ir.clone()], &self.a[ir.clone()]);
-            lanes::synapse_current(v, rhs, d, g, &self.p[E][ir.clone()], &self.mfact[ir.clone()], &mut self.i[ir]);
+            lanes::synapse_current(v, rhs, d, g, &self.p[E][ir.clone()], &self.mfact[ir.clone()], outputs.then_some(&mut self.i[ir]));
         }
     }
 
@@ -125,6 +128,13 @@ impl Exp2Syn {
     pub fn columns_mut(&mut self) -> [&mut [f64]; 9] {
         let [tau1, tau2, e] = &mut self.p;
         [tau1, tau2, e, &mut self.mfact, &mut self.a, &mut self.b, &mut self.g, &mut self.i, &mut self.factor]
+    }
+
+    /// See `Block::share`.
+    pub fn share(&mut self, dt: f64, i: &mut Interner) {
+        i.share_all(self.p.iter_mut().chain([&mut self.mfact]));
+        self.decay_a.share(dt, &self.p[TAU1], i);
+        self.decay_b.share(dt, &self.p[TAU2], i);
     }
 
     /// The decay constants are made again, from the taus, at the next step.

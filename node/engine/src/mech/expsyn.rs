@@ -1,6 +1,7 @@
 //! ExpSyn: NEURON's single-exponential synapse (`expsyn.mod`): `i = g*(v - e)`, `g' = -g/tau`,
 //! each event adds its weight to g.
 
+use super::col::{Col, Interner};
 use super::block::{Base, Cx};
 use super::decay::Decay;
 use super::{lanes, Allowed, Field, MechDef, MechKind};
@@ -13,6 +14,7 @@ pub static DEF: MechDef = MechDef {
     ions: &[],
     receives: true,
     receive_writes: &[0],
+    current_outputs: &[1],
     initial_writes: &[],
 };
 
@@ -22,8 +24,8 @@ const E: usize = 1;
 #[derive(Debug, Clone)]
 pub struct ExpSyn {
     pub base: Base,
-    pub p: [Vec<f64>; 2],
-    pub mfact: Vec<f64>,
+    pub p: [Col; 2],
+    pub mfact: Col,
     g: Vec<f64>,
     i: Vec<f64>,
     decay: Decay,
@@ -33,7 +35,7 @@ impl ExpSyn {
     pub fn new(base: Base) -> ExpSyn {
         let p = base.params(&DEF);
         let n = base.node.len() * base.lanes;
-        ExpSyn { mfact: base.field(0.0), g: base.field(0.0), i: base.field(0.0), decay: Decay::new(n), p, base }
+        ExpSyn { mfact: base.col(0.0), g: base.field(0.0), i: base.field(0.0), decay: Decay::new(n), p, base }
     }
 
     pub fn set_param(&mut self, field: usize, at: usize, value: f64) {
@@ -52,8 +54,9 @@ impl ExpSyn {
     pub fn current<const N: usize>(&mut self, cx: &mut Cx<N>) {
         for (k, &nd) in self.base.node.iter().enumerate() {
             let ir = cx.inst(k);
+            let outputs = cx.outputs;
             let (v, rhs, d) = cx.node(nd);
-            lanes::synapse_current(v, rhs, d, &self.g[ir.clone()], &self.p[E][ir.clone()], &self.mfact[ir.clone()], &mut self.i[ir]);
+            lanes::synapse_current(v, rhs, d, &self.g[ir.clone()], &self.p[E][ir.clone()], &self.mfact[ir.clone()], outputs.then_some(&mut self.i[ir]));
         }
     }
 
@@ -61,6 +64,12 @@ impl ExpSyn {
     pub fn state(&mut self, dt: f64) {
         self.decay.for_dt(dt, &self.p[TAU]);
         self.decay.apply(&mut self.g);
+    }
+
+    /// See `Block::share`.
+    pub fn share(&mut self, dt: f64, i: &mut Interner) {
+        i.share_all(self.p.iter_mut().chain([&mut self.mfact]));
+        self.decay.share(dt, &self.p[TAU], i);
     }
 
     /// NET_RECEIVE(weight): `g = g + weight`.

@@ -4,6 +4,7 @@
 //! hh uses the na and k ions: it reads ena and ek (copied here from the section's ion
 //! parameters) and writes ina and ik.
 
+use super::col::Col;
 use super::block::{Base, Cx, Rates as Shared};
 use super::{ion, Allowed, Field, MechDef, MechKind, DV};
 
@@ -20,6 +21,7 @@ pub static DEF: MechDef = MechDef {
     ions: &[&ion::NA, &ion::K],
     receives: false,
     receive_writes: &[],
+    current_outputs: &[3, 4, 5, 6, 7],
     initial_writes: &[],
 };
 
@@ -148,7 +150,7 @@ impl RateTable {
 /// `lanes`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn current_lanes(
+fn current_lanes<const OUT: bool>(
     v: &[f64],
     rhs: &mut [f64],
     d: &mut [f64],
@@ -178,11 +180,13 @@ fn current_lanes(
         let total = ((0.0 + ina) + ik) + il;
         rhs[l] -= total;
         d[l] += (total_dv - total) / DV;
-        gna_o[l] = gna;
-        gk_o[l] = gk;
-        ina_o[l] = ina;
-        ik_o[l] = ik;
-        il_o[l] = il;
+        if OUT {
+            gna_o[l] = gna;
+            gk_o[l] = gk;
+            ina_o[l] = ina;
+            ik_o[l] = ik;
+            il_o[l] = il;
+        }
     }
 }
 
@@ -248,7 +252,7 @@ impl Shared {
 pub struct Hh {
     pub base: Base,
     /// gnabar, gkbar, gl, el, then ena and ek.
-    pub p: [Vec<f64>; 6],
+    pub p: [Col; 6],
     m: Vec<f64>,
     h: Vec<f64>,
     n: Vec<f64>,
@@ -265,7 +269,7 @@ pub struct Hh {
 impl Hh {
     pub fn new(base: Base) -> Hh {
         let [gnabar, gkbar, gl, el] = base.params(&DEF);
-        let p = [gnabar, gkbar, gl, el, base.field(ion::NA.params[0].default), base.field(ion::K.params[0].default)];
+        let p = [gnabar, gkbar, gl, el, base.col(ion::NA.params[0].default), base.col(ion::K.params[0].default)];
         let z = || base.field(0.0);
         Hh {
             m: z(),
@@ -310,13 +314,24 @@ impl Hh {
     /// nocmodl's order.
     #[inline(always)]
     pub fn current<const N: usize>(&mut self, cx: &mut Cx<N>) {
+        // Two instantiations, so that the loop carries no test: with and without the stores of
+        // the outputs.
+        if cx.outputs {
+            self.current_with::<N, true>(cx)
+        } else {
+            self.current_with::<N, false>(cx)
+        }
+    }
+
+    #[inline(always)]
+    fn current_with<const N: usize, const OUT: bool>(&mut self, cx: &mut Cx<N>) {
         for (k, &nd) in self.base.node.iter().enumerate() {
             let ir = cx.inst(k);
             let (v, rhs, d) = cx.node(nd);
             let [gnabar, gkbar, gl, el, ena, ek] = &self.p;
             let r = ir.clone();
             let p = [&gnabar[r.clone()], &gkbar[r.clone()], &gl[r.clone()], &el[r.clone()], &ena[r.clone()], &ek[r]];
-            current_lanes(
+            current_lanes::<OUT>(
                 v,
                 rhs,
                 d,

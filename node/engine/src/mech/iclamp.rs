@@ -1,6 +1,7 @@
 //! IClamp: NEURON's current pulse (`stim.mod`), an ELECTRODE_CURRENT of `amp` nA from `del`
 //! for `dur` ms.
 
+use super::col::Col;
 use super::block::{Base, Cx};
 use super::{Allowed, Field, MechDef, MechKind};
 
@@ -16,6 +17,7 @@ pub static DEF: MechDef = MechDef {
     ions: &[],
     receives: false,
     receive_writes: &[],
+    current_outputs: &[],
     initial_writes: &[],
 };
 
@@ -26,16 +28,16 @@ const AMP: usize = 2;
 #[derive(Debug, Clone)]
 pub struct IClamp {
     pub base: Base,
-    pub p: [Vec<f64>; 3],
+    pub p: [Col; 3],
     /// 100/area of the instance's node: nA to mA/cm2.
-    pub mfact: Vec<f64>,
+    pub mfact: Col,
     i: Vec<f64>,
 }
 
 impl IClamp {
     pub fn new(base: Base) -> IClamp {
         let p = base.params(&DEF);
-        IClamp { mfact: base.field(0.0), i: base.field(0.0), p, base }
+        IClamp { mfact: base.col(0.0), i: base.field(0.0), p, base }
     }
 
     pub fn initial(&mut self) {

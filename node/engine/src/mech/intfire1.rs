@@ -17,6 +17,7 @@ pub static DEF: MechDef = MechDef {
     ions: &[],
     receives: true,
     receive_writes: &[0],
+    current_outputs: &[],
     initial_writes: &[],
 };
 

@@ -19,6 +19,7 @@ pub static DEF: MechDef = MechDef {
     ions: &[],
     receives: true,
     receive_writes: &[0, 1],
+    current_outputs: &[],
     // INITIAL keeps taus above taum (taus = taum + 0.1) and writes it back, as NEURON does.
     initial_writes: &[TAUS],
 };

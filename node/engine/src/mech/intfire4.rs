@@ -20,6 +20,7 @@ pub static DEF: MechDef = MechDef {
     ions: &[],
     receives: true,
     receive_writes: &[E, I1, I2, M, NSELF, NEXCITE, NINHIBIT],
+    current_outputs: &[],
     // INITIAL enforces the time constants' order (fixprecondition) and writes them back.
     initial_writes: &[TAUE, TAUI1, TAUI2, TAUM],
 };

@@ -12,6 +12,7 @@ pub static NA: MechDef = MechDef {
     ions: &[],
     receives: false,
     receive_writes: &[],
+    current_outputs: &[],
     initial_writes: &[],
 };
 
@@ -23,5 +24,6 @@ pub static K: MechDef = MechDef {
     ions: &[],
     receives: false,
     receive_writes: &[],
+    current_outputs: &[],
     initial_writes: &[],
 };

@@ -88,32 +88,53 @@ pub fn difference(y: &mut [f64], a: &[f64], b: &[f64]) {
 }
 
 /// An ohmic current `i = g*(v - e)` (pas): `rhs -= i`, `d += (i(v + .001) - i(v))/.001`, as
-/// nocmodl computes a conductance; `out = i`.
+/// nocmodl computes a conductance; `out = i` when outputs are read (see `Cx::outputs`).
 #[inline(always)]
-pub fn leak_current(v: &[f64], rhs: &mut [f64], d: &mut [f64], g: &[f64], e: &[f64], out: &mut [f64]) {
-    let n = out.len();
-    let (v, rhs, d, g, e) = (&v[..n], &mut rhs[..n], &mut d[..n], &g[..n], &e[..n]);
-    for l in 0..n {
-        let i_dv = g[l] * ((v[l] + DV) - e[l]);
-        let i = g[l] * (v[l] - e[l]);
-        rhs[l] -= i;
-        d[l] += (i_dv - i) / DV;
-        out[l] = i;
+pub fn leak_current(v: &[f64], rhs: &mut [f64], d: &mut [f64], g: &[f64], e: &[f64], out: Option<&mut [f64]>) {
+    #[inline(always)]
+    fn run<const OUT: bool>(v: &[f64], rhs: &mut [f64], d: &mut [f64], g: &[f64], e: &[f64], out: &mut [f64]) {
+        let n = rhs.len();
+        let (v, d, g, e) = (&v[..n], &mut d[..n], &g[..n], &e[..n]);
+        let out = if OUT { &mut out[..n] } else { out };
+        for l in 0..n {
+            let i_dv = g[l] * ((v[l] + DV) - e[l]);
+            let i = g[l] * (v[l] - e[l]);
+            rhs[l] -= i;
+            d[l] += (i_dv - i) / DV;
+            if OUT {
+                out[l] = i;
+            }
+        }
+    }
+    match out {
+        Some(out) => run::<true>(v, rhs, d, g, e, out),
+        None => run::<false>(v, rhs, d, g, e, &mut []),
     }
 }
 
 /// A synapse's current `i = g*(v - e)` in nA, to the node's density with `mfact` = 100/area
-/// (NEURON's point-process factor); `out = i`.
+/// (NEURON's point-process factor); `out = i` when outputs are read.
 #[inline(always)]
-pub fn synapse_current(v: &[f64], rhs: &mut [f64], d: &mut [f64], g: &[f64], e: &[f64], mfact: &[f64], out: &mut [f64]) {
-    let n = out.len();
-    let (v, rhs, d, g, e, mfact) = (&v[..n], &mut rhs[..n], &mut d[..n], &g[..n], &e[..n], &mfact[..n]);
-    for l in 0..n {
-        let i_dv = g[l] * ((v[l] + DV) - e[l]);
-        let i = g[l] * (v[l] - e[l]);
-        rhs[l] -= i * mfact[l];
-        d[l] += (i_dv - i) / DV * mfact[l];
-        out[l] = i;
+pub fn synapse_current(v: &[f64], rhs: &mut [f64], d: &mut [f64], g: &[f64], e: &[f64], mfact: &[f64], out: Option<&mut [f64]>) {
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn run<const OUT: bool>(v: &[f64], rhs: &mut [f64], d: &mut [f64], g: &[f64], e: &[f64], mfact: &[f64], out: &mut [f64]) {
+        let n = rhs.len();
+        let (v, d, g, e, mfact) = (&v[..n], &mut d[..n], &g[..n], &e[..n], &mfact[..n]);
+        let out = if OUT { &mut out[..n] } else { out };
+        for l in 0..n {
+            let i_dv = g[l] * ((v[l] + DV) - e[l]);
+            let i = g[l] * (v[l] - e[l]);
+            rhs[l] -= i * mfact[l];
+            d[l] += (i_dv - i) / DV * mfact[l];
+            if OUT {
+                out[l] = i;
+            }
+        }
+    }
+    match out {
+        Some(out) => run::<true>(v, rhs, d, g, e, mfact, out),
+        None => run::<false>(v, rhs, d, g, e, mfact, &mut []),
     }
 }
 

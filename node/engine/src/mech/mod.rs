@@ -33,6 +33,7 @@ macro_rules! f64_fields {
 pub mod alphasynapse;
 pub mod art;
 pub mod block;
+pub mod col;
 mod decay;
 pub mod exp2syn;
 pub mod expsyn;
@@ -151,6 +152,9 @@ pub struct MechDef {
     pub receives: bool,
     /// The variables (indices in `vars`) that NET_RECEIVE writes.
     pub receive_writes: &'static [usize],
+    /// The variables (indices in `vars`) that only the currents write, for readers: skipped
+    /// in steps whose outputs nobody reads (`Sim::set_outputs_read`).
+    pub current_outputs: &'static [usize],
     /// Parameters that INITIAL may change (NEURON's Exp2Syn keeps tau1 below tau2): copied
     /// back to the model after initialization.
     pub initial_writes: &'static [usize],
@@ -234,3 +238,18 @@ pub fn names(kind: MechKind) -> Vec<&'static str> {
 
 /// NEURON's numerical derivative step for conductances: `(i(v + .001) - i(v)) / .001`.
 pub const DV: f64 = 0.001;
+
+#[cfg(test)]
+mod tests {
+    /// The variable lists of the field tables name variables that exist and are not also
+    /// written by events (an output skipped in a step must be one only the currents write).
+    #[test]
+    fn variable_lists_name_variables() {
+        for m in super::MECHANISMS {
+            for &v in m.current_outputs.iter().chain(m.receive_writes) {
+                assert!(v < m.vars.len(), "{}: variable {v} of {:?}", m.name, m.vars);
+            }
+            assert!(m.current_outputs.iter().all(|v| !m.receive_writes.contains(v)), "{}", m.name);
+        }
+    }
+}

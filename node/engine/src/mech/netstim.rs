@@ -24,6 +24,7 @@ pub static DEF: MechDef = MechDef {
     ions: &[],
     receives: true,
     receive_writes: &[],
+    current_outputs: &[],
     initial_writes: &[],
 };
 

@@ -1,5 +1,6 @@
 //! pas: NEURON's passive leak (`pas.mod`), `i = g*(v - e)`.
 
+use super::col::Col;
 use super::block::{Base, Cx};
 use super::{lanes, Allowed, Field, MechDef, MechKind};
 
@@ -14,6 +15,7 @@ pub static DEF: MechDef = MechDef {
     ions: &[],
     receives: false,
     receive_writes: &[],
+    current_outputs: &[0],
     initial_writes: &[],
 };
 
@@ -23,7 +25,7 @@ const E: usize = 1;
 #[derive(Debug, Clone)]
 pub struct Pas {
     pub base: Base,
-    pub p: [Vec<f64>; 2],
+    pub p: [Col; 2],
     i: Vec<f64>,
 }
 
@@ -38,8 +40,9 @@ impl Pas {
     pub fn current<const N: usize>(&mut self, cx: &mut Cx<N>) {
         for (k, &nd) in self.base.node.iter().enumerate() {
             let ir = cx.inst(k);
+            let outputs = cx.outputs;
             let (v, rhs, d) = cx.node(nd);
-            lanes::leak_current(v, rhs, d, &self.p[G][ir.clone()], &self.p[E][ir.clone()], &mut self.i[ir]);
+            lanes::leak_current(v, rhs, d, &self.p[G][ir.clone()], &self.p[E][ir.clone()], outputs.then_some(&mut self.i[ir]));
         }
     }
 

@@ -3,6 +3,7 @@
 //! ELECTRODE_CURRENT `i = (vc - v)/rs` (positive depolarizes), off (i = 0) after the last
 //! level. The current is computed again with the new v after each step (its SOLVE icur).
 
+use super::col::Col;
 use super::block::{Base, Cx};
 use super::{Allowed, Field, MechDef, MechKind, DV};
 
@@ -22,6 +23,7 @@ pub static DEF: MechDef = MechDef {
     ions: &[],
     receives: false,
     receive_writes: &[],
+    current_outputs: &[],
     initial_writes: &[],
 };
 
@@ -36,8 +38,8 @@ const RS: usize = 6;
 #[derive(Debug, Clone)]
 pub struct SEClamp {
     pub base: Base,
-    pub p: [Vec<f64>; 7],
-    pub mfact: Vec<f64>,
+    pub p: [Col; 7],
+    pub mfact: Col,
     i: Vec<f64>,
     vc: Vec<f64>,
     /// The ends of levels 2 and 3, computed by INITIAL only (as in NEURON).
@@ -51,7 +53,7 @@ impl SEClamp {
     pub fn new(base: Base) -> SEClamp {
         let p = base.params(&DEF);
         let z = || base.field(0.0);
-        SEClamp { mfact: z(), i: z(), vc: z(), tc2: z(), tc3: z(), on: z(), p, base }
+        SEClamp { mfact: base.col(0.0), i: z(), vc: z(), tc2: z(), tc3: z(), on: z(), p, base }
     }
 
     pub fn initial(&mut self) {

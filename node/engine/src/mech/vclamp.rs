@@ -5,6 +5,7 @@
 //! `simeq`, reproduced here operation for operation: at v + .001 and at v in each BREAKPOINT,
 //! and again with the new v after each step (its SOLVE update).
 
+use super::col::Col;
 use super::block::{Base, Cx};
 use super::{Allowed, Field, MechDef, MechKind, DV};
 
@@ -28,6 +29,7 @@ pub static DEF: MechDef = MechDef {
     ions: &[],
     receives: false,
     receive_writes: &[],
+    current_outputs: &[],
     initial_writes: &[],
 };
 
@@ -56,8 +58,8 @@ struct St {
 #[derive(Debug, Clone)]
 pub struct VClamp {
     pub base: Base,
-    pub p: [Vec<f64>; 11],
-    pub mfact: Vec<f64>,
+    pub p: [Col; 11],
+    pub mfact: Col,
     s: Vec<St>,
 }
 
@@ -108,7 +110,7 @@ fn simeq(coef: &mut [[f64; 4]; 3]) -> Option<[f64; 3]> {
 impl VClamp {
     pub fn new(base: Base) -> VClamp {
         let p = base.params(&DEF);
-        VClamp { mfact: base.field(0.0), s: vec![St::default(); base.node.len() * base.lanes], p, base }
+        VClamp { mfact: base.col(0.0), s: vec![St::default(); base.node.len() * base.lanes], p, base }
     }
 
     /// INITIAL: the amplifiers start at 0, v and v.

@@ -17,6 +17,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use crate::mech::block::lane_count;
+use crate::mech::col::{Col, Interner};
 use crate::mech::{lanes, Block, Cx, MechDef, MechId, MechKind, Rates};
 use crate::model::{FastHash, Model, SectionSpec, SEC_DIAM};
 
@@ -142,21 +143,20 @@ pub struct Tile {
     /// The model points of each (local point, lane).
     pub points: Vec<u32>,
     pub v: Vec<f64>,
-    pub rhs: Vec<f64>,
-    pub d: Vec<f64>,
-    pub a: Vec<f64>,
-    pub b: Vec<f64>,
+    /// The axial coefficients of each node and its parent (NEURON's NODEA, NODEB).
+    pub a: Col,
+    pub b: Col,
     pub area: Vec<f64>,
     pub(crate) rinv: Vec<f64>,
     /// cm of each capacitance node (`Template::cap_nodes`) and lane.
-    pub cm: Vec<f64>,
+    pub cm: Col,
     cap_nodes: Vec<u32>,
     pub blocks: Vec<Block>,
     /// The spike detector of each section (at its middle, NEURON's default for a NetCon
     /// source): its node, and per (section, lane) its threshold, whether v is above it now
     /// (kept up to date with v and the threshold), and whether it was at the last check.
     det_nodes: Vec<u32>,
-    pub thresh: Vec<f64>,
+    pub thresh: Col,
     pub above: Vec<bool>,
     pub flag: Vec<bool>,
     /// Some detector's `above` may differ from its `flag` (false: `crossings` has nothing to
@@ -257,6 +257,22 @@ impl Cells {
             }
         }
         cells
+    }
+}
+
+impl Cells {
+    /// Makes the columns a step only reads (parameters, point factors, decay constants for
+    /// `dt`, axial coefficients, cm, thresholds) one allocation wherever tiles hold equal
+    /// values (`mech::col`). Values do not change; called after initialization and restores,
+    /// when parameters were last set wholesale.
+    pub fn share(&mut self, dt: f64) {
+        let mut i = Interner::default();
+        for tile in &mut self.tiles {
+            i.share_all([&mut tile.a, &mut tile.b, &mut tile.cm, &mut tile.thresh]);
+            for block in &mut tile.blocks {
+                block.share(dt, &mut i);
+            }
+        }
     }
 }
 
@@ -362,29 +378,21 @@ impl Tile {
             points,
             // A new section's v in NEURON (DEF_vrest), what a reader sees before initialization.
             v: vec![-65.0; nn],
-            rhs: vec![0.0; nn],
-            d: vec![0.0; nn],
-            a: vec![0.0; nn],
-            b: vec![0.0; nn],
+            a: Col::new(nn, 0.0),
+            b: Col::new(nn, 0.0),
             // Root nodes have no membrane; NEURON treats their area as 100.
             area: vec![100.0; nn],
             rinv: vec![0.0; nn],
-            cm: vec![0.0; cap_nodes.len() * lanes],
+            cm: Col::new(cap_nodes.len() * lanes, 0.0),
             cap_nodes,
             blocks,
             det_nodes,
-            thresh: vec![0.0; ndet],
+            thresh: Col::new(ndet, 0.0),
             above: vec![false; ndet],
             flag: vec![false; ndet],
             changed: true,
             template,
         }
-    }
-
-    /// The lanes of node `nd`.
-    #[inline(always)]
-    fn row(&self, nd: u32) -> Range<usize> {
-        nd as usize * self.lanes..(nd as usize + 1) * self.lanes
     }
 
     /// Areas and axial coefficients from the sections' geometry (NEURON's `nrn_area_ri` for
@@ -424,12 +432,13 @@ impl Tile {
                 self.rinv[k] = 1.0 / rright;
             }
         }
+        let (a, b) = (&mut *self.a, &mut *self.b);
         for lay in &t.sections {
             for nd in lay.first..=lay.end_node() {
-                let (me, par) = (self.row(nd), self.row(t.parent[nd as usize]));
+                let (me, par) = (nd as usize * n, t.parent[nd as usize] as usize * n);
                 for l in 0..n {
-                    self.a[me.start + l] = -1.0e2 * self.rinv[me.start + l] / self.area[par.start + l];
-                    self.b[me.start + l] = -1.0e2 * self.rinv[me.start + l] / self.area[me.start + l];
+                    a[me + l] = -1.0e2 * self.rinv[me + l] / self.area[par + l];
+                    b[me + l] = -1.0e2 * self.rinv[me + l] / self.area[me + l];
                 }
             }
         }
@@ -540,43 +549,53 @@ impl Tile {
         }
     }
 
+    /// The length of the scratch rows a step needs (`Scratch`): rhs and d of every node.
+    pub fn scratch_len(&self) -> usize {
+        2 * self.v.len()
+    }
+
     /// The membrane currents at time t (of a step dt), in NEURON's mechanism-type order, into
-    /// rhs and d.
+    /// rhs and d (the first two `v.len()` entries of `scratch`, rewritten whole); with
+    /// `outputs`, also the mechanisms' `current_outputs`.
     #[inline(always)]
-    pub fn currents<const N: usize>(&mut self, t: f64, dt: f64) {
-        lanes::zero2(&mut self.rhs, &mut self.d);
-        let mut cx = Cx::<N> { lanes: self.lanes, v: &self.v, rhs: &mut self.rhs, d: &mut self.d, t, dt };
+    pub fn currents<const N: usize>(&mut self, t: f64, dt: f64, outputs: bool, scratch: &mut [f64]) {
+        let (rhs, d) = scratch[..2 * self.v.len()].split_at_mut(self.v.len());
+        lanes::zero2(rhs, d);
+        let mut cx = Cx::<N> { lanes: self.lanes, v: &self.v, rhs, d, t, dt, outputs };
         for block in &mut self.blocks {
             block.current(&mut cx);
         }
     }
 
     /// The first half of a step from t_n: currents at `t` = t_n + dt/2, the matrix, the solve,
-    /// v = v_{n+1}.
+    /// v = v_{n+1}. rhs and d live in `scratch`, not in the tile: they are dead once v is
+    /// updated, so one thread's rows serve all its tiles and stay in its cache instead of
+    /// adding 2 x 8 bytes per node to the memory every step streams.
     #[inline(always)]
-    pub fn advance_v<const N: usize>(&mut self, t: f64, dt: f64) {
-        self.currents::<N>(t, dt);
-        self.matrix::<N>(dt);
-        self.solve::<N>();
+    pub fn advance_v<const N: usize>(&mut self, t: f64, dt: f64, outputs: bool, scratch: &mut [f64]) {
+        self.currents::<N>(t, dt, outputs, scratch);
+        let (rhs, d) = scratch[..2 * self.v.len()].split_at_mut(self.v.len());
+        self.matrix::<N>(dt, rhs, d);
+        self.solve::<N>(rhs, d);
         self.detect::<N>();
     }
 
     /// Capacitance and axial terms added to the currents (NEURON's nrn_rhs and nrn_lhs).
     #[inline(always)]
     #[allow(clippy::needless_range_loop)] // node i and its parent's rows, by index
-    pub fn matrix<const N: usize>(&mut self, dt: f64) {
+    pub fn matrix<const N: usize>(&self, dt: f64, rhs: &mut [f64], d: &mut [f64]) {
         let n = lane_count::<N>(self.lanes);
         let cfac = 0.001 * (1.0 / dt);
         for (c, &nd) in self.cap_nodes.iter().enumerate() {
-            lanes::add_scaled(&mut self.d[nd as usize * n..(nd as usize + 1) * n], cfac, &self.cm[c * n..(c + 1) * n]);
+            lanes::add_scaled(&mut d[nd as usize * n..(nd as usize + 1) * n], cfac, &self.cm[c * n..(c + 1) * n]);
         }
         let parent = &self.template.parent;
         for i in 1..self.template.nnode as usize {
             let p = parent[i] as usize;
             // Node i's row and its parent's (p < i): split so both can be borrowed.
-            let (lo, hi) = self.rhs.split_at_mut(i * n);
+            let (lo, hi) = rhs.split_at_mut(i * n);
             let (rhs_p, rhs_i) = (&mut lo[p * n..(p + 1) * n], &mut hi[..n]);
-            let (lo, hi) = self.d.split_at_mut(i * n);
+            let (lo, hi) = d.split_at_mut(i * n);
             let (d_p, d_i) = (&mut lo[p * n..(p + 1) * n], &mut hi[..n]);
             let v = (&self.v[p * n..(p + 1) * n], &self.v[i * n..(i + 1) * n]);
             let (a, b) = (&self.a[i * n..(i + 1) * n], &self.b[i * n..(i + 1) * n]);
@@ -587,25 +606,25 @@ impl Tile {
     /// Gaussian elimination over each cell's tree (triang, bksub), then v += dv.
     #[inline(always)]
     #[allow(clippy::needless_range_loop)] // node i and its parent's rows, by index
-    pub fn solve<const N: usize>(&mut self) {
+    pub fn solve<const N: usize>(&mut self, rhs: &mut [f64], d: &mut [f64]) {
         let n = lane_count::<N>(self.lanes);
         let nn = self.template.nnode as usize;
         let parent = &self.template.parent;
         for i in (1..nn).rev() {
             let p = parent[i] as usize;
-            let (lo, hi) = self.rhs.split_at_mut(i * n);
+            let (lo, hi) = rhs.split_at_mut(i * n);
             let (rhs_p, rhs_i) = (&mut lo[p * n..(p + 1) * n], &hi[..n]);
-            let (lo, hi) = self.d.split_at_mut(i * n);
+            let (lo, hi) = d.split_at_mut(i * n);
             let (d_p, d_i) = (&mut lo[p * n..(p + 1) * n], &hi[..n]);
             lanes::triang(rhs_p, d_p, rhs_i, d_i, &self.a[i * n..(i + 1) * n], &self.b[i * n..(i + 1) * n]);
         }
-        lanes::divide(&mut self.rhs[..n], &self.d[..n]);
+        lanes::divide(&mut rhs[..n], &d[..n]);
         for i in 1..nn {
             let p = parent[i] as usize;
-            let (lo, hi) = self.rhs.split_at_mut(i * n);
-            lanes::bksub(&mut hi[..n], &lo[p * n..(p + 1) * n], &self.b[i * n..(i + 1) * n], &self.d[i * n..(i + 1) * n]);
+            let (lo, hi) = rhs.split_at_mut(i * n);
+            lanes::bksub(&mut hi[..n], &lo[p * n..(p + 1) * n], &self.b[i * n..(i + 1) * n], &d[i * n..(i + 1) * n]);
         }
-        lanes::add(&mut self.v, &self.rhs);
+        lanes::add(&mut self.v, rhs);
     }
 
     /// The states of every block at the new v, at t = t_{n+1} (cnexp, the synapses' decay,
@@ -615,5 +634,38 @@ impl Tile {
         for block in &mut self.blocks {
             block.state::<N>(&self.v, t, dt, rates);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{parse_model, Sim};
+
+    /// After initialization, equal tiles hold one copy of their read-only columns (what makes
+    /// large populations cheaper per cell); a tile with other values keeps its own.
+    #[test]
+    fn equal_tiles_share_their_columns_after_initialization() {
+        let mut text = String::from("[run]\ntstop = 1.0\n");
+        for i in 0..300 {
+            let gna = if i == 290 { 0.2 } else { 0.12 };
+            text += &format!(
+                "[section.s{i}]\ninsert = [\"hh\"]\ngnabar_hh = {gna}\n[point.syn{i}]\ntype = \"ExpSyn\"\nat = \"s{i}(0.5)\"\n"
+            );
+        }
+        let mut sim = Sim::new(parse_model(&text, "m").unwrap()).unwrap();
+        sim.initialize(|_| {});
+        let t = &sim.cells.tiles;
+        assert_eq!(t.iter().map(|t| t.lanes).collect::<Vec<_>>(), [128, 128, 44]);
+        let hh = |t: &super::Tile| match (&t.blocks[1], &t.blocks[0]) {
+            (crate::mech::Block::Hh(h), crate::mech::Block::ExpSyn(s)) => (h.p.to_vec(), s.p.to_vec()),
+            _ => unreachable!("ExpSyn, then hh"),
+        };
+        let (h0, s0) = hh(&t[0]);
+        let (h1, s1) = hh(&t[1]);
+        assert!(t[0].a.shares(&t[1].a) && t[0].b.shares(&t[1].b) && t[0].cm.shares(&t[1].cm));
+        assert!(h0.iter().zip(&h1).all(|(x, y)| x.shares(y)), "hh parameters");
+        assert!(s0.iter().zip(&s1).all(|(x, y)| x.shares(y)), "ExpSyn parameters");
+        let (h2, _) = hh(&t[2]);
+        assert!(!h2[0].shares(&h0[0]), "a different length and value");
     }
 }

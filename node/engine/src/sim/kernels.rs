@@ -55,30 +55,30 @@ impl Kernels {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Work {
     /// The first half of a step (currents at t, matrix, solve: v_{n+1}) and, with `states`,
-    /// the states too.
-    Step { t: f64, dt: f64, states: bool },
+    /// the states too; with `outputs`, the currents write their recordable outputs.
+    Step { t: f64, dt: f64, states: bool, outputs: bool },
     /// The states of a step whose first half ran before a pause, at t = t_{n+1}.
     States { t: f64, dt: f64 },
 }
 
 #[inline(always)]
-fn run(tiles: &mut [Tile], work: Work, rates: &Rates) {
+fn run(tiles: &mut [Tile], work: Work, rates: &Rates, scratch: &mut [f64]) {
     for tile in tiles {
         // A tile of one cell (a model of one cell, or a cell unlike any other) gets kernels
         // made for one lane: no loops over lanes at all.
         if tile.lanes == 1 {
-            run_tile::<1>(tile, work, rates);
+            run_tile::<1>(tile, work, rates, scratch);
         } else {
-            run_tile::<0>(tile, work, rates);
+            run_tile::<0>(tile, work, rates, scratch);
         }
     }
 }
 
 #[inline(always)]
-fn run_tile<const N: usize>(tile: &mut Tile, work: Work, rates: &Rates) {
+fn run_tile<const N: usize>(tile: &mut Tile, work: Work, rates: &Rates, scratch: &mut [f64]) {
     match work {
-        Work::Step { t, dt, states } => {
-            tile.advance_v::<N>(t, dt);
+        Work::Step { t, dt, states, outputs } => {
+            tile.advance_v::<N>(t, dt, outputs, scratch);
             if states {
                 // t_{n+1} as the step computes it: (t_n + dt/2) + dt/2.
                 tile.states::<N>(t + 0.5 * dt, dt, rates);
@@ -90,24 +90,31 @@ fn run_tile<const N: usize>(tile: &mut Tile, work: Work, rates: &Rates) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
-fn run_avx512(tiles: &mut [Tile], work: Work, rates: &Rates) {
-    run(tiles, work, rates)
+fn run_avx512(tiles: &mut [Tile], work: Work, rates: &Rates, scratch: &mut [f64]) {
+    run(tiles, work, rates, scratch)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn run_avx2(tiles: &mut [Tile], work: Work, rates: &Rates) {
-    run(tiles, work, rates)
+fn run_avx2(tiles: &mut [Tile], work: Work, rates: &Rates, scratch: &mut [f64]) {
+    run(tiles, work, rates, scratch)
 }
 
 /// Runs `work` over `tiles` with the kernels `k` (which must run here: see `Sim::set_kernels`).
-pub fn dispatch(k: Kernels, tiles: &mut [Tile], work: Work, rates: &Rates) {
+/// `scratch` is the calling thread's rows for the matrix of one tile at a time (`rhs` and `d`,
+/// see `Tile::advance_v`): grown here to the largest tile, never shrunk, so that a step
+/// allocates nothing.
+pub fn dispatch(k: Kernels, tiles: &mut [Tile], work: Work, rates: &Rates, scratch: &mut Vec<f64>) {
+    let len = tiles.iter().map(Tile::scratch_len).max().unwrap_or(0);
+    if scratch.len() < len {
+        scratch.resize(len, 0.0);
+    }
     match k {
         // SAFETY: `k` runs here (checked when it was chosen), so the CPU has these features.
         #[cfg(target_arch = "x86_64")]
-        Kernels::Avx512 => unsafe { run_avx512(tiles, work, rates) },
+        Kernels::Avx512 => unsafe { run_avx512(tiles, work, rates, scratch) },
         #[cfg(target_arch = "x86_64")]
-        Kernels::Avx2 => unsafe { run_avx2(tiles, work, rates) },
-        _ => run(tiles, work, rates),
+        Kernels::Avx2 => unsafe { run_avx2(tiles, work, rates, scratch) },
+        _ => run(tiles, work, rates, scratch),
     }
 }

@@ -305,6 +305,11 @@ pub struct Sim {
     delivered: u64,
     /// Raised from outside (a signal handler) to stop a long delivery.
     interrupt: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// The rows of the matrix while a tile steps on this thread (`kernels::dispatch`).
+    scratch: Vec<f64>,
+    /// Whether anything may read the mechanisms' `current_outputs` between steps (see
+    /// `set_outputs_read`).
+    outputs_read: bool,
     kernels: Kernels,
     threads: Threads,
 }
@@ -453,6 +458,8 @@ impl Sim {
             limits: Limits::default(),
             delivered: 0,
             interrupt: None,
+            scratch: Vec::new(),
+            outputs_read: true,
             kernels: Kernels::best(),
             threads: Threads { n: threads, shares, pool: None },
             model,
@@ -705,6 +712,8 @@ impl Sim {
                 }
                 Phase::Init0 => {
                     self.init_states();
+                    // Parameters are in place for the run: tiles with equal ones share them.
+                    self.cells.share(self.dt_step);
                     self.phase = Phase::Init1;
                     if self.stops.init[1] {
                         return self.pause_init(1);
@@ -719,7 +728,11 @@ impl Sim {
                     match w {
                         Window::Init => {
                             let (t, dt) = (self.t, self.dt_step);
-                            self.cells.tiles.iter_mut().for_each(|tile| tile.currents::<0>(t, dt));
+                            for tile in &mut self.cells.tiles {
+                                let s = &mut self.scratch;
+                                s.resize(s.len().max(tile.scratch_len()), 0.0);
+                                tile.currents::<0>(t, dt, true, s);
+                            }
                             sample(self);
                             self.open_window(Window::InitRecord, self.t);
                         }
@@ -734,7 +747,11 @@ impl Sim {
                             // writes its value at t_{n+1} before the states), each tile's
                             // whole step at once.
                             let split = pause_sg || !self.plays.continuous.is_empty();
-                            self.run_kernels(Work::Step { t: self.t, dt, states: !split });
+                            // The outputs nobody reads are skipped, except in the run's last
+                            // step: the state a run ends with is whole.
+                            let last = (self.t + 0.5 * dt) >= self.model.run.tstop - self.model.run.dt / 2.0;
+                            let outputs = self.outputs_read || last;
+                            self.run_kernels(Work::Step { t: self.t, dt, states: !split, outputs });
                             self.t += 0.5 * dt;
                             self.play_continuous();
                             if pause_sg {
@@ -778,7 +795,7 @@ impl Sim {
             let pool = th.pool.get_or_insert_with(|| pool::Pool::new(th.n));
             pool.run(&mut self.cells.tiles, &th.shares, work, &self.rates, self.kernels);
         } else {
-            kernels::dispatch(self.kernels, &mut self.cells.tiles, work, &self.rates);
+            kernels::dispatch(self.kernels, &mut self.cells.tiles, work, &self.rates, &mut self.scratch);
         }
     }
 
@@ -1024,6 +1041,30 @@ impl Sim {
     /// delivery of events (checked every 1024 events); steps end at boundaries anyway.
     pub fn set_interrupt(&mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
         self.interrupt = Some(flag);
+    }
+
+    /// Says whether anything reads the variables the mechanisms' currents only write for
+    /// readers (`MechDef::current_outputs`: hh's ina, ik, il_hh, gna_hh, gk_hh, pas's i, a
+    /// synapse's i) between steps: samples, pauses, the state words. With `false` the steps
+    /// skip those stores (less memory traffic per step), except the run's last step, and
+    /// until then those variables hold the values of the last step that wrote them: for a
+    /// caller that reads none of them, such as a free run that records and publishes none
+    /// and needs no state hash before the end. Every other value is the same either way.
+    /// The default is `true`.
+    pub fn set_outputs_read(&mut self, read: bool) {
+        self.outputs_read = read;
+    }
+
+    /// Whether signal `s` is one of the mechanisms' `current_outputs` (see
+    /// `set_outputs_read`).
+    pub fn is_current_output(&self, s: SignalRef) -> bool {
+        match s {
+            SignalRef::Var { tile, block, var, .. } => {
+                let t = &self.cells.tiles[tile as usize].template;
+                t.blocks[block as usize].0.def().current_outputs.contains(&usize::from(var))
+            }
+            SignalRef::V { .. } | SignalRef::Cell { .. } => false,
+        }
     }
 
     /// The instruction set of the step kernels (every one gives the same bits).

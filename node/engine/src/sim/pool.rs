@@ -61,6 +61,8 @@ unsafe impl Send for Shared {}
 
 pub struct Pool {
     shared: Arc<Shared>,
+    /// The calling thread's scratch rows for the shares it runs (`kernels::dispatch`).
+    scratch: Vec<f64>,
     workers: Vec<JoinHandle<()>>,
 }
 
@@ -74,14 +76,14 @@ impl Shared {
     ///
     /// # Safety
     /// The caller claimed share i for the current epoch.
-    unsafe fn run_share(&self, i: usize) {
+    unsafe fn run_share(&self, i: usize, scratch: &mut Vec<f64>) {
         // SAFETY: see `Shared`'s Sync: the job is stable while the share is claimed, and the
         // shares are disjoint ranges of the tiles.
         unsafe {
             let job = *self.job.get();
             let r = (&*self.shares.get())[i].clone();
             let tiles = std::slice::from_raw_parts_mut(job.tiles.add(r.start), r.len());
-            kernels::dispatch(job.kernels, tiles, job.work, &*job.rates);
+            kernels::dispatch(job.kernels, tiles, job.work, &*job.rates, scratch);
         }
     }
 }
@@ -115,7 +117,7 @@ impl Pool {
                     .expect("a step thread starts")
             })
             .collect();
-        Pool { shared, workers }
+        Pool { shared, workers, scratch: Vec::new() }
     }
 
     pub fn threads(&self) -> usize {
@@ -147,7 +149,7 @@ impl Pool {
         for i in 0..n {
             if s.claim(i, e) {
                 // SAFETY: claimed just now.
-                unsafe { s.run_share(i) };
+                unsafe { s.run_share(i, &mut self.scratch) };
                 s.finished.fetch_add(1, Release);
             }
         }
@@ -166,6 +168,7 @@ impl Pool {
 }
 
 fn worker(s: &Shared, me: usize) {
+    let mut scratch = Vec::new();
     let mut seen = 0u64;
     loop {
         let mut spins = 0;
@@ -194,7 +197,7 @@ fn worker(s: &Shared, me: usize) {
         seen = e;
         if s.claim(me, e) {
             // SAFETY: claimed just now.
-            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { s.run_share(me) }));
+            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { s.run_share(me, &mut scratch) }));
             if ok.is_err() {
                 s.panicked.store(true, Relaxed);
             }

@@ -303,7 +303,7 @@ impl Sim {
             let (n, lane, j) = (tile.lanes, at.lane as usize, at.local as usize);
             let nodes = section_nodes(tile, j, spec.parent.is_none());
             o.n(nodes.len());
-            for arr in [&tile.v, &tile.area, &tile.rinv, &tile.a, &tile.b] {
+            for arr in [&tile.v[..], &tile.area, &tile.rinv, &tile.a, &tile.b] {
                 for nd in nodes.clone() {
                     o.f(arr[nd * n + lane]);
                 }
@@ -523,7 +523,7 @@ impl Sim {
             let nodes = section_nodes(tile, j, root);
             r.expect(nodes.len(), "nodes")?;
             for k in 0..5 {
-                let arr = match k {
+                let arr: &mut [f64] = match k {
                     0 => &mut tile.v,
                     1 => &mut tile.area,
                     2 => &mut tile.rinv,
@@ -602,6 +602,8 @@ impl Sim {
         if r.pos != words.len() {
             return Err(bad(format!("{} words left over after the state", words.len() - r.pos)));
         }
+        // Loading wrote every column: equal ones are shared again, as after initialization.
+        self.cells.share(self.dt_step);
         Ok(())
     }
 
