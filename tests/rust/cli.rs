@@ -67,6 +67,32 @@ fn run_seed_writes_neuron_exact_csv() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
+/// A free run that records no current output (here v and a gate) skips writing them in its
+/// steps (`Sim::set_outputs_read`): what it records and its spikes are still NEURON's, on 1
+/// and 2 threads.
+#[test]
+fn runs_recording_no_currents_are_neurons_too() {
+    let golden = load_golden("seed");
+    for threads in ["1", "2"] {
+        let dir = tempfile::tempdir().unwrap();
+        let args = ["run", "--set", "soma.threshold=0", "--record", "soma.v,soma.n_hh", "--threads", threads, "--out"];
+        run_ok(spikebus().args(args).arg(dir.path()));
+        let (header, rows) = read_csv(&dir.path().join("traces.csv"));
+        assert_eq!(header, ["t", "soma.v", "soma.n_hh"]);
+        for name in ["soma.v", "soma.n_hh"] {
+            let want = decode_trace(&golden.traces[name]);
+            let got = column(&header, &rows, name);
+            let differ = got.iter().zip(&want).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+            assert_eq!((got.len(), differ), (want.len(), 0), "{name}, {threads} threads");
+        }
+        let (_, rows) = read_csv(&dir.path().join("spikes.csv"));
+        for (source, want) in &golden.spikes {
+            let got: Vec<f64> = rows.iter().filter(|r| &r[0] == source).map(|r| r[1].parse().unwrap()).collect();
+            assert!(got.len() == want.len() && got.iter().zip(want).all(|(a, b)| a.to_bits() == b.to_bits()), "{source}");
+        }
+    }
+}
+
 /// The built-in default and the shipped file are the same model.
 #[test]
 fn default_model_is_the_shipped_seed_file() {
