@@ -52,6 +52,10 @@ pub(super) unsafe fn exp_avx2(src: *const f64, dst: *mut f64, n: usize) {
         unsafe { _mm256_storeu_pd(dst.add(i), exp4(x)) };
         i += 4;
     }
+    if n < 4 {
+        // As in `exp_avx512`: a few arguments one at a time.
+        return unsafe { exp_fma_slice(src, dst, n) };
+    }
     if i < n {
         // The last 1..3 with masked loads and stores; the missing lanes read as 0.0.
         let rest = (n - i) as i64;
@@ -72,6 +76,12 @@ pub(super) unsafe fn exp_avx512(src: *const f64, dst: *mut f64, n: usize) {
         let x = unsafe { _mm512_loadu_pd(src.add(i)) };
         unsafe { _mm512_storeu_pd(dst.add(i), exp8(x)) };
         i += 8;
+    }
+    if n < 4 {
+        // A few arguments (a one-cell tile's three gates): one at a time. A masked load of
+        // values just stored one by one cannot be forwarded from those stores and waits for
+        // them, which costs more on a step's critical path than three scalar exps side by side.
+        return unsafe { exp_fma_slice(src, dst, n) };
     }
     if i < n {
         // The last 1..7 with masked loads and stores; the missing lanes read as 0.0.

@@ -83,7 +83,7 @@ mod tests {
 
     #[test]
     fn equal_columns_share_and_a_write_unshares_only_the_writer() {
-        let mut cols = vec![Col::new(4, 1.5), Col::new(4, 1.5), Col::new(4, 2.0), Col::new(3, 1.5)];
+        let mut cols = [Col::new(4, 1.5), Col::new(4, 1.5), Col::new(4, 2.0), Col::new(3, 1.5)];
         let mut i = Interner::default();
         cols.iter_mut().for_each(|c| i.share(c));
         assert!(cols[0].shares(&cols[1]));
@@ -97,7 +97,7 @@ mod tests {
 
     #[test]
     fn zero_and_negative_zero_are_not_merged() {
-        let mut cols = vec![Col::new(2, 0.0), Col::new(2, -0.0)];
+        let mut cols = [Col::new(2, 0.0), Col::new(2, -0.0)];
         let mut i = Interner::default();
         cols.iter_mut().for_each(|c| i.share(c));
         assert!(!cols[0].shares(&cols[1]));
