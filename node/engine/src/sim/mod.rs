@@ -280,6 +280,11 @@ pub struct Sim {
     step: u64,
     geometry_dirty: bool,
     stops: Stops,
+    /// Whether a section's spike pauses the run (some `stops.on_spike` of a section is set),
+    /// known since the stops last changed; None: to be found again (`stops_mut` hands them
+    /// out for changing). Scanning every section's flag at every step cost more than the
+    /// rest of the threshold check at 1,000 cells.
+    sections_watched: Option<bool>,
     phase: Phase,
     /// NEURON's h.t at the current pause (see `now`).
     now: f64,
@@ -444,6 +449,7 @@ impl Sim {
             step: 0,
             geometry_dirty: true,
             stops: Stops { on_spike: vec![false; nsrc], ..Stops::default() },
+            sections_watched: None,
             phase: Phase::Built,
             now: 0.0,
             hoc_t: 0.0,
@@ -680,6 +686,7 @@ impl Sim {
 
     /// The pauses to make from now on (`on_spike` has one entry per spike source).
     pub fn stops_mut(&mut self) -> &mut Stops {
+        self.sections_watched = None;
         &mut self.stops
     }
 
@@ -930,7 +937,9 @@ impl Sim {
     /// The threshold detectors from `first` on (NetCvode::check_thresh), in section order: a
     /// spike at t + 1e-10 when v rises above threshold. Stops at a spike of a watched source.
     fn check_thresholds(&mut self, first: usize) -> Option<Spike> {
-        if first == 0 && !self.stops.on_spike[..self.det.x.len()].contains(&true) {
+        let nsec = self.det.x.len();
+        let watched = *self.sections_watched.get_or_insert_with(|| self.stops.on_spike[..nsec].contains(&true));
+        if first == 0 && !watched {
             // No callback can run between two detectors: the tiles' crossings (computed with
             // the step's v and the thresholds in force), fired in section order.
             let mut fired = std::mem::take(&mut self.det.fired);

@@ -450,6 +450,7 @@ impl Sim {
         r.expect(nsrc, "spike sources")?;
         for k in 0..nsrc {
             self.stops.on_spike[k] = r.b()?;
+            self.sections_watched = None;
         }
         self.at_next_id = u32::try_from(r.w()?).map_err(|_| bad("the next sync id"))?;
         let n = r.len(3, "scheduled times")?;
