@@ -33,16 +33,35 @@ struct Job {
     kernels: Kernels,
 }
 
-struct Shared {
+/// A value on a cache line of its own, so that threads writing neighbouring values do not
+/// take the line from each other (each such transfer between two vCPUs costs a fraction of a
+/// microsecond, and a step of 1,000 cells on two threads is about 5).
+#[repr(align(64))]
+struct Line<T>(T);
+
+impl<T> std::ops::Deref for Line<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// What a worker reads to start: the epoch and the job beside it, on one cache line.
+#[repr(C, align(64))]
+struct Call {
     /// The current call, counted from 1; a worker looks at each epoch once.
     epoch: AtomicU64,
+    job: UnsafeCell<Job>,
+}
+
+struct Shared {
+    call: Call,
     /// Per share, the last epoch it was claimed in: a thread runs a share if it raises this
     /// to the current epoch.
-    claim: Vec<AtomicU64>,
+    claim: Vec<Line<AtomicU64>>,
     /// Shares finished in the current epoch.
-    finished: AtomicUsize,
+    finished: Line<AtomicUsize>,
     stop: AtomicBool,
-    job: UnsafeCell<Job>,
     /// Each thread's tiles (index 0 is the calling thread's).
     shares: UnsafeCell<Vec<Range<usize>>>,
     sleepers: AtomicUsize,
@@ -80,7 +99,7 @@ impl Shared {
         // SAFETY: see `Shared`'s Sync: the job is stable while the share is claimed, and the
         // shares are disjoint ranges of the tiles.
         unsafe {
-            let job = *self.job.get();
+            let job = *self.call.job.get();
             let r = (&*self.shares.get())[i].clone();
             let tiles = std::slice::from_raw_parts_mut(job.tiles.add(r.start), r.len());
             kernels::dispatch(job.kernels, tiles, job.work, &*job.rates, scratch);
@@ -92,16 +111,18 @@ impl Pool {
     /// A pool for `threads` threads in all (the caller and `threads - 1` workers).
     pub fn new(threads: usize) -> Pool {
         let shared = Arc::new(Shared {
-            epoch: AtomicU64::new(0),
-            claim: (0..threads).map(|_| AtomicU64::new(0)).collect(),
-            finished: AtomicUsize::new(0),
+            call: Call {
+                epoch: AtomicU64::new(0),
+                job: UnsafeCell::new(Job {
+                    tiles: std::ptr::null_mut(),
+                    rates: std::ptr::null(),
+                    work: Work::States { t: 0.0, dt: 0.0 },
+                    kernels: Kernels::Portable,
+                }),
+            },
+            claim: (0..threads).map(|_| Line(AtomicU64::new(0))).collect(),
+            finished: Line(AtomicUsize::new(0)),
             stop: AtomicBool::new(false),
-            job: UnsafeCell::new(Job {
-                tiles: std::ptr::null_mut(),
-                rates: std::ptr::null(),
-                work: Work::States { t: 0.0, dt: 0.0 },
-                kernels: Kernels::Portable,
-            }),
             shares: UnsafeCell::new(vec![0..0; threads]),
             sleepers: AtomicUsize::new(0),
             lock: Mutex::new(()),
@@ -134,14 +155,18 @@ impl Pool {
         // SAFETY: every share of the previous epoch finished (we waited), so no worker holds
         // a claim and none reads these.
         unsafe {
-            *s.job.get() = Job { tiles: tiles.as_mut_ptr(), rates, work, kernels: k };
+            *s.call.job.get() = Job { tiles: tiles.as_mut_ptr(), rates, work, kernels: k };
             let mine = &mut *s.shares.get();
-            mine.clear();
-            mine.extend_from_slice(shares);
+            // Written only when they change (they do not from step to step): a write would
+            // take the line from the workers' caches at every call.
+            if mine[..] != shares[..] {
+                mine.clear();
+                mine.extend_from_slice(shares);
+            }
         }
         s.finished.store(0, Relaxed);
-        let e = s.epoch.load(Relaxed) + 1;
-        s.epoch.store(e, SeqCst);
+        let e = s.call.epoch.load(Relaxed) + 1;
+        s.call.epoch.store(e, SeqCst);
         if s.sleepers.load(SeqCst) > 0 {
             let _guard = s.lock.lock().unwrap_or_else(|e| e.into_inner());
             s.wake.notify_all();
@@ -173,7 +198,7 @@ fn worker(s: &Shared, me: usize) {
     loop {
         let mut spins = 0;
         let e = loop {
-            let e = s.epoch.load(Acquire);
+            let e = s.call.epoch.load(Acquire);
             if e != seen || s.stop.load(Relaxed) {
                 break e;
             }
@@ -184,7 +209,7 @@ fn worker(s: &Shared, me: usize) {
             }
             let mut guard = s.lock.lock().unwrap_or_else(|e| e.into_inner());
             s.sleepers.fetch_add(1, SeqCst);
-            while s.epoch.load(SeqCst) == seen && !s.stop.load(SeqCst) {
+            while s.call.epoch.load(SeqCst) == seen && !s.stop.load(SeqCst) {
                 guard = s.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
             }
             s.sleepers.fetch_sub(1, SeqCst);
