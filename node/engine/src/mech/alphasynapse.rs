@@ -3,7 +3,7 @@
 //! 0), `i = g*(v - e)`. It is driven by time alone (no NET_RECEIVE). `at_time(onset)` only
 //! matters to CVode; a fixed step ignores it.
 
-use super::col::Col;
+use super::col::{Col, ColMut};
 use super::block::{Base, Cx};
 use super::{lanes, Allowed, Field, MechDef, MechKind};
 
@@ -83,8 +83,8 @@ impl AlphaSynapse {
         [&self.p[0], &self.p[1], &self.p[2], &self.p[3], &self.mfact, &self.g, &self.i]
     }
 
-    pub fn columns_mut(&mut self) -> [&mut [f64]; 7] {
+    pub fn columns_mut(&mut self) -> [ColMut<'_>; 7] {
         let [a, b, c, d] = &mut self.p;
-        [a, b, c, d, &mut self.mfact, &mut self.g, &mut self.i]
+        [a.into(), b.into(), c.into(), d.into(), (&mut self.mfact).into(), (&mut self.g).into(), (&mut self.i).into()]
     }
 }

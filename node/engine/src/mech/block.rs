@@ -226,7 +226,7 @@ impl Block {
     pub fn load(&mut self, at: usize, i: &mut dyn FnMut() -> f64) {
         macro_rules! cols {
             ($b:ident) => {
-                $b.columns_mut().into_iter().for_each(|c| c[at] = i())
+                $b.columns_mut().into_iter().for_each(|mut c| c.set(at, i()))
             };
         }
         match self {

@@ -23,6 +23,14 @@ impl Col {
         Col(vec![init; len].into())
     }
 
+    /// Entry `at` becomes `x`; the column is written (and so copied, if shared) only if the
+    /// value differs: loading a state with the same parameters keeps them shared.
+    pub fn set(&mut self, at: usize, x: f64) {
+        if self[at].to_bits() != x.to_bits() {
+            self[at] = x;
+        }
+    }
+
     /// Whether `other` is the same allocation (shared), not only equal values.
     pub fn shares(&self, other: &Col) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
@@ -51,6 +59,34 @@ impl DerefMut for Col {
             self.0 = Arc::from(&self.0[..]);
         }
         Arc::get_mut(&mut self.0).expect("a fresh copy is not shared")
+    }
+}
+
+/// A column to load a state into (`Block::load`): a block's own values, or a column tiles may
+/// share, written only where a value differs (`Col::set`).
+pub enum ColMut<'a> {
+    Own(&'a mut [f64]),
+    Col(&'a mut Col),
+}
+
+impl ColMut<'_> {
+    pub fn set(&mut self, at: usize, x: f64) {
+        match self {
+            ColMut::Own(v) => v[at] = x,
+            ColMut::Col(c) => c.set(at, x),
+        }
+    }
+}
+
+impl<'a> From<&'a mut Vec<f64>> for ColMut<'a> {
+    fn from(v: &'a mut Vec<f64>) -> Self {
+        ColMut::Own(v)
+    }
+}
+
+impl<'a> From<&'a mut Col> for ColMut<'a> {
+    fn from(c: &'a mut Col) -> Self {
+        ColMut::Col(c)
     }
 }
 

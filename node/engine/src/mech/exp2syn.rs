@@ -1,7 +1,7 @@
 //! Exp2Syn: NEURON's double-exponential synapse (`exp2syn.mod`): `g = B - A`, A and B decay
 //! with tau1 and tau2, each event adds `weight*factor` to both.
 
-use super::col::{Col, Interner};
+use super::col::{Col, ColMut, Interner};
 use super::block::{Base, Cx};
 use super::decay::Decay;
 use super::{lanes, Allowed, Field, MechDef, MechKind};
@@ -125,9 +125,9 @@ impl Exp2Syn {
         [&self.p[0], &self.p[1], &self.p[2], &self.mfact, &self.a, &self.b, &self.g, &self.i, &self.factor]
     }
 
-    pub fn columns_mut(&mut self) -> [&mut [f64]; 9] {
+    pub fn columns_mut(&mut self) -> [ColMut<'_>; 9] {
         let [tau1, tau2, e] = &mut self.p;
-        [tau1, tau2, e, &mut self.mfact, &mut self.a, &mut self.b, &mut self.g, &mut self.i, &mut self.factor]
+        [tau1.into(), tau2.into(), e.into(), (&mut self.mfact).into(), (&mut self.a).into(), (&mut self.b).into(), (&mut self.g).into(), (&mut self.i).into(), (&mut self.factor).into()]
     }
 
     /// See `Block::share`.

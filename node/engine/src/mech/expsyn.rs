@@ -1,7 +1,7 @@
 //! ExpSyn: NEURON's single-exponential synapse (`expsyn.mod`): `i = g*(v - e)`, `g' = -g/tau`,
 //! each event adds its weight to g.
 
-use super::col::{Col, Interner};
+use super::col::{Col, ColMut, Interner};
 use super::block::{Base, Cx};
 use super::decay::Decay;
 use super::{lanes, Allowed, Field, MechDef, MechKind};
@@ -87,9 +87,9 @@ impl ExpSyn {
         [&self.p[0], &self.p[1], &self.mfact, &self.g, &self.i]
     }
 
-    pub fn columns_mut(&mut self) -> [&mut [f64]; 5] {
+    pub fn columns_mut(&mut self) -> [ColMut<'_>; 5] {
         let [tau, e] = &mut self.p;
-        [tau, e, &mut self.mfact, &mut self.g, &mut self.i]
+        [tau.into(), e.into(), (&mut self.mfact).into(), (&mut self.g).into(), (&mut self.i).into()]
     }
 
     /// The decay constants are made again, from tau, at the next step.

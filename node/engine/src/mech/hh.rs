@@ -4,7 +4,7 @@
 //! hh uses the na and k ions: it reads ena and ek (copied here from the section's ion
 //! parameters) and writes ina and ik.
 
-use super::col::Col;
+use super::col::{Col, ColMut};
 use super::block::{Base, Cx, Rates as Shared};
 use super::{ion, Allowed, Field, MechDef, MechKind, DV};
 
@@ -381,8 +381,8 @@ impl Hh {
         [&p[0], &p[1], &p[2], &p[3], &p[4], &p[5], &self.m, &self.h, &self.n, &self.ina, &self.ik, &self.il, &self.gna, &self.gk]
     }
 
-    pub fn columns_mut(&mut self) -> [&mut [f64]; 14] {
+    pub fn columns_mut(&mut self) -> [ColMut<'_>; 14] {
         let [a, b, c, d, e, f] = &mut self.p;
-        [a, b, c, d, e, f, &mut self.m, &mut self.h, &mut self.n, &mut self.ina, &mut self.ik, &mut self.il, &mut self.gna, &mut self.gk]
+        [a.into(), b.into(), c.into(), d.into(), e.into(), f.into(), (&mut self.m).into(), (&mut self.h).into(), (&mut self.n).into(), (&mut self.ina).into(), (&mut self.ik).into(), (&mut self.il).into(), (&mut self.gna).into(), (&mut self.gk).into()]
     }
 }

@@ -1,7 +1,7 @@
 //! IClamp: NEURON's current pulse (`stim.mod`), an ELECTRODE_CURRENT of `amp` nA from `del`
 //! for `dur` ms.
 
-use super::col::Col;
+use super::col::{Col, ColMut};
 use super::block::{Base, Cx};
 use super::{Allowed, Field, MechDef, MechKind};
 
@@ -70,8 +70,8 @@ impl IClamp {
         [&self.p[0], &self.p[1], &self.p[2], &self.mfact, &self.i]
     }
 
-    pub fn columns_mut(&mut self) -> [&mut [f64]; 5] {
+    pub fn columns_mut(&mut self) -> [ColMut<'_>; 5] {
         let [del, dur, amp] = &mut self.p;
-        [del, dur, amp, &mut self.mfact, &mut self.i]
+        [del.into(), dur.into(), amp.into(), (&mut self.mfact).into(), (&mut self.i).into()]
     }
 }

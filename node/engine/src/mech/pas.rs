@@ -1,6 +1,6 @@
 //! pas: NEURON's passive leak (`pas.mod`), `i = g*(v - e)`.
 
-use super::col::Col;
+use super::col::{Col, ColMut};
 use super::block::{Base, Cx};
 use super::{lanes, Allowed, Field, MechDef, MechKind};
 
@@ -55,8 +55,8 @@ impl Pas {
         [&self.p[0], &self.p[1], &self.i]
     }
 
-    pub fn columns_mut(&mut self) -> [&mut [f64]; 3] {
+    pub fn columns_mut(&mut self) -> [ColMut<'_>; 3] {
         let [g, e] = &mut self.p;
-        [g, e, &mut self.i]
+        [g.into(), e.into(), (&mut self.i).into()]
     }
 }

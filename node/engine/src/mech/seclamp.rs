@@ -3,7 +3,7 @@
 //! ELECTRODE_CURRENT `i = (vc - v)/rs` (positive depolarizes), off (i = 0) after the last
 //! level. The current is computed again with the new v after each step (its SOLVE icur).
 
-use super::col::Col;
+use super::col::{Col, ColMut};
 use super::block::{Base, Cx};
 use super::{Allowed, Field, MechDef, MechKind, DV};
 
@@ -138,8 +138,8 @@ impl SEClamp {
         [&p[0], &p[1], &p[2], &p[3], &p[4], &p[5], &p[6], &self.mfact, &self.i, &self.vc, &self.tc2, &self.tc3, &self.on]
     }
 
-    pub fn columns_mut(&mut self) -> [&mut [f64]; 13] {
+    pub fn columns_mut(&mut self) -> [ColMut<'_>; 13] {
         let [a, b, c, d, e, f, g] = &mut self.p;
-        [a, b, c, d, e, f, g, &mut self.mfact, &mut self.i, &mut self.vc, &mut self.tc2, &mut self.tc3, &mut self.on]
+        [a.into(), b.into(), c.into(), d.into(), e.into(), f.into(), g.into(), (&mut self.mfact).into(), (&mut self.i).into(), (&mut self.vc).into(), (&mut self.tc2).into(), (&mut self.tc3).into(), (&mut self.on).into()]
     }
 }

@@ -244,8 +244,8 @@ impl VClamp {
     }
 
     pub fn load(&mut self, at: usize, i: &mut dyn FnMut() -> f64) {
-        self.p.iter_mut().for_each(|p| p[at] = i());
-        self.mfact[at] = i();
+        self.p.iter_mut().for_each(|p| p.set(at, i()));
+        self.mfact.set(at, i());
         self.s[at].load(i);
     }
 }

@@ -16,6 +16,7 @@
 //! The layout, in order (f64 as its IEEE bits, bool as 0 or 1, a list as its length then its
 //! items), is documented in docs/snapshots.md; `STATE_FORMAT` numbers it.
 
+use crate::mech::col::ColMut;
 use super::queue::{Event, EventKind};
 use super::{AfterFire, Phase, Resume, Sim, Spike, Target, Window};
 use crate::error::{Error, Result};
@@ -524,24 +525,24 @@ impl Sim {
             let nodes = section_nodes(tile, j, root);
             r.expect(nodes.len(), "nodes")?;
             for k in 0..5 {
-                let arr: &mut [f64] = match k {
-                    0 => &mut tile.v,
-                    1 => &mut tile.area,
-                    2 => &mut tile.rinv,
-                    3 => &mut tile.a,
-                    _ => &mut tile.b,
+                let mut arr: ColMut = match k {
+                    0 => (&mut tile.v).into(),
+                    1 => (&mut tile.area).into(),
+                    2 => (&mut tile.rinv).into(),
+                    3 => (&mut tile.a).into(),
+                    _ => (&mut tile.b).into(),
                 };
                 for nd in nodes.clone() {
-                    arr[nd * n + lane] = r.f()?;
+                    arr.set(nd * n + lane, r.f()?);
                 }
             }
             let caps = tile.template.cap_range(j);
             r.expect(caps.len(), "capacitance nodes")?;
             for c in caps {
-                tile.cm[c * n + lane] = r.f()?;
+                tile.cm.set(c * n + lane, r.f()?);
             }
             let x = j * n + lane;
-            tile.thresh[x] = r.f()?;
+            tile.thresh.set(x, r.f()?);
             tile.above[x] = r.b()?;
             tile.flag[x] = r.b()?;
             // Cheap and always right: `crossings` compares every detector of the tile again.
