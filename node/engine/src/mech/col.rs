@@ -3,8 +3,9 @@
 //!
 //! Why: a population's tiles mostly hold the same parameter values. Every step reads every
 //! parameter column of every tile, and past a few thousand cells those reads come from the
-//! third-level cache or memory, which limits the step (measured: 10,000 seed cells cost 12%
-//! more per cell-step than 1,000, 100,000 cells 2.3x). A column whose values equal another
+//! third-level cache or memory, which limits the step (measured before: 10,000 seed cells
+//! cost 13-21% more per cell-step than 1,000, 100,000 cells 2.4-2.6x; BENCHMARKS.md "Engine
+//! core v3" has the figures after). A column whose values equal another
 //! tile's is the same allocation after `Interner::share`, so all those tiles read one copy that
 //! stays in the first-level cache. The kernels see `&[f64]` either way; a write to a shared
 //! column copies it first (copy on write), so sharing never changes a value, only where it is
