@@ -103,8 +103,10 @@ impl Interner {
     }
 
     pub fn share(&mut self, col: &mut Col) {
-        // FNV-1a over the bits: a key to find candidates, which are then compared whole.
-        let h = col.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, x| (h ^ x.to_bits()).wrapping_mul(0x0100_0000_01b3));
+        // The bits' XXH64 (as the state hash): a key to find candidates, then compared whole.
+        let mut hasher = crate::xxh64::Xxh64::new();
+        col.iter().for_each(|x| hasher.word(x.to_bits()));
+        let h = hasher.finish();
         let same = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
         let bucket = self.seen.entry((col.len(), h)).or_default();
         match bucket.iter().find(|c| same(c, &col.0)) {

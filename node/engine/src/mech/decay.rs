@@ -22,10 +22,16 @@ impl Decay {
         Decay { dt: f64::NAN, c: Col::new(n, f64::NAN), z: Col::new(n, f64::NAN) }
     }
 
-    fn make(&mut self, at: usize, tau: f64) {
+    /// `(c, z)` of one time constant for `dt`, in nocmodl's operations.
+    fn constants(dt: f64, tau: f64) -> (f64, f64) {
         let a = -1.0 / tau;
-        self.c[at] = 1.0 - crate::exp::exp(self.dt * a);
-        self.z[at] = -(0.0) / a;
+        (1.0 - crate::exp::exp(dt * a), -(0.0) / a)
+    }
+
+    fn make(&mut self, at: usize, tau: f64) {
+        let (c, z) = Decay::constants(self.dt, tau);
+        self.c[at] = c;
+        self.z[at] = z;
     }
 
     /// The constants made for `dt` (as the next step's `for_dt` would), then shared with
@@ -48,11 +54,10 @@ impl Decay {
     pub fn for_dt(&mut self, dt: f64, tau: &[f64]) {
         if self.dt.to_bits() != dt.to_bits() {
             self.dt = dt;
-            let a = tau.iter().map(|&tau| -1.0 / tau);
+            // Borrowed once for the loop (each `DerefMut` of a column checks its sharing).
             let (c, z) = (&mut *self.c, &mut *self.z);
-            for ((c, z), a) in c.iter_mut().zip(z.iter_mut()).zip(a) {
-                *c = 1.0 - crate::exp::exp(dt * a);
-                *z = -(0.0) / a;
+            for ((c, z), &tau) in c.iter_mut().zip(z.iter_mut()).zip(tau) {
+                (*c, *z) = Decay::constants(dt, tau);
             }
         }
     }

@@ -261,6 +261,11 @@ impl Cells {
 }
 
 impl Cells {
+    /// The scratch a thread needs to step any tile (`Tile::scratch_len` of the largest).
+    pub fn scratch_len(&self) -> usize {
+        self.tiles.iter().map(Tile::scratch_len).max().unwrap_or(0)
+    }
+
     /// Makes the columns a step only reads (parameters, point factors, decay constants for
     /// `dt`, axial coefficients, cm, thresholds) one allocation wherever tiles hold equal
     /// values (`mech::col`). Values do not change; called after initialization and restores,

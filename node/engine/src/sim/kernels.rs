@@ -102,13 +102,9 @@ fn run_avx2(tiles: &mut [Tile], work: Work, rates: &Rates, scratch: &mut [f64]) 
 
 /// Runs `work` over `tiles` with the kernels `k` (which must run here: see `Sim::set_kernels`).
 /// `scratch` is the calling thread's rows for the matrix of one tile at a time (`rhs` and `d`,
-/// see `Tile::advance_v`): grown here to the largest tile, never shrunk, so that a step
+/// see `Tile::advance_v`), at least `Cells::scratch_len` long: made once, so that a step
 /// allocates nothing.
-pub fn dispatch(k: Kernels, tiles: &mut [Tile], work: Work, rates: &Rates, scratch: &mut Vec<f64>) {
-    let len = tiles.iter().map(Tile::scratch_len).max().unwrap_or(0);
-    if scratch.len() < len {
-        scratch.resize(len, 0.0);
-    }
+pub fn dispatch(k: Kernels, tiles: &mut [Tile], work: Work, rates: &Rates, scratch: &mut [f64]) {
     match k {
         // SAFETY: `k` runs here (checked when it was chosen), so the CPU has these features.
         #[cfg(target_arch = "x86_64")]

@@ -365,6 +365,7 @@ impl Sim {
             signal::resolve(&model, name)?;
         }
         let cells = Cells::build(&model, threads);
+        let scratch = vec![0.0; cells.scratch_len()];
         let shares = pool::shares(&cells.tiles, threads);
         let nsec = model.sections.len();
 
@@ -464,7 +465,7 @@ impl Sim {
             limits: Limits::default(),
             delivered: 0,
             interrupt: None,
-            scratch: Vec::new(),
+            scratch,
             outputs_read: true,
             kernels: Kernels::best(),
             threads: Threads { n: threads, shares, pool: None },
@@ -736,9 +737,7 @@ impl Sim {
                         Window::Init => {
                             let (t, dt) = (self.t, self.dt_step);
                             for tile in &mut self.cells.tiles {
-                                let s = &mut self.scratch;
-                                s.resize(s.len().max(tile.scratch_len()), 0.0);
-                                tile.currents::<0>(t, dt, true, s);
+                                tile.currents::<0>(t, dt, true, &mut self.scratch);
                             }
                             sample(self);
                             self.open_window(Window::InitRecord, self.t);
@@ -799,7 +798,7 @@ impl Sim {
     fn run_kernels(&mut self, work: Work) {
         let th = &mut self.threads;
         if th.n > 1 && self.cells.tiles.len() > 1 {
-            let pool = th.pool.get_or_insert_with(|| pool::Pool::new(th.n));
+            let pool = th.pool.get_or_insert_with(|| pool::Pool::new(th.n, self.cells.scratch_len()));
             pool.run(&mut self.cells.tiles, &th.shares, work, &self.rates, self.kernels);
         } else {
             kernels::dispatch(self.kernels, &mut self.cells.tiles, work, &self.rates, &mut self.scratch);

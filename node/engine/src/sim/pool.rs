@@ -95,7 +95,7 @@ impl Shared {
     ///
     /// # Safety
     /// The caller claimed share i for the current epoch.
-    unsafe fn run_share(&self, i: usize, scratch: &mut Vec<f64>) {
+    unsafe fn run_share(&self, i: usize, scratch: &mut [f64]) {
         // SAFETY: see `Shared`'s Sync: the job is stable while the share is claimed, and the
         // shares are disjoint ranges of the tiles.
         unsafe {
@@ -109,7 +109,8 @@ impl Shared {
 
 impl Pool {
     /// A pool for `threads` threads in all (the caller and `threads - 1` workers).
-    pub fn new(threads: usize) -> Pool {
+    /// `scratch_len`: the rows each thread needs (`Cells::scratch_len`).
+    pub fn new(threads: usize, scratch_len: usize) -> Pool {
         let shared = Arc::new(Shared {
             call: Call {
                 epoch: AtomicU64::new(0),
@@ -134,11 +135,11 @@ impl Pool {
                 let s = shared.clone();
                 std::thread::Builder::new()
                     .name(format!("spikebus-step-{w}"))
-                    .spawn(move || worker(&s, w))
+                    .spawn(move || worker(&s, w, scratch_len))
                     .expect("a step thread starts")
             })
             .collect();
-        Pool { shared, workers, scratch: Vec::new() }
+        Pool { shared, workers, scratch: vec![0.0; scratch_len] }
     }
 
     pub fn threads(&self) -> usize {
@@ -192,8 +193,8 @@ impl Pool {
     }
 }
 
-fn worker(s: &Shared, me: usize) {
-    let mut scratch = Vec::new();
+fn worker(s: &Shared, me: usize, scratch_len: usize) {
+    let mut scratch = vec![0.0; scratch_len];
     let mut seen = 0u64;
     loop {
         let mut spins = 0;
