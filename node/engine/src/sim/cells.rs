@@ -513,7 +513,11 @@ impl Tile {
         for (j, &nd) in self.det_nodes.iter().enumerate() {
             let v = &self.v[nd as usize * n..(nd as usize + 1) * n];
             let (above, flag) = (&mut self.above[j * n..(j + 1) * n], &self.flag[j * n..(j + 1) * n]);
-            self.changed |= lanes::above(above, flag, v, &self.thresh[j * n..(j + 1) * n]);
+            // Written only when true: the calling thread reads the flag after every step, and
+            // a write at every step would move its cache line between the threads twice.
+            if lanes::above(above, flag, v, &self.thresh[j * n..(j + 1) * n]) {
+                self.changed = true;
+            }
         }
     }
 
@@ -528,9 +532,10 @@ impl Tile {
     /// The threshold detectors with a spike (above now, not at the last check), as model
     /// sections, into `fired`; every detector's flag follows.
     pub fn crossings(&mut self, fired: &mut Vec<u32>) {
-        if !std::mem::take(&mut self.changed) {
+        if !self.changed {
             return;
         }
+        self.changed = false;
         // Eight detectors at a time: most steps nothing changes.
         let (above, flag) = (&self.above, &mut self.flag);
         for (c, (a, f)) in above.chunks(8).zip(flag.chunks_mut(8)).enumerate() {
