@@ -76,7 +76,7 @@ fn runs_recording_no_currents_are_neurons_too() {
     for threads in ["1", "2"] {
         let dir = tempfile::tempdir().unwrap();
         let args = ["run", "--set", "soma.threshold=0", "--record", "soma.v,soma.n_hh", "--threads", threads, "--out"];
-        run_ok(spikebus().args(args).arg(dir.path()));
+        run_ok(spikebus().args(args).arg(dir.path()).env("SPIKEBUS_PARALLEL_MIN_WORK", "0"));
         let (header, rows) = read_csv(&dir.path().join("traces.csv"));
         assert_eq!(header, ["t", "soma.v", "soma.n_hh"]);
         for name in ["soma.v", "soma.n_hh"] {
@@ -92,6 +92,81 @@ fn runs_recording_no_currents_are_neurons_too() {
         }
     }
 }
+
+/// `--threads 2` on a model too small to gain from threads steps on one, says why on stderr,
+/// and writes the same files as one thread and as the threads forced with
+/// SPIKEBUS_PARALLEL_MIN_WORK=0 (which says nothing): 20 seed cells (60 nodes, 3 tiles on 2
+/// threads), and the seed alone (one tile: threads never step it); a value of the variable
+/// that is not a number is refused before anything is written.
+#[test]
+fn small_models_step_on_one_thread_whatever_threads_says() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pop = tmp.path().join("pop20.toml");
+    std::fs::write(&pop, POP20).unwrap();
+    let run = |model: &Path, threads: &str, env: Option<&str>| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = spikebus();
+        cmd.arg("run").arg(model).args(["--set", "tstop=100", "--threads", threads, "--out"]).arg(dir.path());
+        cmd.env_remove("SPIKEBUS_PARALLEL_MIN_WORK");
+        if let Some(v) = env {
+            cmd.env("SPIKEBUS_PARALLEL_MIN_WORK", v);
+        }
+        let out = run_ok(&mut cmd);
+        let files = ["traces.csv", "spikes.csv"].map(|f| std::fs::read(dir.path().join(f)).unwrap());
+        (String::from_utf8_lossy(&out.stderr).into_owned(), files)
+    };
+    let (quiet, one) = run(&pop, "1", None);
+    assert!(!quiet.contains("one thread"), "{quiet}");
+    let (said, two) = run(&pop, "2", None);
+    assert!(said.contains("--threads 2: this model steps on one thread") && said.contains("its 60 nodes are fewer than the 512"), "{said}");
+    let (forced, two_forced) = run(&pop, "2", Some("0"));
+    assert!(!forced.contains("one thread"), "{forced}");
+    assert!(one == two && one == two_forced, "the files of 1 thread, 2 (one used) and 2 forced differ");
+    let (said, _) = run(&root().join("models/seed.toml"), "2", Some("0"));
+    assert!(said.contains("its cells fill one tile"), "{said}");
+
+    let out = spikebus()
+        .args(["run", "--threads", "2", "--out"])
+        .arg(tmp.path().join("o"))
+        .env("SPIKEBUS_PARALLEL_MIN_WORK", "lots")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SPIKEBUS_PARALLEL_MIN_WORK=lots: expected a whole number"));
+    assert!(!tmp.path().join("o").exists(), "nothing written");
+}
+
+/// 20 copies of the seed cell, each NetStim starting 1 ms after the last.
+const POP20: &str = r#"
+[template.seed.section.soma]
+L = 100.0
+diam = 500.0
+insert = ["hh"]
+
+[template.seed.point.syn]
+type = "ExpSyn"
+at = "soma(0.5)"
+tau = 20.0
+
+[template.seed.cell.ns]
+type = "NetStim"
+interval = 20.0
+number = 1e9
+
+[template.seed.netcon.nc]
+source = "ns"
+target = "syn"
+weight = 0.1
+
+[population.c]
+template = "seed"
+count = 20
+[population.c.set]
+"ns.start" = "i"
+
+[record]
+signals = ["c[0].soma.v", "c[19].soma.v", "c[7].syn.g"]
+"#;
 
 /// The built-in default and the shipped file are the same model.
 #[test]
@@ -198,7 +273,9 @@ fn threads_give_the_same_files_and_neurons_numbers() {
     let mut first: Option<(Vec<u8>, Vec<u8>)> = None;
     for threads in ["1", "2", "3"] {
         let dir = tempfile::tempdir().unwrap();
-        run_ok(spikebus().arg("run").arg(&model).args(["--threads", threads, "--out"]).arg(dir.path()));
+        // 600 nodes: more than PARALLEL_MIN_WORK, so the threads step; said to be sure.
+        let out = run_ok(spikebus().arg("run").arg(&model).args(["--threads", threads, "--out"]).arg(dir.path()).env("SPIKEBUS_PARALLEL_MIN_WORK", "0"));
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("one thread"));
         let traces = std::fs::read(dir.path().join("traces.csv")).unwrap();
         let spikes = std::fs::read(dir.path().join("spikes.csv")).unwrap();
         match &first {

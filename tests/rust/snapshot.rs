@@ -225,7 +225,7 @@ fn an_exported_snapshot_forks_into_a_second_node() {
     let out_f = tmp.path().join("f");
     let mut cmd = std::process::Command::new(crate::bin());
     cmd.args(["run", "--from-snapshot", file.to_str().unwrap(), "--threads", "2", "--control", "tcp://127.0.0.1:0"]);
-    cmd.args(["--out", out_f.to_str().unwrap()]);
+    cmd.args(["--out", out_f.to_str().unwrap()]).env("SPIKEBUS_PARALLEL_MIN_WORK", "0");
     let fork = Node::spawn(cmd);
     let mut c = Client::connect(fork.control.as_deref().unwrap());
     let hello = c.hello();

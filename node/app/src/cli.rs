@@ -511,7 +511,7 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
             }
             source.record = model.record.clone();
             source.record_dt = model.record_dt;
-            let mut sim = Sim::with_threads(model, usize::from(threads))?;
+            let mut sim = sim_with_threads(model, usize::from(threads))?;
             sim.set_limits(Limits {
                 max_steps: limits.max_steps,
                 max_events_per_step: limits.max_events_per_step,
@@ -713,4 +713,34 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
             Ok(0)
         }
     }
+}
+
+/// The environment variable that sets the least step work for which `--threads` is used
+/// (`spikebus_engine::sim::PARALLEL_MIN_WORK`; 0: always).
+pub const PARALLEL_MIN_WORK_ENV: &str = "SPIKEBUS_PARALLEL_MIN_WORK";
+
+/// A simulation of `model` on `threads` threads, the least work for threads from
+/// `SPIKEBUS_PARALLEL_MIN_WORK` if set; says on stderr when the model is too small for them
+/// (it then steps on one: the same results, sooner).
+pub fn sim_with_threads(model: spikebus_engine::Model, threads: usize) -> Result<Sim, AppError> {
+    let mut sim = Sim::with_threads(model, threads)?;
+    if let Some(v) = std::env::var_os(PARALLEL_MIN_WORK_ENV) {
+        let work = v.to_str().and_then(|v| v.trim().parse::<usize>().ok()).ok_or_else(|| {
+            AppError::Usage(format!("{PARALLEL_MIN_WORK_ENV}={}: expected a whole number (0: always use --threads)", v.to_string_lossy()))
+        })?;
+        sim.set_parallel_min_work(work);
+    }
+    if threads > 1 && sim.step_threads() == 1 {
+        let why = if sim.tile_count() <= 1 {
+            "its cells fill one tile (a thread steps whole tiles of like cells)".to_string()
+        } else {
+            format!(
+                "its {} nodes are fewer than the {} from which more threads are faster (set {PARALLEL_MIN_WORK_ENV}=0 to use them anyway)",
+                sim.step_work(),
+                sim.parallel_min_work()
+            )
+        };
+        eprintln!("spikebus: --threads {threads}: this model steps on one thread, the same results sooner: {why}");
+    }
+    Ok(sim)
 }

@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::path::Path;
 
-use spikebus_engine::{Limits, Sim};
+use spikebus_engine::Limits;
 use spikebus_protocol::{self as proto, Action};
 
 use crate::control_log::{self, Applied, Entry, Log};
@@ -44,7 +44,7 @@ pub fn replay(opts: &ReplayOptions, stop: &Stop) -> Result<RunSummary, AppError>
     let mut model = crate::cli::model_of(&header.model)?;
     model.record = header.model.record.clone();
     model.record_dt = header.model.record_dt;
-    let mut sim = Sim::with_threads(model, opts.threads)?;
+    let mut sim = crate::cli::sim_with_threads(model, opts.threads)?;
     let l = header.limits;
     sim.set_limits(Limits { max_steps: l.max_steps, max_events_per_step: l.max_events_per_step, max_queue: l.max_queue })?;
     let start = match (&header.from_snapshot, opts.from_snapshot) {

@@ -324,6 +324,10 @@ struct Threads {
     n: usize,
     /// Each thread's tiles.
     shares: Vec<Range<usize>>,
+    /// A step's work: nodes over all cells.
+    work: usize,
+    /// The least `work` for which the steps use the threads (`PARALLEL_MIN_WORK`).
+    min_work: usize,
     /// Started at the first step that uses it.
     pool: Option<pool::Pool>,
 }
@@ -331,7 +335,7 @@ struct Threads {
 impl Clone for Threads {
     /// A copy has its own threads, started when it first steps.
     fn clone(&self) -> Self {
-        Threads { n: self.n, shares: self.shares.clone(), pool: None }
+        Threads { n: self.n, shares: self.shares.clone(), work: self.work, min_work: self.min_work, pool: None }
     }
 }
 
@@ -344,6 +348,13 @@ impl std::fmt::Debug for Threads {
 
 /// The most threads a simulation takes.
 pub const MAX_THREADS: usize = 256;
+
+/// The least work per step (nodes, over all cells; the seed cell has 3) for which the steps
+/// run on more than one thread. Starting the threads and waiting for them costs
+/// 0.25-1.5 µs per step on a 2-vCPU machine (the host decides how far apart its vCPUs are);
+/// below about 170 seed cells that is more than the second thread saves (`step_time`, 1 and 2
+/// threads: 128 cells 9.3 against 10.1 ns per cell-step, 256 cells 8.8 against 6.1).
+pub const PARALLEL_MIN_WORK: usize = 512;
 
 impl Sim {
     /// Builds a simulation of `model`; `advance` (or `initialize`, then `step`) runs it.
@@ -367,6 +378,7 @@ impl Sim {
         let cells = Cells::build(&model, threads);
         let scratch = vec![0.0; cells.scratch_len()];
         let shares = pool::shares(&cells.tiles, threads);
+        let work = cells.tiles.iter().map(|t| t.v.len()).sum();
         let nsec = model.sections.len();
 
         let mut arts: Vec<ArtBlock> = vec![];
@@ -468,7 +480,7 @@ impl Sim {
             scratch,
             outputs_read: true,
             kernels: Kernels::best(),
-            threads: Threads { n: threads, shares, pool: None },
+            threads: Threads { n: threads, shares, work, min_work: PARALLEL_MIN_WORK, pool: None },
             model,
         };
         sim.refresh_all();
@@ -794,10 +806,10 @@ impl Sim {
         }
     }
 
-    /// Runs the step kernels over every tile, on the simulation's threads.
+    /// Runs the step kernels over every tile, on the simulation's threads (`step_threads`).
     fn run_kernels(&mut self, work: Work) {
-        let th = &mut self.threads;
-        if th.n > 1 && self.cells.tiles.len() > 1 {
+        if self.step_threads() > 1 {
+            let th = &mut self.threads;
             let pool = th.pool.get_or_insert_with(|| pool::Pool::new(th.n, self.cells.scratch_len()));
             pool.run(&mut self.cells.tiles, &th.shares, work, &self.rates, self.kernels);
         } else {
@@ -805,9 +817,38 @@ impl Sim {
         }
     }
 
-    /// The threads that run the steps.
+    /// The threads the simulation was given.
     pub fn threads(&self) -> usize {
         self.threads.n
+    }
+
+    /// The threads the steps run on: `threads()`, or one when a step's work (`step_work`) is
+    /// below the least that pays for more (`PARALLEL_MIN_WORK`, see `set_parallel_min_work`)
+    /// or there is one tile. Which changes no result.
+    pub fn step_threads(&self) -> usize {
+        let th = &self.threads;
+        if th.n > 1 && self.cells.tiles.len() > 1 && th.work >= th.min_work { th.n } else { 1 }
+    }
+
+    /// The tiles the cells are in (a thread steps whole tiles).
+    pub fn tile_count(&self) -> usize {
+        self.cells.tiles.len()
+    }
+
+    /// A step's work: nodes over all cells.
+    pub fn step_work(&self) -> usize {
+        self.threads.work
+    }
+
+    /// The least step work for which the steps use the threads.
+    pub fn parallel_min_work(&self) -> usize {
+        self.threads.min_work
+    }
+
+    /// The least step work for which the steps use the threads (`PARALLEL_MIN_WORK` unless
+    /// set; 0: whenever there are two tiles).
+    pub fn set_parallel_min_work(&mut self, work: usize) {
+        self.threads.min_work = work;
     }
 
     /// After the states: the step is complete, its sample, then the events due by t_{n+1}.
