@@ -53,7 +53,8 @@ enum Command {
         #[arg(long, value_name = "DIR", default_value = "out")]
         out: PathBuf,
         /// Threads that run the steps (the results are the same, bit for bit, for every
-        /// number); at most 256.
+        /// number); at most 256. A model of fewer than 512 nodes steps on one (faster; said
+        /// on stderr; SPIKEBUS_PARALLEL_MIN_WORK=N moves the bound, 0: always N threads).
         #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
         threads: u16,
         /// Start from a snapshot file (written by `export`): its model, its state, its sync
