@@ -115,7 +115,7 @@ fn spikes_by_source(sim: &mut Sim) -> BTreeMap<String, Vec<f64>> {
     spikes
 }
 
-fn run_variant(g: &Golden, kernels: Kernels, threads: usize, outputs_read: bool) -> Run {
+fn run_variant(g: &Golden, kernels: Kernels, threads: usize, outputs_read: bool, windows: bool) -> Run {
     let path = root().join(&g.model);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     // Files the model refers to (an SWC file) are read relative to it, as the CLI does.
@@ -146,6 +146,9 @@ fn run_variant(g: &Golden, kernels: Kernels, threads: usize, outputs_read: bool)
     });
     let refs: Vec<_> = g.signals[1..].iter().map(|s| sim.signal(s).unwrap_or_else(|e| panic!("{e}"))).collect();
     let traces: Vec<Vec<f64>> = vec![Vec::with_capacity(g.steps + 1); g.signals.len()];
+    if windows {
+        sim.set_windows(Some(&refs));
+    }
     let mut rec = Recording { refs, traces, clock: g.record_dt.map(DtClock::new) };
     // The seed document's callback runs in extra_scatter_gather: inside every step, where
     // h.t is still t_n.
@@ -191,20 +194,27 @@ fn spike_failures(what: &str, got: &BTreeMap<String, Vec<f64>>, want: &BTreeMap<
 /// Checks a variant with every instruction set of the step kernels this CPU runs, on one
 /// thread, and with the best of them on 2 and 3 threads; then as a free run that reads no
 /// current outputs runs it (`Sim::set_outputs_read(false)`: every other signal, the spikes
-/// and the final values must still be NEURON's).
+/// and the final values must still be NEURON's); then, where nothing but the sampling looks
+/// at a boundary (no callback, no record clock), in windows of steps (`Sim::set_windows`) on
+/// 1 and 2 threads, outputs read and not.
 fn check_variant(name: &str) {
     let g = load_golden(name);
     for k in Kernels::ALL.into_iter().filter(|k| k.runs_here()) {
-        check_run(name, &g, k, 1, true);
+        check_run(name, &g, k, 1, true, false);
     }
     for threads in [2, 3] {
-        check_run(name, &g, Kernels::best(), threads, true);
+        check_run(name, &g, Kernels::best(), threads, true, false);
     }
-    check_run(name, &g, Kernels::best(), 1, false);
+    check_run(name, &g, Kernels::best(), 1, false, false);
+    if g.callback.is_none() && g.record_dt.is_none() {
+        for (threads, outputs_read) in [(1, true), (2, false)] {
+            check_run(name, &g, Kernels::best(), threads, outputs_read, true);
+        }
+    }
 }
 
-fn check_run(name: &str, g: &Golden, kernels: Kernels, threads: usize, outputs_read: bool) {
-    let run = run_variant(g, kernels, threads, outputs_read);
+fn check_run(name: &str, g: &Golden, kernels: Kernels, threads: usize, outputs_read: bool, windows: bool) {
+    let run = run_variant(g, kernels, threads, outputs_read, windows);
     let mut failures = vec![];
     for (k, sig) in g.signals.iter().enumerate() {
         if !outputs_read && k > 0 && run.sim.is_current_output(run.sim.signal(sig).unwrap()) {
@@ -237,10 +247,14 @@ fn check_run(name: &str, g: &Golden, kernels: Kernels, threads: usize, outputs_r
     let k = kernels.name();
     assert!(
         failures.is_empty(),
-        "variant {name} ({k} kernels, {threads} threads{}) differs from NEURON 9.0.2:\n  {}",
+        "variant {name} ({k} kernels, {threads} threads{}{}) differs from NEURON 9.0.2:\n  {}",
         if outputs_read { "" } else { ", outputs unread" },
+        if windows { format!(", {} windows", run.sim.windows_run()) } else { String::new() },
         failures.join("\n  ")
     );
+    if windows {
+        eprintln!("{name}: {threads} thread(s), {} windows", run.sim.windows_run());
+    }
 }
 
 macro_rules! golden {

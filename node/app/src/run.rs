@@ -198,6 +198,9 @@ pub struct Session {
     out_dir: Option<PathBuf>,
     sets: Vec<String>,
     bar: indicatif::ProgressBar,
+    /// The step from which the bar moves next (every 1,024 steps; a window of steps may
+    /// pass over a multiple).
+    bar_next: u64,
     started: Option<Instant>,
     /// The last pause was a step boundary (the next `advance` begins a step).
     at_boundary: bool,
@@ -279,6 +282,7 @@ impl Session {
             out_dir: opts.out_dir.clone(),
             sets: opts.sets.clone(),
             bar,
+            bar_next: 0,
             started: None,
             at_boundary: false,
             columns,
@@ -312,6 +316,17 @@ impl Session {
         let stream = self.rec.stream.as_ref().map_or(&[][..], |s| &s.refs[..]);
         let hashes = (self.hash_every > 0 && self.rec.stream.is_some()) || self.log.is_some() || self.expect.is_some();
         hashes || self.rec.refs.iter().chain(stream).any(|&r| self.sim.is_current_output(r))
+    }
+
+    /// What a free run samples at every step, if that is all it does at a step boundary: no
+    /// stream, record clock (`[record] dt`), state hashes or replay. None: it needs every
+    /// boundary.
+    fn window_signals(&self) -> Option<Vec<SignalRef>> {
+        let hashes = self.hash_every > 0 || self.log.is_some() || self.expect.is_some();
+        if hashes || self.rec.stream.is_some() || self.rec.clock.is_some() {
+            return None;
+        }
+        Some(self.rec.refs.clone())
     }
 
     pub fn source_name(&self, i: u32) -> &str {
@@ -349,9 +364,10 @@ impl Session {
             // After the spikes are taken: the state as the sync report there sees it.
             self.on_boundary();
             let n = self.sim.step_index();
-            if n.is_multiple_of(1024) {
+            if n >= self.bar_next {
                 self.bar.set_position(n);
                 self.bar.set_message(format!("{:.1}", self.sim.t()));
+                self.bar_next = n - n % 1024 + 1024;
             }
         }
         (pause, &self.fresh)
@@ -659,6 +675,11 @@ pub fn free_run(mut session: Session, wait_subscribers: usize, stop: &Stop) -> R
     // Nobody pauses a free run to read the state: outputs nothing here reads are skipped.
     let read = session.reads_outputs();
     session.sim.set_outputs_read(read);
+    // Nothing here looks at a boundary but the recorder: the engine may run several steps
+    // per `advance` (windows).
+    if let Some(sampled) = session.window_signals() {
+        session.sim.set_windows(Some(&sampled));
+    }
     session.announce(wait_subscribers, stop)?;
     loop {
         match session.advance().0 {

@@ -416,3 +416,87 @@ fn unread_outputs_change_nothing_else() {
     assert_eq!(spikes[0], spikes[1]);
     assert_eq!(sims[0].state_words(), sims[1].state_words(), "the last step wrote the outputs");
 }
+
+/// Windows of steps (`Sim::set_windows`) change nothing: the 200-cell network (NetCons of 1 to
+/// 2.5 ms from the detectors, NetStims) run in windows on 1 and 2 threads gives, at every
+/// step, the sampled signals of a run one step per `advance`, bit for bit, the same spikes in
+/// the same order and the same final state. The windows ran, on both threads, and their
+/// crossings were fired after them (the network's cells spike inside windows).
+#[test]
+fn windows_change_nothing() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/models/network200.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let model = parse_model(&text, "network200.toml").unwrap();
+    // Signals of the first tile, which the calling thread steps in a window.
+    let names = ["p[0].soma.v", "p[1].dend(0.1).v", "p[7].esyn.g", "p[7].isyn.g", "p[2].soma.m_hh"];
+    let run = |threads: usize, windows: bool| {
+        let mut sim = Sim::with_threads(model.clone(), threads).unwrap();
+        sim.set_parallel_min_work(0);
+        let refs: Vec<_> = names.iter().map(|n| sim.signal(n).unwrap()).collect();
+        if windows {
+            sim.set_windows(Some(&refs));
+        }
+        let mut samples: Vec<(u64, u64, Vec<u64>)> = vec![];
+        let mut boundaries = 0;
+        loop {
+            let pause = sim.advance(&mut |s: &Sim| {
+                samples.push((s.step_index(), s.t().to_bits(), refs.iter().map(|&r| s.value(r).to_bits()).collect()))
+            });
+            match pause {
+                spikebus_engine::Pause::Boundary(b) if b.end => break,
+                spikebus_engine::Pause::Boundary(_) => boundaries += 1,
+                p => panic!("{p:?}"),
+            }
+        }
+        let mut spikes = vec![];
+        sim.take_spikes(&mut spikes);
+        (samples, spikes, sim.state_words(), sim.windows_run(), boundaries, sim.step_threads())
+    };
+    let (want, want_spikes, want_state, none, steps, _) = run(1, false);
+    assert_eq!(none, 0);
+    assert_eq!(want.len(), 8001, "t = 0 and 8000 steps");
+    for threads in [1, 2] {
+        let (got, spikes, state, windows, boundaries, used) = run(threads, true);
+        assert_eq!(used, threads);
+        assert!(windows > 100 && boundaries < steps - 1000, "{threads} threads: {windows} windows, {boundaries} boundaries");
+        let first = got.iter().zip(&want).position(|(a, b)| a != b);
+        assert!(got == want, "{threads} threads: the samples differ from step {first:?}");
+        assert!(spikes.len() > 1000);
+        assert!(spikes == want_spikes, "{threads} threads: the spikes differ");
+        assert!(state == want_state, "{threads} threads: the final state differs");
+    }
+}
+
+/// A spike found inside a window reaches its target in time: one NetStim event makes cell a
+/// spike, whose NetCon (1 ms) makes b spike; with nothing else queued the windows would be
+/// long, and a window must end before the spike's event is due (fired after the window, it
+/// would otherwise arrive late). b's v at every step and every spike as one step at a time.
+#[test]
+fn windows_end_before_a_spike_inside_is_due() {
+    let text = "[run]\ntstop = 60.0\n\
+                [section.a]\ninsert = [\"hh\"]\n[section.b]\ninsert = [\"hh\"]\n\
+                [point.sa]\ntype = \"ExpSyn\"\nat = \"a(0.5)\"\ntau = 5.0\n[point.sb]\ntype = \"ExpSyn\"\nat = \"b(0.5)\"\ntau = 5.0\n\
+                [cell.ns]\ntype = \"NetStim\"\nstart = 5.0\nnumber = 1\n\
+                [netcon.in]\nsource = \"ns\"\ntarget = \"sa\"\nweight = 0.5\n\
+                [netcon.ab]\nsource = \"a\"\ntarget = \"sb\"\ndelay = 1.0\nweight = 0.5\n";
+    let model = parse_model(text, "m").unwrap();
+    let run = |windows: bool| {
+        let mut sim = Sim::new(model.clone()).unwrap();
+        let refs = [sim.signal("b.v").unwrap()];
+        if windows {
+            sim.set_windows(Some(&refs));
+        }
+        let mut v = vec![];
+        while !matches!(sim.advance(&mut |s: &Sim| v.push(s.value(refs[0]).to_bits())), spikebus_engine::Pause::Boundary(b) if b.end) {}
+        let mut spikes = vec![];
+        sim.take_spikes(&mut spikes);
+        (v, spikes, sim.windows_run())
+    };
+    let (want, want_spikes, _) = run(false);
+    let (got, spikes, windows) = run(true);
+    assert!(windows > 2, "{windows} windows");
+    let names: Vec<_> = want_spikes.iter().map(|s| s.source).collect();
+    assert_eq!(names, [2, 0, 1], "ns, then a, then b spike");
+    assert!(spikes == want_spikes, "{spikes:?} against {want_spikes:?}");
+    assert!(got == want, "b's v differs from step {:?}", got.iter().zip(&want).position(|(a, b)| a != b));
+}

@@ -162,6 +162,9 @@ pub struct Tile {
     /// Some detector's `above` may differ from its `flag` (false: `crossings` has nothing to
     /// do).
     pub changed: bool,
+    /// The crossings found inside a window of steps (`Work::Window`): the window's step after
+    /// which each was found, and its model section; fired by the calling thread after it.
+    pub window_fired: Vec<(u32, u32)>,
 }
 
 /// Every cell of a model, in tiles, and where each section and point process went.
@@ -396,6 +399,7 @@ impl Tile {
             above: vec![false; ndet],
             flag: vec![false; ndet],
             changed: true,
+            window_fired: vec![],
             template,
         }
     }
@@ -532,6 +536,19 @@ impl Tile {
     /// The threshold detectors with a spike (above now, not at the last check), as model
     /// sections, into `fired`; every detector's flag follows.
     pub fn crossings(&mut self, fired: &mut Vec<u32>) {
+        self.crossings_into(|s| fired.push(s));
+    }
+
+    /// `crossings` inside a window of steps: into `window_fired`, as found after the window's
+    /// step `j`.
+    pub fn window_crossings(&mut self, j: u32) {
+        let mut out = std::mem::take(&mut self.window_fired);
+        self.crossings_into(|s| out.push((j, s)));
+        self.window_fired = out;
+    }
+
+    #[inline(always)]
+    fn crossings_into(&mut self, mut fire: impl FnMut(u32)) {
         if !self.changed {
             return;
         }
@@ -544,8 +561,7 @@ impl Tile {
             }
             for (k, (&a, f)) in a.iter().zip(f.iter_mut()).enumerate() {
                 if a && !*f {
-                    let x = c * 8 + k;
-                    fired.push(self.secs[x]);
+                    fire(self.secs[c * 8 + k]);
                 }
                 *f = a;
             }

@@ -59,6 +59,10 @@ pub enum Work {
     Step { t: f64, dt: f64, states: bool, outputs: bool },
     /// The states of a step whose first half ran before a pause, at t = t_{n+1}.
     States { t: f64, dt: f64 },
+    /// `steps` whole steps from t = t_n, one tile after the other (nothing from outside acts
+    /// on a tile between them: see `Sim::window_steps`); the threshold crossings after each
+    /// step but the last go to the tile's `window_fired`.
+    Window { t: f64, dt: f64, steps: u32, outputs: bool },
 }
 
 #[inline(always)]
@@ -85,6 +89,20 @@ fn run_tile<const N: usize>(tile: &mut Tile, work: Work, rates: &Rates, scratch:
             }
         }
         Work::States { t, dt } => tile.states::<N>(t, dt, rates),
+        Work::Window { t, dt, steps, outputs } => {
+            let mut t = t;
+            for j in 0..steps {
+                // t as the calling thread advances it: t_n + dt/2 for the currents, then
+                // (t_n + dt/2) + dt/2.
+                let mid = t + 0.5 * dt;
+                tile.advance_v::<N>(mid, dt, outputs, scratch);
+                tile.states::<N>(mid + 0.5 * dt, dt, rates);
+                t = mid + 0.5 * dt;
+                if j + 1 < steps {
+                    tile.window_crossings(j);
+                }
+            }
+        }
     }
 }
 

@@ -43,7 +43,7 @@ use crate::error::{Error, Result};
 use crate::mech::{hh, ArtBlock, ArtCx, MechKind, Rates, MECHANISMS};
 use crate::model::{self, Model, Object, ParamRef};
 use crate::signal::{self, NodeVar, SignalSpec};
-use cells::Cells;
+use cells::{Cells, Tile};
 pub use kernels::Kernels;
 use kernels::Work;
 pub use queue::{Event, EventKind};
@@ -317,6 +317,22 @@ pub struct Sim {
     outputs_read: bool,
     kernels: Kernels,
     threads: Threads,
+    /// Windows of steps allowed (`set_windows`): whether the tiles of the sampled signals are
+    /// all in the calling thread's share (else windows run on one thread).
+    windows: Option<bool>,
+    /// The least delay of a NetCon from a section's detector (infinite: none), known since
+    /// the delays last changed.
+    det_delay: Option<f64>,
+    /// Whether some source's spike pauses the run, known since the stops last changed.
+    any_watched: Option<bool>,
+    /// The tiles of the sampled signals (sorted): inside a window they step one step at a
+    /// time, for `sample`; the other tiles one tile at a time.
+    window_sampled: Vec<u32>,
+    /// t after each step of the current window, and the crossings found in it.
+    window_t: Vec<f64>,
+    window_found: Vec<(u32, u32)>,
+    /// Windows run so far (`windows_run`).
+    windows_run: u64,
 }
 
 /// The threads that run the step kernels (one: the caller alone).
@@ -348,6 +364,12 @@ impl std::fmt::Debug for Threads {
 
 /// The most threads a simulation takes.
 pub const MAX_THREADS: usize = 256;
+
+/// A window of steps (`Sim::set_windows`) is at most this much work (nodes times steps, about
+/// 3 ms), so that a signal or a full disk is seen soon after it happens...
+const WINDOW_WORK: usize = 1 << 20;
+/// ...and at most this many steps.
+const MAX_WINDOW: usize = 1024;
 
 /// The least work per step (nodes, over all cells; the seed cell has 3) for which the steps
 /// run on more than one thread. Starting the threads and waiting for them costs
@@ -463,6 +485,13 @@ impl Sim {
             geometry_dirty: true,
             stops: Stops { on_spike: vec![false; nsrc], ..Stops::default() },
             sections_watched: None,
+            windows: None,
+            det_delay: None,
+            any_watched: None,
+            window_sampled: vec![],
+            window_t: vec![],
+            window_found: vec![],
+            windows_run: 0,
             phase: Phase::Built,
             now: 0.0,
             hoc_t: 0.0,
@@ -579,7 +608,10 @@ impl Sim {
                 }
             }
             ParamRef::NetCon { netcon, field } => match field {
-                model::NC_DELAY => self.nets.delay[netcon] = self.model.netcons[netcon].delay,
+                model::NC_DELAY => {
+                    self.nets.delay[netcon] = self.model.netcons[netcon].delay;
+                    self.det_delay = None;
+                }
                 model::NC_WEIGHT => self.nets.weight[netcon] = self.model.netcons[netcon].weight,
                 _ => {
                     let s = self.model.netcon_source_section(netcon).expect("resolved: a section source");
@@ -700,6 +732,7 @@ impl Sim {
     /// The pauses to make from now on (`on_spike` has one entry per spike source).
     pub fn stops_mut(&mut self) -> &mut Stops {
         self.sections_watched = None;
+        self.any_watched = None;
         &mut self.stops
     }
 
@@ -796,6 +829,13 @@ impl Sim {
                     if let Some(spike) = self.check_thresholds(first) {
                         return self.pause_spike(spike);
                     }
+                    if first == 0 {
+                        let k = self.window_steps();
+                        if k >= 2 {
+                            self.run_window(k, sample);
+                            continue;
+                        }
+                    }
                     self.open_window(Window::StepStart, self.t + 0.5 * self.dt_step);
                 }
                 Phase::ScatterGather => {
@@ -849,6 +889,170 @@ impl Sim {
     /// set; 0: whenever there are two tiles).
     pub fn set_parallel_min_work(&mut self, work: usize) {
         self.threads.min_work = work;
+    }
+
+    /// Lets `advance` run several steps at once (a window) where nothing but `sample` looks
+    /// at a step boundary: `Some(signals)`, the signals `sample` reads (besides t and the step
+    /// index); None: one step per `advance` (the default). The caller must not need the
+    /// boundaries inside a window: a free run with no sync points, stream, state hash or
+    /// record clock. Results are the same either way, bit for bit.
+    ///
+    /// A window is a run of steps in which no event is delivered (the queue's first event
+    /// is later than the window) and no spike found inside can deliver one (every NetCon of a
+    /// section detector is slower than the window); with nothing paused, played or watched.
+    /// Its steps do everything a step does, in the same order for each cell; the detectors'
+    /// crossings found inside are fired after it, in step and then section order (as the
+    /// steps would have fired them: nothing else enters the queue in between). On threads,
+    /// each worker runs its share for the whole window, one tile after the other (a tile's
+    /// data stays in cache across the steps), and the calling thread the tiles of the sampled
+    /// signals step by step, sampling after each, then the rest of its share as the workers
+    /// do: one start and one wait per window instead of per step.
+    pub fn set_windows(&mut self, sampled: Option<&[SignalRef]>) {
+        let mut tiles: Vec<u32> = sampled
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|r| match *r {
+                SignalRef::V { tile, .. } | SignalRef::Var { tile, .. } => Some(tile),
+                SignalRef::Cell { .. } => None,
+            })
+            .collect();
+        tiles.sort_unstable();
+        tiles.dedup();
+        self.window_sampled = tiles;
+        self.windows = sampled.map(|refs| {
+            let own = self.threads.shares[0].clone();
+            refs.iter().all(|r| match *r {
+                SignalRef::V { tile, .. } | SignalRef::Var { tile, .. } => own.contains(&(tile as usize)),
+                SignalRef::Cell { .. } => true,
+            })
+        });
+    }
+
+    /// How many windows of steps this simulation has run (see `set_windows`).
+    pub fn windows_run(&self) -> u64 {
+        self.windows_run
+    }
+
+    /// The steps of a window that can start here (after the thresholds of step n were
+    /// checked, before its first deliveries): 0 when none can.
+    fn window_steps(&mut self) -> u32 {
+        // On threads, the calling thread must be the one stepping the sampled tiles.
+        match self.windows {
+            None => return 0,
+            Some(false) if self.step_threads() > 1 => return 0,
+            Some(_) => {}
+        }
+        let watched = *self.any_watched.get_or_insert_with(|| self.stops.on_spike.contains(&true));
+        if watched || self.stops.scatter_gather > 0 || self.stops.every > 0 || !self.plays.continuous.is_empty() || self.resume.is_some() {
+            return 0;
+        }
+        let dt = self.dt_step;
+        let nsec = self.det.x.len();
+        let (nets, det_delay) = (&self.nets, &mut self.det_delay);
+        let delay = *det_delay.get_or_insert_with(|| {
+            let ncs = &nets.by_source[..nets.source_range.get(nsec.wrapping_sub(1)).map_or(0, |r| r.end)];
+            ncs.iter().map(|&nc| nets.delay[nc as usize]).fold(f64::INFINITY, f64::min)
+        });
+        // A spike found after step j of the window is fired at t_{n+j+1}: its events must be
+        // due after the window's last delivery (t_{n+k-1} + dt/2); a step's margin more.
+        let by_delay = if delay.is_finite() { (delay / dt).floor() - 1.0 } else { f64::INFINITY };
+        let by_work = (WINDOW_WORK / self.threads.work.max(1)).clamp(2, MAX_WINDOW) as f64;
+        let most = by_delay.min(by_work).max(0.0) as u32;
+        let (least, tstop, run_dt) = (self.queue.least_t(), self.model.run.tstop, self.model.run.dt);
+        let (mut t, mut k) = (self.t, 0);
+        while k < most {
+            // Step k delivers the events due by t + dt/2 first (and, inside the window, those
+            // due by its end, which the next step's test covers); the run's last step writes
+            // every output (see `advance`): not in a window.
+            let mid = t + 0.5 * dt;
+            let next = mid + 0.5 * dt;
+            if least <= mid || next >= tstop - run_dt / 2.0 {
+                break;
+            }
+            t = next;
+            k += 1;
+        }
+        k
+    }
+
+    /// Runs `k` whole steps from here (see `set_windows`), ending where a step ends, before
+    /// the events due by its end are delivered.
+    fn run_window(&mut self, k: u32, sample: &mut impl FnMut(&Sim)) {
+        let (t0, dt) = (self.t, self.dt_step);
+        self.windows_run += 1;
+        let outputs = self.outputs_read;
+        let ntiles = self.cells.tiles.len();
+        // The tiles are reached through this pointer only until the window ends: the workers
+        // step their shares meanwhile, so no reference to all of them may exist (`value`
+        // reads one tile at a time).
+        let base = self.cells.tiles.as_mut_ptr();
+        let threaded = self.step_threads() > 1;
+        let own = if threaded {
+            let th = &mut self.threads;
+            let pool = th.pool.get_or_insert_with(|| pool::Pool::new(th.n, self.cells.scratch_len()));
+            let work = Work::Window { t: t0, dt, steps: k, outputs };
+            // SAFETY: until `join`, this thread touches only its share's tiles (below) and
+            // reads the sampled signals, which are in that share (`window_steps`).
+            unsafe { pool.start_others(base, ntiles, &th.shares, work, &self.rates, self.kernels) };
+            th.shares[0].clone()
+        } else {
+            0..ntiles
+        };
+        self.window_t.clear();
+        let sampled = std::mem::take(&mut self.window_sampled);
+        for j in 0..k {
+            if j > 0 {
+                self.begin_step();
+            }
+            self.t += 0.5 * dt;
+            for &i in &sampled {
+                let i = i as usize;
+                debug_assert!(own.contains(&i));
+                // SAFETY: a tile of this thread's share (see above).
+                let tile = unsafe { &mut *base.add(i) };
+                let one = std::slice::from_mut(tile);
+                kernels::dispatch(self.kernels, one, Work::Step { t: self.t, dt, states: true, outputs }, &self.rates, &mut self.scratch);
+                if j + 1 < k {
+                    one[0].window_crossings(j);
+                }
+            }
+            self.t += 0.5 * dt;
+            self.window_t.push(self.t);
+            self.step += 1;
+            sample(self);
+        }
+        // The rest of this thread's share, one tile after the other.
+        let window = Work::Window { t: t0, dt, steps: k, outputs };
+        let mut from = own.start;
+        for stop in sampled.iter().map(|&i| i as usize).chain(std::iter::once(own.end)) {
+            if stop > from {
+                // SAFETY: tiles of this thread's share, none of them sampled.
+                let tiles = unsafe { std::slice::from_raw_parts_mut(base.add(from), stop - from) };
+                kernels::dispatch(self.kernels, tiles, window, &self.rates, &mut self.scratch);
+            }
+            from = stop + 1;
+        }
+        self.window_sampled = sampled;
+        if threaded {
+            let pool = self.threads.pool.as_mut().expect("started above");
+            pool.own_done();
+            pool.join();
+        }
+        // The crossings found after steps 0..k-1, fired as the boundaries after them would
+        // have: by step, then in section order (those after the last step: at the next
+        // boundary, as ever).
+        let mut found = std::mem::take(&mut self.window_found);
+        found.clear();
+        for tile in &mut self.cells.tiles {
+            found.append(&mut tile.window_fired);
+        }
+        found.sort_unstable();
+        for &(j, s) in &found {
+            let spike = self.fire(s as usize, self.window_t[j as usize] + THRESHOLD_TEPS, AfterFire::Detector);
+            debug_assert!(spike.is_none(), "no source is watched");
+        }
+        self.window_found = found;
+        self.open_window(Window::StepEnd, self.t);
     }
 
     /// After the states: the step is complete, its sample, then the events due by t_{n+1}.
@@ -1479,12 +1683,22 @@ impl Sim {
     #[inline]
     pub fn value(&self, s: SignalRef) -> f64 {
         match s {
-            SignalRef::V { tile, idx } => self.cells.tiles[tile as usize].v[idx as usize],
-            SignalRef::Var { tile, block, var, at } => {
-                self.cells.tiles[tile as usize].blocks[block as usize].var(var as usize, at as usize)
-            }
+            SignalRef::V { tile, idx } => self.tile(tile).v[idx as usize],
+            SignalRef::Var { tile, block, var, at } => self.tile(tile).blocks[block as usize].var(var as usize, at as usize),
             SignalRef::Cell { block, var, k } => self.arts[block as usize].var(var as usize, k as usize),
         }
+    }
+}
+
+impl Sim {
+    /// Tile `i` alone: inside a window of steps the workers step other tiles meanwhile, so
+    /// this reads through the tiles' pointer without making a reference to all of them.
+    #[inline]
+    fn tile(&self, i: u32) -> &Tile {
+        let i = i as usize;
+        assert!(i < self.cells.tiles.len(), "tile {i} of {}", self.cells.tiles.len());
+        // SAFETY: in bounds; see `run_window` for who writes which tile meanwhile.
+        unsafe { &*self.cells.tiles.as_ptr().add(i) }
     }
 }
 

@@ -149,14 +149,48 @@ impl Pool {
     /// Runs `work` over all tiles, each share (one range of tiles per thread, covering them)
     /// on the thread that claims it first.
     pub fn run(&mut self, tiles: &mut [Tile], shares: &[Range<usize>], work: Work, rates: &Rates, k: Kernels) {
+        // SAFETY: `tiles` is borrowed for the whole call, which waits for every share.
+        unsafe { self.start(tiles.as_mut_ptr(), tiles.len(), shares, work, rates, k) };
+        let s = &*self.shared;
+        let e = s.call.epoch.load(Relaxed);
+        if s.claim(0, e) {
+            // SAFETY: claimed just now.
+            unsafe { s.run_share(0, &mut self.scratch) };
+            s.finished.fetch_add(1, Release);
+        }
+        self.join();
+    }
+
+    /// Starts `work` on the workers' shares and claims the calling thread's (share 0), which
+    /// the caller then works on itself and ends with `own_done`, before `join`.
+    ///
+    /// # Safety
+    /// `tiles` points to `len` tiles that nothing but this call touches until `join`
+    /// returns, except share 0's, which the caller may use.
+    pub unsafe fn start_others(&mut self, tiles: *mut Tile, len: usize, shares: &[Range<usize>], work: Work, rates: &Rates, k: Kernels) {
+        // SAFETY: as the caller promised.
+        unsafe { self.start(tiles, len, shares, work, rates, k) };
+        let s = &*self.shared;
+        let claimed = s.claim(0, s.call.epoch.load(Relaxed));
+        debug_assert!(claimed, "only the calling thread claims share 0 of its own call");
+    }
+
+    /// The calling thread is done with share 0 (after `start_others`).
+    pub fn own_done(&mut self) {
+        self.shared.finished.fetch_add(1, Release);
+    }
+
+    /// # Safety
+    /// As `start_others`.
+    unsafe fn start(&mut self, tiles: *mut Tile, len: usize, shares: &[Range<usize>], work: Work, rates: &Rates, k: Kernels) {
         let s = &*self.shared;
         let n = self.threads();
         assert_eq!(shares.len(), n);
-        assert!(shares.iter().all(|r| r.end <= tiles.len()), "shares within the tiles");
+        assert!(shares.iter().all(|r| r.end <= len), "shares within the tiles");
         // SAFETY: every share of the previous epoch finished (we waited), so no worker holds
         // a claim and none reads these.
         unsafe {
-            *s.call.job.get() = Job { tiles: tiles.as_mut_ptr(), rates, work, kernels: k };
+            *s.call.job.get() = Job { tiles, rates, work, kernels: k };
             let mine = &mut *s.shares.get();
             // Written only when they change (they do not from step to step): a write would
             // take the line from the workers' caches at every call.
@@ -172,7 +206,14 @@ impl Pool {
             let _guard = s.lock.lock().unwrap_or_else(|e| e.into_inner());
             s.wake.notify_all();
         }
-        for i in 0..n {
+    }
+
+    /// Runs the shares no worker has claimed yet, then waits for every share of the call.
+    pub fn join(&mut self) {
+        let s = &*self.shared;
+        let n = self.threads();
+        let e = s.call.epoch.load(Relaxed);
+        for i in 1..n {
             if s.claim(i, e) {
                 // SAFETY: claimed just now.
                 unsafe { s.run_share(i, &mut self.scratch) };

@@ -186,7 +186,7 @@ impl EventQueue {
         Some(ev)
     }
 
-    fn least_t(&self) -> f64 {
+    pub fn least_t(&self) -> f64 {
         self.least.map_or(EMPTY_LEAST_T, |l| l.t)
     }
 
