@@ -1007,8 +1007,8 @@ impl Sim {
             self.t += 0.5 * dt;
             for &i in &sampled {
                 let i = i as usize;
-                debug_assert!(own.contains(&i));
-                // SAFETY: a tile of this thread's share (see above).
+                assert!(own.contains(&i), "a sampled tile of the calling thread's share");
+                // SAFETY: a tile of this thread's share (see above), within the tiles.
                 let tile = unsafe { &mut *base.add(i) };
                 let one = std::slice::from_mut(tile);
                 kernels::dispatch(self.kernels, one, Work::Step { t: self.t, dt, states: true, outputs }, &self.rates, &mut self.scratch);
