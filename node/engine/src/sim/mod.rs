@@ -366,8 +366,10 @@ impl std::fmt::Debug for Threads {
 pub const MAX_THREADS: usize = 256;
 
 /// A window of steps (`Sim::set_windows`) is at most this much work (nodes times steps, about
-/// 3 ms), so that a signal or a full disk is seen soon after it happens...
-const WINDOW_WORK: usize = 1 << 20;
+/// 10 ms on one thread), so that a signal or a full disk is seen soon after it happens. The
+/// longer a window, the longer a tile's data stays in cache (10^5 cells step in windows of
+/// 13 steps: 0.74-0.81 s for 800 steps against 0.78-0.79 s with windows of 3, `spikebus run`)...
+const WINDOW_WORK: usize = 1 << 22;
 /// ...and at most this many steps.
 const MAX_WINDOW: usize = 1024;
 
