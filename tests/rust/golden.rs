@@ -125,9 +125,8 @@ fn run_variant(g: &Golden, kernels: Kernels, threads: usize, outputs_read: bool,
     for (name, value) in &g.set {
         model.set(name, *value).unwrap_or_else(|e| panic!("{e}"));
     }
-    let mut sim = Sim::with_threads(model, threads).unwrap_or_else(|e| panic!("{e}"));
     // The golden models are small: their steps use the threads only when told to.
-    sim.set_parallel_min_work(0);
+    let mut sim = Sim::with_threads_from(model, threads, 0).unwrap_or_else(|e| panic!("{e}"));
     assert!(sim.set_kernels(kernels));
     sim.set_outputs_read(outputs_read);
     let first_spikes = g.first_run.as_ref().map(|first| {

@@ -724,22 +724,22 @@ pub const PARALLEL_MIN_WORK_ENV: &str = "SPIKEBUS_PARALLEL_MIN_WORK";
 /// `SPIKEBUS_PARALLEL_MIN_WORK` if set; says on stderr when the model is too small for them
 /// (it then steps on one: the same results, sooner).
 pub fn sim_with_threads(model: spikebus_engine::Model, threads: usize) -> Result<Sim, AppError> {
-    let mut sim = Sim::with_threads(model, threads)?;
+    let mut min_work = spikebus_engine::sim::PARALLEL_MIN_WORK;
     if let Some(v) = std::env::var_os(PARALLEL_MIN_WORK_ENV) {
-        let work = v.to_str().and_then(|v| v.trim().parse::<usize>().ok()).ok_or_else(|| {
+        min_work = v.to_str().and_then(|v| v.trim().parse::<usize>().ok()).ok_or_else(|| {
             AppError::Usage(format!("{PARALLEL_MIN_WORK_ENV}={}: expected a whole number (0: always use --threads)", v.to_string_lossy()))
         })?;
-        sim.set_parallel_min_work(work);
     }
+    let sim = Sim::with_threads_from(model, threads, min_work)?;
     if threads > 1 && sim.step_threads() == 1 {
-        let why = if sim.tile_count() <= 1 {
-            "its cells fill one tile (a thread steps whole tiles of like cells)".to_string()
-        } else {
+        let why = if sim.step_work() < sim.parallel_min_work() {
             format!(
                 "its {} nodes are fewer than the {} from which more threads are faster (set {PARALLEL_MIN_WORK_ENV}=0 to use them anyway)",
                 sim.step_work(),
                 sim.parallel_min_work()
             )
+        } else {
+            "its cells fill one tile (a thread steps whole tiles of like cells)".to_string()
         };
         eprintln!("spikebus: --threads {threads}: this model steps on one thread, the same results sooner: {why}");
     }

@@ -63,6 +63,7 @@ fn main() {
             steps = sim.step_index();
         }
         let per = best * 1e9 / (n as f64 * steps as f64);
-        println!("{n:>9} cells {:>8} {threads} thread(s): {per:.2} ns/cell-step ({best:.3} s for {steps} steps)", k.name());
+        let used = Sim::with_threads(m.clone(), threads).unwrap().step_threads();
+        println!("{n:>9} cells {:>8} {used} thread(s): {per:.2} ns/cell-step ({best:.3} s for {steps} steps)", k.name());
     }
 }

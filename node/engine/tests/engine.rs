@@ -430,8 +430,7 @@ fn windows_change_nothing() {
     // Signals of the first tile, which the calling thread steps in a window.
     let names = ["p[0].soma.v", "p[1].dend(0.1).v", "p[7].esyn.g", "p[7].isyn.g", "p[2].soma.m_hh"];
     let run = |threads: usize, windows: bool| {
-        let mut sim = Sim::with_threads(model.clone(), threads).unwrap();
-        sim.set_parallel_min_work(0);
+        let mut sim = Sim::with_threads_from(model.clone(), threads, 0).unwrap();
         let refs: Vec<_> = names.iter().map(|n| sim.signal(n).unwrap()).collect();
         if windows {
             sim.set_windows(Some(&refs));

@@ -251,7 +251,7 @@ fn the_state_does_not_depend_on_threads_or_kernels() {
     let text = include_str!("../../../tests/models/network200.toml");
     let m = parse_model(text, "network200").unwrap();
     let trace = |threads: usize, k: Kernels, from: Option<&[u64]>, steps: usize| {
-        let mut sim = Sim::with_threads(m.clone(), threads).unwrap();
+        let mut sim = Sim::with_threads_from(m.clone(), threads, 0).unwrap();
         assert!(sim.set_kernels(k));
         if let Some(words) = from {
             sim.read_state(words).unwrap();
@@ -350,7 +350,7 @@ fn every_test_model_goes_on_exactly_after_a_read_state() {
             let _ = run(&mut sim, stride, &mut |_, _| {});
             let words = sim.state_words();
             let want = run(&mut sim.clone(), 100_000, &mut |_, _| {});
-            let mut fresh = Sim::with_threads(model.clone(), 2).unwrap();
+            let mut fresh = Sim::with_threads_from(model.clone(), 2, 0).unwrap();
             fresh.read_state(&words).unwrap_or_else(|e| panic!("{name} at {stride}: {e}"));
             assert_eq!(fresh.state_hash(), sim.state_hash(), "{name} at {stride}");
             let got = run(&mut fresh, 100_000, &mut |_, _| {});

@@ -387,8 +387,15 @@ impl Sim {
     }
 
     /// A simulation whose steps run on `threads` threads (1 to `MAX_THREADS`): the results
-    /// are the same for every thread count.
+    /// are the same for every thread count. A model too small to gain from threads (less
+    /// work per step than `PARALLEL_MIN_WORK`) steps on one (`step_threads`).
     pub fn with_threads(model: Model, threads: usize) -> Result<Sim> {
+        Sim::with_threads_from(model, threads, PARALLEL_MIN_WORK)
+    }
+
+    /// `with_threads`, the steps on the threads from `min_work` nodes of work per step (0:
+    /// whenever there are two tiles). Below it the cells are cut into tiles as for one thread.
+    pub fn with_threads_from(model: Model, threads: usize, min_work: usize) -> Result<Sim> {
         if !(1..=MAX_THREADS).contains(&threads) {
             return Err(Error::InvalidValue {
                 name: "threads".into(),
@@ -399,10 +406,14 @@ impl Sim {
         for name in &model.record {
             signal::resolve(&model, name)?;
         }
-        let cells = Cells::build(&model, threads);
+        let mut cells = Cells::build(&model, threads);
+        let work: usize = cells.tiles.iter().map(|t| t.v.len()).sum();
+        if threads > 1 && work < min_work {
+            // Stepped on one thread: in one thread's tiles (fewer, wider).
+            cells = Cells::build(&model, 1);
+        }
         let scratch = vec![0.0; cells.scratch_len()];
         let shares = pool::shares(&cells.tiles, threads);
-        let work = cells.tiles.iter().map(|t| t.v.len()).sum();
         let nsec = model.sections.len();
 
         let mut arts: Vec<ArtBlock> = vec![];
@@ -511,7 +522,7 @@ impl Sim {
             scratch,
             outputs_read: true,
             kernels: Kernels::best(),
-            threads: Threads { n: threads, shares, work, min_work: PARALLEL_MIN_WORK, pool: None },
+            threads: Threads { n: threads, shares, work, min_work, pool: None },
             model,
         };
         sim.refresh_all();
@@ -865,8 +876,8 @@ impl Sim {
     }
 
     /// The threads the steps run on: `threads()`, or one when a step's work (`step_work`) is
-    /// below the least that pays for more (`PARALLEL_MIN_WORK`, see `set_parallel_min_work`)
-    /// or there is one tile. Which changes no result.
+    /// below the least that pays for more (`PARALLEL_MIN_WORK`, see `with_threads_from`) or
+    /// there is one tile. Which changes no result.
     pub fn step_threads(&self) -> usize {
         let th = &self.threads;
         if th.n > 1 && self.cells.tiles.len() > 1 && th.work >= th.min_work { th.n } else { 1 }
@@ -887,11 +898,6 @@ impl Sim {
         self.threads.min_work
     }
 
-    /// The least step work for which the steps use the threads (`PARALLEL_MIN_WORK` unless
-    /// set; 0: whenever there are two tiles).
-    pub fn set_parallel_min_work(&mut self, work: usize) {
-        self.threads.min_work = work;
-    }
 
     /// Lets `advance` run several steps at once (a window) where nothing but `sample` looks
     /// at a step boundary: `Some(signals)`, the signals `sample` reads (besides t and the step
