@@ -263,6 +263,10 @@ struct Detectors {
 
 #[derive(Debug, Clone)]
 pub struct Sim {
+    /// First, so that it is dropped first: dropping the pool waits for the step threads,
+    /// which may still be stepping tiles (a window whose caller panicked), before the tiles
+    /// go.
+    threads: Threads,
     model: Model,
     cells: Cells,
     /// The artificial cells, a block per type present, in type order (NEURON's order of
@@ -316,7 +320,6 @@ pub struct Sim {
     /// `set_outputs_read`).
     outputs_read: bool,
     kernels: Kernels,
-    threads: Threads,
     /// Windows of steps allowed (`set_windows`): whether the tiles of the sampled signals are
     /// all in the calling thread's share (else windows run on one thread).
     windows: Option<bool>,
