@@ -419,16 +419,17 @@ fn unread_outputs_change_nothing_else() {
 
 /// Windows of steps (`Sim::set_windows`) change nothing: the 200-cell network (NetCons of 1 to
 /// 2.5 ms from the detectors, NetStims) run in windows on 1 and 2 threads gives, at every
-/// step, the sampled signals of a run one step per `advance`, bit for bit, the same spikes in
-/// the same order and the same final state. The windows ran, on both threads, and their
-/// crossings were fired after them (the network's cells spike inside windows).
+/// step, the sampled signals (in both threads' tiles) of a run one step per `advance`, bit for
+/// bit, the same spikes in the same order and the same final state. The windows ran, on both
+/// threads, and their crossings were fired after them (the network's cells spike inside
+/// windows).
 #[test]
 fn windows_change_nothing() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/models/network200.toml");
     let text = std::fs::read_to_string(path).unwrap();
     let model = parse_model(&text, "network200.toml").unwrap();
-    // Signals of the first tile, which the calling thread steps in a window.
-    let names = ["p[0].soma.v", "p[1].dend(0.1).v", "p[7].esyn.g", "p[7].isyn.g", "p[2].soma.m_hh"];
+    // Signals of tiles of both threads' shares.
+    let names = ["p[0].soma.v", "p[1].dend(0.1).v", "p[7].esyn.g", "p[159].soma.m_hh", "q[3].soma.v", "q[3].esyn.i"];
     let run = |threads: usize, windows: bool| {
         let mut sim = Sim::with_threads_from(model.clone(), threads, 0).unwrap();
         let refs: Vec<_> = names.iter().map(|n| sim.signal(n).unwrap()).collect();

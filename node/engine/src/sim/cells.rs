@@ -165,6 +165,17 @@ pub struct Tile {
     /// The crossings found inside a window of steps (`Work::Window`): the window's step after
     /// which each was found, and its model section; fired by the calling thread after it.
     pub window_fired: Vec<(u32, u32)>,
+    /// The values a window samples in this tile (`Sim::set_windows`), read after each of its
+    /// steps into `probed` (step after step, `probes.len()` values each).
+    pub probes: Vec<Probe>,
+    pub probed: Vec<f64>,
+}
+
+/// A value of a tile that a window samples: v of a node-lane, or a block's variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    V { idx: u32 },
+    Var { block: u16, var: u16, at: u32 },
 }
 
 /// Every cell of a model, in tiles, and where each section and point process went.
@@ -400,6 +411,8 @@ impl Tile {
             flag: vec![false; ndet],
             changed: true,
             window_fired: vec![],
+            probes: vec![],
+            probed: vec![],
             template,
         }
     }
@@ -537,6 +550,17 @@ impl Tile {
     /// sections, into `fired`; every detector's flag follows.
     pub fn crossings(&mut self, fired: &mut Vec<u32>) {
         self.crossings_into(|s| fired.push(s));
+    }
+
+    /// The probes' values now, after the ones before.
+    #[inline(always)]
+    pub fn probe(&mut self) {
+        for p in &self.probes {
+            self.probed.push(match *p {
+                Probe::V { idx } => self.v[idx as usize],
+                Probe::Var { block, var, at } => self.blocks[block as usize].var(var as usize, at as usize),
+            });
+        }
     }
 
     /// `crossings` inside a window of steps: into `window_fired`, as found after the window's

@@ -61,7 +61,8 @@ pub enum Work {
     States { t: f64, dt: f64 },
     /// `steps` whole steps from t = t_n, one tile after the other (nothing from outside acts
     /// on a tile between them: see `Sim::window_steps`); the threshold crossings after each
-    /// step but the last go to the tile's `window_fired`.
+    /// step but the last go to the tile's `window_fired`, its probes' values after each step
+    /// to its `probed`.
     Window { t: f64, dt: f64, steps: u32, outputs: bool },
 }
 
@@ -91,6 +92,7 @@ fn run_tile<const N: usize>(tile: &mut Tile, work: Work, rates: &Rates, scratch:
         Work::States { t, dt } => tile.states::<N>(t, dt, rates),
         Work::Window { t, dt, steps, outputs } => {
             let mut t = t;
+            tile.probed.clear();
             for j in 0..steps {
                 // t as the calling thread advances it: t_n + dt/2 for the currents, then
                 // (t_n + dt/2) + dt/2.
@@ -98,6 +100,9 @@ fn run_tile<const N: usize>(tile: &mut Tile, work: Work, rates: &Rates, scratch:
                 tile.advance_v::<N>(mid, dt, outputs, scratch);
                 tile.states::<N>(mid + 0.5 * dt, dt, rates);
                 t = mid + 0.5 * dt;
+                if !tile.probes.is_empty() {
+                    tile.probe();
+                }
                 if j + 1 < steps {
                     tile.window_crossings(j);
                 }

@@ -43,7 +43,7 @@ use crate::error::{Error, Result};
 use crate::mech::{hh, ArtBlock, ArtCx, MechKind, Rates, MECHANISMS};
 use crate::model::{self, Model, Object, ParamRef};
 use crate::signal::{self, NodeVar, SignalSpec};
-use cells::{Cells, Tile};
+use cells::{Cells, Probe, Tile};
 pub use kernels::Kernels;
 use kernels::Work;
 pub use queue::{Event, EventKind};
@@ -320,17 +320,18 @@ pub struct Sim {
     /// `set_outputs_read`).
     outputs_read: bool,
     kernels: Kernels,
-    /// Windows of steps allowed (`set_windows`): whether the tiles of the sampled signals are
-    /// all in the calling thread's share (else windows run on one thread).
-    windows: Option<bool>,
+    /// Windows of steps allowed (`set_windows`).
+    windows: bool,
     /// The least delay of a NetCon from a section's detector (infinite: none), known since
     /// the delays last changed.
     det_delay: Option<f64>,
     /// Whether some source's spike pauses the run, known since the stops last changed.
     any_watched: Option<bool>,
-    /// The tiles of the sampled signals (sorted): inside a window they step one step at a
-    /// time, for `sample`; the other tiles one tile at a time.
-    window_sampled: Vec<u32>,
+    /// The sampled signals that live in tiles, each with its tile and its index among the
+    /// tile's probes (`set_windows`).
+    window_refs: Vec<(SignalRef, u32, u32)>,
+    /// While `sample` sees step j of a window after it ran: j (`value` reads the probes).
+    replay: Option<u32>,
     /// t after each step of the current window, and the crossings found in it.
     window_t: Vec<f64>,
     window_found: Vec<(u32, u32)>,
@@ -501,10 +502,11 @@ impl Sim {
             geometry_dirty: true,
             stops: Stops { on_spike: vec![false; nsrc], ..Stops::default() },
             sections_watched: None,
-            windows: None,
+            windows: false,
             det_delay: None,
             any_watched: None,
-            window_sampled: vec![],
+            window_refs: vec![],
+            replay: None,
             window_t: vec![],
             window_found: vec![],
             windows_run: 0,
@@ -911,32 +913,28 @@ impl Sim {
     /// A window is a run of steps in which no event is delivered (the queue's first event
     /// is later than the window) and no spike found inside can deliver one (every NetCon of a
     /// section detector is slower than the window); with nothing paused, played or watched.
-    /// Its steps do everything a step does, in the same order for each cell; the detectors'
-    /// crossings found inside are fired after it, in step and then section order (as the
-    /// steps would have fired them: nothing else enters the queue in between). On threads,
-    /// each worker runs its share for the whole window, one tile after the other (a tile's
-    /// data stays in cache across the steps), and the calling thread the tiles of the sampled
-    /// signals step by step, sampling after each, then the rest of its share as the workers
-    /// do: one start and one wait per window instead of per step.
+    /// Its steps do everything a step does, in the same order for each cell, one tile after
+    /// the other (a tile's data stays in cache across the steps), each thread its share: one
+    /// start and one wait of the threads per window instead of per step. The sampled values
+    /// are read after each step into the tiles' probes, and `sample` sees each step after
+    /// the window (t, the step index and those values as they were after it); the detectors'
+    /// crossings found inside are fired then, in step and then section order (as the steps
+    /// would have fired them: nothing else enters the queue in between).
     pub fn set_windows(&mut self, sampled: Option<&[SignalRef]>) {
-        let mut tiles: Vec<u32> = sampled
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|r| match *r {
-                SignalRef::V { tile, .. } | SignalRef::Var { tile, .. } => Some(tile),
-                SignalRef::Cell { .. } => None,
-            })
-            .collect();
-        tiles.sort_unstable();
-        tiles.dedup();
-        self.window_sampled = tiles;
-        self.windows = sampled.map(|refs| {
-            let own = self.threads.shares[0].clone();
-            refs.iter().all(|r| match *r {
-                SignalRef::V { tile, .. } | SignalRef::Var { tile, .. } => own.contains(&(tile as usize)),
-                SignalRef::Cell { .. } => true,
-            })
-        });
+        self.windows = sampled.is_some();
+        self.window_refs.clear();
+        self.cells.tiles.iter_mut().for_each(|t| t.probes.clear());
+        for &r in sampled.unwrap_or_default() {
+            let (tile, probe) = match r {
+                SignalRef::V { tile, idx } => (tile, Probe::V { idx }),
+                SignalRef::Var { tile, block, var, at } => (tile, Probe::Var { block, var, at }),
+                // An artificial cell's values change only with events: none in a window.
+                SignalRef::Cell { .. } => continue,
+            };
+            let probes = &mut self.cells.tiles[tile as usize].probes;
+            self.window_refs.push((r, tile, probes.len() as u32));
+            probes.push(probe);
+        }
     }
 
     /// How many windows of steps this simulation has run (see `set_windows`).
@@ -947,11 +945,8 @@ impl Sim {
     /// The steps of a window that can start here (after the thresholds of step n were
     /// checked, before its first deliveries): 0 when none can.
     fn window_steps(&mut self) -> u32 {
-        // On threads, the calling thread must be the one stepping the sampled tiles.
-        match self.windows {
-            None => return 0,
-            Some(false) if self.step_threads() > 1 => return 0,
-            Some(_) => {}
+        if !self.windows {
+            return 0;
         }
         let watched = *self.any_watched.get_or_insert_with(|| self.stops.on_spike.contains(&true));
         if watched || self.stops.scatter_gather > 0 || self.stops.every > 0 || !self.plays.continuous.is_empty() || self.resume.is_some() {
@@ -991,64 +986,49 @@ impl Sim {
     fn run_window(&mut self, k: u32, sample: &mut impl FnMut(&Sim)) {
         let (t0, dt) = (self.t, self.dt_step);
         self.windows_run += 1;
-        let outputs = self.outputs_read;
+        let work = Work::Window { t: t0, dt, steps: k, outputs: self.outputs_read };
         let ntiles = self.cells.tiles.len();
-        // The tiles are reached through this pointer only until the window ends: the workers
-        // step their shares meanwhile, so no reference to all of them may exist (`value`
-        // reads one tile at a time).
+        // The tiles are reached through this pointer until the window's threads are done:
+        // the workers step their shares meanwhile, so no reference to all of them may exist.
         let base = self.cells.tiles.as_mut_ptr();
         let threaded = self.step_threads() > 1;
         let own = if threaded {
             let th = &mut self.threads;
             let pool = th.pool.get_or_insert_with(|| pool::Pool::new(th.n, self.cells.scratch_len()));
-            let work = Work::Window { t: t0, dt, steps: k, outputs };
-            // SAFETY: until `join`, this thread touches only its share's tiles (below) and
-            // reads the sampled signals, which are in that share (`window_steps`).
+            // SAFETY: until `join`, this thread touches only its share's tiles (below).
             unsafe { pool.start_others(base, ntiles, &th.shares, work, &self.rates, self.kernels) };
             th.shares[0].clone()
         } else {
             0..ntiles
         };
-        self.window_t.clear();
-        let sampled = std::mem::take(&mut self.window_sampled);
-        for j in 0..k {
-            if j > 0 {
-                self.begin_step();
-            }
-            self.t += 0.5 * dt;
-            for &i in &sampled {
-                let i = i as usize;
-                assert!(own.contains(&i), "a sampled tile of the calling thread's share");
-                // SAFETY: a tile of this thread's share (see above), within the tiles.
-                let tile = unsafe { &mut *base.add(i) };
-                let one = std::slice::from_mut(tile);
-                kernels::dispatch(self.kernels, one, Work::Step { t: self.t, dt, states: true, outputs }, &self.rates, &mut self.scratch);
-                if j + 1 < k {
-                    one[0].window_crossings(j);
-                }
-            }
-            self.t += 0.5 * dt;
-            self.window_t.push(self.t);
-            self.step += 1;
-            sample(self);
-        }
-        // The rest of this thread's share, one tile after the other.
-        let window = Work::Window { t: t0, dt, steps: k, outputs };
-        let mut from = own.start;
-        for stop in sampled.iter().map(|&i| i as usize).chain(std::iter::once(own.end)) {
-            if stop > from {
-                // SAFETY: tiles of this thread's share, none of them sampled.
-                let tiles = unsafe { std::slice::from_raw_parts_mut(base.add(from), stop - from) };
-                kernels::dispatch(self.kernels, tiles, window, &self.rates, &mut self.scratch);
-            }
-            from = stop + 1;
-        }
-        self.window_sampled = sampled;
+        // SAFETY: this thread's share, within the tiles (see above).
+        let tiles = unsafe { std::slice::from_raw_parts_mut(base.add(own.start), own.len()) };
+        kernels::dispatch(self.kernels, tiles, work, &self.rates, &mut self.scratch);
         if threaded {
             let pool = self.threads.pool.as_mut().expect("started above");
             pool.own_done();
             pool.join();
         }
+        // t at the end of each step, as the steps computed it; then each step's sample, the
+        // tiles' values from their probes.
+        self.window_t.clear();
+        let mut t = t0;
+        for _ in 0..k {
+            let mid = t + 0.5 * dt;
+            t = mid + 0.5 * dt;
+            self.window_t.push(t);
+        }
+        let step0 = self.step;
+        for j in 0..k {
+            self.t = self.window_t[j as usize];
+            self.step = step0 + u64::from(j) + 1;
+            self.replay = Some(j);
+            sample(self);
+        }
+        self.replay = None;
+        // hoc's t as the last step's start left it (`begin_step`; the rest of it changes
+        // nothing inside a window).
+        self.hoc_t = if k >= 2 { self.window_t[k as usize - 2] } else { t0 };
         // The crossings found after steps 0..k-1, fired as the boundaries after them would
         // have: by step, then in section order (those after the last step: at the next
         // boundary, as ever).
@@ -1693,6 +1673,12 @@ impl Sim {
 
     #[inline]
     pub fn value(&self, s: SignalRef) -> f64 {
+        if let Some(j) = self.replay {
+            if let Some(&(_, tile, k)) = self.window_refs.iter().find(|w| w.0 == s) {
+                let tile = self.tile(tile);
+                return tile.probed[j as usize * tile.probes.len() + k as usize];
+            }
+        }
         match s {
             SignalRef::V { tile, idx } => self.tile(tile).v[idx as usize],
             SignalRef::Var { tile, block, var, at } => self.tile(tile).blocks[block as usize].var(var as usize, at as usize),
