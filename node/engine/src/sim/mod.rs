@@ -43,7 +43,7 @@ use crate::error::{Error, Result};
 use crate::mech::{hh, ArtBlock, ArtCx, MechKind, Rates, MECHANISMS};
 use crate::model::{self, Model, Object, ParamRef};
 use crate::signal::{self, NodeVar, SignalSpec};
-use cells::{Cells, Probe, Tile};
+use cells::{Cells, Probe};
 pub use kernels::Kernels;
 use kernels::Work;
 pub use queue::{Event, EventKind};
@@ -1675,27 +1675,17 @@ impl Sim {
     pub fn value(&self, s: SignalRef) -> f64 {
         if let Some(j) = self.replay {
             if let Some(&(_, tile, k)) = self.window_refs.iter().find(|w| w.0 == s) {
-                let tile = self.tile(tile);
+                let tile = &self.cells.tiles[tile as usize];
                 return tile.probed[j as usize * tile.probes.len() + k as usize];
             }
         }
         match s {
-            SignalRef::V { tile, idx } => self.tile(tile).v[idx as usize],
-            SignalRef::Var { tile, block, var, at } => self.tile(tile).blocks[block as usize].var(var as usize, at as usize),
+            SignalRef::V { tile, idx } => self.cells.tiles[tile as usize].v[idx as usize],
+            SignalRef::Var { tile, block, var, at } => {
+                self.cells.tiles[tile as usize].blocks[block as usize].var(var as usize, at as usize)
+            }
             SignalRef::Cell { block, var, k } => self.arts[block as usize].var(var as usize, k as usize),
         }
-    }
-}
-
-impl Sim {
-    /// Tile `i` alone: inside a window of steps the workers step other tiles meanwhile, so
-    /// this reads through the tiles' pointer without making a reference to all of them.
-    #[inline]
-    fn tile(&self, i: u32) -> &Tile {
-        let i = i as usize;
-        assert!(i < self.cells.tiles.len(), "tile {i} of {}", self.cells.tiles.len());
-        // SAFETY: in bounds; see `run_window` for who writes which tile meanwhile.
-        unsafe { &*self.cells.tiles.as_ptr().add(i) }
     }
 }
 
