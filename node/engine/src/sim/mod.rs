@@ -284,11 +284,10 @@ pub struct Sim {
     step: u64,
     geometry_dirty: bool,
     stops: Stops,
-    /// Whether a section's spike pauses the run (some `stops.on_spike` of a section is set),
-    /// known since the stops last changed; None: to be found again (`stops_mut` hands them
-    /// out for changing). Scanning every section's flag at every step cost more than the
-    /// rest of the threshold check at 1,000 cells.
-    sections_watched: Option<bool>,
+    /// Which spikes pause the run, known since the stops last changed; None: to be found
+    /// again (`stops_mut` hands them out for changing). Scanning every section's flag at
+    /// every step cost more than the rest of the threshold check at 1,000 cells.
+    watched: Option<Watched>,
     phase: Phase,
     /// NEURON's h.t at the current pause (see `now`).
     now: f64,
@@ -325,8 +324,6 @@ pub struct Sim {
     /// The least delay of a NetCon from a section's detector (infinite: none), known since
     /// the delays last changed.
     det_delay: Option<f64>,
-    /// Whether some source's spike pauses the run, known since the stops last changed.
-    any_watched: Option<bool>,
     /// The sampled signals that live in tiles, each with its tile and its index among the
     /// tile's probes (`set_windows`).
     window_refs: Vec<(SignalRef, u32, u32)>,
@@ -339,6 +336,15 @@ pub struct Sim {
     windows_run: u64,
 }
 
+/// Which spike sources pause the run (`Stops::on_spike`).
+#[derive(Debug, Clone, Copy)]
+struct Watched {
+    /// Some section's detector.
+    sections: bool,
+    /// Some source at all.
+    any: bool,
+}
+
 /// The threads that run the step kernels (one: the caller alone).
 struct Threads {
     n: usize,
@@ -348,6 +354,8 @@ struct Threads {
     work: usize,
     /// The least `work` for which the steps use the threads (`PARALLEL_MIN_WORK`).
     min_work: usize,
+    /// The threads the steps run on (`Sim::step_threads`).
+    used: usize,
     /// Started at the first step that uses it.
     pool: Option<pool::Pool>,
 }
@@ -355,7 +363,7 @@ struct Threads {
 impl Clone for Threads {
     /// A copy has its own threads, started when it first steps.
     fn clone(&self) -> Self {
-        Threads { n: self.n, shares: self.shares.clone(), work: self.work, min_work: self.min_work, pool: None }
+        Threads { pool: None, shares: self.shares.clone(), ..*self }
     }
 }
 
@@ -418,6 +426,7 @@ impl Sim {
         }
         let scratch = vec![0.0; cells.scratch_len()];
         let shares = pool::shares(&cells.tiles, threads);
+        let used = if threads > 1 && cells.tiles.len() > 1 && work >= min_work { threads } else { 1 };
         let nsec = model.sections.len();
 
         let mut arts: Vec<ArtBlock> = vec![];
@@ -501,10 +510,9 @@ impl Sim {
             step: 0,
             geometry_dirty: true,
             stops: Stops { on_spike: vec![false; nsrc], ..Stops::default() },
-            sections_watched: None,
+            watched: None,
             windows: false,
             det_delay: None,
-            any_watched: None,
             window_refs: vec![],
             replay: None,
             window_t: vec![],
@@ -527,7 +535,7 @@ impl Sim {
             scratch,
             outputs_read: true,
             kernels: Kernels::best(),
-            threads: Threads { n: threads, shares, work, min_work, pool: None },
+            threads: Threads { n: threads, shares, work, min_work, used, pool: None },
             model,
         };
         sim.refresh_all();
@@ -749,8 +757,7 @@ impl Sim {
 
     /// The pauses to make from now on (`on_spike` has one entry per spike source).
     pub fn stops_mut(&mut self) -> &mut Stops {
-        self.sections_watched = None;
-        self.any_watched = None;
+        self.watched = None;
         &mut self.stops
     }
 
@@ -884,8 +891,7 @@ impl Sim {
     /// below the least that pays for more (`PARALLEL_MIN_WORK`, see `with_threads_from`) or
     /// there is one tile. Which changes no result.
     pub fn step_threads(&self) -> usize {
-        let th = &self.threads;
-        if th.n > 1 && self.cells.tiles.len() > 1 && th.work >= th.min_work { th.n } else { 1 }
+        self.threads.used
     }
 
     /// The tiles the cells are in (a thread steps whole tiles).
@@ -902,7 +908,6 @@ impl Sim {
     pub fn parallel_min_work(&self) -> usize {
         self.threads.min_work
     }
-
 
     /// Lets `advance` run several steps at once (a window) where nothing but `sample` looks
     /// at a step boundary: `Some(signals)`, the signals `sample` reads (besides t and the step
@@ -942,14 +947,19 @@ impl Sim {
         self.windows_run
     }
 
+    /// Which spikes pause the run (see `watched`).
+    fn watched(&mut self) -> Watched {
+        let (on, nsec) = (&self.stops.on_spike, self.det.x.len());
+        *self.watched.get_or_insert_with(|| Watched { sections: on[..nsec].contains(&true), any: on.contains(&true) })
+    }
+
     /// The steps of a window that can start here (after the thresholds of step n were
     /// checked, before its first deliveries): 0 when none can.
     fn window_steps(&mut self) -> u32 {
         if !self.windows {
             return 0;
         }
-        let watched = *self.any_watched.get_or_insert_with(|| self.stops.on_spike.contains(&true));
-        if watched || self.stops.scatter_gather > 0 || self.stops.every > 0 || !self.plays.continuous.is_empty() || self.resume.is_some() {
+        if self.watched().any || self.stops.scatter_gather > 0 || self.stops.every > 0 || !self.plays.continuous.is_empty() || self.resume.is_some() {
             return 0;
         }
         let dt = self.dt_step;
@@ -965,6 +975,8 @@ impl Sim {
         let by_work = (WINDOW_WORK / self.threads.work.max(1)).clamp(2, MAX_WINDOW) as f64;
         let most = by_delay.min(by_work).max(0.0) as u32;
         let (least, tstop, run_dt) = (self.queue.least_t(), self.model.run.tstop, self.model.run.dt);
+        // t at the end of each step, as the steps compute it (`Work::Window`).
+        self.window_t.clear();
         let (mut t, mut k) = (self.t, 0);
         while k < most {
             // Step k delivers the events due by t + dt/2 first (and, inside the window, those
@@ -976,13 +988,14 @@ impl Sim {
                 break;
             }
             t = next;
+            self.window_t.push(t);
             k += 1;
         }
         k
     }
 
-    /// Runs `k` whole steps from here (see `set_windows`), ending where a step ends, before
-    /// the events due by its end are delivered.
+    /// Runs the `k` whole steps `window_steps` found (their end times in `window_t`), ending
+    /// where a step ends, before the events due by its end are delivered.
     fn run_window(&mut self, k: u32, sample: &mut impl FnMut(&Sim)) {
         let (t0, dt) = (self.t, self.dt_step);
         self.windows_run += 1;
@@ -1009,15 +1022,7 @@ impl Sim {
             pool.own_done();
             pool.join();
         }
-        // t at the end of each step, as the steps computed it; then each step's sample, the
-        // tiles' values from their probes.
-        self.window_t.clear();
-        let mut t = t0;
-        for _ in 0..k {
-            let mid = t + 0.5 * dt;
-            t = mid + 0.5 * dt;
-            self.window_t.push(t);
-        }
+        // Each step's sample: its t, and the tiles' values from their probes.
         let step0 = self.step;
         for j in 0..k {
             self.t = self.window_t[j as usize];
@@ -1172,9 +1177,7 @@ impl Sim {
     /// The threshold detectors from `first` on (NetCvode::check_thresh), in section order: a
     /// spike at t + 1e-10 when v rises above threshold. Stops at a spike of a watched source.
     fn check_thresholds(&mut self, first: usize) -> Option<Spike> {
-        let nsec = self.det.x.len();
-        let watched = *self.sections_watched.get_or_insert_with(|| self.stops.on_spike[..nsec].contains(&true));
-        if first == 0 && !watched {
+        if first == 0 && !self.watched().sections {
             // No callback can run between two detectors: the tiles' crossings (computed with
             // the step's v and the thresholds in force), fired in section order.
             let mut fired = std::mem::take(&mut self.det.fired);

@@ -451,9 +451,8 @@ impl Sim {
         r.expect(nsrc, "spike sources")?;
         for k in 0..nsrc {
             self.stops.on_spike[k] = r.b()?;
-            self.sections_watched = None;
-            self.any_watched = None;
         }
+        self.watched = None;
         self.at_next_id = u32::try_from(r.w()?).map_err(|_| bad("the next sync id"))?;
         let n = r.len(3, "scheduled times")?;
         self.at_pending.clear();
@@ -600,9 +599,9 @@ impl Sim {
             self.model.netcons[i].delay = r.f()?;
             self.model.netcons[i].weight = r.f()?;
             self.nets.delay[i] = r.f()?;
-            self.det_delay = None;
             self.nets.weight[i] = r.f()?;
         }
+        self.det_delay = None;
         if r.pos != words.len() {
             return Err(bad(format!("{} words left over after the state", words.len() - r.pos)));
         }
