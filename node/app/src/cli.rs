@@ -249,7 +249,7 @@ impl BusArgs {
     fn control_options(&self) -> Result<ControlOptions, AppError> {
         let sync_timeout = match self.sync_timeout {
             Some(s) if !(s.is_finite() && s > 0.0 && s <= MAX_SYNC_TIMEOUT) => {
-                let s = crate::output::format_f64(&mut ryu::Buffer::new(), s).to_string();
+                let s = crate::output::format_f64(s);
                 return Err(AppError::Usage(format!(
                     "--sync-timeout {s}: expected a number of seconds > 0 and at most {MAX_SYNC_TIMEOUT}"
                 )));
@@ -257,7 +257,7 @@ impl BusArgs {
             s => s.map(std::time::Duration::from_secs_f64),
         };
         if !(self.linger.is_finite() && (0.0..=3600.0).contains(&self.linger)) {
-            let s = crate::output::format_f64(&mut ryu::Buffer::new(), self.linger).to_string();
+            let s = crate::output::format_f64(self.linger);
             return Err(AppError::Usage(format!("--linger {s}: expected seconds from 0 to 3600")));
         }
         if !(16..=1 << 30).contains(&self.max_message) {
@@ -370,21 +370,20 @@ fn from_neuron(python: &Path, args: &[String]) -> Result<u8, AppError> {
 /// `check --geometry`: a line per segment, `section x area ri parent` (numbers that parse
 /// back to the same doubles; parent: the section's connection, `SEC(x)` or `-` for a root).
 fn print_geometry(sim: &mut Sim) {
-    let mut buf = ryu::Buffer::new();
     let mut text = String::from("section\tx\tarea\tri\tparent\n");
     for s in 0..sim.model().sections.len() {
         let spec = &sim.model().sections[s];
         let name = spec.name.clone();
         let parent = match &spec.parent {
-            Some(p) => format!("{}({})", p.section, crate::output::format_f64(&mut buf, p.x)),
+            Some(p) => format!("{}({})", p.section, crate::output::format_f64(p.x)),
             None => "-".to_string(),
         };
         let geometry = sim.segment_geometry(s);
         let nseg = geometry.len() as f64;
         for (j, (area, ri)) in geometry.into_iter().enumerate() {
-            let x = crate::output::format_f64(&mut buf, (j as f64 + 0.5) / nseg).to_string();
-            let a = crate::output::format_f64(&mut buf, area).to_string();
-            let r = crate::output::format_f64(&mut buf, ri).to_string();
+            let x = crate::output::format_f64((j as f64 + 0.5) / nseg);
+            let a = crate::output::format_f64(area);
+            let r = crate::output::format_f64(ri);
             text += &format!("{name}\t{x}\t{a}\t{r}\t{parent}\n");
         }
     }
@@ -505,7 +504,7 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
             if let Some(d) = record_dt {
                 // Vector.record's bounds for Dt.
                 if !(1e-9..=1e10).contains(&d) {
-                    let d = crate::output::format_f64(&mut ryu::Buffer::new(), d).to_string();
+                    let d = crate::output::format_f64(d);
                     return Err(AppError::Usage(format!("--record-dt {d}: expected 1e-9 to 1e10 ms")));
                 }
                 model.record_dt = Some(d);
@@ -683,10 +682,9 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
         }
         Command::Params { model, sets } => {
             let m = load_model(model.as_deref(), &sets)?;
-            let mut buf = ryu::Buffer::new();
-            let mut text = format!("{:<24} {:>22} {:<8} at run time\n", "name", "value", "unit");
+                    let mut text = format!("{:<24} {:>22} {:<8} at run time\n", "name", "value", "unit");
             for p in m.params() {
-                let v = crate::output::format_f64(&mut buf, p.value).to_string();
+                let v = crate::output::format_f64(p.value);
                 let rt = match (p.read_only, p.runtime) {
                     (true, _) => "read-only (3-d points)",
                     (false, true) => "writable",
@@ -699,7 +697,7 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
                 for p in &m.plays {
                     let mode = if p.continuous { "continuous" } else { "discrete" };
                     let when = match p.dt {
-                        Some(dt) => format!("every {} ms", crate::output::format_f64(&mut buf, dt)),
+                        Some(dt) => format!("every {} ms", crate::output::format_f64(dt)),
                         None => "at their times".to_string(),
                     };
                     text += &format!("{:<24} {:<22} {mode}, {} values {when}\n", p.name, p.target, p.values.len());

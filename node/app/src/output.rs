@@ -1,6 +1,6 @@
 //! Output files. Every number is written in the shortest form that parses back to the same
-//! f64 (ryu), so a trace read from disk is bit for bit the simulated one; `.npy` holds the
-//! doubles themselves. Files are written under a temporary name in the same directory and
+//! f64 (`Numbers`), so a trace read from disk is bit for bit the simulated one; `.npy` holds
+//! the doubles themselves. Files are written under a temporary name in the same directory and
 //! renamed when complete, so a reader never sees a torn file; their SHA-256 is computed as
 //! they are written, for the run's manifest.
 
@@ -96,89 +96,99 @@ fn truncate_to(out: &mut BufWriter<Digesting<File>>, m: &Mark) -> std::io::Resul
     Ok(())
 }
 
+/// Bytes of text a `CsvFile` collects before it hands them to the file (one write, one
+/// digest update).
+const CSV_CHUNK: usize = 128 << 10;
+
 /// A CSV file being written: `name.partial` until `finish` renames it to `name`.
 pub struct CsvFile {
     tmp: PathBuf,
     path: PathBuf,
     out: BufWriter<Digesting<File>>,
-    num: ryu::Buffer,
-    /// Bytes handed to the file so far (buffered ones included).
+    num: Numbers,
+    /// Bytes handed to the file so far (those in `text` included).
     written: u64,
-    line: Vec<u8>,
+    /// Rows formatted and not yet handed to the file: formatted in place here, so that a row
+    /// costs no copy and no call of the writer (a one-cell run makes a row every 70 ns).
+    text: Vec<u8>,
 }
 
 impl CsvFile {
     pub fn create(path: &Path, header: &[&str]) -> Result<Self, AppError> {
         let (tmp, out) = create_partial(path)?;
-        let mut f = CsvFile { tmp, path: path.to_path_buf(), out, num: ryu::Buffer::new(), written: 0, line: vec![] };
-        let line = header.join(",");
-        f.write_raw(line.as_bytes())?;
-        f.write_raw(b"\n")?;
-        Ok(f)
+        let mut text = Vec::with_capacity(CSV_CHUNK + 4096);
+        text.extend_from_slice(header.join(",").as_bytes());
+        text.push(b'\n');
+        Ok(CsvFile { tmp, path: path.to_path_buf(), out, num: Numbers::new(), written: text.len() as u64, text })
     }
 
-    fn write_raw(&mut self, bytes: &[u8]) -> Result<(), AppError> {
-        self.written += bytes.len() as u64;
-        // The error's path is made only on error: this runs for every row.
-        self.out.write_all(bytes).map_err(|source| AppError::Write { path: self.tmp.clone(), source })
+    /// Hands the text so far to the file once there is a chunk of it (`all`: whatever there
+    /// is).
+    fn hand_over(&mut self, all: bool) -> Result<(), AppError> {
+        if self.text.len() >= CSV_CHUNK || (all && !self.text.is_empty()) {
+            let r = self.out.write_all(&self.text);
+            self.text.clear();
+            // The error's path is made only on error.
+            r.map_err(|source| AppError::Write { path: self.tmp.clone(), source })?;
+        }
+        Ok(())
     }
 
     /// One row: an optional leading text field, then numbers.
     pub fn row(&mut self, label: Option<&str>, values: impl IntoIterator<Item = f64>) -> Result<(), AppError> {
-        let mut line = std::mem::take(&mut self.line);
-        line.clear();
+        let start = self.text.len();
         if let Some(l) = label {
-            line.extend_from_slice(l.as_bytes());
-            line.push(b',');
+            self.text.extend_from_slice(l.as_bytes());
+            self.text.push(b',');
         }
         for v in values {
-            line.extend_from_slice(format_f64(&mut self.num, v).as_bytes());
-            line.push(b',');
+            self.num.push(&mut self.text, v);
+            self.text.push(b',');
         }
-        line.pop();
-        line.push(b'\n');
-        let r = self.write_raw(&line);
-        self.line = line;
-        r
+        if self.text.len() > start {
+            self.text.pop();
+        }
+        self.text.push(b'\n');
+        self.written += (self.text.len() - start) as u64;
+        self.hand_over(false)
     }
 
     /// Rows of numbers, `width` per row, as long as the file stays within `max_bytes`; false
     /// when a row did not fit (it and the rest are not written).
     pub fn rows(&mut self, values: &[f64], width: usize, max_bytes: u64) -> Result<bool, AppError> {
-        let mut line = std::mem::take(&mut self.line);
-        let mut fits = true;
         for row in values.chunks_exact(width) {
-            line.clear();
+            let start = self.text.len();
             for &v in row {
-                line.extend_from_slice(format_f64(&mut self.num, v).as_bytes());
-                line.push(b',');
+                self.num.push(&mut self.text, v);
+                self.text.push(b',');
             }
-            *line.last_mut().expect("a row has a value") = b'\n';
-            if self.written + line.len() as u64 > max_bytes {
-                fits = false;
-                break;
+            *self.text.last_mut().expect("a row has a value") = b'\n';
+            let len = (self.text.len() - start) as u64;
+            if self.written + len > max_bytes {
+                self.text.truncate(start);
+                return Ok(false);
             }
-            if let Err(e) = self.write_raw(&line) {
-                self.line = line;
-                return Err(e);
-            }
+            self.written += len;
+            self.hand_over(false)?;
         }
-        self.line = line;
-        Ok(fits)
+        Ok(true)
     }
 
     /// Flushes, syncs and renames to the final name.
-    pub fn finish(self) -> Result<Written, AppError> {
+    pub fn finish(mut self) -> Result<Written, AppError> {
+        self.hand_over(true)?;
         complete(&self.tmp, self.path, self.out)
     }
 
     /// Where the file is now (flushed).
     pub fn mark(&mut self) -> Result<Mark, AppError> {
+        self.hand_over(true)?;
         mark_of(&mut self.out, 0).map_err(write_error(&self.tmp))
     }
 
     /// Back to `m`: the rows written since are gone.
     pub fn truncate(&mut self, m: &Mark) -> Result<(), AppError> {
+        self.text.clear();
         truncate_to(&mut self.out, m).map_err(write_error(&self.tmp))?;
         self.written = m.bytes;
         Ok(())
@@ -292,18 +302,53 @@ impl NpyFile {
     }
 }
 
-/// Shortest round-trip text of a double (`-65`, `0.1`, `3.850000000100021`, `NaN`).
-pub fn format_f64(buf: &mut ryu::Buffer, v: f64) -> &str {
-    if v.is_finite() {
-        let s = buf.format_finite(v);
-        s.strip_suffix(".0").unwrap_or(s)
-    } else if v.is_nan() {
-        "NaN"
-    } else if v > 0.0 {
-        "inf"
-    } else {
-        "-inf"
+/// The shortest text that parses back to the same double: `-65`, `0.1`,
+/// `3.850000000100021`, `1e-7`, `1.5e21`, `NaN`, `inf`. The digits are zmij's (the
+/// shortest, correctly rounded; 1.6x faster than ryu's on a trace's numbers, measured:
+/// formatting is most of the writer thread's work, and a one-cell run makes a row every
+/// 70 ns); the notation is the one these files have always had, ryu's (an exponent without
+/// `+`, an integer without `.0`): `numbers_read_as_ryu_wrote_them` checks it against ryu.
+pub struct Numbers(zmij::Buffer);
+
+impl Default for Numbers {
+    fn default() -> Self {
+        Numbers::new()
     }
+}
+
+impl Numbers {
+    pub fn new() -> Numbers {
+        Numbers(zmij::Buffer::new())
+    }
+
+    /// Appends the text of `v` to `out`.
+    #[inline]
+    pub fn push(&mut self, out: &mut Vec<u8>, v: f64) {
+        if !v.is_finite() {
+            out.extend_from_slice(if v.is_nan() { b"NaN" } else if v > 0.0 { b"inf" } else { b"-inf" });
+            return;
+        }
+        let s = self.0.format_finite(v).as_bytes();
+        let s = s.strip_suffix(b".0").unwrap_or(s);
+        // zmij writes a positive exponent with a sign (`1e+21`), ryu without: a `+` can only
+        // be among the last five bytes (`e+308`), and only those are searched (a search of
+        // the whole text took as long as the formatting).
+        let tail = s.len().saturating_sub(5);
+        match s[tail..].iter().position(|&c| c == b'+').map(|p| tail + p) {
+            None => out.extend_from_slice(s),
+            Some(p) => {
+                out.extend_from_slice(&s[..p]);
+                out.extend_from_slice(&s[p + 1..]);
+            }
+        }
+    }
+}
+
+/// The text of one double (see `Numbers`).
+pub fn format_f64(v: f64) -> String {
+    let mut out = Vec::with_capacity(24);
+    Numbers::new().push(&mut out, v);
+    String::from_utf8(out).expect("a number's text is ASCII")
 }
 
 pub fn create_dir(dir: &Path) -> Result<(), AppError> {
@@ -342,4 +387,65 @@ pub fn clear_outputs(dir: &Path) -> Result<(), AppError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{format_f64, Numbers};
+
+    /// The text ryu gave, which these files were written with before zmij.
+    fn ryu_text(v: f64) -> String {
+        if !v.is_finite() {
+            return (if v.is_nan() { "NaN" } else if v > 0.0 { "inf" } else { "-inf" }).to_string();
+        }
+        let mut b = ryu::Buffer::new();
+        let s = b.format_finite(v);
+        s.strip_suffix(".0").unwrap_or(s).to_string()
+    }
+
+    /// Every notation (integers, decimals, both exponent signs, subnormals, the extremes,
+    /// signed zeros) at every power of ten and one unit in the last place around it, random
+    /// bit patterns, and numbers like a trace's: the same text as ryu's, and each parses back
+    /// to the same double.
+    #[test]
+    fn numbers_read_as_ryu_wrote_them() {
+        let mut num = Numbers::new();
+        let mut out = Vec::new();
+        let mut check = |v: f64| {
+            out.clear();
+            num.push(&mut out, v);
+            let got = std::str::from_utf8(&out).unwrap();
+            assert_eq!(got, ryu_text(v), "{v:e}");
+            if v.is_finite() {
+                assert_eq!(got.parse::<f64>().unwrap().to_bits(), v.to_bits(), "{got}");
+            }
+        };
+        for v in [0.0, -0.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, f64::MIN_POSITIVE, 5e-324, f64::MAX, f64::MIN] {
+            check(v);
+        }
+        for k in -324..=308 {
+            for m in ["1", "1.5", "2.5", "9.999999999999999", "1.2345678901234567"] {
+                let x: f64 = format!("{m}e{k}").parse().unwrap();
+                for v in [x, f64::from_bits(x.to_bits() + 1), f64::from_bits(x.to_bits().saturating_sub(1))] {
+                    check(v);
+                    check(-v);
+                }
+            }
+        }
+        let mut s: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..2_000_000 {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            check(f64::from_bits(s));
+        }
+        let mut t = 0.0f64;
+        for i in 0..200_000 {
+            check(t);
+            check(-65.0 + i as f64 * 1.1e-4);
+            t = (t + 0.0125) + 0.0125;
+        }
+        assert_eq!(format_f64(-65.0), "-65");
+        assert_eq!(format_f64(1e21), "1e21");
+    }
 }

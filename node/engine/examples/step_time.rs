@@ -4,6 +4,11 @@
 //!
 //!     [KERNELS=avx512|avx2|portable] [THREADS=N] cargo run --release -p spikebus-engine --example step_time -- [CELLS] [TSTOP] [REPEATS]
 //!
+//! With WINDOWS=1, it advances as `spikebus run` does: in windows of steps
+//! (`Sim::set_windows`) where the model allows them; with PROBE=SIGNAL (e.g. soma0.v) as well,
+//! it reads that signal after every step, as `spikebus run --record SIGNAL` does (into a
+//! vector here, not a file).
+//!
 //! With MODEL=FILE, that model file instead (its own tstop; CELLS counts its sections and
 //! artificial cells), e.g. an event-heavy network.
 
@@ -53,10 +58,30 @@ fn main() {
             sim.set_kernels(k);
             // Like `spikebus run` recording v only: nothing reads the currents' outputs.
             sim.set_outputs_read(std::env::var("OUTPUTS").is_ok());
+            let windows = std::env::var("WINDOWS").is_ok_and(|w| w == "1");
+            let probe: Vec<_> = std::env::var("PROBE").ok().map(|p| sim.signal(&p).unwrap()).into_iter().collect();
+            if windows {
+                sim.set_windows(Some(&probe));
+            }
+            // A block of samples written over and over (the app hands full blocks to a writer).
+            let mut samples: Vec<f64> = Vec::with_capacity(8192);
+            let mut sample = |s: &Sim| {
+                if let Some(&r) = probe.first() {
+                    if samples.len() == samples.capacity() {
+                        samples.clear();
+                    }
+                    samples.push(s.t());
+                    samples.push(s.value(r));
+                }
+            };
             sim.initialize(|_| {});
             let (t0, w0) = (cpu_time(), std::time::Instant::now());
             while sim.running() {
-                sim.step(|_| {});
+                if windows {
+                    sim.advance(&mut sample);
+                } else {
+                    sim.step(&mut sample);
+                }
             }
             // One thread: its CPU time; more: wall time (the workers' time is not ours).
             best = best.min(if threads == 1 { cpu_time() - t0 } else { w0.elapsed().as_secs_f64() });

@@ -500,3 +500,69 @@ fn windows_end_before_a_spike_inside_is_due() {
     assert!(spikes == want_spikes, "{spikes:?} against {want_spikes:?}");
     assert!(got == want, "b's v differs from step {:?}", got.iter().zip(&want).position(|(a, b)| a != b));
 }
+
+/// A tile of one cell steps through its own code (`Tile::matrix_solve_one`, hh's
+/// `state_one`: a row summed in registers), a tile of several cells through the lane loops;
+/// both are NEURON's operations in NEURON's order, so a cell gives the same bits either way.
+/// Four branched cells (a node with three children, one of them attached mid-section; hh,
+/// pas, ExpSyn, IClamp; parameters differing per cell) as the lanes of one tile, and each
+/// alone: every node's v, the gates and the synapse at every step, and the spikes.
+#[test]
+fn one_cell_tiles_step_as_lanes_do() {
+    let cell = |i: usize| {
+        format!(
+            "[section.s{i}]\nL = 20.0\ndiam = 20.0\ninsert = [\"hh\"]\ngnabar_hh = {gna}\n\
+             [section.a{i}]\nparent = \"s{i}(1)\"\nnseg = 3\nL = 200.0\ndiam = 2.0\ninsert = [\"pas\"]\n\
+             [section.b{i}]\nparent = \"s{i}(1)\"\nnseg = 2\nL = 150.0\ndiam = 1.5\ninsert = [\"pas\"]\ng_pas = {gpas}\n\
+             [section.c{i}]\nparent = \"s{i}(1)\"\nL = 50.0\ndiam = 1.0\ninsert = [\"pas\"]\n\
+             [section.x{i}]\nparent = \"a{i}(0.5)\"\nnseg = 2\nL = 80.0\ndiam = 1.0\ninsert = [\"hh\"]\n\
+             [point.syn{i}]\ntype = \"ExpSyn\"\nat = \"a{i}(0.9)\"\ntau = 3.0\n\
+             [point.ic{i}]\ntype = \"IClamp\"\nat = \"s{i}(0.5)\"\ndel = 2.0\ndur = 30.0\namp = {amp}\n\
+             [cell.ns{i}]\ntype = \"NetStim\"\ninterval = {interval}\nstart = 1.0\nnumber = 1e9\n\
+             [netcon.n{i}]\nsource = \"ns{i}\"\ntarget = \"syn{i}\"\nweight = 0.02\n",
+            gna = 0.12 + 0.01 * i as f64,
+            gpas = 0.001 * (i + 1) as f64,
+            amp = 0.1 + 0.05 * i as f64,
+            interval = 3.0 + i as f64,
+        )
+    };
+    let names = |i: usize| {
+        let mut n: Vec<String> = ["s(0.5).v", "s(0).v", "a(0.1).v", "a(0.5).v", "a(0.9).v", "a(1).v", "b(0.25).v", "b(1).v", "c(0.5).v", "x(0.25).v", "x(0.75).v", "s.m_hh", "s.h_hh", "x(0.75).n_hh"]
+            .iter()
+            .map(|s| format!("{}{i}{}", &s[..1], &s[1..]))
+            .collect();
+        n.push(format!("syn{i}.g"));
+        n
+    };
+    let run = |cells: &[usize]| {
+        let text = String::from("[run]\ntstop = 40.0\n") + &cells.iter().map(|&i| cell(i)).collect::<String>();
+        let mut sim = Sim::new(parse_model(&text, "m").unwrap()).unwrap();
+        let refs: Vec<Vec<_>> = cells.iter().map(|&i| names(i).iter().map(|n| sim.signal(n).unwrap()).collect()).collect();
+        let mut traces: Vec<Vec<u64>> = vec![vec![]; cells.len()];
+        sim.initialize(|_| {});
+        let tiles = sim.tile_count();
+        while sim.running() {
+            sim.step(|s| {
+                for (trace, refs) in traces.iter_mut().zip(&refs) {
+                    trace.extend(refs.iter().map(|&r| s.value(r).to_bits()));
+                }
+            });
+        }
+        let mut spikes = vec![];
+        sim.take_spikes(&mut spikes);
+        let names = sim.source_names().iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let spikes: Vec<(String, u64)> = spikes.iter().map(|s| (names[s.source as usize].clone(), s.t.to_bits())).collect();
+        (traces, spikes, tiles)
+    };
+    let all: Vec<usize> = (0..4).collect();
+    let (traces, spikes, tiles) = run(&all);
+    assert_eq!(tiles, 1, "the four cells are the lanes of one tile");
+    for i in all {
+        let (alone, alone_spikes, _) = run(&[i]);
+        let first = alone[0].iter().zip(&traces[i]).position(|(a, b)| a != b);
+        assert!(alone[0] == traces[i], "cell {i}: alone, its values differ from its lane's from sample {first:?}");
+        let mine: Vec<_> = spikes.iter().filter(|(s, _)| s.ends_with(&i.to_string())).cloned().collect();
+        assert!(alone_spikes.iter().any(|(s, _)| s.starts_with('s')), "cell {i} spikes");
+        assert_eq!(alone_spikes, mine, "cell {i}: spikes");
+    }
+}

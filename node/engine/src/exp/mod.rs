@@ -112,6 +112,20 @@ impl Path {
         }
     }
 
+    /// [`exp`] of one argument written into the caller: for the step kernels, whose AVX2 and
+    /// AVX-512 builds have FMA, so that glibc's multiply-adds are single instructions there
+    /// and three exps of one cell's gates overlap. (In a build without FMA, such as the
+    /// portable kernels forced on an FMA CPU, each multiply-add is a call to libm's `fma`: the
+    /// same bits, slower.)
+    #[inline(always)]
+    pub(crate) fn exp1_inline(self, x: f64) -> f64 {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512 | Path::Avx2 => scalar::exp::<scalar::Fused>(x),
+            _ => self.exp1(x),
+        }
+    }
+
     /// exp of `n` doubles from `src` into `dst`.
     ///
     /// # Safety

@@ -216,6 +216,7 @@ fn cnexp_update(y: &mut [f64], q: &[f64], e: &[f64]) {
 const SLOT: [usize; 6] = [0, 3, 1, 4, 2, 5];
 
 impl Shared {
+    #[inline(always)]
     fn at(&self, v: f64) -> Rates {
         if self.usetable {
             self.table.lookup(v)
@@ -354,6 +355,9 @@ impl Hh {
     /// once and the update.
     #[inline(always)]
     pub fn state<const N: usize>(&mut self, v: &[f64], dt: f64, rates: &Shared) {
+        if N == 1 {
+            return self.state_one(v, dt, rates);
+        }
         let n = super::block::lane_count::<N>(self.base.lanes);
         let s = &mut self.scratch[..6 * n];
         for (k, &nd) in self.base.node.iter().enumerate() {
@@ -366,6 +370,21 @@ impl Hh {
             let ir = k * n..(k + 1) * n;
             for (g, y) in [&mut self.m, &mut self.h, &mut self.n].into_iter().enumerate() {
                 cnexp_update(&mut y[ir.clone()], &q[g * n..(g + 1) * n], &arg[g * n..(g + 1) * n]);
+            }
+        }
+    }
+
+    /// `state` for a one-lane tile: the same operations, in registers.
+    #[inline(always)]
+    fn state_one(&mut self, v: &[f64], dt: f64, rates: &Shared) {
+        let path = crate::exp::path();
+        for (k, &nd) in self.base.node.iter().enumerate() {
+            let r = rates.at(v[nd as usize]);
+            for (y, inf, tau) in [(&mut self.m, r.minf, r.mtau), (&mut self.h, r.hinf, r.htau), (&mut self.n, r.ninf, r.ntau)] {
+                let a = -1.0 / tau;
+                let q = -(inf / tau) / a;
+                let e = path.exp1_inline(dt * a);
+                y[k] += (1.0 - e) * (q - y[k]);
             }
         }
     }

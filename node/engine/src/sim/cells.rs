@@ -78,6 +78,10 @@ pub struct Template {
     pub nnode: u32,
     /// Each node's parent (node 0, the root, has none: u32::MAX).
     pub parent: Vec<u32>,
+    /// Each node's children in increasing order: `kids[kid_start[i]..kid_start[i + 1]]`
+    /// (from `parent`; see `Tile::matrix_solve_one`).
+    pub kid_start: Vec<u32>,
+    pub kids: Vec<u32>,
     /// The cell's sections in NEURON's order.
     pub sections: Vec<LocalSec>,
     /// Membrane mechanisms and point processes present, in NEURON's type order, each with the
@@ -151,6 +155,8 @@ pub struct Tile {
     /// cm of each capacitance node (`Template::cap_nodes`) and lane.
     pub cm: Col,
     cap_nodes: Vec<u32>,
+    /// Each node's entry in `cap_nodes` (u32::MAX: none).
+    cap_of: Vec<u32>,
     pub blocks: Vec<Block>,
     /// The spike detector of each section (at its middle, NEURON's default for a NetCon
     /// source): its node, and per (section, lane) its threshold, whether v is above it now
@@ -368,9 +374,29 @@ fn shape(model: &Model, order: &[usize], points: &[usize], parent_sec: &[Option<
             MechKind::Ion | MechKind::Artificial => {}
         }
     }
-    let template = Template { nnode: next, parent, sections, blocks, points: point_inst, inserted };
+    let (kid_start, kids) = children(&parent);
+    let template = Template { nnode: next, parent, kid_start, kids, sections, blocks, points: point_inst, inserted };
     let member = Member { secs: order.iter().map(|&s| s as u32).collect(), points: points.iter().map(|&p| p as u32).collect() };
     (template, member)
+}
+
+/// Each node's children, in increasing order, as `(start, kids)`: node i's are
+/// `kids[start[i]..start[i + 1]]`.
+fn children(parent: &[u32]) -> (Vec<u32>, Vec<u32>) {
+    let mut start = vec![0u32; parent.len() + 1];
+    for &p in parent.iter().skip(1) {
+        start[p as usize + 1] += 1;
+    }
+    for i in 0..parent.len() {
+        start[i + 1] += start[i];
+    }
+    let mut next = start.clone();
+    let mut kids = vec![0; parent.len().saturating_sub(1)];
+    for (c, &p) in parent.iter().enumerate().skip(1) {
+        kids[next[p as usize] as usize] = c as u32;
+        next[p as usize] += 1;
+    }
+    (start, kids)
 }
 
 impl Tile {
@@ -388,6 +414,10 @@ impl Tile {
             }
         }
         let cap_nodes: Vec<u32> = template.cap_nodes().collect();
+        let mut cap_of = vec![u32::MAX; template.nnode as usize];
+        for (c, &nd) in cap_nodes.iter().enumerate() {
+            cap_of[nd as usize] = c as u32;
+        }
         let det_nodes: Vec<u32> = template.sections.iter().map(|s| s.segment_node(0.5)).collect();
         let ndet = det_nodes.len() * lanes;
         let blocks = template.blocks.iter().map(|(id, nodes)| Block::new(id.def(), nodes.clone(), lanes)).collect();
@@ -404,6 +434,7 @@ impl Tile {
             rinv: vec![0.0; nn],
             cm: Col::new(cap_nodes.len() * lanes, 0.0),
             cap_nodes,
+            cap_of,
             blocks,
             det_nodes,
             thresh: Col::new(ndet, 0.0),
@@ -565,7 +596,15 @@ impl Tile {
 
     /// `crossings` inside a window of steps: into `window_fired`, as found after the window's
     /// step `j`.
+    #[inline(always)]
     pub fn window_crossings(&mut self, j: u32) {
+        // Most steps nothing changed: tested here, in the step loop, without a call.
+        if self.changed {
+            self.window_crossings_found(j);
+        }
+    }
+
+    fn window_crossings_found(&mut self, j: u32) {
         let mut out = std::mem::take(&mut self.window_fired);
         self.crossings_into(|s| out.push((j, s)));
         self.window_fired = out;
@@ -625,8 +664,12 @@ impl Tile {
     pub fn advance_v<const N: usize>(&mut self, t: f64, dt: f64, outputs: bool, scratch: &mut [f64]) {
         self.currents::<N>(t, dt, outputs, scratch);
         let (rhs, d) = scratch[..2 * self.v.len()].split_at_mut(self.v.len());
-        self.matrix::<N>(dt, rhs, d);
-        self.solve::<N>(rhs, d);
+        if N == 1 {
+            self.matrix_solve_one(dt, rhs, d);
+        } else {
+            self.matrix::<N>(dt, rhs, d);
+            self.solve::<N>(rhs, d);
+        }
         self.detect::<N>();
     }
 
@@ -650,6 +693,60 @@ impl Tile {
             let v = (&self.v[p * n..(p + 1) * n], &self.v[i * n..(i + 1) * n]);
             let (a, b) = (&self.a[i * n..(i + 1) * n], &self.b[i * n..(i + 1) * n]);
             lanes::axial(rhs_i, rhs_p, d_i, d_p, v, a, b);
+        }
+    }
+
+    /// `matrix` and `solve` of a one-cell tile, with the same operations on each row in the
+    /// same order, but one row at a time: a row's terms are summed in registers, where the
+    /// passes of `matrix` and `solve` store the row after each term and load it for the next.
+    /// A one-cell step is a chain of dependent operations (the gates need v, the next v the
+    /// gates), so every such store and load is waited for; at about seven cycles each they
+    /// were a fifth of the step. The order of a row's terms in NEURON's passes: the
+    /// currents (already in `rhs` and `d`), the capacitance (nrn_lhs's first loop), its own
+    /// axial term, its children's axial terms in node order (the axial loop over the nodes),
+    /// then its children's eliminations in reverse node order (triang). Children have higher
+    /// numbers than their parent, so going from the last node to the root each row is
+    /// complete before its parent's needs it; then back substitution and v += dv.
+    #[inline(always)]
+    fn matrix_solve_one(&mut self, dt: f64, rhs: &mut [f64], d: &mut [f64]) {
+        let cfac = 0.001 * (1.0 / dt);
+        let t = &*self.template;
+        let nn = t.nnode as usize;
+        let (parent, cap_of, cm) = (&t.parent[..nn], &self.cap_of[..nn], &self.cm[..]);
+        let (a, b) = (&self.a[..nn], &self.b[..nn]);
+        let (rhs, d, v) = (&mut rhs[..nn], &mut d[..nn], &mut self.v[..nn]);
+        for i in (0..nn).rev() {
+            let (mut r, mut dd) = (rhs[i], d[i]);
+            if let Some(&cm) = cm.get(cap_of[i] as usize) {
+                dd += cfac * cm;
+            }
+            if i > 0 {
+                let dv = v[parent[i] as usize] - v[i];
+                r -= b[i] * dv;
+                dd -= b[i];
+            }
+            let kids = &t.kids[t.kid_start[i] as usize..t.kid_start[i + 1] as usize];
+            for &c in kids {
+                let c = c as usize;
+                let dv = v[i] - v[c];
+                r += a[c] * dv;
+                dd -= a[c];
+            }
+            for &c in kids.iter().rev() {
+                let c = c as usize;
+                let pv = a[c] / d[c];
+                dd -= pv * b[c];
+                r -= pv * rhs[c];
+            }
+            rhs[i] = r;
+            d[i] = dd;
+        }
+        rhs[0] /= d[0];
+        v[0] += rhs[0];
+        for i in 1..nn {
+            let r = (rhs[i] - b[i] * rhs[parent[i] as usize]) / d[i];
+            rhs[i] = r;
+            v[i] += r;
         }
     }
 
