@@ -170,24 +170,42 @@ fn current_lanes<const OUT: bool>(
     let (m, h, ng, gna_o, gk_o, ina_o, ik_o, il_o) =
         (&m[..n], &h[..n], &ng[..n], &mut gna_o[..n], &mut gk_o[..n], &mut ina_o[..n], &mut ik_o[..n], &mut il_o[..n]);
     for l in 0..n {
-        let gna = gnabar[l] * m[l] * m[l] * m[l] * h[l];
-        let gk = gkbar[l] * ng[l] * ng[l] * ng[l] * ng[l];
-        let vdv = v[l] + DV;
-        let total_dv = ((0.0 + gna * (vdv - ena[l])) + gk * (vdv - ek[l])) + gl[l] * (vdv - el[l]);
-        let ina = gna * (v[l] - ena[l]);
-        let ik = gk * (v[l] - ek[l]);
-        let il = gl[l] * (v[l] - el[l]);
-        let total = ((0.0 + ina) + ik) + il;
-        rhs[l] -= total;
-        d[l] += (total_dv - total) / DV;
+        let c = breakpoint([gnabar[l], gkbar[l], gl[l], el[l], ena[l], ek[l]], m[l], h[l], ng[l], v[l]);
+        rhs[l] -= c.total;
+        d[l] += c.di;
         if OUT {
-            gna_o[l] = gna;
-            gk_o[l] = gk;
-            ina_o[l] = ina;
-            ik_o[l] = ik;
-            il_o[l] = il;
+            gna_o[l] = c.gna;
+            gk_o[l] = c.gk;
+            ina_o[l] = c.ina;
+            ik_o[l] = c.ik;
+            il_o[l] = c.il;
         }
     }
+}
+
+/// hh's currents at one voltage: the conductances, ina, ik, il, their sum and `di/dv`.
+struct Currents {
+    gna: f64,
+    gk: f64,
+    ina: f64,
+    ik: f64,
+    il: f64,
+    total: f64,
+    di: f64,
+}
+
+/// BREAKPOINT at v + .001 and at v for one instance-lane, in nocmodl's order.
+#[inline(always)]
+fn breakpoint([gnabar, gkbar, gl, el, ena, ek]: [f64; 6], m: f64, h: f64, n: f64, v: f64) -> Currents {
+    let gna = gnabar * m * m * m * h;
+    let gk = gkbar * n * n * n * n;
+    let vdv = v + DV;
+    let total_dv = ((0.0 + gna * (vdv - ena)) + gk * (vdv - ek)) + gl * (vdv - el);
+    let ina = gna * (v - ena);
+    let ik = gk * (v - ek);
+    let il = gl * (v - el);
+    let total = ((0.0 + ina) + ik) + il;
+    Currents { gna, gk, ina, ik, il, total, di: (total_dv - total) / DV }
 }
 
 /// cnexp's constants of one gate over the lanes: `inf` becomes `-(inf/tau)/a` and `tau`
@@ -326,6 +344,9 @@ impl Hh {
 
     #[inline(always)]
     fn current_with<const N: usize, const OUT: bool>(&mut self, cx: &mut Cx<N>) {
+        if N == 1 {
+            return self.current_one::<OUT>(cx.v, cx.rhs, cx.d);
+        }
         for (k, &nd) in self.base.node.iter().enumerate() {
             let ir = cx.inst(k);
             let (v, rhs, d) = cx.node(nd);
@@ -346,6 +367,27 @@ impl Hh {
                 &mut self.ik[ir.clone()],
                 &mut self.il[ir],
             );
+        }
+    }
+
+    /// `current` of a one-lane tile: instance k's entries are numbers, indexed directly (the
+    /// row slices of the lane loops were most of a one-cell step's instructions, and a
+    /// one-cell step takes as long as its instructions and its chain of divisions together).
+    #[inline(always)]
+    fn current_one<const OUT: bool>(&mut self, v: &[f64], rhs: &mut [f64], d: &mut [f64]) {
+        let [gnabar, gkbar, gl, el, ena, ek] = &self.p;
+        for (k, &nd) in self.base.node.iter().enumerate() {
+            let nd = nd as usize;
+            let c = breakpoint([gnabar[k], gkbar[k], gl[k], el[k], ena[k], ek[k]], self.m[k], self.h[k], self.n[k], v[nd]);
+            rhs[nd] -= c.total;
+            d[nd] += c.di;
+            if OUT {
+                self.gna[k] = c.gna;
+                self.gk[k] = c.gk;
+                self.ina[k] = c.ina;
+                self.ik[k] = c.ik;
+                self.il[k] = c.il;
+            }
         }
     }
 
