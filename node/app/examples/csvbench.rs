@@ -1,6 +1,6 @@
 //! Development timing of the traces writer alone (no simulation): 1.6 million rows of t and a
 //! voltage-like signal through `CsvFile::rows` (formatting, digest, file), and the formatting
-//! alone (`Numbers::push`), in ns per row. The writer thread must keep up with the stepping
+//! alone (`Numbers::push`; and with ryu, which wrote these files before), in ns per row. The writer thread must keep up with the stepping
 //! thread, which makes a one-cell row every ~75 ns.
 //!
 //!     cargo run --release -p spikebus-app --example csvbench [-- OUT.csv]
@@ -37,6 +37,28 @@ fn main() {
         }
     }
     let push = t0.elapsed().as_secs_f64();
+    // The same numbers through ryu, which wrote these files before (a dev-dependency).
+    let mut ryu = ryu::Buffer::new();
+    text.clear();
+    let t0 = Instant::now();
+    for row in values.chunks(2) {
+        for &x in row {
+            let s = ryu.format_finite(x);
+            text.extend_from_slice(s.strip_suffix(".0").unwrap_or(s).as_bytes());
+            text.push(b',');
+        }
+        if text.len() > 1 << 19 {
+            text.clear();
+        }
+    }
+    let ryu_push = t0.elapsed().as_secs_f64();
     std::fs::remove_file(&written.path).ok();
-    println!("CsvFile::rows {:.1} ns/row ({} bytes); formatting alone {:.1} ns/row", rows * 1e9 / n as f64, written.bytes, push * 1e9 / n as f64);
+    let per = |s: f64| s * 1e9 / n as f64;
+    println!(
+        "CsvFile::rows {:.1} ns/row ({} bytes); formatting alone {:.1} ns/row (with ryu: {:.1})",
+        per(rows),
+        written.bytes,
+        per(push),
+        per(ryu_push)
+    );
 }

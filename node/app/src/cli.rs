@@ -682,7 +682,7 @@ fn dispatch(command: Command) -> Result<u8, AppError> {
         }
         Command::Params { model, sets } => {
             let m = load_model(model.as_deref(), &sets)?;
-                    let mut text = format!("{:<24} {:>22} {:<8} at run time\n", "name", "value", "unit");
+            let mut text = format!("{:<24} {:>22} {:<8} at run time\n", "name", "value", "unit");
             for p in m.params() {
                 let v = crate::output::format_f64(p.value);
                 let rt = match (p.read_only, p.runtime) {

@@ -700,8 +700,9 @@ impl Tile {
     /// same order, but one row at a time: a row's terms are summed in registers, where the
     /// passes of `matrix` and `solve` store the row after each term and load it for the next.
     /// A one-cell step is a chain of dependent operations (the gates need v, the next v the
-    /// gates), so every such store and load is waited for; at about seven cycles each they
-    /// were a fifth of the step. The order of a row's terms in NEURON's passes: the
+    /// gates), so every such store and load is waited for (summing in registers took a
+    /// one-cell step from 79 to 69 ns: BENCHMARKS.md, "Engine core v5"). The order of a
+    /// row's terms in NEURON's passes: the
     /// currents (already in `rhs` and `d`), the capacitance (nrn_lhs's first loop), its own
     /// axial term, its children's axial terms in node order (the axial loop over the nodes),
     /// then its children's eliminations in reverse node order (triang). Children have higher
