@@ -214,10 +214,21 @@ fn breakpoint([gnabar, gkbar, gl, el, ena, ek]: [f64; 6], m: f64, h: f64, n: f64
 fn cnexp_prepare(inf: &mut [f64], tau: &mut [f64], dt: f64) {
     let tau = &mut tau[..inf.len()];
     for l in 0..inf.len() {
-        let a = -1.0 / tau[l];
-        inf[l] = -(inf[l] / tau[l]) / a;
-        tau[l] = dt * a;
+        (inf[l], tau[l]) = cnexp_constants(inf[l], tau[l], dt);
     }
+}
+
+/// cnexp's constants of one gate-lane: `(q, dt*a)` with `a = -1/tau`, `q = -(inf/tau)/a`.
+#[inline(always)]
+fn cnexp_constants(inf: f64, tau: f64, dt: f64) -> (f64, f64) {
+    let a = -1.0 / tau;
+    (-(inf / tau) / a, dt * a)
+}
+
+/// cnexp's update of one gate-lane, `y + (1 - e)*(q - y)` with `e = exp(dt*a)`.
+#[inline(always)]
+fn cnexp_step(y: f64, q: f64, e: f64) -> f64 {
+    y + (1.0 - e) * (q - y)
 }
 
 /// cnexp's update with `q = -(inf/tau)/a` and `e = exp(dt*a)`: `y = y + (1 - e)*(q - y)`.
@@ -225,7 +236,7 @@ fn cnexp_prepare(inf: &mut [f64], tau: &mut [f64], dt: f64) {
 fn cnexp_update(y: &mut [f64], q: &[f64], e: &[f64]) {
     let (q, e) = (&q[..y.len()], &e[..y.len()]);
     for l in 0..y.len() {
-        y[l] += (1.0 - e[l]) * (q[l] - y[l]);
+        y[l] = cnexp_step(y[l], q[l], e[l]);
     }
 }
 
@@ -423,10 +434,8 @@ impl Hh {
         for (k, &nd) in self.base.node.iter().enumerate() {
             let r = rates.at(v[nd as usize]);
             for (y, inf, tau) in [(&mut self.m, r.minf, r.mtau), (&mut self.h, r.hinf, r.htau), (&mut self.n, r.ninf, r.ntau)] {
-                let a = -1.0 / tau;
-                let q = -(inf / tau) / a;
-                let e = path.exp1_inline(dt * a);
-                y[k] += (1.0 - e) * (q - y[k]);
+                let (q, arg) = cnexp_constants(inf, tau, dt);
+                y[k] = cnexp_step(y[k], q, path.exp1_inline(arg));
             }
         }
     }

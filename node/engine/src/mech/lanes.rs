@@ -61,10 +61,16 @@ pub fn triang(rhs_p: &mut [f64], d_p: &mut [f64], rhs_i: &[f64], d_i: &[f64], a:
     let n = rhs_p.len();
     let (d_p, rhs_i, d_i, a, b) = (&mut d_p[..n], &rhs_i[..n], &d_i[..n], &a[..n], &b[..n]);
     for l in 0..n {
-        let pv = a[l] / d_i[l];
-        d_p[l] -= pv * b[l];
-        rhs_p[l] -= pv * rhs_i[l];
+        (rhs_p[l], d_p[l]) = eliminate(rhs_p[l], d_p[l], rhs_i[l], d_i[l], a[l], b[l]);
     }
+}
+
+/// One elimination (NEURON's triang) of row i, complete, into its parent's row p, on one
+/// lane: the parent's new `(rhs, d)`.
+#[inline(always)]
+pub fn eliminate(rhs_p: f64, d_p: f64, rhs_i: f64, d_i: f64, a: f64, b: f64) -> (f64, f64) {
+    let pv = a / d_i;
+    (rhs_p - pv * rhs_i, d_p - pv * b)
 }
 
 /// One back substitution (NEURON's bksub): node i from its parent p.
@@ -73,9 +79,14 @@ pub fn bksub(rhs_i: &mut [f64], rhs_p: &[f64], b: &[f64], d: &[f64]) {
     let n = rhs_i.len();
     let (rhs_p, b, d) = (&rhs_p[..n], &b[..n], &d[..n]);
     for l in 0..n {
-        rhs_i[l] -= b[l] * rhs_p[l];
-        rhs_i[l] /= d[l];
+        rhs_i[l] = back_substitute(rhs_i[l], rhs_p[l], b[l], d[l]);
     }
+}
+
+/// One back substitution (NEURON's bksub) on one lane: row i's solution from its parent's.
+#[inline(always)]
+pub fn back_substitute(rhs_i: f64, rhs_p: f64, b: f64, d_i: f64) -> f64 {
+    (rhs_i - b * rhs_p) / d_i
 }
 
 /// `y[l] = a[l] - b[l]`.

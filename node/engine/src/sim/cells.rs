@@ -82,6 +82,8 @@ pub struct Template {
     /// (from `parent`; see `Tile::matrix_solve_one`).
     pub kid_start: Vec<u32>,
     pub kids: Vec<u32>,
+    /// Each node's entry in `cap_nodes` (u32::MAX: none).
+    pub cap_of: Vec<u32>,
     /// The cell's sections in NEURON's order.
     pub sections: Vec<LocalSec>,
     /// Membrane mechanisms and point processes present, in NEURON's type order, each with the
@@ -155,8 +157,6 @@ pub struct Tile {
     /// cm of each capacitance node (`Template::cap_nodes`) and lane.
     pub cm: Col,
     cap_nodes: Vec<u32>,
-    /// Each node's entry in `cap_nodes` (u32::MAX: none).
-    cap_of: Vec<u32>,
     pub blocks: Vec<Block>,
     /// The spike detector of each section (at its middle, NEURON's default for a NetCon
     /// source): its node, and per (section, lane) its threshold, whether v is above it now
@@ -375,7 +375,11 @@ fn shape(model: &Model, order: &[usize], points: &[usize], parent_sec: &[Option<
         }
     }
     let (kid_start, kids) = children(&parent);
-    let template = Template { nnode: next, parent, kid_start, kids, sections, blocks, points: point_inst, inserted };
+    let mut template =
+        Template { nnode: next, parent, kid_start, kids, cap_of: vec![u32::MAX; next as usize], sections, blocks, points: point_inst, inserted };
+    for (c, nd) in template.cap_nodes().enumerate().collect::<Vec<_>>() {
+        template.cap_of[nd as usize] = c as u32;
+    }
     let member = Member { secs: order.iter().map(|&s| s as u32).collect(), points: points.iter().map(|&p| p as u32).collect() };
     (template, member)
 }
@@ -414,10 +418,6 @@ impl Tile {
             }
         }
         let cap_nodes: Vec<u32> = template.cap_nodes().collect();
-        let mut cap_of = vec![u32::MAX; template.nnode as usize];
-        for (c, &nd) in cap_nodes.iter().enumerate() {
-            cap_of[nd as usize] = c as u32;
-        }
         let det_nodes: Vec<u32> = template.sections.iter().map(|s| s.segment_node(0.5)).collect();
         let ndet = det_nodes.len() * lanes;
         let blocks = template.blocks.iter().map(|(id, nodes)| Block::new(id.def(), nodes.clone(), lanes)).collect();
@@ -434,7 +434,6 @@ impl Tile {
             rinv: vec![0.0; nn],
             cm: Col::new(cap_nodes.len() * lanes, 0.0),
             cap_nodes,
-            cap_of,
             blocks,
             det_nodes,
             thresh: Col::new(ndet, 0.0),
@@ -713,7 +712,7 @@ impl Tile {
         let cfac = 0.001 * (1.0 / dt);
         let t = &*self.template;
         let nn = t.nnode as usize;
-        let (parent, cap_of, cm) = (&t.parent[..nn], &self.cap_of[..nn], &self.cm[..]);
+        let (parent, cap_of, cm) = (&t.parent[..nn], &t.cap_of[..nn], &self.cm[..]);
         let (a, b) = (&self.a[..nn], &self.b[..nn]);
         let (rhs, d, v) = (&mut rhs[..nn], &mut d[..nn], &mut self.v[..nn]);
         for i in (0..nn).rev() {
@@ -735,9 +734,7 @@ impl Tile {
             }
             for &c in kids.iter().rev() {
                 let c = c as usize;
-                let pv = a[c] / d[c];
-                dd -= pv * b[c];
-                r -= pv * rhs[c];
+                (r, dd) = lanes::eliminate(r, dd, rhs[c], d[c], a[c], b[c]);
             }
             rhs[i] = r;
             d[i] = dd;
@@ -745,7 +742,7 @@ impl Tile {
         rhs[0] /= d[0];
         v[0] += rhs[0];
         for i in 1..nn {
-            let r = (rhs[i] - b[i] * rhs[parent[i] as usize]) / d[i];
+            let r = lanes::back_substitute(rhs[i], rhs[parent[i] as usize], b[i], d[i]);
             rhs[i] = r;
             v[i] += r;
         }
